@@ -1,0 +1,114 @@
+"""Checkpoint -> model: read safely, detect the layout, infer the architecture, validate, build.
+
+`load_checkpoint(path)` is the one entry point; it never folds. The result holds either an unfolded
+`DiracNet` (layouts a, b, d) or, for an already-folded source (layout c), the plain chain plus a literal
+transcription of the source's forward to verify it against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, UnknownLayoutError
+from ..fileio import sha256_file
+from ..models.dirac import DiracNet
+from ..models.plain import PlainNet, plain_layers
+from ..spec import DiracNetSpec
+from .formats import LAYOUTS, v2_folded
+from .infer import check_against, infer_spec
+from .reading import load_torch_file, unwrap
+
+
+@dataclass
+class LoadOptions:
+    """What a checkpoint cannot tell: trust, BN eps, and metadata for the folded artifact."""
+
+    trust_checkpoint: bool = False
+    bn_eps: float | None = None
+    input_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    sha256: str
+    layout: str
+    layout_description: str
+    spec: DiracNetSpec
+    model: nn.Module  # DiracNet, or OriginalFoldedNet for a folded source
+    plain: PlainNet | None = None  # set for a folded source
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def folded_source(self) -> bool:
+        return self.plain is not None
+
+
+def _describe_keys(obj) -> str:
+    if not isinstance(obj, dict):
+        return f"a {type(obj).__name__}, not a dict"
+    keys = [str(k) for k in obj]
+    seen = ", ".join(keys[:8]) + (f", ... ({len(keys)} keys)" if len(keys) > 8 else "")
+    inner = [f"{k} -> {', '.join(map(str, list(v)[:5]))}" for k, v in obj.items() if isinstance(v, dict)][:2]
+    return seen + (f" [{'; '.join(inner)}]" if inner else "")
+
+
+def detect_layout(obj):
+    """The layout module whose `detect` accepts `obj`, or UnknownLayoutError listing what was seen and expected."""
+    for layout in LAYOUTS:
+        if layout.detect(obj):
+            return layout
+    expected = "; ".join(f"{layout.NAME}: {layout.EXPECTED}" for layout in LAYOUTS)
+    raise UnknownLayoutError(f"unknown checkpoint layout. Keys seen: {_describe_keys(obj)}. Expected one of: {expected}")
+
+
+def _normalise_scales(sd: dict) -> None:
+    # Scalar alpha/beta were saved as shape [1] (or 0-d); the module stores them as 1-D vectors.
+    for k, v in list(sd.items()):
+        if isinstance(v, torch.Tensor) and (k.endswith(".alpha") or k.endswith(".beta")) and v.dim() != 1:
+            sd[k] = v.reshape(-1)
+
+
+def load_checkpoint(path: str | Path, options: LoadOptions | None = None) -> LoadedCheckpoint:
+    """Read any supported DiracNet checkpoint into an eval-mode model.
+
+    Raises:
+        CheckpointError and subclasses: unreadable, unsafe, unknown layout, inconsistent or non-finite tensors.
+    """
+    options = options or LoadOptions()
+    path = Path(path)
+    obj = unwrap(load_torch_file(path, trust=options.trust_checkpoint))
+    layout = detect_layout(obj)
+    raw = layout.read(obj)
+    sd = {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+          for k, v in raw.state_dict.items()}
+    overrides = dict(bn_eps=options.bn_eps, input_size=options.input_size, mean=options.mean, std=options.std)
+    if raw.folded:
+        source = {k.removeprefix("features."): v for k, v in obj.items()}
+        spec = infer_spec(source, **overrides)
+        plain = PlainNet(plain_layers(spec))
+        check_against(plain.state_dict(), sd, f"{layout.NAME} checkpoint")
+        plain.load_state_dict(sd)
+        reference = v2_folded.OriginalFoldedNet(obj, spec.stem, spec.convs_per_group)
+        return LoadedCheckpoint(path, sha256_file(path), layout.NAME, layout.DESCRIPTION, spec, reference.eval(),
+                                plain.eval(), raw.notes)
+    _normalise_scales(sd)
+    spec = infer_spec(sd, **overrides)
+    model = DiracNet(spec)
+    expected = model.state_dict()
+    for k, v in expected.items():  # BN counters are bookkeeping the original code never saved
+        if k.endswith("num_batches_tracked"):
+            sd.setdefault(k, torch.zeros_like(v))
+    check_against(expected, sd, f"{layout.NAME} checkpoint")
+    model.load_state_dict(sd)
+    return LoadedCheckpoint(path, sha256_file(path), layout.NAME, layout.DESCRIPTION, spec, model.eval(),
+                            None, raw.notes)
+
+
+__all__ = ["LoadOptions", "LoadedCheckpoint", "load_checkpoint", "detect_layout", "CheckpointError"]

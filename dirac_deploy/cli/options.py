@@ -1,0 +1,33 @@
+"""Options shared by commands that read checkpoints."""
+
+from __future__ import annotations
+
+import click
+
+from ..checkpoint import LoadOptions
+
+
+def _floats(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers such as 0.485,0.456,0.406, got {value!r}")
+
+
+def checkpoint_options(f):
+    """--trust-checkpoint, --bn-eps, --input-size, --mean, --std."""
+    f = click.option("--std", callback=_floats, help="Input std per channel, comma-separated (metadata).")(f)
+    f = click.option("--mean", callback=_floats, help="Input mean per channel, comma-separated (metadata).")(f)
+    f = click.option("--input-size", type=click.IntRange(min=8),
+                     help="Image size the net expects [default: 224 for ImageNet stems, 32 for CIFAR].")(f)
+    f = click.option("--bn-eps", type=click.FloatRange(min=0, min_open=True),
+                     help="Batch-norm epsilon of the source [default: 1e-5, the original code's].")(f)
+    f = click.option("--trust-checkpoint", is_flag=True,
+                     help="Allow full unpickling (can run arbitrary code). Only for files from a source you trust.")(f)
+    return f
+
+
+def load_options(trust_checkpoint, bn_eps, input_size, mean, std) -> LoadOptions:
+    return LoadOptions(trust_checkpoint=trust_checkpoint, bn_eps=bn_eps, input_size=input_size, mean=mean, std=std)

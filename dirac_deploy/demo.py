@@ -1,0 +1,44 @@
+"""The main job on the embedded default: fold the shipped digits DiracNet and show nothing was lost.
+
+Each step returns data; the CLI prints it. Later pipeline stages (export, bench) append their own step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .data import embedded_checkpoint, load_holdout
+from .fold.from_checkpoint import FoldReport, fold_checkpoint
+from .plainfile import load_plain
+
+
+@dataclass
+class DemoFold:
+    report: FoldReport
+    accuracy_unfolded: float
+    accuracy_folded: float
+    predictions_identical: bool
+    holdout_size: int
+
+
+@torch.no_grad()
+def _predict(model, x: torch.Tensor) -> torch.Tensor:
+    return model(x).argmax(1)
+
+
+def demo_fold(out_dir: str | Path) -> DemoFold:
+    """Fold the embedded checkpoint into `out_dir/digits_plain.pth` and compare held-out accuracy."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = embedded_checkpoint()
+    report = fold_checkpoint(ckpt, out_dir / "digits_plain.pth")
+    x, y = load_holdout()
+    unfolded = load_checkpoint(ckpt).model
+    folded = load_plain(report.output)
+    p_unfolded, p_folded = _predict(unfolded, x), _predict(folded, x)
+    return DemoFold(report, float((p_unfolded == y).float().mean()), float((p_folded == y).float().mean()),
+                    bool(torch.equal(p_unfolded, p_folded)), len(y))

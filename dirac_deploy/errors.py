@@ -1,0 +1,34 @@
+"""Typed user-facing errors.
+
+Every error a user can cause (a bad file, a wrong option, a model that fails its proof) is a
+`DiracDeployError`. The CLI prints its message as one line and exits non-zero; anything else is a
+bug and keeps its traceback.
+"""
+
+
+class DiracDeployError(Exception):
+    """Base class: the message says what failed, what was seen and how to fix it."""
+
+
+class CheckpointError(DiracDeployError):
+    """A checkpoint file cannot be read, is unsafe to read, or its contents are inconsistent."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file needs full unpickling (arbitrary code) and the caller did not opt in."""
+
+
+class UnknownLayoutError(CheckpointError):
+    """The keys match none of the supported checkpoint layouts."""
+
+
+class EquivalenceError(DiracDeployError):
+    """A transform's output does not reproduce its source within tolerance; nothing was written."""
+
+
+class MissingDependencyError(DiracDeployError):
+    """An optional dependency is not installed; the message names the install command."""
+
+
+class OutputPathError(DiracDeployError):
+    """An output path is unusable (equal to an input, unwritable directory, ...)."""

@@ -1,0 +1,98 @@
+"""Checkpoint file -> verified plain chain (-> plain.pth). The library side of `dirac-deploy fold` and `inspect`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import LoadedCheckpoint, LoadOptions, load_checkpoint
+from ..errors import EquivalenceError
+from ..fileio import check_output_path
+from ..models.plain import PlainNet
+from ..plainfile import save_plain
+from ..spec import DiracNetSpec
+from ..summary import count_flops, count_parameters
+from .fold import fold
+from .verify import DEFAULT_RTOL, Proof, compare, seeded_inputs
+
+
+@dataclass
+class InspectReport:
+    path: Path
+    sha256: str
+    layout: str
+    layout_description: str
+    spec: DiracNetSpec
+    parameters: int
+    flops: int
+    folded_source: bool
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FoldReport(InspectReport):
+    parameters_after: int = 0
+    flops_after: int = 0
+    proof: Proof | None = None
+    output: Path | None = None
+    plain: PlainNet | None = None
+
+
+def _inspect(loaded: LoadedCheckpoint) -> dict:
+    spec = loaded.spec
+    source_model = loaded.plain if loaded.folded_source else loaded.model
+    return dict(path=loaded.path, sha256=loaded.sha256, layout=loaded.layout,
+                layout_description=loaded.layout_description, spec=spec, folded_source=loaded.folded_source,
+                parameters=count_parameters(source_model),
+                flops=count_flops(source_model, spec.in_channels, spec.input_size), notes=list(loaded.notes))
+
+
+def inspect_checkpoint(path: str | Path, options: LoadOptions | None = None) -> InspectReport:
+    """What a checkpoint holds (layout, architecture, size), without folding it."""
+    return InspectReport(**_inspect(load_checkpoint(path, options)))
+
+
+def _meta(loaded: LoadedCheckpoint, proof: Proof) -> dict:
+    from .. import __version__
+
+    spec = loaded.spec
+    return {"source": {"file": loaded.path.name, "sha256": loaded.sha256}, "layout": loaded.layout,
+            "architecture": {"name": spec.name, **spec.to_dict()}, "fold_proof": proof.to_dict(),
+            "input_size": spec.input_size, "in_channels": spec.in_channels, "num_classes": spec.num_classes,
+            "mean": list(spec.mean), "std": list(spec.std),
+            "dirac_deploy_version": __version__, "torch_version": str(torch.__version__)}
+
+
+def fold_checkpoint(path: str | Path, output: str | Path | None = None, options: LoadOptions | None = None, *,
+                    check_batch: int = 4, seed: int = 0, rtol: float = DEFAULT_RTOL) -> FoldReport:
+    """Load any supported checkpoint, fold it, verify it and (if `output` is given) write `plain.pth`.
+
+    Nothing is written unless the proof passes. For an already-folded source the proof compares the remapped
+    chain against a literal transcription of the source's own forward.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read or understood.
+        EquivalenceError: the folded chain misses the tolerance (nothing written).
+        OutputPathError: `output` is the input or cannot be written.
+    """
+    if output is not None:
+        check_output_path(output, path)
+    loaded = load_checkpoint(path, options)
+    info = _inspect(loaded)
+    spec = loaded.spec
+    if loaded.folded_source:
+        plain = loaded.plain
+        inputs = seeded_inputs(check_batch, spec.in_channels, spec.input_size, seed)
+        proof = compare(loaded.model, plain, inputs, rtol=rtol, reference_name="source's own folded forward")
+        if not proof.ok:
+            raise EquivalenceError(f"remapped {spec.name} does not reproduce the source: {proof.describe()}")
+    else:
+        result = fold(loaded.model, check_batch=check_batch, seed=seed, rtol=rtol)
+        plain, proof = result.plain, result.proof
+    report = FoldReport(**info, parameters_after=count_parameters(plain),
+                        flops_after=count_flops(plain, spec.in_channels, spec.input_size), proof=proof, plain=plain)
+    if output is not None:
+        report.output = save_plain(output, plain, _meta(loaded, proof))
+    return report

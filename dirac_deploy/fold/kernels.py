@@ -1,0 +1,92 @@
+"""The fold math, once, as pure tensor functions.
+
+Notation (per output channel o): W is the raw conv weight [out, in, k, k], delta the Dirac kernel,
+alpha/beta the Dirac scales, (gamma, b, mu, var, eps) a batch norm. All functions are pure: they never
+modify their arguments. `fold_dirac_conv_bn` works in float64 and casts back, because the fold multiplies
+a per-channel BN scale gamma/sqrt(var+eps) into weights whose Dirac centre tap can be orders of magnitude
+larger than the rest of the filter; float32 rounding there is what shows up as logit error.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def dirac_delta(out_channels: int, in_channels: int, kernel_size: int, dtype=torch.float32) -> torch.Tensor:
+    """delta[o, i, c, c] = 1 if o == i < min(out, in), else 0, with c = k // 2.
+
+    Identical to `torch.nn.init.dirac_`: in non-square transition convs only the first min(out, in)
+    output channels carry the identity (v2 semantics; v1 tiled it instead).
+    """
+    delta = torch.zeros(out_channels, in_channels, kernel_size, kernel_size, dtype=dtype)
+    n = min(out_channels, in_channels)
+    c = kernel_size // 2
+    idx = torch.arange(n)
+    delta[idx, idx, c, c] = 1
+    return delta
+
+
+def normalize_filters(weight: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """W_o / max(||W_o||_2, eps): L2 over each output filter (in*k*k values), as `F.normalize(W.view(out, -1))`."""
+    flat = weight.reshape(weight.shape[0], -1)
+    norm = flat.norm(p=2, dim=1, keepdim=True).clamp_min(eps)
+    return (flat / norm).reshape(weight.shape)
+
+
+def _per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """View a scalar or length-`out` vector as [-1, 1, 1, 1] to scale output filters."""
+    return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def dirac_weight(weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """W_hat = beta (.) normalize(W) + alpha (.) delta, with alpha/beta scalar or per output channel."""
+    return _per_channel(beta, weight) * normalize_filters(weight) + _per_channel(alpha, weight) * delta
+
+
+def fuse_bn(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode batch norm that follows a conv into the conv.
+
+    s = gamma / sqrt(var + eps);  W' = s (.) W;  b' = s (.) (b - mu) + beta.
+    A missing conv bias is 0, a missing gamma 1, a missing beta 0 (affine=False BN).
+    """
+    out = weight.shape[0]
+    zeros = torch.zeros(out, dtype=weight.dtype)
+    bias = zeros if bias is None else bias
+    gamma = torch.ones(out, dtype=weight.dtype) if gamma is None else gamma
+    beta = zeros if beta is None else beta
+    scale = gamma / torch.sqrt(running_var + eps)
+    return _per_channel(scale, weight) * weight, scale * (bias - running_mean) + beta
+
+
+def fold_dirac_conv_bn(
+    weight: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    delta: torch.Tensor,
+    bn: dict[str, torch.Tensor | None],
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Dirac block's conv + BN as a single conv: W' = s (.) (beta normalize(W) + alpha delta), b' = beta_bn - s mu.
+
+    Computed in float64, returned in the dtype of `weight`. `bn` holds running_mean, running_var, weight, bias.
+    """
+    f64 = {k: (None if v is None else v.detach().to(torch.float64)) for k, v in bn.items()}
+    w_hat = dirac_weight(*(t.detach().to(torch.float64) for t in (weight, alpha, beta, delta)))
+    w, b = fuse_bn(w_hat, None, f64["running_mean"], f64["running_var"], f64["weight"], f64["bias"], eps)
+    return w.to(weight.dtype), b.to(weight.dtype)
+
+
+def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: dict[str, torch.Tensor | None], eps: float):
+    """A plain conv followed by BN (the stem) as one conv, in float64, cast back to the weight's dtype."""
+    f64 = {k: (None if v is None else v.detach().to(torch.float64)) for k, v in bn.items()}
+    b64 = None if bias is None else bias.detach().to(torch.float64)
+    w, b = fuse_bn(weight.detach().to(torch.float64), b64, f64["running_mean"], f64["running_var"], f64["weight"], f64["bias"], eps)
+    return w.to(weight.dtype), b.to(weight.dtype)

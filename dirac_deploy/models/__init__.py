@@ -1,0 +1,1 @@
+"""Model definitions: the trainable DiracNet, the folded plain chain, and the ResNet baseline."""

@@ -1,0 +1,105 @@
+"""DiracNet v2 as a trainable `nn.Module`, computing exactly what the original functional code computes.
+
+Block (pre-activation): o = BN(conv(relu(o), beta * normalize(W) + alpha * delta, padding=1)), no conv bias.
+ImageNet: conv7x7/2 -> BN (no ReLU) -> maxpool 3/2/1 -> groups with max-pool 2 between -> ReLU -> GAP -> fc.
+CIFAR:    conv3x3   -> BN -> ReLU               -> groups with max-pool 2 between -> ReLU -> GAP -> fc.
+Parameter names mirror the original flat keys: `conv`, `bn`, `group{g}.block{b}.{conv,bn}`, `fc`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..fold.kernels import dirac_delta, dirac_weight, fold_dirac_conv_bn
+from ..spec import DiracNetSpec
+
+
+class DiracConv2d(nn.Module):
+    """Conv whose weight is alpha * delta + beta * normalize(W) (Zagoruyko & Komodakis, v2).
+
+    `delta` is a persistent buffer so a checkpoint's own `eye...` tensor is used when it has one.
+    `fuse()` returns the equivalent plain `nn.Conv2d` (the hook `timm.utils.reparameterize_model` calls).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1,
+                 per_channel_scales: bool = True, alpha: float = 1.0, beta: float = 0.1):
+        super().__init__()
+        n = out_channels if per_channel_scales else 1
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.padding = kernel_size, padding
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        nn.init.kaiming_normal_(self.weight)
+        self.alpha = nn.Parameter(torch.full((n,), float(alpha)))
+        self.beta = nn.Parameter(torch.full((n,), float(beta)))
+        self.register_buffer("delta", dirac_delta(out_channels, in_channels, kernel_size))
+
+    def equivalent_weight(self) -> torch.Tensor:
+        """The weight the convolution actually uses (differentiable)."""
+        return dirac_weight(self.weight, self.alpha, self.beta, self.delta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.equivalent_weight(), padding=self.padding)
+
+    def fuse(self) -> nn.Conv2d:
+        """The equivalent plain conv (no bias), weight computed in float64."""
+        no_bn = {"running_mean": torch.zeros(self.out_channels), "running_var": torch.ones(self.out_channels),
+                 "weight": None, "bias": None}
+        w, _ = fold_dirac_conv_bn(self.weight, self.alpha, self.beta, self.delta, no_bn, eps=0.0)
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, padding=self.padding, bias=False)
+        conv.weight.data.copy_(w)
+        return conv.to(self.weight.device)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, padding={self.padding}"
+
+
+class DiracBlock(nn.Module):
+    """relu -> DiracConv2d -> BatchNorm2d (pre-activation)."""
+
+    def __init__(self, in_channels: int, out_channels: int, spec: DiracNetSpec):
+        super().__init__()
+        self.conv = DiracConv2d(in_channels, out_channels, per_channel_scales=spec.per_channel_scales)
+        self.bn = nn.BatchNorm2d(out_channels, eps=spec.bn_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(F.relu(x)))
+
+
+class DiracNet(nn.Module):
+    """DiracNet v2 (ImageNet or CIFAR stem) built from a `DiracNetSpec`."""
+
+    def __init__(self, spec: DiracNetSpec):
+        super().__init__()
+        self.spec = spec
+        w0 = spec.widths[0]
+        if spec.stem == "imagenet":
+            self.conv = nn.Conv2d(spec.in_channels, w0, 7, stride=2, padding=3, bias=False)
+        else:
+            self.conv = nn.Conv2d(spec.in_channels, w0, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(w0, eps=spec.bn_eps)
+        prev = w0
+        for g, (width, count) in enumerate(zip(spec.widths, spec.convs_per_group)):
+            blocks = nn.Sequential()
+            for b in range(count):
+                blocks.add_module(f"block{b}", DiracBlock(prev if b == 0 else width, width, spec))
+            self.add_module(f"group{g}", blocks)
+            prev = width
+        self.fc = nn.Linear(prev, spec.num_classes)
+
+    def groups(self) -> list[nn.Sequential]:
+        return [getattr(self, f"group{g}") for g in range(len(self.spec.widths))]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = self.bn(self.conv(x))
+        if self.spec.stem == "imagenet":
+            o = F.max_pool2d(o, 3, 2, 1)
+        else:
+            o = F.relu(o)
+        for g, group in enumerate(self.groups()):
+            if g > 0:
+                o = F.max_pool2d(o, 2)
+            o = group(o)
+        o = F.adaptive_avg_pool2d(F.relu(o), 1).flatten(1)
+        return self.fc(o)

@@ -1,0 +1,114 @@
+"""Architecture descriptions: what a checkpoint holds, independent of its file layout.
+
+`DiracNetSpec` describes the unfolded DiracNet v2 family; `LayerSpec` is one layer of a folded plain
+chain. Both are plain data (ints, floats, strings, tuples) so they survive `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class DiracNetSpec:
+    """A DiracNet v2 as the original training code builds it.
+
+    Attributes:
+        stem: "imagenet" (conv7x7/2 -> BN -> maxpool 3/2/1) or "cifar" (conv3x3 -> BN -> ReLU).
+        widths: output channels of each group (64,128,256,512 x width for ImageNet; 16,32,64 x width for CIFAR).
+        convs_per_group: number of Dirac blocks in each group (2 x blocks[g] in the original code).
+        num_classes: rows of the fc layer.
+        in_channels: input image channels.
+        per_channel_scales: alpha/beta are vectors of length `out` (True, v2 release) or scalars (False).
+        bn_eps: batch-norm epsilon of the source (F.batch_norm default 1e-5 in the original code).
+        input_size: spatial size the network is meant for (metadata; the model accepts other sizes).
+        mean, std: input normalization the network was trained with (metadata).
+    """
+
+    stem: str
+    widths: tuple[int, ...]
+    convs_per_group: tuple[int, ...]
+    num_classes: int
+    in_channels: int = 3
+    per_channel_scales: bool = True
+    bn_eps: float = 1e-5
+    input_size: int = 224
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
+        if len(self.widths) != len(self.convs_per_group) or not self.widths:
+            raise ValueError("widths and convs_per_group must be non-empty and of equal length")
+
+    @property
+    def depth(self) -> int:
+        """Depth as the paper names it: ImageNet counts convs + fc (18, 34); CIFAR uses 6n+4."""
+        if self.stem == "imagenet":
+            return sum(self.convs_per_group) + 2
+        return sum(self.convs_per_group) + 4
+
+    @property
+    def width(self) -> float:
+        """Width multiplier relative to the original base widths."""
+        base = 64 if self.stem == "imagenet" else 16
+        return self.widths[0] / base
+
+    @property
+    def name(self) -> str:
+        kind = "ImageNet" if self.stem == "imagenet" else "CIFAR"
+        return f"DiracNet-{self.depth}-{self.width:g} ({kind} stem, {self.num_classes} classes)"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DiracNetSpec":
+        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**fields)
+
+
+def imagenet_spec(depth: int = 18, width: float = 1.0, num_classes: int = 1000, **kw) -> DiracNetSpec:
+    """DiracNet-18/34 as in the paper: blocks [2,2,2,2] / [3,4,6,3], two Dirac convs per block."""
+    blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+    if depth not in blocks:
+        raise ValueError(f"ImageNet DiracNet depth must be 18 or 34, got {depth}")
+    widths = tuple(int(w * width) for w in (64, 128, 256, 512))
+    return DiracNetSpec("imagenet", widths, tuple(2 * b for b in blocks[depth]), num_classes, **kw)
+
+
+def cifar_spec(depth: int = 34, width: float = 1.0, num_classes: int = 10, **kw) -> DiracNetSpec:
+    """CIFAR DiracNet-(6n+4): three groups of 2n Dirac convs, widths 16,32,64 x width."""
+    if depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"CIFAR DiracNet depth must be 6n+4 with n >= 1, got {depth}")
+    n = (depth - 4) // 6
+    widths = tuple(int(w * width) for w in (16, 32, 64))
+    kw.setdefault("input_size", 32)
+    kw.setdefault("mean", CIFAR_MEAN)
+    kw.setdefault("std", CIFAR_STD)
+    return DiracNetSpec("cifar", widths, (2 * n,) * 3, num_classes, **kw)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of a plain chain: kind in {conv, relu, maxpool, gap, flatten, linear}.
+
+    `name` is a legal module name (no dots); `args` holds the constructor arguments.
+    """
+
+    kind: str
+    name: str
+    args: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "args": dict(self.args)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LayerSpec":
+        return cls(d["kind"], d["name"], dict(d.get("args", {})))

@@ -1,0 +1,178 @@
+"""An independent functional reference of the original DiracNet v2 code, for tests only.
+
+Written from the paper and the original repository's functional definition (flat `params` dict, F.conv2d),
+never from dirac_deploy: it imports nothing from the package. It builds random checkpoints in every
+historic layout, computes the original forward, and folds the way the original export notebook does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_BLOCKS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
+
+
+def eye_name(shape) -> str:
+    return "eye" + "_".join(map(str, shape))
+
+
+def define_params(dataset: str, depth: int, width: float = 1.0, num_classes: int | None = None,
+                  per_channel: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Flat params as the original master train.py holds them, with realistic trained-looking values.
+
+    BN running stats and affine parameters and alpha/beta are randomised (not left at their init), so a fold
+    that ignored any of them would fail the comparison.
+    """
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*s):
+        return torch.randn(*s, generator=g)
+
+    def uniform(lo, hi, *s):
+        return lo + (hi - lo) * torch.rand(*s, generator=g)
+
+    p: dict[str, torch.Tensor] = {}
+
+    def bn(name, n):
+        p[f"{name}.weight"] = uniform(0.2, 1.5, n)
+        p[f"{name}.bias"] = uniform(-0.5, 0.5, n)
+        p[f"{name}.running_mean"] = uniform(-1.0, 1.0, n)
+        p[f"{name}.running_var"] = uniform(0.3, 3.0, n)
+
+    if dataset == "imagenet":
+        widths = [int(w * width) for w in (64, 128, 256, 512)]
+        counts = [2 * b for b in IMAGENET_BLOCKS[depth]]
+        p["conv"] = randn(widths[0], 3, 7, 7) * (2 / (3 * 49)) ** 0.5
+        num_classes = num_classes or 1000
+    else:
+        n = (depth - 4) // 6
+        widths = [int(w * width) for w in (16, 32, 64)]
+        counts = [2 * n] * 3
+        p["conv"] = randn(widths[0], 3, 3, 3) * (2 / 27) ** 0.5
+        num_classes = num_classes or 10
+    bn("bn", widths[0])
+    prev = widths[0]
+    for gi, (w, count) in enumerate(zip(widths, counts)):
+        for b in range(count):
+            ni = prev if b == 0 else w
+            base = f"group{gi}.block{b}"
+            p[f"{base}.conv"] = randn(w, ni, 3, 3)
+            k = w if per_channel else 1
+            p[f"{base}.alpha"] = uniform(0.5, 1.5, k)
+            p[f"{base}.beta"] = uniform(0.05, 0.5, k)
+            bn(f"{base}.bn", w)
+            delta = torch.zeros(w, ni, 3, 3)
+            torch.nn.init.dirac_(delta)
+            p[eye_name(delta.shape)] = delta
+        prev = w
+    p["fc.weight"] = randn(num_classes, prev) * (1 / prev) ** 0.5
+    p["fc.bias"] = uniform(-0.1, 0.1, num_classes)
+    return p
+
+
+def _batch_norm(x, p, base):
+    return F.batch_norm(x, p[f"{base}.running_mean"], p[f"{base}.running_var"], p[f"{base}.weight"],
+                        p[f"{base}.bias"], training=False)  # eps = 1e-5, the F.batch_norm default
+
+
+def _group_counts(p):
+    counts = []
+    g = 0
+    while f"group{g}.block0.conv" in p:
+        b = 0
+        while f"group{g}.block{b}.conv" in p:
+            b += 1
+        counts.append(b)
+        g += 1
+    return counts
+
+
+def forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The original v2 functional forward (master diracnet.py, with the final ReLU of commit 93d38e3)."""
+    imagenet = p["conv"].shape[-1] == 7
+    if imagenet:
+        o = _batch_norm(F.conv2d(x, p["conv"], padding=3, stride=2), p, "bn")
+        o = F.max_pool2d(o, 3, 2, 1)
+    else:
+        o = F.relu(_batch_norm(F.conv2d(x, p["conv"], padding=1), p, "bn"))
+    for gi, count in enumerate(_group_counts(p)):
+        if gi > 0:
+            o = F.max_pool2d(o, 2)
+        for b in range(count):
+            base = f"group{gi}.block{b}"
+            w = p[f"{base}.conv"]
+            alpha = p[f"{base}.alpha"].view(-1, 1, 1, 1).expand_as(w)
+            beta = p[f"{base}.beta"].view(-1, 1, 1, 1).expand_as(w)
+            delta = p[eye_name(w.shape)]
+            w_hat = beta * F.normalize(w.view(w.size(0), -1)).view_as(w) + alpha * delta
+            o = _batch_norm(F.conv2d(F.relu(o), w_hat, padding=1), p, f"{base}.bn")
+    o = F.relu(o)
+    o = F.avg_pool2d(o, o.size(-1))
+    return F.linear(o.view(o.size(0), -1), p["fc.weight"], p["fc.bias"])
+
+
+def notebook_fold(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The export notebook's fold(), keyed as the published folded files (`features.*`, `fc.*`)."""
+    out = {}
+
+    def bn_scale(base):
+        a = p[f"{base}.weight"] / torch.sqrt(p[f"{base}.running_var"] + 1e-5)
+        return a, p[f"{base}.bias"] - p[f"{base}.running_mean"] * a
+
+    a, b = bn_scale("bn")
+    out["features.conv.weight"] = p["conv"] * a.view(-1, 1, 1, 1)
+    out["features.conv.bias"] = b
+    for gi, count in enumerate(_group_counts(p)):
+        for bi in range(count):
+            base = f"group{gi}.block{bi}"
+            w = p[f"{base}.conv"]
+            w_hat = (p[f"{base}.beta"].view(-1, 1, 1, 1) * F.normalize(w.view(w.size(0), -1)).view_as(w)
+                     + p[f"{base}.alpha"].view(-1, 1, 1, 1) * p[eye_name(w.shape)])
+            a, b = bn_scale(f"{base}.bn")
+            out[f"features.{base}.conv.weight"] = w_hat * a.view(-1, 1, 1, 1)
+            out[f"features.{base}.conv.bias"] = b
+    out["fc.weight"], out["fc.bias"] = p["fc.weight"], p["fc.bias"]
+    return out
+
+
+# --- the historic layouts -------------------------------------------------------------------------------
+
+def as_flat_params(p):
+    """(a) master train.py model.pt7."""
+    return {"params": dict(p), "epoch": 90, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}}
+
+
+def as_params_stats(p):
+    """(b) published unfolded checkpoints: weights in params, running stats and eye deltas in stats."""
+    stats = {k: v for k, v in p.items() if "running_" in k or k.startswith("eye")}
+    params = {k: v for k, v in p.items() if k not in stats}
+    return {"params": params, "stats": stats}
+
+
+def as_folded(p):
+    """(c) published folded state_dict."""
+    return notebook_fold(p)
+
+
+def as_native(p):
+    """(d) dirac-deploy's own DiracNet state_dict naming (renamed by hand here, not by the package)."""
+    out = {}
+    for k, v in p.items():
+        if k.startswith("eye"):
+            continue
+        if k == "conv":
+            out["conv.weight"] = v
+        elif k.endswith(".conv"):
+            out[k + ".weight"] = v
+            out[k + ".delta"] = p[eye_name(v.shape)]
+        elif k.endswith(".alpha") or k.endswith(".beta"):
+            block, name = k.rsplit(".", 1)
+            out[f"{block}.conv.{name}"] = v
+        else:
+            out[k] = v
+    return out
+
+
+LAYOUT_WRITERS = {"v2-flat-params": as_flat_params, "v2-params-stats": as_params_stats,
+                  "v2-folded": as_folded, "dirac-deploy": as_native}
