@@ -12,6 +12,7 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .data import embedded_checkpoint, load_holdout
+from .export.from_file import ExportReport, export_file
 from .fold.from_checkpoint import FoldReport, fold_checkpoint
 from .plainfile import load_plain
 
@@ -42,3 +43,11 @@ def demo_fold(out_dir: str | Path) -> DemoFold:
     p_unfolded, p_folded = _predict(unfolded, x), _predict(folded, x)
     return DemoFold(report, float((p_unfolded == y).float().mean()), float((p_folded == y).float().mean()),
                     bool(torch.equal(p_unfolded, p_folded)), len(y))
+
+
+def demo_export(out_dir: str | Path) -> ExportReport:
+    """Export the embedded default to ONNX, folded and as trained, into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return export_file(embedded_checkpoint(), out_dir / "digits.onnx", unfolded=True,
+                       triton_repo=out_dir / "triton", name="digits_diracnet")

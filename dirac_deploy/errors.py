@@ -32,3 +32,7 @@ class MissingDependencyError(DiracDeployError):
 
 class OutputPathError(DiracDeployError):
     """An output path is unusable (equal to an input, unwritable directory, ...)."""
+
+
+class ExportError(DiracDeployError):
+    """An export step failed (graph audit, checker, unsupported option); nothing was written."""

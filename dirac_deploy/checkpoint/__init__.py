@@ -82,8 +82,14 @@ def load_checkpoint(path: str | Path, options: LoadOptions | None = None) -> Loa
         CheckpointError and subclasses: unreadable, unsafe, unknown layout, inconsistent or non-finite tensors.
     """
     options = options or LoadOptions()
+    return checkpoint_from_object(load_torch_file(path, trust=options.trust_checkpoint), path, options)
+
+
+def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = None) -> LoadedCheckpoint:
+    """`load_checkpoint` for an object already read with `load_torch_file` from `path`."""
+    options = options or LoadOptions()
     path = Path(path)
-    obj = unwrap(load_torch_file(path, trust=options.trust_checkpoint))
+    obj = unwrap(obj)
     layout = detect_layout(obj)
     raw = layout.read(obj)
     sd = {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
@@ -111,4 +117,4 @@ def load_checkpoint(path: str | Path, options: LoadOptions | None = None) -> Loa
                             None, raw.notes)
 
 
-__all__ = ["LoadOptions", "LoadedCheckpoint", "load_checkpoint", "detect_layout", "CheckpointError"]
+__all__ = ["LoadOptions", "LoadedCheckpoint", "checkpoint_from_object", "load_checkpoint", "detect_layout", "CheckpointError"]

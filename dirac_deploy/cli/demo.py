@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..demo import demo_fold
+from ..demo import demo_export, demo_fold
 from . import main
 from .render import console, human, kv_table
 
@@ -31,3 +31,15 @@ def demo(out):
     ]))
     if not d.predictions_identical:
         raise click.ClickException("folded and unfolded predictions differ on the held-out split")
+
+    console().rule("2. export")
+    with console().status("exporting to ONNX (folded and as trained) ..."):
+        e = demo_export(out)
+    o = e.onnx
+    console().print(kv_table("ONNX", [
+        ("folded graph", f"{o.folded.node_count} nodes ({', '.join(f'{k} x{v}' for k, v in o.folded.nodes.items())})"),
+        ("unfolded graph", f"{o.unfolded.node_count} nodes ({', '.join(f'{k} x{v}' for k, v in list(o.unfolded.nodes.items())[:6])}, ...)"),
+        ("ORT parity", "; ".join(f"batch {p.batch}: {p.max_rel_error:.2g} of max|logit|, top-1 {p.top1_agreement:.0%}"
+                                 for p in o.folded.parity)),
+        ("wrote", f"{o.folded.path}, {o.unfolded.path}, {e.triton[0].config_path.parent}"),
+    ]))

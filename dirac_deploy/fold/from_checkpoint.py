@@ -54,7 +54,8 @@ def inspect_checkpoint(path: str | Path, options: LoadOptions | None = None) -> 
     return InspectReport(**_inspect(load_checkpoint(path, options)))
 
 
-def _meta(loaded: LoadedCheckpoint, proof: Proof) -> dict:
+def plain_meta(loaded: LoadedCheckpoint, proof: Proof) -> dict:
+    """Provenance stored with a folded chain: source hash, layout, architecture, fold proof, input spec."""
     from .. import __version__
 
     spec = loaded.spec
@@ -63,6 +64,24 @@ def _meta(loaded: LoadedCheckpoint, proof: Proof) -> dict:
             "input_size": spec.input_size, "in_channels": spec.in_channels, "num_classes": spec.num_classes,
             "mean": list(spec.mean), "std": list(spec.std),
             "dirac_deploy_version": __version__, "torch_version": str(torch.__version__)}
+
+
+def fold_loaded(loaded: LoadedCheckpoint, *, check_batch: int = 4, seed: int = 0,
+                rtol: float = DEFAULT_RTOL) -> FoldReport:
+    """Fold and verify an already-loaded checkpoint (see `fold_checkpoint`); writes nothing."""
+    info = _inspect(loaded)
+    spec = loaded.spec
+    if loaded.folded_source:
+        plain = loaded.plain
+        inputs = seeded_inputs(check_batch, spec.in_channels, spec.input_size, seed)
+        proof = compare(loaded.model, plain, inputs, rtol=rtol, reference_name="source's own folded forward")
+        if not proof.ok:
+            raise EquivalenceError(f"remapped {spec.name} does not reproduce the source: {proof.describe()}")
+    else:
+        result = fold(loaded.model, check_batch=check_batch, seed=seed, rtol=rtol)
+        plain, proof = result.plain, result.proof
+    return FoldReport(**info, parameters_after=count_parameters(plain),
+                      flops_after=count_flops(plain, spec.in_channels, spec.input_size), proof=proof, plain=plain)
 
 
 def fold_checkpoint(path: str | Path, output: str | Path | None = None, options: LoadOptions | None = None, *,
@@ -80,19 +99,7 @@ def fold_checkpoint(path: str | Path, output: str | Path | None = None, options:
     if output is not None:
         check_output_path(output, path)
     loaded = load_checkpoint(path, options)
-    info = _inspect(loaded)
-    spec = loaded.spec
-    if loaded.folded_source:
-        plain = loaded.plain
-        inputs = seeded_inputs(check_batch, spec.in_channels, spec.input_size, seed)
-        proof = compare(loaded.model, plain, inputs, rtol=rtol, reference_name="source's own folded forward")
-        if not proof.ok:
-            raise EquivalenceError(f"remapped {spec.name} does not reproduce the source: {proof.describe()}")
-    else:
-        result = fold(loaded.model, check_batch=check_batch, seed=seed, rtol=rtol)
-        plain, proof = result.plain, result.proof
-    report = FoldReport(**info, parameters_after=count_parameters(plain),
-                        flops_after=count_flops(plain, spec.in_channels, spec.input_size), proof=proof, plain=plain)
+    report = fold_loaded(loaded, check_batch=check_batch, seed=seed, rtol=rtol)
     if output is not None:
-        report.output = save_plain(output, plain, _meta(loaded, proof))
+        report.output = save_plain(output, report.plain, plain_meta(loaded, report.proof))
     return report

@@ -1,0 +1,71 @@
+"""`dirac-deploy export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..export.from_file import export_file
+from ..export.onnx import DEFAULT_OPSET
+from ..export.tensorrt import BatchRange
+from . import main
+from .options import checkpoint_options, load_options
+from .render import console, kv_table
+
+
+def _histogram(nodes: dict[str, int]) -> str:
+    return ", ".join(f"{op} x{n}" for op, n in nodes.items())
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), help="Write the folded model as ONNX here.")
+@click.option("--unfolded", is_flag=True,
+              help="Also export the model as trained (no folding, no simplification) to <onnx>.unfolded.onnx.")
+@click.option("--trt", "trt_path", type=click.Path(path_type=Path), help="Build a TensorRT engine (.plan) here.")
+@click.option("--fp16", is_flag=True, help="Build the TensorRT engine from an fp16 ONNX (weights scanned first).")
+@click.option("--workspace-mb", type=click.IntRange(min=16), default=1024, show_default=True,
+              help="TensorRT builder workspace limit.")
+@click.option("--triton-repo", type=click.Path(path_type=Path), help="Write a Triton model repository here.")
+@click.option("--name", help="Model name in the Triton repository [default: MODEL's file stem].")
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, help="ONNX opset (>= 18).")
+@click.option("--batch-range", default="1:8:32", show_default=True,
+              help="MIN:OPT:MAX batch sizes: TensorRT profile, Triton max_batch_size, parity check at 1 and OPT.")
+@checkpoint_options
+def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo, name, opset, batch_range, **opts):
+    """Export MODEL (a plain.pth from fold, or any checkpoint fold reads) to ONNX, TensorRT and Triton.
+
+    The ONNX graph is checked (onnx.checker, strict shape inference), simplified (onnxsim), audited (only
+    Conv, Relu, MaxPool, global pooling, Flatten/Reshape and Gemm may remain) and run in ONNX Runtime against
+    the PyTorch model at batch 1 and OPT. Any failure writes nothing.
+    """
+    r = export_file(model, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo, name=name,
+                    opset=opset, batch_range=BatchRange.parse(batch_range), workspace_mb=workspace_mb, fp16=fp16,
+                    options=load_options(**opts))
+    o = r.onnx
+    rows = [("model", f"{r.model} ({r.source})"), ("architecture", r.architecture), ("opset", str(o.opset)),
+            ("folded graph", f"{o.folded.node_count} nodes: {_histogram(o.folded.nodes)}")]
+    if o.unfolded is not None:
+        rows.append(("unfolded graph", f"{o.unfolded.node_count} nodes: {_histogram(o.unfolded.nodes)}"))
+    rows.append(("audit", "passed: nothing but the plain chain is left"))
+    for p in o.folded.parity:
+        rows.append((f"ORT parity b={p.batch}", f"max abs {p.max_abs_error:.3g} ({p.max_rel_error:.3g} of max|logit|), "
+                                               f"top-1 {p.top1_agreement:.0%}"))
+    if o.folded.path:
+        rows.append(("wrote", str(o.folded.path)))
+    if o.unfolded is not None and o.unfolded.path:
+        rows.append(("wrote", f"{o.unfolded.path} (unfolded, as trained)"))
+    if r.fp16_findings is not None:
+        if not r.fp16_findings:
+            rows.append(("fp16 scan", "all folded weights are normal fp16 numbers"))
+        for f in r.fp16_findings:
+            rows.append(("fp16 scan", f"{f.tensor}: {f.overflow} overflow, {f.subnormal} subnormal of {f.numel} "
+                                      f"(max |w| {f.max_abs:.3g})"))
+    if r.engine is not None:
+        e = r.engine
+        rows.append(("TensorRT", f"{e.path} ({e.size_bytes:,} bytes, TensorRT {e.tensorrt_version}, batch "
+                                 f"{e.batch_range.min}:{e.batch_range.opt}:{e.batch_range.max})"))
+    for t in r.triton:
+        rows.append(("Triton", f"{t.config_path.parent} ({t.platform})"))
+    console().print(kv_table(f"Exported {r.architecture}", rows))

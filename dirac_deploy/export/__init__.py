@@ -1,0 +1,1 @@
+"""Export a plain chain to ONNX (audited, parity-checked), TensorRT engines and Triton model repositories."""

@@ -1,0 +1,215 @@
+"""Plain chain -> one self-contained, audited, parity-checked ONNX file.
+
+Pipeline: dynamo `torch.onnx.export` (dynamic batch axis, input `input`, output `logits`) -> onnx.checker
+(full check) -> strict shape inference -> onnxsim -> graph audit (only chain ops) -> ONNX Runtime vs PyTorch
+at batch 1 and a larger batch -> metadata_props -> atomic write. Any failure raises and writes nothing.
+
+`--unfolded` exports the model as trained with the exporter's optimizer off, so the Dirac parameterization
+and BatchNormalization stay visible; it is parity-checked but, by design, not audited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from ..errors import EquivalenceError, ExportError
+from ..fileio import atomic_write
+from ..fold.verify import DEFAULT_RTOL, Proof, compare_logits, seeded_inputs
+from .audit import audit_violations, op_histogram
+
+MIN_OPSET = 18  # the dynamo exporter's floor
+DEFAULT_OPSET = 20
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+@dataclass
+class GraphReport:
+    """One exported graph: where it went, what it holds, and its ONNX Runtime parity at each checked batch."""
+
+    path: Path | None
+    nodes: dict[str, int]
+    parity: list[Proof] = field(default_factory=list)
+
+    @property
+    def node_count(self) -> int:
+        return sum(self.nodes.values())
+
+
+@dataclass
+class OnnxExport:
+    folded: GraphReport
+    opset: int
+    metadata: dict[str, str]
+    unfolded: GraphReport | None = None
+    model: onnx.ModelProto | None = field(default=None, repr=False)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    # The exporter logs one warning per missing torchvision op and prints progress; neither concerns users.
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def to_onnx_proto(model: torch.nn.Module, example: torch.Tensor, *, opset: int, optimize: bool) -> onnx.ModelProto:
+    """Dynamo export with a dynamic batch axis; returns the in-memory ModelProto (no external data)."""
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too low: the torch.onnx (dynamo) exporter produces opset >= {MIN_OPSET}; "
+                          f"use --opset {MIN_OPSET} or higher")
+    try:
+        with _quiet_exporter():
+            program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME],
+                                        output_names=[OUTPUT_NAME], opset_version=opset,
+                                        dynamic_shapes=({0: "batch"},), optimize=optimize, verbose=False)
+    except Exception as e:  # the exporter raises many types; all mean "could not export"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"torch.onnx.export failed: {first}") from e
+    return program.model_proto
+
+
+def check_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx.checker (full check) and strict, type-checked shape inference; returns the inferred model."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportError(f"exported graph is invalid: {str(e).strip().splitlines()[0]}") from None
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxsim: constant folding and graph cleanup to a fixed point."""
+    import onnxsim
+
+    with _quiet_exporter():
+        simplified, ok = onnxsim.simplify(model)
+    if not ok:
+        raise ExportError("onnxsim could not validate the simplified graph")
+    return simplified
+
+
+def ort_session(model: onnx.ModelProto, *, optimized: bool = True, threads: int = 0):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = threads
+    if not optimized:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def ort_parity(model: onnx.ModelProto, reference: torch.nn.Module, input_shape: tuple[int, int, int],
+               batches: tuple[int, ...], *, rtol: float = DEFAULT_RTOL, seed: int = 0) -> list[Proof]:
+    """ONNX Runtime (CPU) output vs the PyTorch module, one Proof per batch size."""
+    session = ort_session(model)
+    proofs = []
+    for b in batches:
+        x = seeded_inputs(b, input_shape[0], input_shape[1], seed + b)
+        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
+        proofs.append(compare_logits(reference(x), np.asarray(got), rtol=rtol, input_shape=tuple(x.shape),
+                                     reference_name="PyTorch model"))
+    return proofs
+
+
+def _raise_on_parity(proofs: list[Proof], what: str) -> None:
+    bad = [p for p in proofs if not p.ok]
+    if bad:
+        detail = "; ".join(f"output '{OUTPUT_NAME}' at batch {p.batch}: {p.describe()}" for p in bad)
+        raise EquivalenceError(f"{what} does not match PyTorch in ONNX Runtime: {detail}")
+
+
+def metadata_props(meta: dict) -> dict[str, str]:
+    """The provenance recorded in the ONNX file (strings; lists as JSON)."""
+    arch = meta.get("architecture", {})
+    proof = meta.get("fold_proof", {})
+    props = {
+        "dirac_deploy.source_sha256": meta.get("source", {}).get("sha256", ""),
+        "dirac_deploy.layout": meta.get("layout", ""),
+        "dirac_deploy.architecture": arch.get("name", ""),
+        "dirac_deploy.input_size": str(meta.get("input_size", "")),
+        "dirac_deploy.mean": json.dumps(meta.get("mean", [])),
+        "dirac_deploy.std": json.dumps(meta.get("std", [])),
+        "dirac_deploy.fold_max_abs_error": repr(proof.get("max_abs_error", "")),
+        "dirac_deploy.fold_max_rel_error": repr(proof.get("max_rel_error", "")),
+        "dirac_deploy.version": str(meta.get("dirac_deploy_version", "")),
+    }
+    return {k: v for k, v in props.items() if v not in ("", "''")}
+
+
+def _set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    model.producer_name = "dirac-deploy"
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(model.SerializeToString()))
+
+
+def export_onnx(plain: torch.nn.Module, path: str | Path | None, *, input_shape: tuple[int, int, int],
+                meta: dict | None = None, opset: int = DEFAULT_OPSET, check_batches: tuple[int, ...] = (1, 8),
+                rtol: float = DEFAULT_RTOL, unfolded_model: torch.nn.Module | None = None,
+                unfolded_path: str | Path | None = None) -> OnnxExport:
+    """Export a folded chain to ONNX, prove it, and write it.
+
+    Args:
+        plain: the folded model (eval mode).
+        path: output `.onnx` (None: build and verify only).
+        input_shape: (channels, height, width) of one image.
+        meta: the plain file's metadata, recorded as metadata_props.
+        opset: ONNX opset (>= 18).
+        check_batches: batch sizes of the ONNX Runtime parity check.
+        rtol: parity tolerance on max|error| / max|logit|, with identical top-1.
+        unfolded_model / unfolded_path: also export the model as trained (not simplified, not audited).
+
+    Raises:
+        ExportError: export, checker, shape inference or the audit failed (names the offending nodes).
+        EquivalenceError: ONNX Runtime output differs from PyTorch beyond tolerance.
+    """
+    example = seeded_inputs(2, *input_shape[:2])
+    model = simplify(check_graph(to_onnx_proto(plain.eval(), example, opset=opset, optimize=True)))
+    violations = audit_violations(model)
+    if violations:
+        raise ExportError(f"folded graph failed the audit: {len(violations)} node(s) outside the plain chain: "
+                          f"{', '.join(violations[:8])}{' ...' if len(violations) > 8 else ''}")
+    proofs = ort_parity(model, plain, input_shape, check_batches, rtol=rtol)
+    _raise_on_parity(proofs, "the folded ONNX graph")
+    props = metadata_props(meta or {})
+    _set_metadata(model, props)
+    report = OnnxExport(GraphReport(None, op_histogram(model), proofs), opset, props, model=model)
+
+    if unfolded_model is not None:
+        raw = check_graph(to_onnx_proto(unfolded_model.eval(), example, opset=opset, optimize=False))
+        raw_proofs = ort_parity(raw, unfolded_model, input_shape, check_batches, rtol=rtol)
+        _raise_on_parity(raw_proofs, "the unfolded ONNX graph")
+        _set_metadata(raw, {**props, "dirac_deploy.graph": "unfolded (as trained)"})
+        report.unfolded = GraphReport(None, op_histogram(raw), raw_proofs)
+    # Write only after everything passed.
+    if path is not None:
+        _save(model, Path(path))
+        report.folded.path = Path(path)
+    if report.unfolded is not None and unfolded_path is not None:
+        _save(raw, Path(unfolded_path))
+        report.unfolded.path = Path(unfolded_path)
+    return report
