@@ -12,6 +12,8 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .data import embedded_checkpoint, load_holdout
+from .bench.report import write_json, write_plot
+from .bench.run import BenchConfig, BenchResult, run_benchmark
 from .export.from_file import ExportReport, export_file
 from .fold.from_checkpoint import FoldReport, fold_checkpoint
 from .plainfile import load_plain
@@ -51,3 +53,14 @@ def demo_export(out_dir: str | Path) -> ExportReport:
     out_dir.mkdir(parents=True, exist_ok=True)
     return export_file(embedded_checkpoint(), out_dir / "digits.onnx", unfolded=True,
                        triton_repo=out_dir / "triton", name="digits_diracnet")
+
+
+def demo_bench(out_dir: str | Path, progress=lambda msg: None) -> tuple[BenchResult, Path, Path]:
+    """A short benchmark of the embedded default (CPU; batches 1 and 8): JSON and plot into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = BenchConfig(model_path=embedded_checkpoint(), batches=(1, 8), warmup=2, iters=20, max_seconds=0.5)
+    result = run_benchmark(cfg, progress)
+    json_path = write_json(out_dir / "bench.json", result.to_json())
+    png_path = write_plot(out_dir / "bench.png", result.records, f"{result.env['model']} (cpu, {result.env['threads']} threads)")
+    return result, json_path, png_path

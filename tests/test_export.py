@@ -277,7 +277,7 @@ def test_export_cli_bad_inputs(tmp_path):
     cases = [
         (["export", str(plain), "--onnx", str(tmp_path / "m.onnx"), "--opset", "17"], "opset 17 is too low"),
         (["export", str(plain), "--onnx", str(tmp_path / "m.onnx"), "--batch-range", "4:2:1"], "bad batch range"),
-        (["export", str(plain), "--onnx", str(tmp_path / "m.onnx"), "--unfolded"], "needs the source checkpoint"),
+        (["export", str(plain), "--onnx", str(tmp_path / "m.onnx"), "--unfolded"], "needs the unfolded source checkpoint"),
         (["export", str(plain)], "nothing to export"),
         (["export", str(tmp_path / "missing.pth"), "--onnx", str(tmp_path / "m.onnx")], "no such file"),
         (["export", str(plain), "--onnx", str(tmp_path / "nodir" / "m.onnx")], "does not exist"),

@@ -6,16 +6,20 @@ from pathlib import Path
 
 import click
 
-from ..demo import demo_export, demo_fold
+from ..demo import demo_bench, demo_export, demo_fold
 from . import main
-from .render import console, human, kv_table
+from .render import console, human, kv_table, print_bench
 
 
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True,
               help="Directory for the artifacts the demo writes.")
 def demo(out):
-    """Run the pipeline on the embedded default (a DiracNet-10 trained on 8x8 digits, original layout)."""
+    """Run the pipeline on the embedded default (a DiracNet-10 trained on 8x8 digits, original layout).
+
+    Folds it (held-out accuracy before/after), exports it to ONNX (folded and as trained), and ends with a
+    short CPU benchmark. Everything it writes goes to --out.
+    """
     console().rule("1. fold")
     with console().status("folding the embedded checkpoint ..."):
         d = demo_fold(out)
@@ -43,3 +47,9 @@ def demo(out):
                                  for p in o.folded.parity)),
         ("wrote", f"{o.folded.path}, {o.unfolded.path}, {e.triton[0].config_path.parent}"),
     ]))
+
+    console().rule("3. bench (short: CPU, batch 1 and 8; `dirac-deploy bench` for the full matrix)")
+    with console().status("benchmarking ...") as status:
+        result, json_path, png_path = demo_bench(out, lambda msg: status.update(f"benchmarking: {msg}"))
+    print_bench(console(), result)
+    console().print(f"wrote {json_path} and {png_path}")

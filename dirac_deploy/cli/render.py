@@ -44,3 +44,29 @@ def inspect_rows(report) -> list[tuple[str, str]]:
     for note in report.notes:
         rows.append(("note", note))
     return rows
+
+
+def _fmt(v, spec=".1f", suffix=""):
+    return "-" if v is None else f"{v:{spec}}{suffix}"
+
+
+def print_bench(out: Console, result) -> None:
+    """The headline table (ratios within one run), the practical peaks and the skip reasons."""
+    from ..bench.report import headline_rows, skipped
+
+    env = result.env
+    table = Table(title=f"{env['model']} on {env['device']}: p50 latency (ms); speed-up = t_other / t_folded",
+                  title_justify="left")
+    for col in ("backend", "batch", "folded", "unfolded", "resnet", "folded vs unfolded", "folded vs resnet",
+                "folded GFLOP/s", "of peak"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    for r in headline_rows(result.records):
+        table.add_row(r.backend, str(r.batch), _fmt(r.folded, ".2f"), _fmt(r.unfolded, ".2f"), _fmt(r.resnet, ".2f"),
+                      _fmt(r.speedup_vs_unfolded, ".2f", "x"), _fmt(r.speedup_vs_resnet, ".2f", "x"),
+                      _fmt(r.folded_gflops, ".0f"),
+                      _fmt(r.folded_peak_fraction and 100 * r.folded_peak_fraction, ".0f", "%"))
+    out.print(table)
+    peaks = ", ".join(f"{b} {p['gflops']:.0f} GFLOP/s" for b, p in env["peak"].items() if p["gflops"])
+    out.print(f"practical peak (conv3x3 256->256, 56x56, batch 8): {peaks or 'n/a'}")
+    for key, status in skipped(result.records).items():
+        out.print(f"[dim]{key}: {status}[/dim]")

@@ -35,21 +35,19 @@ class ExportReport:
     triton: list[TritonModel] = field(default_factory=list)
 
 
-def resolve_model(path: str | Path, options: LoadOptions | None = None, *, need_unfolded: bool = False):
-    """(plain, meta, unfolded model or None, source description) for a plain file or any checkpoint."""
+def resolve_model(path: str | Path, options: LoadOptions | None = None):
+    """(plain, meta, unfolded model or None, source description) for a plain file or any checkpoint.
+
+    The unfolded model is returned when the source has one (a checkpoint of an unfolded layout).
+    """
     options = options or LoadOptions()
     obj = load_torch_file(path, trust=options.trust_checkpoint)
     if is_plain_file(obj):
-        if need_unfolded:
-            raise ExportError(f"--unfolded needs the source checkpoint, but {path} is already a folded plain file; "
-                              f"pass the checkpoint you folded it from")
         plain, meta = plain_from_payload(obj, str(path))
         return plain, meta, None, "plain file"
     loaded = checkpoint_from_object(obj, path, options)
     report = fold_loaded(loaded)
-    unfolded = loaded.model if need_unfolded and not loaded.folded_source else None
-    if need_unfolded and unfolded is None:
-        raise ExportError(f"--unfolded needs an unfolded checkpoint, but {path} is already folded ({loaded.layout})")
+    unfolded = None if loaded.folded_source else loaded.model
     return report.plain, plain_meta(loaded, report.proof), unfolded, f"checkpoint ({report.layout}), folded and verified"
 
 
@@ -76,7 +74,13 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
         check_output_path(out, model_path)
     if trt_path is not None:
         require("tensorrt")
-    plain, meta, unfolded_model, source = resolve_model(model_path, options, need_unfolded=unfolded)
+    plain, meta, unfolded_model, source = resolve_model(model_path, options)
+    if unfolded and unfolded_model is None:
+        what = "already a folded plain file" if source == "plain file" else "an already-folded checkpoint"
+        raise ExportError(f"--unfolded needs the unfolded source checkpoint, but {model_path} is {what}; "
+                          f"pass the checkpoint it was folded from")
+    if not unfolded:
+        unfolded_model = None
     channels = plain.layers[0].args["in_channels"]
     size = int(meta.get("input_size", 224))
     input_shape = (channels, size, size)

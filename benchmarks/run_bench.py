@@ -1,0 +1,45 @@
+"""Reproduce the README's benchmark results: run the matrix through the library, write JSON + PNG.
+
+    .venv/bin/python benchmarks/run_bench.py --device cpu --depth 18     # ~2 min on a 2-core VM
+    .venv/bin/python benchmarks/run_bench.py --device cpu --depth 34
+    .venv/bin/python benchmarks/run_bench.py --device cuda --depth 18    # on a GPU machine
+    .venv/bin/python benchmarks/render_tables.py                         # the README tables from results/
+
+Results go to benchmarks/results/<device>-diracnet<depth>.{json,png}. Run on an otherwise idle machine:
+the numbers are only comparable within one file (same run, same machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dirac_deploy.bench.report import write_json, write_plot
+from dirac_deploy.bench.run import BenchConfig, run_benchmark
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--depth", type=int, choices=(18, 34), default=18)
+    ap.add_argument("--batch", default="1,8,32")
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--max-seconds", type=float, default=3.0)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    cfg = BenchConfig(depth=args.depth, device=args.device, batches=tuple(int(b) for b in args.batch.split(",")),
+                      iters=args.iters, max_seconds=args.max_seconds)
+    result = run_benchmark(cfg, lambda msg: print(msg, file=sys.stderr, flush=True))
+    stem = args.out / f"{args.device}-diracnet{args.depth}"
+    write_json(stem.with_suffix(".json"), result.to_json())
+    env = result.env
+    hardware = env.get("gpu", {}).get("name") or env["cpu"]
+    write_plot(stem.with_suffix(".png"), result.records, f"{env['model']} — {args.device} ({hardware}, {env['threads']} threads)")
+    print(f"wrote {stem}.json and {stem}.png")
+
+
+if __name__ == "__main__":
+    main()
