@@ -8,6 +8,8 @@ from .errors import MissingDependencyError
 
 INSTALL = {
     "tensorrt": "pip install tensorrt-cu13  (TensorRT 11; needs an NVIDIA GPU machine that can reach NVIDIA's package index)",
+    "fastapi": "pip install 'dirac-deploy[serve]'",
+    "uvicorn": "pip install 'dirac-deploy[serve]'",
     "onnxconverter_common.float16": "pip install 'dirac-deploy[fp16]'  (onnxconverter-common)",
     "tritonclient.grpc.model_config_pb2": "pip install 'dirac-deploy[triton]'  (tritonclient[grpc] ships Triton's ModelConfig protobuf)",
 }

@@ -28,10 +28,14 @@ def main() -> None:
     dirac-deploy fold ckpt.pth -o plain.pth      any DiracNet checkpoint -> verified plain chain
     dirac-deploy inspect ckpt.pth                what a checkpoint holds, without folding
     dirac-deploy export plain.pth --onnx m.onnx  ONNX (+ --trt m.plan, --triton-repo DIR), verified
+    dirac-deploy bench --device cpu              folded vs unfolded vs ResNet: table, JSON, plot
+    dirac-deploy serve plain.pth                 Open Inference Protocol (KServe v2) endpoint
     dirac-deploy demo                            the whole pipeline on the embedded default
     """
 
 
-from . import demo as _demo  # noqa: E402  (commands register themselves on `main`)
+from . import bench as _bench  # noqa: E402  (commands register themselves on `main`)
+from . import demo as _demo  # noqa: E402,F401
 from . import export as _export  # noqa: E402,F401
 from . import fold as _fold  # noqa: E402,F401
+from . import serve as _serve  # noqa: E402,F401
