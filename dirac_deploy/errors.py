@@ -36,3 +36,7 @@ class OutputPathError(DiracDeployError):
 
 class ExportError(DiracDeployError):
     """An export step failed (graph audit, checker, unsupported option); nothing was written."""
+
+
+class UnfoldableError(DiracDeployError):
+    """The model's structure cannot become a same-width plain chain; the message names the block and why."""

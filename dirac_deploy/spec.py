@@ -28,6 +28,10 @@ class DiracNetSpec:
         bn_eps: batch-norm epsilon of the source (F.batch_norm default 1e-5 in the original code).
         input_size: spatial size the network is meant for (metadata; the model accepts other sizes).
         mean, std: input normalization the network was trained with (metadata).
+        version: 2 (master: ReLU, per-channel scales) or 1 (branch v1: NCReLU, convs over 2x the input
+            channels, tiled delta, no ReLU before the final average pool).
+        per_channel_beta: beta's shape when it differs from alpha's (the released v1 files: scalar alpha
+            "gamma", per-channel beta); None means the same as `per_channel_scales`.
     """
 
     stem: str
@@ -40,12 +44,16 @@ class DiracNetSpec:
     input_size: int = 224
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    version: int = 2
+    per_channel_beta: bool | None = None
 
     def __post_init__(self) -> None:
         if self.stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
         if len(self.widths) != len(self.convs_per_group) or not self.widths:
             raise ValueError("widths and convs_per_group must be non-empty and of equal length")
+        if self.version not in (1, 2):
+            raise ValueError(f"DiracNet version must be 1 or 2, got {self.version}")
 
     @property
     def depth(self) -> int:
@@ -63,7 +71,15 @@ class DiracNetSpec:
     @property
     def name(self) -> str:
         kind = "ImageNet" if self.stem == "imagenet" else "CIFAR"
-        return f"DiracNet-{self.depth}-{self.width:g} ({kind} stem, {self.num_classes} classes)"
+        v1 = " v1 (NCReLU)" if self.version == 1 else ""
+        return f"DiracNet{v1}-{self.depth}-{self.width:g} ({kind} stem, {self.num_classes} classes)"
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        beta = self.per_channel_scales if self.per_channel_beta is None else self.per_channel_beta
+        scales = (f"alpha {'per channel' if self.per_channel_scales else 'scalar'}, "
+                  f"beta {'per channel' if beta else 'scalar'}")
+        return [("groups", ", ".join(f"{n} x {w}ch" for n, w in zip(self.convs_per_group, self.widths))),
+                ("scales", scales), ("BN eps", f"{self.bn_eps:g}")]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,3 +128,62 @@ class LayerSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "LayerSpec":
         return cls(d["kind"], d["name"], dict(d.get("args", {})))
+
+
+SHORTCUTS = ("scaled", "preact", "two_conv")
+
+
+@dataclass(frozen=True)
+class ScaledIdentitySpec:
+    """A residual net whose shortcuts are scaled identities, as phasing-out / variable-activation methods train.
+
+    Stem conv3x3 -> BN -> act; each group g > 0 starts with max-pool 2 and a transition conv3x3 -> BN -> act
+    (the width changes, so no shortcut); then `blocks_per_group[g]` residual blocks; GAP -> fc. Every act is
+    a variable activation alpha * relu(z) + (1 - alpha) * z with its own learned alpha.
+
+    Attributes:
+        shortcut: the block form. "scaled": x' = act(BN(W * x) + s * x) (one conv; folds exactly).
+            "preact": x' = BN(W * relu(x)) + s * x (the shortcut carries x while the conv sees relu(x)).
+            "two_conv": x' = act(BN2(W2 * act(BN1(W1 * x))) + s * x) (ResNet's shortcut of length 2).
+            The last two cannot become a same-width chain; `fold` refuses them naming the block.
+        per_channel_shortcut: s is a vector of length C (True) or a scalar (False).
+    """
+
+    widths: tuple[int, ...]
+    blocks_per_group: tuple[int, ...]
+    num_classes: int
+    in_channels: int = 3
+    shortcut: str = "scaled"
+    per_channel_shortcut: bool = True
+    bn_eps: float = 1e-5
+    input_size: int = 32
+    mean: tuple[float, ...] = CIFAR_MEAN
+    std: tuple[float, ...] = CIFAR_STD
+
+    def __post_init__(self) -> None:
+        if self.shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {self.shortcut!r}")
+        if len(self.widths) != len(self.blocks_per_group) or not self.widths:
+            raise ValueError("widths and blocks_per_group must be non-empty and of equal length")
+
+    @property
+    def depth(self) -> int:
+        """Convolutions + fc (a two-conv block counts two)."""
+        per_block = 2 if self.shortcut == "two_conv" else 1
+        return 1 + (len(self.widths) - 1) + per_block * sum(self.blocks_per_group) + 1
+
+    @property
+    def name(self) -> str:
+        return f"ScaledIdentityNet-{self.depth} ({self.shortcut} shortcuts, {self.num_classes} classes)"
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        return [("groups", ", ".join(f"{n} blocks x {w}ch" for n, w in zip(self.blocks_per_group, self.widths))),
+                ("shortcut", f"{self.shortcut}, s {'per channel' if self.per_channel_shortcut else 'scalar'}"),
+                ("BN eps", f"{self.bn_eps:g}")]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ScaledIdentitySpec":
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})

@@ -176,3 +176,173 @@ def as_native(p):
 
 LAYOUT_WRITERS = {"v2-flat-params": as_flat_params, "v2-params-stats": as_params_stats,
                   "v2-folded": as_folded, "dirac-deploy": as_native}
+
+
+# --- DiracNet v1 (branch `v1` of the original repository) -----------------------------------------------
+
+V1_IMAGENET_BLOCKS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
+
+
+def ncrelu(x):
+    return torch.cat([x.clamp(min=0), x.clamp(max=0)], dim=1)
+
+
+def v1_delta(ni, no, k):
+    """The v1 `dirac_delta(ni, no, k)`: dirac(n, n) tiled (max(no // ni, 1), max(ni // no, 1)) times."""
+    n = min(ni, no)
+    d = torch.zeros(n, n, k, k)
+    torch.nn.init.dirac_(d)
+    return d.repeat(max(no // ni, 1), max(ni // no, 1), 1, 1)
+
+
+def define_params_v1(dataset: str, depth: int, width: float = 1.0, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Flat v1 params (scalar alpha/beta, block convs over 2x channels, tiled eye deltas) with trained-looking stats."""
+    g = torch.Generator().manual_seed(seed)
+
+    def uniform(lo, hi, *s):
+        return lo + (hi - lo) * torch.rand(*s, generator=g)
+
+    p: dict[str, torch.Tensor] = {}
+
+    def bn(name, n):
+        p[f"{name}.weight"] = uniform(0.2, 1.5, n)
+        p[f"{name}.bias"] = uniform(-0.5, 0.5, n)
+        p[f"{name}.running_mean"] = uniform(-1.0, 1.0, n)
+        p[f"{name}.running_var"] = uniform(0.3, 3.0, n)
+
+    if dataset == "imagenet":
+        widths = [int(w * width) for w in (64, 128, 256, 512)]
+        counts = [2 * b for b in V1_IMAGENET_BLOCKS[depth]]
+        p["conv"] = torch.randn(widths[0], 3, 7, 7, generator=g) * 0.1
+        classes = 1000
+    else:
+        n = (depth - 4) // 6
+        widths = [int(w * width) for w in (16, 32, 64)]
+        counts = [2 * n] * 3
+        p["conv"] = torch.randn(widths[0], 3, 3, 3, generator=g) * 0.3
+        classes = 10
+    bn("bn", widths[0])
+    prev = widths[0]
+    for gi, (w, count) in enumerate(zip(widths, counts)):
+        for b in range(count):
+            ni = prev if b == 0 else w
+            base = f"group{gi}.block{b}"
+            p[f"{base}.conv"] = torch.randn(w, 2 * ni, 3, 3, generator=g) * 0.1
+            p[f"{base}.alpha"] = uniform(0.5, 1.5, 1)
+            p[f"{base}.beta"] = uniform(0.05, 0.5, 1)
+            bn(f"{base}.bn", w)
+            p[eye_name((w, 2 * ni, 3, 3))] = v1_delta(2 * ni, w, 3)
+        prev = w
+    p["fc.weight"] = torch.randn(classes, prev, generator=g) * (1 / prev) ** 0.5
+    p["fc.bias"] = uniform(-0.1, 0.1, classes)
+    return p
+
+
+def forward_v1(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The v1 functional forward (branch v1 diracnet.py): NCReLU in every block, no ReLU before avg-pool."""
+    if p["conv"].shape[-1] == 7:
+        o = F.max_pool2d(_batch_norm(F.conv2d(x, p["conv"], padding=3, stride=2), p, "bn"), 3, 2, 1)
+    else:
+        o = F.relu(_batch_norm(F.conv2d(x, p["conv"], padding=1), p, "bn"))
+    for gi, count in enumerate(_group_counts(p)):
+        if gi > 0:
+            o = F.max_pool2d(o, 2)
+        for b in range(count):
+            base = f"group{gi}.block{b}"
+            w = p[f"{base}.conv"]
+            w_hat = (p[f"{base}.beta"].expand_as(w) * F.normalize(w.view(w.size(0), -1)).view_as(w)
+                     + p[f"{base}.alpha"].expand_as(w) * p[eye_name(w.shape)])
+            o = _batch_norm(F.conv2d(ncrelu(o), w_hat, padding=1), p, f"{base}.bn")
+    o = F.avg_pool2d(o, o.size(-1))
+    return F.linear(o.view(o.size(0), -1), p["fc.weight"], p["fc.bias"])
+
+
+def as_v1_params_stats(p):
+    stats = {k: v for k, v in p.items() if "running_" in k or k.startswith("eye")}
+    return {"params": {k: v for k, v in p.items() if k not in stats}, "stats": stats, "epoch": 10}
+
+
+def as_v1_hkl_naming(p):
+    """The released .hkl naming after conversion: conv.gamma (delta scale), conv.beta (per-channel W scale)."""
+    ckpt = as_v1_params_stats(p)
+    params = {}
+    for k, v in ckpt["params"].items():
+        if k.endswith(".alpha"):
+            params[k[: -len("alpha")] + "conv.gamma"] = v
+        elif k.endswith(".beta"):
+            params[k[: -len("beta")] + "conv.beta"] = v.expand(p[k[: -len(".beta")] + ".conv"].shape[0]).clone()
+        else:
+            params[k] = v
+    ckpt["params"] = params
+    return ckpt
+
+
+# --- scaled-identity residual nets (documented layout, built and evaluated by hand) ----------------------
+
+def define_scaled_identity(widths, blocks, classes=10, shortcut="scaled", per_channel=True, alpha=1.0, seed=0):
+    """A checkpoint in the documented scaled-identity layout, tensors made here (not by the package's module)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def uniform(lo, hi, *s):
+        return lo + (hi - lo) * torch.rand(*s, generator=g)
+
+    sd = {}
+
+    def conv_bn_act(prefix, cin, cout, with_act=True):
+        sd[f"{prefix}.conv.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (1 / (9 * cin)) ** 0.5
+        sd[f"{prefix}.bn.weight"] = uniform(0.5, 1.5, cout)
+        sd[f"{prefix}.bn.bias"] = uniform(-0.2, 0.2, cout)
+        sd[f"{prefix}.bn.running_mean"] = uniform(-0.5, 0.5, cout)
+        sd[f"{prefix}.bn.running_var"] = uniform(0.5, 2.0, cout)
+        sd[f"{prefix}.bn.num_batches_tracked"] = torch.tensor(0)
+        if with_act:
+            sd[f"{prefix}.act.alpha"] = torch.tensor(float(alpha))
+
+    conv_bn_act("stem", 3, widths[0])
+    prev = widths[0]
+    for gi, (w, n) in enumerate(zip(widths, blocks)):
+        if gi > 0:
+            conv_bn_act(f"group{gi}.transition", prev, w)
+        for i in range(n):
+            p = f"group{gi}.blocks.{i}"
+            conv_bn_act(p, w, w, with_act=shortcut != "preact")
+            sd[f"{p}.scale"] = uniform(0.3, 1.2, w if per_channel else 1)
+            if shortcut == "two_conv":
+                conv_bn_act(f"{p}.inner", w, w)
+        prev = w
+    sd["fc.weight"] = torch.randn(classes, prev, generator=g) * (1 / prev) ** 0.5
+    sd["fc.bias"] = torch.zeros(classes)
+    arch = {"widths": list(widths), "blocks_per_group": list(blocks), "num_classes": classes, "in_channels": 3,
+            "shortcut": shortcut, "per_channel_shortcut": per_channel, "bn_eps": 1e-5, "input_size": 32,
+            "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    return {"format": "dirac-deploy/scaled-identity", "version": 1, "architecture": arch, "state_dict": sd}
+
+
+def scaled_identity_forward(ckpt, x):
+    """x' = act(BN(W * x) + s x) per block (or the preact / two-conv forms), act(z) = alpha relu(z) + (1 - alpha) z."""
+    sd, arch = ckpt["state_dict"], ckpt["architecture"]
+
+    def act(z, prefix):
+        a = sd[f"{prefix}.act.alpha"]
+        return a * F.relu(z) + (1 - a) * z
+
+    def bn_conv(prefix, z):
+        return _batch_norm(F.conv2d(z, sd[f"{prefix}.conv.weight"], padding=1), sd, f"{prefix}.bn")
+
+    o = act(bn_conv("stem", x), "stem")
+    for gi, n in enumerate(arch["blocks_per_group"]):
+        if gi > 0:
+            o = F.max_pool2d(o, 2)
+            o = act(bn_conv(f"group{gi}.transition", o), f"group{gi}.transition")
+        for i in range(n):
+            p = f"group{gi}.blocks.{i}"
+            s = sd[f"{p}.scale"].view(1, -1, 1, 1)
+            if arch["shortcut"] == "preact":
+                o = bn_conv(p, F.relu(o)) + s * o
+            elif arch["shortcut"] == "two_conv":
+                h = act(bn_conv(f"{p}.inner", o), f"{p}.inner")
+                o = act(bn_conv(p, h) + s * o, p)
+            else:
+                o = act(bn_conv(p, o) + s * o, p)
+    o = F.adaptive_avg_pool2d(o, 1).flatten(1)
+    return F.linear(o, sd["fc.weight"], sd["fc.bias"])

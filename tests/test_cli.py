@@ -165,16 +165,16 @@ def test_output_directory_must_exist(tmp_path, good_ckpt):
 def test_failed_proof_writes_nothing_and_keeps_existing_output(tmp_path, good_ckpt, monkeypatch):
     from dirac_deploy.fold import fold as fold_module
 
-    real = fold_module.folded_state_dict
+    real = fold_module.folded_plain
 
     def broken(model):  # a fold bug: one bias off
-        sd = real(model)
-        sd["group2_block1_conv.bias"] = sd["group2_block1_conv.bias"] + 1.0
-        return sd
+        plain, notes = real(model)
+        plain.group2_block1_conv.bias.data += 1.0
+        return plain, notes
 
     out = tmp_path / "plain.pth"
     out.write_bytes(b"previous artifact")
-    monkeypatch.setattr(fold_module, "folded_state_dict", broken)
+    monkeypatch.setattr(fold_module, "folded_plain", broken)
     res = CliRunner().invoke(main, ["fold", str(good_ckpt), "-o", str(out)])
     assert res.exit_code == 1 and "does not reproduce" in res.stderr
     assert out.read_bytes() == b"previous artifact"

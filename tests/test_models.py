@@ -6,7 +6,8 @@ import torch
 import reference
 from dirac_deploy import DiracNet, cifar_spec, imagenet_spec, resnet
 from dirac_deploy.checkpoint.formats._original_v2 import to_native
-from dirac_deploy.models.plain import PlainNet, plain_layers
+from dirac_deploy.fold.chain import plain_layers
+from dirac_deploy.models.plain import PlainNet
 from dirac_deploy.summary import count_parameters
 
 

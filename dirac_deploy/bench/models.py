@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import LoadOptions
-from ..export.from_file import resolve_model
+from ..fold.from_checkpoint import plain_from_file
 from ..export.onnx import export_onnx, to_onnx_proto
 from ..fold.fold import fold
 from ..models.dirac import DiracNet
@@ -69,7 +69,7 @@ def build_models(model_path: str | Path | None, depth: int, options: LoadOptions
         description = f"{spec.name}, random weights, BN calibrated on random images"
         input_shape, classes, resnet_depth = (3, 224, 224), spec.num_classes, depth
     else:
-        plain, meta, unfolded, source = resolve_model(model_path, options)
+        plain, meta, unfolded, source = plain_from_file(model_path, options)
         arch = meta.get("architecture", {})
         size = int(meta.get("input_size", 224))
         input_shape = (plain.layers[0].args["in_channels"], size, size)

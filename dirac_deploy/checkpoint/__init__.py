@@ -16,10 +16,12 @@ from torch import nn
 from ..errors import CheckpointError, UnknownLayoutError
 from ..fileio import sha256_file
 from ..models.dirac import DiracNet
-from ..models.plain import PlainNet, plain_layers
-from ..spec import DiracNetSpec
+from ..fold.chain import plain_layers
+from ..models.plain import PlainNet
+from ..models.scaled_identity import ScaledIdentityNet
+from ..spec import DiracNetSpec, ScaledIdentitySpec
 from .formats import LAYOUTS, v2_folded
-from .infer import check_against, infer_spec
+from .infer import check_against, infer_spec, with_overrides
 from .reading import load_torch_file, unwrap
 
 
@@ -40,8 +42,8 @@ class LoadedCheckpoint:
     sha256: str
     layout: str
     layout_description: str
-    spec: DiracNetSpec
-    model: nn.Module  # DiracNet, or OriginalFoldedNet for a folded source
+    spec: DiracNetSpec | ScaledIdentitySpec
+    model: nn.Module  # DiracNet, ScaledIdentityNet, or OriginalFoldedNet for a folded source
     plain: PlainNet | None = None  # set for a folded source
     notes: list[str] = field(default_factory=list)
 
@@ -61,6 +63,10 @@ def _describe_keys(obj) -> str:
 
 def detect_layout(obj):
     """The layout module whose `detect` accepts `obj`, or UnknownLayoutError listing what was seen and expected."""
+    if isinstance(obj, dict) and obj.get("format") == "dirac-deploy/plain":
+        raise CheckpointError("this is a folded plain file (written by dirac-deploy fold), not a checkpoint to fold; "
+                              "use it directly with export, bench or serve, or look inside with: dirac-deploy "
+                              "inspect FILE --layers")
     for layout in LAYOUTS:
         if layout.detect(obj):
             return layout
@@ -104,9 +110,13 @@ def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = 
         reference = v2_folded.OriginalFoldedNet(obj, spec.stem, spec.convs_per_group)
         return LoadedCheckpoint(path, sha256_file(path), layout.NAME, layout.DESCRIPTION, spec, reference.eval(),
                                 plain.eval(), raw.notes)
-    _normalise_scales(sd)
-    spec = infer_spec(sd, **overrides)
-    model = DiracNet(spec)
+    if raw.spec is not None:  # a layout that documents its architecture
+        spec = with_overrides(raw.spec, **overrides)
+        model = ScaledIdentityNet(spec)
+    else:
+        _normalise_scales(sd)
+        spec = infer_spec(sd, **overrides)
+        model = DiracNet(spec)
     expected = model.state_dict()
     for k, v in expected.items():  # BN counters are bookkeeping the original code never saved
         if k.endswith("num_batches_tracked"):

@@ -45,12 +45,13 @@ def group_structure(keys, weight_suffix: str) -> list[int]:
 
 
 def infer_spec(sd: dict, *, bn_eps: float | None = None, input_size: int | None = None,
-               mean=None, std=None, scale_key: str = "conv.alpha", weight_suffix: str = ".conv.weight",
+               mean=None, std=None, weight_suffix: str = ".conv.weight",
                stem_key: str = "conv.weight", fc_key: str = "fc.weight") -> DiracNetSpec:
     """Infer a `DiracNetSpec` from tensor shapes.
 
     Stem kernel 7 means ImageNet, 3 means CIFAR; group/block counts come from the keys, widths from the first
-    conv of each group, the class count from the fc rows, scalar vs per-channel scales from `alpha`'s length.
+    conv of each group, the class count from the fc rows, scalar vs per-channel scales from `alpha`/`beta`
+    lengths, and v1 (NCReLU) from block convs reading twice the stem's channels.
     """
     out0, cin, kh, kw = _shape(sd, stem_key, 4)
     if (kh, kw) == (7, 7):
@@ -62,13 +63,19 @@ def infer_spec(sd: dict, *, bn_eps: float | None = None, input_size: int | None 
     counts = group_structure(sd.keys(), weight_suffix)
     widths = tuple(_shape(sd, f"group{g}.block0{weight_suffix}", 4)[0] for g in range(len(counts)))
     num_classes = _shape(sd, fc_key, 2)[0]
-    per_channel = True
-    alpha_key = f"group0.block0.{scale_key}"
-    if alpha_key in sd:
-        n = sd[alpha_key].numel()
-        if n not in (1, widths[0]):
-            raise CheckpointError(f"{alpha_key} has {n} values; expected 1 (scalar) or {widths[0]} (per channel)")
-        per_channel = n != 1 or widths[0] == 1
+    # v1 block convs read NCReLU output: twice the channels of the stem.
+    version = 1 if _shape(sd, f"group0.block0{weight_suffix}", 4)[1] == 2 * out0 else 2
+    per_channel = per_channel_beta = True
+    for key in ("alpha", "beta"):
+        full = f"group0.block0.conv.{key}"
+        if full in sd:
+            n = sd[full].numel()
+            if n not in (1, widths[0]):
+                raise CheckpointError(f"{full} has {n} values; expected 1 (scalar) or {widths[0]} (per channel)")
+            if key == "alpha":
+                per_channel = n != 1 or widths[0] == 1
+            else:
+                per_channel_beta = n != 1 or widths[0] == 1
     imagenet = stem == "imagenet"
     return DiracNetSpec(
         stem=stem, widths=widths, convs_per_group=tuple(counts), num_classes=num_classes, in_channels=cin,
@@ -76,6 +83,7 @@ def infer_spec(sd: dict, *, bn_eps: float | None = None, input_size: int | None 
         input_size=input_size or (224 if imagenet else 32),
         mean=tuple(mean) if mean else (IMAGENET_MEAN if imagenet else CIFAR_MEAN),
         std=tuple(std) if std else (IMAGENET_STD if imagenet else CIFAR_STD),
+        version=version, per_channel_beta=None if per_channel_beta == per_channel else per_channel_beta,
     )
 
 

@@ -83,7 +83,7 @@ def unwrap(obj):
     """Undo common wrappers: a trusted `nn.Module`, `{'state_dict': ...}` / `{'model': ...}`, DataParallel prefixes."""
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
-    if isinstance(obj, Mapping) and "params" not in obj:
+    if isinstance(obj, Mapping) and "params" not in obj and "format" not in obj:
         for key in ("state_dict", "model"):
             inner = obj.get(key)
             if isinstance(inner, torch.nn.Module):

@@ -48,7 +48,7 @@ def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo
             ("folded graph", f"{o.folded.node_count} nodes: {_histogram(o.folded.nodes)}")]
     if o.unfolded is not None:
         rows.append(("unfolded graph", f"{o.unfolded.node_count} nodes: {_histogram(o.unfolded.nodes)}"))
-    rows.append(("audit", "passed: nothing but the plain chain is left"))
+    rows.append(("audit", "passed: nothing but the chain's layers is left"))
     for p in o.folded.parity:
         rows.append((f"ORT parity b={p.batch}", f"max abs {p.max_abs_error:.3g} ({p.max_rel_error:.3g} of max|logit|), "
                                                f"top-1 {p.top1_agreement:.0%}"))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..fileio import check_output_path
 from ..fold.from_checkpoint import fold_checkpoint, inspect_checkpoint
 from . import main
 from .options import checkpoint_options, load_options
@@ -41,11 +42,50 @@ def fold(checkpoint, output, check_batch, **opts):
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--layers", is_flag=True,
+              help="Fold and show per-layer identity distance, exact spectral norm and condition number (FFT), "
+                   "and activation scale.")
+@click.option("--plot", type=click.Path(path_type=Path), help="With --layers: also write these as a PNG.")
 @checkpoint_options
-def inspect(checkpoint, **opts):
-    """Show what CHECKPOINT holds (layout, architecture, size) without folding it."""
+def inspect(checkpoint, layers, plot, **opts):
+    """Show what CHECKPOINT holds (layout, architecture, size) without folding it.
+
+    With --layers, CHECKPOINT may also be a plain.pth: each folded conv is compared with a scaled identity
+    (||W - c delta|| / ||W||), its spectrum computed exactly for circular padding from the kernel's FFT
+    (Sedghi et al., ICLR 2019), and the activation RMS traced on random input.
+    """
+    if plot and not layers:
+        raise click.UsageError("--plot goes with --layers")
+    if layers:
+        _inspect_layers(checkpoint, plot, load_options(**opts))
+        return
     r = inspect_checkpoint(checkpoint, load_options(**opts))
     size = r.spec.input_size
     rows = inspect_rows(r) + [("parameters", f"{r.parameters:,}"),
                               ("FLOPs", f"{human(r.flops)} per image at {size}x{size}")]
     console().print(kv_table(f"{r.spec.name}", rows))
+
+
+def _inspect_layers(path, plot, options):
+    from rich.table import Table
+
+    from ..layer_analysis import inspect_layers, plot_layers
+
+    if plot:
+        check_output_path(plot, path)
+    with console().status("folding and analysing ..."):
+        title, shape, stats = inspect_layers(path, options)
+    table = Table(title=f"{title}: per folded conv, input {shape[0]}x{shape[1]}x{shape[2]}", title_justify="left")
+    for col in ("layer", "weight", "n", "identity dist.", "spectral norm", "condition", "activation RMS"):
+        table.add_column(col, justify="left" if col in ("layer", "weight") else "right")
+
+    def f(v):
+        return "-" if v is None else ("inf" if v == float("inf") else f"{v:.3g}")
+
+    for s in stats:
+        table.add_row(s.name, "x".join(map(str, s.shape)), str(s.input_size), f(s.identity_distance),
+                      f(s.spectral_norm), f(s.condition_number), f(s.activation_rms))
+    console().print(table)
+    console().print("spectra are exact for circular padding at the layer's input size n; '-' marks strided convs")
+    if plot:
+        console().print(f"wrote {plot_layers(stats, plot, title)}")

@@ -33,14 +33,10 @@ def inspect_rows(report) -> list[tuple[str, str]]:
     spec = report.spec
     rows = [("source", f"{report.path}  (sha256 {report.sha256[:12]})"),
             ("layout", f"{report.layout}: {report.layout_description}"),
-            ("architecture", spec.name),
-            ("groups", ", ".join(f"{n} x {w}ch" for n, w in zip(spec.convs_per_group, spec.widths))),
-            ("scales", "alpha/beta per channel" if spec.per_channel_scales else "alpha/beta scalar"),
+            ("architecture", spec.name), *spec.summary_rows(),
             ("input", f"{spec.in_channels}x{spec.input_size}x{spec.input_size}, mean {list(spec.mean)}, std {list(spec.std)}")]
     if report.folded_source:
         rows.append(("state", "already folded (plain chain)"))
-    else:
-        rows.append(("BN eps", f"{spec.bn_eps:g}"))
     for note in report.notes:
         rows.append(("note", note))
     return rows

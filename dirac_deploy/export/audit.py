@@ -11,6 +11,16 @@ import onnx
 ALLOWED_OPS = frozenset({"Conv", "Relu", "MaxPool", "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Gemm"})
 
 
+# Ops a chain layer may legitimately export to beyond the base set (dynamo exporter + onnxsim).
+LAYER_OPS = {"ncrelu": frozenset({"Max", "Min", "Clip", "Concat"}), "leaky_relu": frozenset({"LeakyRelu"})}
+
+
+def allowed_ops(layer_kinds) -> frozenset[str]:
+    """The base set plus what the chain's NCReLU / LeakyReLU layers export to, if it has any."""
+    extra = frozenset().union(*(LAYER_OPS.get(k, frozenset()) for k in layer_kinds))
+    return ALLOWED_OPS | extra
+
+
 def op_histogram(model: onnx.ModelProto) -> dict[str, int]:
     """Node counts per op type, most frequent first."""
     return dict(Counter(n.op_type for n in model.graph.node).most_common())

@@ -12,12 +12,10 @@ from pathlib import Path
 import onnx
 
 from .._optional import require
-from ..checkpoint import LoadOptions, checkpoint_from_object
-from ..checkpoint.reading import load_torch_file
+from ..checkpoint import LoadOptions
 from ..errors import ExportError
 from ..fileio import check_output_path
-from ..fold.from_checkpoint import fold_loaded, plain_meta
-from ..plainfile import is_plain_file, plain_from_payload
+from ..fold.from_checkpoint import plain_from_file
 from .fp16 import Fp16Finding, scan_fp16
 from .onnx import DEFAULT_OPSET, OnnxExport, export_onnx
 from .tensorrt import BatchRange, EngineReport, build_engine
@@ -33,22 +31,6 @@ class ExportReport:
     fp16_findings: list[Fp16Finding] | None = None
     engine: EngineReport | None = None
     triton: list[TritonModel] = field(default_factory=list)
-
-
-def resolve_model(path: str | Path, options: LoadOptions | None = None):
-    """(plain, meta, unfolded model or None, source description) for a plain file or any checkpoint.
-
-    The unfolded model is returned when the source has one (a checkpoint of an unfolded layout).
-    """
-    options = options or LoadOptions()
-    obj = load_torch_file(path, trust=options.trust_checkpoint)
-    if is_plain_file(obj):
-        plain, meta = plain_from_payload(obj, str(path))
-        return plain, meta, None, "plain file"
-    loaded = checkpoint_from_object(obj, path, options)
-    report = fold_loaded(loaded)
-    unfolded = None if loaded.folded_source else loaded.model
-    return report.plain, plain_meta(loaded, report.proof), unfolded, f"checkpoint ({report.layout}), folded and verified"
 
 
 def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolded: bool = False,
@@ -74,7 +56,7 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
         check_output_path(out, model_path)
     if trt_path is not None:
         require("tensorrt")
-    plain, meta, unfolded_model, source = resolve_model(model_path, options)
+    plain, meta, unfolded_model, source = plain_from_file(model_path, options)
     if unfolded and unfolded_model is None:
         what = "already a folded plain file" if source == "plain file" else "an already-folded checkpoint"
         raise ExportError(f"--unfolded needs the unfolded source checkpoint, but {model_path} is {what}; "

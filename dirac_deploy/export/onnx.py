@@ -25,7 +25,7 @@ import torch
 from ..errors import EquivalenceError, ExportError
 from ..fileio import atomic_write
 from ..fold.verify import DEFAULT_RTOL, Proof, compare_logits, seeded_inputs
-from .audit import audit_violations, op_histogram
+from .audit import allowed_ops, audit_violations, op_histogram
 
 MIN_OPSET = 18  # the dynamo exporter's floor
 DEFAULT_OPSET = 20
@@ -189,7 +189,8 @@ def export_onnx(plain: torch.nn.Module, path: str | Path | None, *, input_shape:
     """
     example = seeded_inputs(2, *input_shape[:2])
     model = simplify(check_graph(to_onnx_proto(plain.eval(), example, opset=opset, optimize=True)))
-    violations = audit_violations(model)
+    kinds = {layer.kind for layer in getattr(plain, "layers", [])}
+    violations = audit_violations(model, allowed_ops(kinds))
     if violations:
         raise ExportError(f"folded graph failed the audit: {len(violations)} node(s) outside the plain chain: "
                           f"{', '.join(violations[:8])}{' ...' if len(violations) > 8 else ''}")

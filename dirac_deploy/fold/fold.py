@@ -1,46 +1,44 @@
-"""Fold a DiracNet into a plain conv-ReLU chain (`models.plain.plain_layers`) and prove it equal."""
+"""Fold a DiracNet into a plain conv-ReLU chain (see `chain`) and prove it equal."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import EquivalenceError
 from ..models.dirac import DiracNet
-from ..models.plain import PlainNet, plain_layers
-from ..spec import DiracNetSpec
-from .kernels import fold_conv_bn, fold_dirac_conv_bn
+from ..models.plain import PlainNet
+from ..models.scaled_identity import ScaledIdentityNet
+from ..spec import DiracNetSpec, ScaledIdentitySpec
+from .chain import canonicalize, diracnet_ops, to_plain
+from .scaled_identity import scaled_identity_ops
 from .verify import DEFAULT_RTOL, Proof, compare, seeded_inputs
 
 
 @dataclass
 class FoldResult:
-    """The folded model with its proof. `plain` is in eval mode."""
+    """The folded model with its proof and notes on what the fold did. `plain` is in eval mode."""
 
     plain: PlainNet
     proof: Proof
-    spec: DiracNetSpec
+    spec: DiracNetSpec | ScaledIdentitySpec
+    notes: list[str] = field(default_factory=list)
 
 
-def _bn_tensors(bn: torch.nn.BatchNorm2d) -> dict:
-    return {"running_mean": bn.running_mean, "running_var": bn.running_var, "weight": bn.weight, "bias": bn.bias}
-
-
-def folded_state_dict(model: DiracNet) -> dict[str, torch.Tensor]:
-    """Folded weights keyed like `PlainNet(plain_layers(spec))`; reads `model`, never writes it."""
-    spec = model.spec
-    sd = {}
-    w, b = fold_conv_bn(model.conv.weight, model.conv.bias, _bn_tensors(model.bn), model.bn.eps)
-    sd["stem_conv.weight"], sd["stem_conv.bias"] = w, b
-    for g, group in enumerate(model.groups()):
-        for b_idx, block in enumerate(group):
-            c = block.conv
-            w, b = fold_dirac_conv_bn(c.weight, c.alpha, c.beta, c.delta, _bn_tensors(block.bn), block.bn.eps)
-            sd[f"group{g}_block{b_idx}_conv.weight"], sd[f"group{g}_block{b_idx}_conv.bias"] = w, b
-    sd["fc.weight"], sd["fc.bias"] = model.fc.weight.detach().clone(), model.fc.bias.detach().clone()
-    assert len(sd) == 2 * (2 + sum(spec.convs_per_group))
-    return sd
+def folded_plain(model: DiracNet | ScaledIdentityNet) -> tuple[PlainNet, list[str]]:
+    """The folded chain of `model` and notes (reads `model`, never writes it); rewrites in `chain.canonicalize`."""
+    if isinstance(model, ScaledIdentityNet):
+        ops, notes = scaled_identity_ops(model)
+    elif isinstance(model, DiracNet):
+        ops, notes = diracnet_ops(model.spec, model), []
+        if model.spec.version == 1:
+            notes.append("v1: NCReLU absorbed into the preceding conv (doubled outputs, sign moved into the next "
+                         "conv) wherever no max-pool sits between; kept as an NCReLU layer after max-pools")
+    else:
+        raise TypeError(f"fold takes a DiracNet or ScaledIdentityNet, got {type(model).__name__}; "
+                        f"for other modules use fold_module")
+    return to_plain(canonicalize(ops)), notes
 
 
 def fold(model: DiracNet, *, check_batch: int = 4, seed: int = 0, rtol: float = DEFAULT_RTOL,
@@ -48,7 +46,7 @@ def fold(model: DiracNet, *, check_batch: int = 4, seed: int = 0, rtol: float = 
     """Fold `model` (eval mode) into a plain chain and verify it.
 
     Args:
-        model: a `DiracNet` in eval mode; it is not modified.
+        model: a `DiracNet` (v2 or v1) or `ScaledIdentityNet` in eval mode; it is not modified.
         check_batch: number of seeded N(0,1) images the proof runs on.
         seed: seed of those images.
         rtol: tolerance on max|logit error| / max|logit|.
@@ -59,18 +57,17 @@ def fold(model: DiracNet, *, check_batch: int = 4, seed: int = 0, rtol: float = 
 
     Raises:
         EquivalenceError: the model is in train mode, or the folded chain misses the tolerance.
+        UnfoldableError: a block cannot become a same-width chain (named in the message).
     """
     if model.training:
         raise EquivalenceError("refusing to fold a model in train mode: batch norm would use batch statistics, "
                                "not its running averages; call model.eval() first")
     spec = model.spec
-    plain = PlainNet(plain_layers(spec))
-    plain.load_state_dict(folded_state_dict(model), strict=True)
-    plain.eval()
+    plain, notes = folded_plain(model)
     inputs = seeded_inputs(check_batch, spec.in_channels, input_size or spec.input_size, seed)
     inputs = inputs.to(next(model.parameters()).device)
     plain.to(inputs.device)
     proof = compare(model, plain, inputs, rtol=rtol)
     if not proof.ok:
         raise EquivalenceError(f"folded {spec.name} does not reproduce the unfolded model: {proof.describe()}")
-    return FoldResult(plain, proof, spec)
+    return FoldResult(plain, proof, spec, notes)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import LoadedCheckpoint, LoadOptions, load_checkpoint
+from ..checkpoint import LoadedCheckpoint, LoadOptions, checkpoint_from_object, load_checkpoint
+from ..checkpoint.reading import load_torch_file
 from ..errors import EquivalenceError
 from ..fileio import check_output_path
 from ..models.plain import PlainNet
-from ..plainfile import save_plain
+from ..plainfile import is_plain_file, plain_from_payload, save_plain
 from ..spec import DiracNetSpec
 from ..summary import count_flops, count_parameters
 from .fold import fold
@@ -80,6 +81,7 @@ def fold_loaded(loaded: LoadedCheckpoint, *, check_batch: int = 4, seed: int = 0
     else:
         result = fold(loaded.model, check_batch=check_batch, seed=seed, rtol=rtol)
         plain, proof = result.plain, result.proof
+        info["notes"] = info["notes"] + result.notes
     return FoldReport(**info, parameters_after=count_parameters(plain),
                       flops_after=count_flops(plain, spec.in_channels, spec.input_size), proof=proof, plain=plain)
 
@@ -103,3 +105,19 @@ def fold_checkpoint(path: str | Path, output: str | Path | None = None, options:
     if output is not None:
         report.output = save_plain(output, report.plain, plain_meta(loaded, report.proof))
     return report
+
+
+def plain_from_file(path: str | Path, options: LoadOptions | None = None):
+    """(plain, meta, unfolded model or None, source description) for a plain file or any checkpoint.
+
+    The unfolded model is returned when the source has one (a checkpoint of an unfolded layout).
+    """
+    options = options or LoadOptions()
+    obj = load_torch_file(path, trust=options.trust_checkpoint)
+    if is_plain_file(obj):
+        plain, meta = plain_from_payload(obj, str(path))
+        return plain, meta, None, "plain file"
+    loaded = checkpoint_from_object(obj, path, options)
+    report = fold_loaded(loaded)
+    unfolded = None if loaded.folded_source else loaded.model
+    return report.plain, plain_meta(loaded, report.proof), unfolded, f"checkpoint ({report.layout}), folded and verified"

@@ -26,6 +26,17 @@ def dirac_delta(out_channels: int, in_channels: int, kernel_size: int, dtype=tor
     return delta
 
 
+def dirac_delta_v1(out_channels: int, in_channels: int, kernel_size: int, dtype=torch.float32) -> torch.Tensor:
+    """v1's tiled delta: the n x n identity (n = min(out, in)) repeated (max(out/in, 1), max(in/out, 1)) times.
+
+    For a v1 block conv over NCReLU input (in = 2C, out = C) this is [I, I], so conv(ncrelu(x), delta) =
+    relu(x) + min(x, 0) = x: the identity through the doubled nonlinearity.
+    """
+    n = min(out_channels, in_channels)
+    return dirac_delta(n, n, kernel_size, dtype).repeat(max(out_channels // in_channels, 1),
+                                                        max(in_channels // out_channels, 1), 1, 1)
+
+
 def normalize_filters(weight: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """W_o / max(||W_o||_2, eps): L2 over each output filter (in*k*k values), as `F.normalize(W.view(out, -1))`."""
     flat = weight.reshape(weight.shape[0], -1)
@@ -82,6 +93,15 @@ def fold_dirac_conv_bn(
     w_hat = dirac_weight(*(t.detach().to(torch.float64) for t in (weight, alpha, beta, delta)))
     w, b = fuse_bn(w_hat, None, f64["running_mean"], f64["running_var"], f64["weight"], f64["bias"], eps)
     return w.to(weight.dtype), b.to(weight.dtype)
+
+
+def add_scaled_identity(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """W + diag(s) delta: a same-width shortcut s (.) x summed before the nonlinearity, as part of the conv.
+
+    Needs in == out channels, stride 1 and 'same' padding; s is a scalar or one value per channel.
+    """
+    delta = dirac_delta(weight.shape[0], weight.shape[1], weight.shape[2], dtype=weight.dtype)
+    return weight + _per_channel(scale.to(weight.dtype), weight) * delta
 
 
 def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: dict[str, torch.Tensor | None], eps: float):

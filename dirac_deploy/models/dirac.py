@@ -1,8 +1,10 @@
-"""DiracNet v2 as a trainable `nn.Module`, computing exactly what the original functional code computes.
+"""DiracNet v2 (and v1) as a trainable `nn.Module`, computing exactly what the original functional code computes.
 
 Block (pre-activation): o = BN(conv(relu(o), beta * normalize(W) + alpha * delta, padding=1)), no conv bias.
 ImageNet: conv7x7/2 -> BN (no ReLU) -> maxpool 3/2/1 -> groups with max-pool 2 between -> ReLU -> GAP -> fc.
 CIFAR:    conv3x3   -> BN -> ReLU               -> groups with max-pool 2 between -> ReLU -> GAP -> fc.
+v1 (branch `v1`): NCReLU = cat(relu(x), min(x, 0)) instead of ReLU in each block, so block convs take twice
+the channels; the delta is tiled; no ReLU before the final average pool.
 Parameter names mirror the original flat keys: `conv`, `bn`, `group{g}.block{b}.{conv,bn}`, `fc`.
 """
 
@@ -12,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fold.kernels import dirac_delta, dirac_weight, fold_dirac_conv_bn
+from ..fold.kernels import dirac_delta, dirac_delta_v1, dirac_weight, fold_dirac_conv_bn
 from ..spec import DiracNetSpec
+from .plain import NCReLU, ncrelu
 
 
 class DiracConv2d(nn.Module):
@@ -24,16 +27,19 @@ class DiracConv2d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1,
-                 per_channel_scales: bool = True, alpha: float = 1.0, beta: float = 0.1):
+                 per_channel_scales: bool = True, alpha: float = 1.0, beta: float = 0.1,
+                 per_channel_beta: bool | None = None, tiled_delta: bool = False):
         super().__init__()
-        n = out_channels if per_channel_scales else 1
+        n_alpha = out_channels if per_channel_scales else 1
+        n_beta = out_channels if (per_channel_scales if per_channel_beta is None else per_channel_beta) else 1
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.padding = kernel_size, padding
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         nn.init.kaiming_normal_(self.weight)
-        self.alpha = nn.Parameter(torch.full((n,), float(alpha)))
-        self.beta = nn.Parameter(torch.full((n,), float(beta)))
-        self.register_buffer("delta", dirac_delta(out_channels, in_channels, kernel_size))
+        self.alpha = nn.Parameter(torch.full((n_alpha,), float(alpha)))
+        self.beta = nn.Parameter(torch.full((n_beta,), float(beta)))
+        make_delta = dirac_delta_v1 if tiled_delta else dirac_delta
+        self.register_buffer("delta", make_delta(out_channels, in_channels, kernel_size))
 
     def equivalent_weight(self) -> torch.Tensor:
         """The weight the convolution actually uses (differentiable)."""
@@ -56,15 +62,30 @@ class DiracConv2d(nn.Module):
 
 
 class DiracBlock(nn.Module):
-    """relu -> DiracConv2d -> BatchNorm2d (pre-activation)."""
+    """relu (v1: NCReLU) -> DiracConv2d -> BatchNorm2d (pre-activation)."""
 
     def __init__(self, in_channels: int, out_channels: int, spec: DiracNetSpec):
         super().__init__()
-        self.conv = DiracConv2d(in_channels, out_channels, per_channel_scales=spec.per_channel_scales)
+        self.v1 = spec.version == 1
+        self.conv = DiracConv2d(2 * in_channels if self.v1 else in_channels, out_channels,
+                                per_channel_scales=spec.per_channel_scales, per_channel_beta=spec.per_channel_beta,
+                                tiled_delta=self.v1)
         self.bn = nn.BatchNorm2d(out_channels, eps=spec.bn_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(F.relu(x)))
+        return self.bn(self.conv(ncrelu(x) if self.v1 else F.relu(x)))
+
+    def fuse(self) -> nn.Sequential:
+        """The equivalent (nonlinearity, conv with bias) pair, BN folded in float64 (timm's `fuse` hook)."""
+        bn = self.bn
+        stats = {"running_mean": bn.running_mean, "running_var": bn.running_var, "weight": bn.weight, "bias": bn.bias}
+        c = self.conv
+        w, b = fold_dirac_conv_bn(c.weight, c.alpha, c.beta, c.delta, stats, bn.eps)
+        conv = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, padding=c.padding)
+        conv.weight.data.copy_(w)
+        conv.bias.data.copy_(b)
+        act = NCReLU() if self.v1 else nn.ReLU()
+        return nn.Sequential(act, conv).to(c.weight.device)
 
 
 class DiracNet(nn.Module):
@@ -101,5 +122,6 @@ class DiracNet(nn.Module):
             if g > 0:
                 o = F.max_pool2d(o, 2)
             o = group(o)
-        o = F.adaptive_avg_pool2d(F.relu(o), 1).flatten(1)
-        return self.fc(o)
+        if self.spec.version == 2:  # v1 has no ReLU before the average pool
+            o = F.relu(o)
+        return self.fc(F.adaptive_avg_pool2d(o, 1).flatten(1))

@@ -19,7 +19,7 @@ import torch
 
 from ..checkpoint import LoadOptions
 from ..errors import DiracDeployError
-from ..export.from_file import resolve_model
+from ..fold.from_checkpoint import plain_from_file
 from ..export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 
 RUNTIMES = ("onnxruntime", "torch")
@@ -118,7 +118,7 @@ def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads
         shape, classes = _onnx_io(model, path)
         info = {p.key: p.value for p in model.metadata_props}
         return ServedModel(source.name, shape, classes, runtime, _ort_runner(model, threads), path, info)
-    plain, meta, _, how = resolve_model(path, options)
+    plain, meta, _, how = plain_from_file(path, options)
     size = int(meta.get("input_size", 224))
     shape = (plain.layers[0].args["in_channels"], size, size)
     classes = plain.layers[-1].args["out_features"]

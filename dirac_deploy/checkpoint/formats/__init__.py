@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import native, v2_flat_params, v2_folded, v2_params_stats
+from . import native, scaled_identity, v1_params_stats, v2_flat_params, v2_folded, v2_params_stats
 
 
 @dataclass
@@ -16,7 +16,8 @@ class RawModel:
     state_dict: dict
     folded: bool = False
     notes: list[str] = field(default_factory=list)
+    spec: object = None  # a documented architecture, for layouts that store one instead of inferring it
 
 
 # Order matters only for readability: the detectors are mutually exclusive.
-LAYOUTS = (v2_flat_params, v2_params_stats, v2_folded, native)
+LAYOUTS = (v2_flat_params, v2_params_stats, v2_folded, v1_params_stats, native, scaled_identity)

@@ -6,7 +6,7 @@ statistics and the `eye...` deltas. Tensors may have been saved on CUDA (loaded 
 
 from __future__ import annotations
 
-from ._original_v2 import looks_like_original, to_native
+from ._original_v2 import is_v1, looks_like_original, to_native
 
 NAME = "v2-flat-params"
 DESCRIPTION = "original train.py model.pt7: {'params': flat dict with running stats and eye deltas, 'epoch', 'optimizer'}"
@@ -15,7 +15,7 @@ EXPECTED = "top level {'params', 'epoch', 'optimizer'}; params keys conv, bn.run
 
 def detect(obj) -> bool:
     return (isinstance(obj, dict) and "stats" not in obj and looks_like_original(obj.get("params"))
-            and "bn.running_mean" in obj["params"])
+            and "bn.running_mean" in obj["params"] and not is_v1(obj["params"]))
 
 
 def read(obj):

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ._original_v2 import looks_like_original, to_native
+from ._original_v2 import is_v1, looks_like_original, to_native
 
 NAME = "v2-params-stats"
 DESCRIPTION = "published unfolded v2 checkpoint: {'params': weights, 'stats': running stats and eye deltas}"
@@ -14,7 +14,8 @@ EXPECTED = "top level {'params', 'stats'}; params keys conv, group0.block0.conv,
 
 
 def detect(obj) -> bool:
-    return isinstance(obj, dict) and isinstance(obj.get("stats"), dict) and looks_like_original(obj.get("params"))
+    return (isinstance(obj, dict) and isinstance(obj.get("stats"), dict) and looks_like_original(obj.get("params"))
+            and not is_v1(obj["params"]))
 
 
 def read(obj):

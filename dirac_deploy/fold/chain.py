@@ -1,0 +1,152 @@
+"""A folded network as a list of ops, the rewrites that make it a plain chain, and the final `PlainNet`.
+
+`diracnet_ops` transcribes a DiracNet in its own order with folded conv tensors; `canonicalize` applies
+exact rewrites; `to_plain` builds the module. Structure alone (no tensors) gives `plain_layers(spec)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from ..models.plain import PlainNet
+from ..spec import DiracNetSpec, LayerSpec
+from .kernels import fold_conv_bn, fold_dirac_conv_bn
+
+
+@dataclass
+class Op:
+    kind: str  # conv, relu, leaky_relu, ncrelu, maxpool, gap, flatten, linear
+    name: str = ""
+    args: dict = field(default_factory=dict)
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+
+def _bn(bn) -> dict:
+    return {"running_mean": bn.running_mean, "running_var": bn.running_var, "weight": bn.weight, "bias": bn.bias}
+
+
+def diracnet_ops(spec: DiracNetSpec, model=None) -> list[Op]:
+    """The DiracNet's computation in its own order, each conv+BN (and Dirac parameterization) folded.
+
+    With `model=None` only the structure is produced (tensors None).
+    """
+    act = "ncrelu" if spec.version == 1 else "relu"
+    w0 = spec.widths[0]
+    ops = []
+    w = b = None
+    if model is not None:
+        w, b = fold_conv_bn(model.conv.weight, model.conv.bias, _bn(model.bn), model.bn.eps)
+    if spec.stem == "imagenet":
+        ops += [Op("conv", "stem_conv", dict(in_channels=spec.in_channels, out_channels=w0, kernel_size=7, stride=2,
+                                             padding=3), w, b),
+                Op("maxpool", "stem_pool", dict(kernel_size=3, stride=2, padding=1))]
+    else:
+        ops += [Op("conv", "stem_conv", dict(in_channels=spec.in_channels, out_channels=w0, kernel_size=3, stride=1,
+                                             padding=1), w, b), Op("relu")]
+    prev = w0
+    for g, (width, count) in enumerate(zip(spec.widths, spec.convs_per_group)):
+        if g > 0:
+            ops.append(Op("maxpool", f"group{g}_pool", dict(kernel_size=2, stride=2, padding=0)))
+        for i in range(count):
+            cin = prev if i == 0 else width
+            if model is not None:
+                block = getattr(model, f"group{g}")[i]
+                c = block.conv
+                w, b = fold_dirac_conv_bn(c.weight, c.alpha, c.beta, c.delta, _bn(block.bn), block.bn.eps)
+            ops += [Op(act), Op("conv", f"group{g}_block{i}_conv",
+                                dict(in_channels=2 * cin if act == "ncrelu" else cin, out_channels=width,
+                                     kernel_size=3, stride=1, padding=1), w, b)]
+        prev = width
+    if spec.version == 2:
+        ops.append(Op("relu"))
+    fc_w = fc_b = None
+    if model is not None:
+        fc_w, fc_b = model.fc.weight.detach().clone(), model.fc.bias.detach().clone()
+    ops += [Op("gap", "pool"), Op("flatten", "flatten"),
+            Op("linear", "fc", dict(in_features=prev, out_features=spec.num_classes), fc_w, fc_b)]
+    return ops
+
+
+def _neg_half_inputs(op: Op, keep_only_first: bool) -> Op:
+    """The next conv after an absorbed NCReLU: negate (or drop) the weights reading the second half."""
+    c = op.args["in_channels"] // 2
+    args = dict(op.args)
+    if keep_only_first:
+        args["in_channels"] = c
+        w = None if op.weight is None else op.weight[:, :c].clone()
+    else:
+        w = None if op.weight is None else torch.cat([op.weight[:, :c], -op.weight[:, c:]], dim=1)
+    return replace(op, args=args, weight=w)
+
+
+def canonicalize(ops: list[Op]) -> list[Op]:
+    """Exact rewrites to a canonical plain chain. Each rule holds in real arithmetic:
+
+    - ReLU after ReLU is one ReLU.
+    - max-pool then ReLU (or LeakyReLU) becomes ReLU then max-pool: max commutes with any non-decreasing
+      elementwise map, and max-pool pads with -inf. conv->ReLU adjacency is what runtimes fuse.
+    - NCReLU(x) = [relu(x), -relu(-x)]. Directly after a conv W, b it is absorbed: the conv emits [x; -x]
+      (weights [W; -W], biases [b; -b]), a ReLU gives [relu(x), relu(-x)], and the next conv negates the
+      weights reading the second half. Directly after a ReLU it is [relu(x), 0]: dropped, and the next conv
+      keeps only the weights reading the first half. After a max-pool it stays an explicit NCReLU layer: the
+      absorbed form would pool relu(-x), and max(-x) is not -max(x).
+    """
+    out: list[Op] = []
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        last = out[-1] if out else None
+        if op.kind == "relu" and last is not None and last.kind == "relu":
+            i += 1
+            continue
+        if op.kind in ("relu", "leaky_relu") and last is not None and last.kind == "maxpool":
+            out.insert(len(out) - 1, op)
+            i += 1
+            continue
+        if op.kind == "ncrelu" and last is not None and last.kind in ("conv", "relu"):
+            nxt = ops[i + 1]
+            assert nxt.kind == "conv", "NCReLU must feed a conv"
+            if last.kind == "conv":
+                a = dict(last.args, out_channels=2 * last.args["out_channels"])
+                w = None if last.weight is None else torch.cat([last.weight, -last.weight])
+                b = None if last.bias is None else torch.cat([last.bias, -last.bias])
+                out[-1] = replace(last, args=a, weight=w, bias=b)
+                out.append(Op("relu"))
+            ops = ops[: i + 1] + [_neg_half_inputs(nxt, keep_only_first=last.kind == "relu")] + ops[i + 2:]
+            i += 1
+            continue
+        out.append(op)
+        i += 1
+    return _name_activations(out)
+
+
+def _name_activations(ops: list[Op]) -> list[Op]:
+    """Activations take the name of the conv they follow (`group0_block1_relu`); pools keep theirs."""
+    named, base = [], "input"
+    for op in ops:
+        if op.kind == "conv":
+            base = op.name.removesuffix("_conv")
+        if not op.name:
+            op = replace(op, name=f"{base}_{op.kind}")
+        named.append(op)
+    return named
+
+
+def to_plain(ops: list[Op]) -> PlainNet:
+    """Build the module and load the folded tensors (eval mode)."""
+    layers = [LayerSpec(op.kind, op.name, dict(op.args)) for op in ops]
+    plain = PlainNet(layers)
+    sd = {}
+    for op in ops:
+        if op.kind in ("conv", "linear"):
+            sd[f"{op.name}.weight"], sd[f"{op.name}.bias"] = op.weight, op.bias
+    plain.load_state_dict(sd, strict=True)
+    return plain.eval()
+
+
+def plain_layers(spec: DiracNetSpec) -> list[LayerSpec]:
+    """The folded chain's layers for a DiracNet spec (structure only)."""
+    return [LayerSpec(op.kind, op.name, dict(op.args)) for op in canonicalize(diracnet_ops(spec))]

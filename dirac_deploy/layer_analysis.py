@@ -1,0 +1,124 @@
+"""Per-layer diagnostics of a folded chain: how close each kernel is to a scaled identity, its exact spectrum,
+and the activation scale through the chain.
+
+- Identity distance: ||W - diag(c) delta||_F / ||W||_F with c[o] = W[o, o, k//2, k//2] (the best per-channel
+  scaled identity on the centre tap). 0 means the layer is a scaled identity; 1 means nothing of one is left.
+- Singular values (Sedghi, Gupta, Long, ICLR 2019): a stride-1 conv with circular padding on n x n inputs is
+  block-diagonalized by the 2-D DFT; its singular values are those of the out x in matrices
+  K_hat(u, v) = sum_{p,q} W[:, :, p, q] exp(-2 pi i (p u + q v) / n) over all n^2 frequencies. Exact for
+  circular padding; zero padding (what the chain runs) differs only at the borders.
+- Activation RMS: root mean square of each ReLU's output on seeded N(0, 1) input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def conv_singular_values(weight: torch.Tensor, n: int) -> torch.Tensor:
+    """All singular values of the circular stride-1 conv with `weight` [out, in, k, k] on n x n inputs."""
+    w = weight.detach().double()
+    out, cin, kh, kw = w.shape
+    padded = torch.zeros(out, cin, n, n, dtype=w.dtype)
+    for p in range(kh):  # taps wrap around the n x n torus (matters only when the kernel exceeds the input)
+        for q in range(kw):
+            padded[:, :, p % n, q % n] += w[:, :, p, q]
+    transforms = torch.fft.fft2(padded)  # [out, in, n, n]
+    mats = transforms.permute(2, 3, 0, 1).reshape(n * n, out, cin)
+    return torch.linalg.svdvals(mats).reshape(-1)
+
+
+def identity_distance(weight: torch.Tensor) -> float:
+    """||W - diag(c) delta|| / ||W|| with c the centre-tap diagonal (first min(out, in) channels)."""
+    w = weight.detach().double()
+    out, cin, kh, kw = w.shape
+    n = min(out, cin)
+    residual = w.clone()
+    idx = torch.arange(n)
+    residual[idx, idx, kh // 2, kw // 2] = 0.0
+    norm = float(w.norm())
+    return float(residual.norm()) / norm if norm > 0 else 0.0
+
+
+@dataclass
+class LayerStats:
+    name: str
+    shape: tuple[int, ...]
+    input_size: int
+    identity_distance: float
+    spectral_norm: float | None  # None for strided convs (the formula is for stride 1)
+    condition_number: float | None
+    activation_rms: float  # after this conv's activation (or of the conv output if none follows)
+
+
+def inspect_layers(path, options=None) -> tuple[str, tuple[int, int, int], list[LayerStats]]:
+    """(description, input shape, per-conv stats) for a plain.pth or any checkpoint `fold` reads."""
+    from .fold.from_checkpoint import plain_from_file
+
+    plain, meta, _, source = plain_from_file(path, options)
+    shape = (plain.layers[0].args["in_channels"], int(meta.get("input_size", 224)), int(meta.get("input_size", 224)))
+    name = meta.get("architecture", {}).get("name", "plain chain")
+    return f"{name} ({source})", shape, analyze_chain(plain, shape)
+
+
+@torch.no_grad()
+def analyze_chain(plain: nn.Sequential, input_shape: tuple[int, int, int], *, batch: int = 8,
+                  seed: int = 0) -> list[LayerStats]:
+    """LayerStats for every conv of a plain chain, running seeded N(0,1) images through it."""
+    sizes: dict[str, int] = {}
+    stats: list[LayerStats] = []
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, *input_shape, generator=gen)
+    modules = list(plain.named_children())
+    for i, (name, m) in enumerate(modules):
+        if isinstance(m, nn.Conv2d):
+            sizes[name] = x.shape[-1]
+        x = m(x)
+        if isinstance(m, nn.Conv2d):
+            nxt = modules[i + 1][1] if i + 1 < len(modules) else None
+            act = nxt(x) if isinstance(nxt, (nn.ReLU, nn.LeakyReLU)) else x
+            rms = float(act.double().pow(2).mean().sqrt())
+            sv = None
+            if m.stride == (1, 1) and m.groups == 1 and m.dilation == (1, 1):
+                sv = conv_singular_values(m.weight, sizes[name])
+            smax = None if sv is None else float(sv.max())
+            smin = None if sv is None else float(sv.min())
+            cond = None if sv is None else (smax / smin if smin > 0 else float("inf"))
+            stats.append(LayerStats(name, tuple(m.weight.shape), sizes[name], identity_distance(m.weight), smax, cond,
+                                    rms))
+    return stats
+
+
+def plot_layers(stats: list[LayerStats], path, title: str):
+    """Four panels against layer index: identity distance, spectral norm, condition number, activation RMS."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_write
+
+    idx = list(range(len(stats)))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7), sharex=True)
+    panels = [("identity distance ||W - c delta|| / ||W||", [s.identity_distance for s in stats], False),
+              ("spectral norm (circular, exact)", [s.spectral_norm for s in stats], True),
+              ("condition number", [s.condition_number for s in stats], True),
+              ("activation RMS after the layer", [s.activation_rms for s in stats], True)]
+    for ax, (label, values, log) in zip(axes.flat, panels):
+        pts = [(i, v) for i, v in zip(idx, values) if v is not None and v == v and v != float("inf")]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+        ax.set_title(label, fontsize=10)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xticks(idx, [s.name.removesuffix("_conv") for s in stats], rotation=70, fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)

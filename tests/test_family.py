@@ -1,0 +1,296 @@
+"""The rest of the skip-free family: DiracNet v1 (NCReLU), scaled-identity / variable-activation nets,
+fold_module on arbitrary modules, and the per-layer spectra. References are written independently in
+reference.py."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from torch import nn
+from torch.nn.utils import parametrize
+
+import reference
+from dirac_deploy import (DiracNet, DiracParametrization, EquivalenceError, LoadOptions, UnfoldableError, cifar_spec,
+                          fold_checkpoint, fold_module, load_plain)
+from dirac_deploy.cli import main
+from dirac_deploy.fold.chain import Op, canonicalize, to_plain
+from dirac_deploy.layer_analysis import analyze_chain, conv_singular_values, identity_distance
+from dirac_deploy.models.dirac import DiracConv2d
+
+TOL = 1e-4
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _close(out, ref):
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() <= TOL * ref.abs().max()
+    assert torch.equal(out.argmax(1), ref.argmax(1))
+
+
+# --- DiracNet v1 -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("writer", [reference.as_v1_params_stats, reference.as_v1_hkl_naming], ids=["params-stats", "hkl-names"])
+@pytest.mark.parametrize("dataset,depth,width,size", [("cifar", 10, 1.0, 32), ("cifar", 16, 0.5, 32),
+                                                      ("imagenet", 18, 0.25, 64)])
+def test_v1_folds_to_the_original_v1_forward(tmp_path, writer, dataset, depth, width, size):
+    params = reference.define_params_v1(dataset, depth, width, seed=depth)
+    torch.save(writer(params), tmp_path / "v1.pt7")
+    report = fold_checkpoint(tmp_path / "v1.pt7", tmp_path / "plain.pth", LoadOptions(input_size=size))
+    assert report.layout == "v1-params-stats" and report.spec.version == 1 and report.proof.ok
+    assert any("NCReLU absorbed" in n for n in report.notes)
+    plain = load_plain(tmp_path / "plain.pth")
+    kinds = [layer.kind for layer in plain.layers]
+    # NCReLU survives only right after a max-pool (one per group, plus ImageNet's stem pool)
+    pools = [i for i, k in enumerate(kinds) if k == "maxpool"]
+    assert [i for i, k in enumerate(kinds) if k == "ncrelu"] == [i + 1 for i in pools]
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, size, size)
+        with torch.no_grad():
+            _close(plain(x), reference.forward_v1(params, x))
+
+
+def test_v1_missing_eyes_regenerate_the_tiled_delta(tmp_path):
+    params = reference.define_params_v1("cifar", 10, seed=4)
+    ckpt = reference.as_v1_params_stats(params)
+    ckpt["stats"] = {k: v for k, v in ckpt["stats"].items() if not k.startswith("eye")}
+    torch.save(ckpt, tmp_path / "v1.pt7")
+    report = fold_checkpoint(tmp_path / "v1.pt7", tmp_path / "plain.pth")
+    assert any("regenerated" in n for n in report.notes)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        _close(load_plain(tmp_path / "plain.pth")(x), reference.forward_v1(params, x))
+
+
+def _ops_conv(cin, cout, seed):
+    g = torch.Generator().manual_seed(seed)
+    return Op("conv", f"c{seed}_conv", dict(in_channels=cin, out_channels=cout, kernel_size=3, stride=1, padding=1),
+              torch.randn(cout, cin, 3, 3, generator=g), torch.randn(cout, generator=g))
+
+
+@torch.no_grad()
+def test_ncrelu_absorbed_after_conv_and_kept_after_maxpool():
+    a, b = _ops_conv(3, 4, 1), _ops_conv(8, 5, 2)
+    x = torch.randn(2, 3, 8, 8)
+
+    def direct(pool):
+        o = F.conv2d(x, a.weight, a.bias, padding=1)
+        if pool:
+            o = F.max_pool2d(o, 2)
+        o = torch.cat([o.clamp(min=0), o.clamp(max=0)], 1)
+        return F.conv2d(o, b.weight, b.bias, padding=1)
+
+    absorbed = canonicalize([a, Op("ncrelu"), b])
+    assert [op.kind for op in absorbed] == ["conv", "relu", "conv"]
+    assert absorbed[0].args["out_channels"] == 8
+    assert torch.allclose(to_plain(absorbed)(x), direct(False), atol=1e-5)
+    kept = canonicalize([a, Op("maxpool", "p", dict(kernel_size=2, stride=2, padding=0)), Op("ncrelu"), b])
+    assert [op.kind for op in kept] == ["conv", "maxpool", "ncrelu", "conv"]
+    assert torch.allclose(to_plain(kept)(x), direct(True), atol=1e-5)
+
+
+# --- scaled-identity / variable-activation nets ------------------------------------------------------------
+
+@pytest.mark.parametrize("per_channel,alpha", [(True, 1.0), (False, 1.0), (True, 0.7), (False, 0.25)])
+def test_scaled_identity_nets_fold_exactly(tmp_path, per_channel, alpha):
+    ckpt = reference.define_scaled_identity((8, 16, 16), (2, 1, 2), per_channel=per_channel, alpha=alpha, seed=3)
+    torch.save(ckpt, tmp_path / "si.pth")
+    report = fold_checkpoint(tmp_path / "si.pth", tmp_path / "plain.pth")
+    assert report.layout == "scaled-identity" and report.proof.ok
+    plain = load_plain(tmp_path / "plain.pth")
+    kinds = {layer.kind for layer in plain.layers}
+    if alpha == 1.0:
+        assert "leaky_relu" not in kinds and not report.notes
+    else:
+        assert "relu" not in kinds and "leaky_relu" in kinds
+        assert any("LeakyReLU" in n and "not conv-ReLU" in n for n in report.notes)
+        slopes = {layer.args["negative_slope"] for layer in plain.layers if layer.kind == "leaky_relu"}
+        assert slopes and all(slope == pytest.approx(1 - alpha) for slope in slopes)
+    assert sum(k == "conv" for k in (layer.kind for layer in plain.layers)) == 1 + 2 + 5  # stem, transitions, blocks
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            _close(plain(x), reference.scaled_identity_forward(ckpt, x))
+
+
+@pytest.mark.parametrize("shortcut,reason", [("preact", "pre-activation skip"), ("two_conv", "shortcut of length 2")])
+def test_unfoldable_blocks_are_refused_naming_block_and_reason(tmp_path, shortcut, reason):
+    torch.save(reference.define_scaled_identity((8, 16), (1, 1), shortcut=shortcut), tmp_path / "r.pth")
+    with pytest.raises(UnfoldableError, match=rf"group0\.blocks\.0.*{reason}"):
+        fold_checkpoint(tmp_path / "r.pth", tmp_path / "plain.pth")
+    res = CliRunner().invoke(main, ["fold", str(tmp_path / "r.pth"), "-o", str(tmp_path / "plain.pth")])
+    assert res.exit_code == 1 and "group0.blocks.0" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.pth"]
+
+
+@pytest.mark.parametrize("shortcut", ["scaled", "preact", "two_conv"])
+def test_scaled_identity_module_loads_every_form_and_matches_the_reference(tmp_path, shortcut):
+    """The reference model definition computes each documented block form (even those that cannot fold)."""
+    from dirac_deploy.checkpoint import load_checkpoint
+
+    ckpt = reference.define_scaled_identity((8, 16), (2, 1), shortcut=shortcut, alpha=0.8, seed=5)
+    torch.save(ckpt, tmp_path / "si.pth")
+    model = load_checkpoint(tmp_path / "si.pth").model
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference.scaled_identity_forward(ckpt, x), rtol=1e-5, atol=1e-5)
+
+
+# --- fold_module -------------------------------------------------------------------------------------------
+
+def _randomize_bn(model):
+    g = torch.Generator().manual_seed(7)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.3)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model
+
+
+def test_fold_module_on_a_mixed_model():
+    pc = nn.Conv2d(8, 8, 3, padding=1)
+    parametrize.register_parametrization(pc, "weight", DiracParametrization(8, 8, 3, alpha=0.9, beta=0.3))
+    other = nn.Conv2d(8, 8, 1)
+    parametrize.register_parametrization(other, "weight", nn.Identity())  # not Dirac: must stay
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), DiracConv2d(8, 8), nn.BatchNorm2d(8), nn.ReLU(),
+                          pc, nn.BatchNorm2d(8), other, nn.Sequential(DiracConv2d(8, 8), nn.ReLU()),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    model = _randomize_bn(model).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = fold_module(model, torch.zeros(1, 3, 16, 16))
+    assert result.replaced == ["2+3", "5+6", "8.0"] and result.proof.ok
+    m = result.module
+    assert isinstance(m[2], nn.Conv2d) and isinstance(m[3], nn.Identity) and isinstance(m[6], nn.Identity)
+    assert not parametrize.is_parametrized(m[5]) and parametrize.is_parametrized(m[7])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # original untouched
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(m(x), model(x), atol=1e-5)
+    with pytest.raises(EquivalenceError, match="train mode"):
+        fold_module(model.train(), torch.zeros(1, 3, 16, 16))
+
+
+def test_timm_style_reparameterize_uses_fuse_hooks():
+    """timm.utils.reparameterize_model's documented walk: deep copy, replace any child that has `fuse()`."""
+    import copy
+
+    def reparameterize_model(model):
+        model = copy.deepcopy(model)
+
+        def walk(m):
+            for name, child in m.named_children():
+                if hasattr(child, "fuse"):
+                    setattr(m, name, child.fuse())
+                else:
+                    walk(child)
+        walk(model)
+        return model
+
+    net = _randomize_bn(DiracNet(cifar_spec(10))).eval()
+    fused = reparameterize_model(net)
+    assert not any(isinstance(m, (DiracConv2d, nn.BatchNorm2d)) for m in fused.group0.modules())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(fused(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+# --- layer analysis ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("out,cin,k,n", [(3, 2, 3, 5), (4, 4, 3, 6), (2, 3, 1, 4), (3, 3, 5, 4)])
+def test_fft_singular_values_match_the_dense_circular_conv_matrix(out, cin, k, n):
+    w = torch.randn(out, cin, k, k, dtype=torch.float64)
+    cols = []
+    for j in range(cin * n * n):  # the conv applied to every basis image = the dense matrix, column by column
+        e = torch.zeros(cin * n * n, dtype=torch.float64)
+        e[j] = 1
+        img = e.view(1, cin, n, n)
+        # cross-correlation with circular wrap at offsets 0..k-1, matching the FFT's tap placement
+        padded = F.pad(img, (0, k - 1, 0, k - 1), mode="circular") if k - 1 <= n else None
+        cols.append(F.conv2d(padded, w).reshape(-1))
+    dense = torch.stack(cols, 1)
+    expected = torch.linalg.svdvals(dense).sort().values
+    ours = conv_singular_values(w, n).sort().values
+    assert torch.allclose(ours, expected, atol=1e-9)
+
+
+def test_identity_distance():
+    scale = torch.tensor([2.0, -1.0, 0.5])
+    delta = torch.zeros(3, 3, 3, 3)
+    torch.nn.init.dirac_(delta)
+    assert identity_distance(scale.view(-1, 1, 1, 1) * delta) == pytest.approx(0.0)
+    w = torch.zeros(3, 3, 3, 3)
+    w[:, :, 0, 0] = 1.0
+    assert identity_distance(w) == pytest.approx(1.0)
+
+
+def test_analyze_chain_and_inspect_layers_cli(tmp_path):
+    net = _randomize_bn(DiracNet(cifar_spec(10))).eval()
+    from dirac_deploy import fold
+
+    stats = analyze_chain(fold(net).plain, (3, 32, 32))
+    assert [s.input_size for s in stats] == [32, 32, 32, 16, 16, 8, 8]
+    assert all(s.spectral_norm > 0 and s.condition_number >= 1 and s.activation_rms > 0 for s in stats)
+    torch.save(net.state_dict(), tmp_path / "n.pth")
+    res = CliRunner().invoke(main, ["inspect", str(tmp_path / "n.pth"), "--layers", "--plot", str(tmp_path / "l.png")])
+    assert res.exit_code == 0, res.output
+    assert "group2_block1_conv" in res.stdout and "identity dist." in res.stdout
+    assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- export and serve for the family ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def family_ckpts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("family")
+    v1 = reference.define_params_v1("cifar", 10, seed=8)
+    torch.save(reference.as_v1_params_stats(v1), d / "v1.pt7")
+    si = reference.define_scaled_identity((8, 16), (2, 2), alpha=0.6, seed=8)
+    torch.save(si, d / "si.pth")
+    return d, v1, si
+
+
+def test_family_exports_through_the_cli(family_ckpts, tmp_path):
+    d, _, _ = family_ckpts
+    for name, ops in (("v1.pt7", ("Max", "Concat")), ("si.pth", ("LeakyRelu",))):
+        res = CliRunner().invoke(main, ["export", str(d / name), "--onnx", str(tmp_path / f"{name}.onnx")])
+        assert res.exit_code == 0, res.output
+        assert all(op in res.stdout for op in ops) and "audit" in res.stdout
+
+
+def test_family_serves_through_tritonclient(family_ckpts):
+    import tritonclient.http as triton
+
+    from serving import running_server
+
+    d, v1, si = family_ckpts
+    x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with running_server(f"v1={d / 'v1.pt7'}", f"si={d / 'si.pth'}") as (url, _):
+        client = triton.InferenceServerClient(url.removeprefix("http://"))
+        for name, ref in (("v1", reference.forward_v1(v1, torch.from_numpy(x))),
+                          ("si", reference.scaled_identity_forward(si, torch.from_numpy(x)))):
+            inp = triton.InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            _close(torch.tensor(client.infer(name, [inp]).as_numpy("logits")), ref.detach())
+
+
+def test_hkl_converter_split_produces_a_foldable_v1_checkpoint(tmp_path):
+    spec = importlib.util.spec_from_file_location("hkl_to_pth", ROOT / "converters" / "hkl_to_pth.py")
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    params = reference.define_params_v1("cifar", 10, seed=2)
+    hkl_like = reference.as_v1_hkl_naming(params)
+    flat = {k: v.numpy() for part in ("params", "stats") for k, v in hkl_like[part].items()}
+    torch.save(conv.split_params_stats(flat), tmp_path / "converted.pth")
+    fold_checkpoint(tmp_path / "converted.pth", tmp_path / "plain.pth")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        _close(load_plain(tmp_path / "plain.pth")(x), reference.forward_v1(params, x))
+    proc = subprocess.run([sys.executable, str(ROOT / "converters" / "hkl_to_pth.py"), "a.hkl", "a.hkl"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "error" in proc.stderr
