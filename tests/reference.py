@@ -17,6 +17,18 @@ def eye_name(shape) -> str:
     return "eye" + "_".join(map(str, shape))
 
 
+def _uniform(g, lo, hi, *shape):
+    return lo + (hi - lo) * torch.rand(*shape, generator=g)
+
+
+def _random_bn(p: dict, g, name: str, n: int) -> None:
+    """Trained-looking BN affine and running statistics under `name`."""
+    p[f"{name}.weight"] = _uniform(g, 0.2, 1.5, n)
+    p[f"{name}.bias"] = _uniform(g, -0.5, 0.5, n)
+    p[f"{name}.running_mean"] = _uniform(g, -1.0, 1.0, n)
+    p[f"{name}.running_var"] = _uniform(g, 0.3, 3.0, n)
+
+
 def define_params(dataset: str, depth: int, width: float = 1.0, num_classes: int | None = None,
                   per_channel: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
     """Flat params as the original master train.py holds them, with realistic trained-looking values.
@@ -30,15 +42,12 @@ def define_params(dataset: str, depth: int, width: float = 1.0, num_classes: int
         return torch.randn(*s, generator=g)
 
     def uniform(lo, hi, *s):
-        return lo + (hi - lo) * torch.rand(*s, generator=g)
+        return _uniform(g, lo, hi, *s)
 
     p: dict[str, torch.Tensor] = {}
 
     def bn(name, n):
-        p[f"{name}.weight"] = uniform(0.2, 1.5, n)
-        p[f"{name}.bias"] = uniform(-0.5, 0.5, n)
-        p[f"{name}.running_mean"] = uniform(-1.0, 1.0, n)
-        p[f"{name}.running_var"] = uniform(0.3, 3.0, n)
+        _random_bn(p, g, name, n)
 
     if dataset == "imagenet":
         widths = [int(w * width) for w in (64, 128, 256, 512)]
@@ -200,15 +209,12 @@ def define_params_v1(dataset: str, depth: int, width: float = 1.0, seed: int = 0
     g = torch.Generator().manual_seed(seed)
 
     def uniform(lo, hi, *s):
-        return lo + (hi - lo) * torch.rand(*s, generator=g)
+        return _uniform(g, lo, hi, *s)
 
     p: dict[str, torch.Tensor] = {}
 
     def bn(name, n):
-        p[f"{name}.weight"] = uniform(0.2, 1.5, n)
-        p[f"{name}.bias"] = uniform(-0.5, 0.5, n)
-        p[f"{name}.running_mean"] = uniform(-1.0, 1.0, n)
-        p[f"{name}.running_var"] = uniform(0.3, 3.0, n)
+        _random_bn(p, g, name, n)
 
     if dataset == "imagenet":
         widths = [int(w * width) for w in (64, 128, 256, 512)]
@@ -284,7 +290,7 @@ def define_scaled_identity(widths, blocks, classes=10, shortcut="scaled", per_ch
     g = torch.Generator().manual_seed(seed)
 
     def uniform(lo, hi, *s):
-        return lo + (hi - lo) * torch.rand(*s, generator=g)
+        return _uniform(g, lo, hi, *s)
 
     sd = {}
 

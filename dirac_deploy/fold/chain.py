@@ -12,7 +12,7 @@ import torch
 
 from ..models.plain import PlainNet
 from ..spec import DiracNetSpec, LayerSpec
-from .kernels import fold_conv_bn, fold_dirac_conv_bn
+from .kernels import bn_tensors, fold_conv_bn, fold_dirac_conv_bn
 
 
 @dataclass
@@ -22,10 +22,6 @@ class Op:
     args: dict = field(default_factory=dict)
     weight: torch.Tensor | None = None
     bias: torch.Tensor | None = None
-
-
-def _bn(bn) -> dict:
-    return {"running_mean": bn.running_mean, "running_var": bn.running_var, "weight": bn.weight, "bias": bn.bias}
 
 
 def diracnet_ops(spec: DiracNetSpec, model=None) -> list[Op]:
@@ -38,7 +34,7 @@ def diracnet_ops(spec: DiracNetSpec, model=None) -> list[Op]:
     ops = []
     w = b = None
     if model is not None:
-        w, b = fold_conv_bn(model.conv.weight, model.conv.bias, _bn(model.bn), model.bn.eps)
+        w, b = fold_conv_bn(model.conv.weight, model.conv.bias, bn_tensors(model.bn), model.bn.eps)
     if spec.stem == "imagenet":
         ops += [Op("conv", "stem_conv", dict(in_channels=spec.in_channels, out_channels=w0, kernel_size=7, stride=2,
                                              padding=3), w, b),
@@ -55,7 +51,7 @@ def diracnet_ops(spec: DiracNetSpec, model=None) -> list[Op]:
             if model is not None:
                 block = getattr(model, f"group{g}")[i]
                 c = block.conv
-                w, b = fold_dirac_conv_bn(c.weight, c.alpha, c.beta, c.delta, _bn(block.bn), block.bn.eps)
+                w, b = fold_dirac_conv_bn(c.weight, c.alpha, c.beta, c.delta, bn_tensors(block.bn), block.bn.eps)
             ops += [Op(act), Op("conv", f"group{g}_block{i}_conv",
                                 dict(in_channels=2 * cin if act == "ncrelu" else cin, out_channels=width,
                                      kernel_size=3, stride=1, padding=1), w, b)]

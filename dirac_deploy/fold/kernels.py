@@ -54,6 +54,11 @@ def dirac_weight(weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, 
     return _per_channel(beta, weight) * normalize_filters(weight) + _per_channel(alpha, weight) * delta
 
 
+def bn_tensors(bn) -> dict[str, torch.Tensor | None]:
+    """An eval-mode BatchNorm2d's running_mean, running_var, weight (gamma) and bias (beta), for the fold functions."""
+    return {"running_mean": bn.running_mean, "running_var": bn.running_var, "weight": bn.weight, "bias": bn.bias}
+
+
 def fuse_bn(
     weight: torch.Tensor,
     bias: torch.Tensor | None,

@@ -20,7 +20,7 @@ from torch.nn.utils import parametrize
 
 from ..errors import EquivalenceError
 from ..models.dirac import DiracBlock, DiracConv2d
-from .kernels import dirac_delta, dirac_weight, fuse_bn
+from .kernels import bn_tensors, dirac_delta, dirac_weight, fuse_bn
 from .verify import DEFAULT_RTOL, Proof, compare
 
 
@@ -62,9 +62,7 @@ def _plain_conv(m: nn.Module, bn: nn.BatchNorm2d | None) -> nn.Conv2d:
                     stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups)
         dtype = m.weight.dtype
     if bn is not None:
-        stats = {k: (None if v is None else v.detach().double()) for k, v in
-                 (("running_mean", bn.running_mean), ("running_var", bn.running_var), ("weight", bn.weight),
-                  ("bias", bn.bias))}
+        stats = {k: (None if v is None else v.detach().double()) for k, v in bn_tensors(bn).items()}
         weight, bias = fuse_bn(weight, bias, stats["running_mean"], stats["running_var"], stats["weight"],
                                stats["bias"], bn.eps)
     conv = nn.Conv2d(**spec, bias=bias is not None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..errors import UnfoldableError
 from ..models.scaled_identity import ScaledIdentityNet
 from .chain import Op
-from .kernels import add_scaled_identity, fold_conv_bn
+from .kernels import add_scaled_identity, bn_tensors, fold_conv_bn
 
 WHY = {
     "preact": ("its shortcut carries x while the conv sees relu(x) (a pre-activation skip): the sum "
@@ -18,10 +18,6 @@ WHY = {
     "two_conv": ("its shortcut spans two convs with a nonlinearity between them (ResNet's shortcut of length "
                  "2): no single conv equals the block"),
 }
-
-
-def _bn(bn) -> dict:
-    return {"running_mean": bn.running_mean, "running_var": bn.running_var, "weight": bn.weight, "bias": bn.bias}
 
 
 def _act(module, notes: list[str]) -> Op:
@@ -43,7 +39,7 @@ def scaled_identity_ops(model: ScaledIdentityNet) -> tuple[list[Op], list[str]]:
     ops: list[Op] = []
 
     def conv_bn_act(name: str, unit, cin: int, cout: int) -> None:
-        w, b = fold_conv_bn(unit.conv.weight, None, _bn(unit.bn), unit.bn.eps)
+        w, b = fold_conv_bn(unit.conv.weight, None, bn_tensors(unit.bn), unit.bn.eps)
         ops.append(Op("conv", name, dict(in_channels=cin, out_channels=cout, kernel_size=3, stride=1, padding=1), w, b))
         ops.append(_act(unit.act, leaky))
 
@@ -55,7 +51,7 @@ def scaled_identity_ops(model: ScaledIdentityNet) -> tuple[list[Op], list[str]]:
             ops.append(Op("maxpool", f"group{g}_pool", dict(kernel_size=2, stride=2, padding=0)))
             conv_bn_act(f"group{g}_transition_conv", group.transition, prev, width)
         for i, block in enumerate(group.blocks):
-            w, b = fold_conv_bn(block.conv.weight, None, _bn(block.bn), block.bn.eps)
+            w, b = fold_conv_bn(block.conv.weight, None, bn_tensors(block.bn), block.bn.eps)
             w = add_scaled_identity(w, block.scale.detach())
             ops.append(Op("conv", f"group{g}_block{i}_conv",
                           dict(in_channels=width, out_channels=width, kernel_size=3, stride=1, padding=1), w, b))

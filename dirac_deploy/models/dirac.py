@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fold.kernels import dirac_delta, dirac_delta_v1, dirac_weight, fold_dirac_conv_bn
+from ..fold.kernels import bn_tensors, dirac_delta, dirac_delta_v1, dirac_weight, fold_dirac_conv_bn
 from ..spec import DiracNetSpec
 from .plain import NCReLU, ncrelu
 
@@ -77,10 +77,8 @@ class DiracBlock(nn.Module):
 
     def fuse(self) -> nn.Sequential:
         """The equivalent (nonlinearity, conv with bias) pair, BN folded in float64 (timm's `fuse` hook)."""
-        bn = self.bn
-        stats = {"running_mean": bn.running_mean, "running_var": bn.running_var, "weight": bn.weight, "bias": bn.bias}
         c = self.conv
-        w, b = fold_dirac_conv_bn(c.weight, c.alpha, c.beta, c.delta, stats, bn.eps)
+        w, b = fold_dirac_conv_bn(c.weight, c.alpha, c.beta, c.delta, bn_tensors(self.bn), self.bn.eps)
         conv = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, padding=c.padding)
         conv.weight.data.copy_(w)
         conv.bias.data.copy_(b)
