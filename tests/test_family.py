@@ -141,6 +141,19 @@ def test_scaled_identity_module_loads_every_form_and_matches_the_reference(tmp_p
         assert torch.allclose(model(x), reference.scaled_identity_forward(ckpt, x), rtol=1e-5, atol=1e-5)
 
 
+def test_checkpoint_payload_round_trips_a_trained_module(tmp_path):
+    from dirac_deploy import ScaledIdentityNet, ScaledIdentitySpec
+    from dirac_deploy.checkpoint.formats.scaled_identity import checkpoint_payload
+
+    model = _randomize_bn(ScaledIdentityNet(ScaledIdentitySpec((8, 16), (1, 2), 5, per_channel_shortcut=False))).eval()
+    torch.save(checkpoint_payload(model), tmp_path / "mine.pth")
+    report = fold_checkpoint(tmp_path / "mine.pth", tmp_path / "plain.pth")
+    assert report.spec == model.spec and report.proof.ok
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        _close(load_plain(tmp_path / "plain.pth")(x), model(x))
+
+
 # --- fold_module -------------------------------------------------------------------------------------------
 
 def _randomize_bn(model):

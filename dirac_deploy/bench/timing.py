@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -91,7 +90,3 @@ class PeakRSS:
     @property
     def growth_mb(self) -> float | None:
         return None if self.base is None else (self.peak - self.base) / 2**20
-
-
-def stdev(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0

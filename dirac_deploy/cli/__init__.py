@@ -34,7 +34,8 @@ def main() -> None:
     """
 
 
-from . import bench as _bench  # noqa: E402  (commands register themselves on `main`)
+# Commands register themselves on `main` when imported.
+from . import bench as _bench  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
 from . import export as _export  # noqa: E402,F401
 from . import fold as _fold  # noqa: E402,F401

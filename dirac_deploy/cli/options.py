@@ -13,7 +13,7 @@ def _floats(ctx, param, value):
     try:
         return tuple(float(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers such as 0.485,0.456,0.406, got {value!r}")
+        raise click.BadParameter(f"expected comma-separated numbers such as 0.485,0.456,0.406, got {value!r}") from None
 
 
 def checkpoint_options(f):

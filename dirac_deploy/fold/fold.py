@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 
 from ..errors import EquivalenceError
 from ..models.dirac import DiracNet

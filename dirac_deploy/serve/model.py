@@ -7,7 +7,6 @@ passes the same audit and parity check as `dirac-deploy export`.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -138,7 +137,3 @@ def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads
             return plain(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 
     return ServedModel(source.name, shape, classes, runtime, run, path, info)
-
-
-def default_threads() -> int:
-    return os.cpu_count() or 1
