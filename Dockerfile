@@ -1,6 +1,6 @@
-# dirac-deploy model server: Open Inference Protocol (KServe v2) over HTTP on port 8000.
+# dirac-deploy model server: Open Inference Protocol (KServe v2) over HTTP on port 8000 and gRPC on 8001.
 #   docker build -t dirac-deploy .
-#   docker run -p 8000:8000 -v "$PWD/models:/models:ro" dirac-deploy
+#   docker run -p 8000:8000 -p 8001:8001 -v "$PWD/models:/models:ro" dirac-deploy
 # Models are read from /models (mount a directory of .onnx / plain.pth / checkpoints), or baked in at build
 # time: put a checkpoint in docker/bake/ and add --build-arg BAKE_CHECKPOINT=<file name>.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
@@ -26,8 +26,8 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=10001:10001 /models /models
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2)"]
 ENTRYPOINT ["dirac-deploy", "serve"]
-CMD ["/models", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["/models", "--host", "0.0.0.0", "--port", "8000", "--grpc-port", "8001"]

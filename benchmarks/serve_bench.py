@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/serve_bench.py            # ~1.5 min on a 2-core VM; writes results/serve-cpu.json
 
 Model: ImageNet DiracNet-18 (random weights, calibrated BN), folded and exported with `export_onnx`, batch 1,
-224x224. Measures (1) p50/p90/p99 latency of sequential calls, in-process vs through the server, and (2)
+224x224. Measures (1) p50/p90/p99 latency of sequential calls, in-process vs through the server (HTTP binary,
+and gRPC), and (2)
 throughput with 8 concurrent clients vs an in-process sequential loop. Client and server share the machine.
 """
 
@@ -21,7 +22,7 @@ import onnx
 import tritonclient.http as triton
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from serving import running_server  # noqa: E402  (the same bounded launcher the tests use)
+from serving import free_port, running_server  # noqa: E402  (the same bounded launcher the tests use)
 
 from dirac_deploy.bench.env import collect_env  # noqa: E402
 from dirac_deploy.bench.models import calibrate_bn  # noqa: E402
@@ -84,7 +85,8 @@ def main() -> None:
         print("in-process sequential ...", file=sys.stderr)
         local = summarize(sequential(direct, args.requests))
         local_rps = 1e3 / local.p50
-        with running_server(str(path), "--threads", str(args.threads)) as (url, _):
+        grpc_port = free_port()
+        with running_server(str(path), "--threads", str(args.threads), "--grpc-port", str(grpc_port)) as (url, _):
             host = url.removeprefix("http://")
 
             def make_call():
@@ -95,6 +97,14 @@ def main() -> None:
 
             print("server sequential ...", file=sys.stderr)
             remote = summarize(sequential(make_call(), args.requests))
+            import tritonclient.grpc as tgrpc
+
+            gclient = tgrpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+            ginp = tgrpc.InferInput("input", list(x.shape), "FP32")
+            ginp.set_data_from_numpy(x)
+            print("server sequential, gRPC ...", file=sys.stderr)
+            remote_grpc = summarize(sequential(lambda: gclient.infer("diracnet18", [ginp]).as_numpy("logits"),
+                                               args.requests))
             print("server, 8 concurrent clients ...", file=sys.stderr)
             n, elapsed = concurrent(make_call, 8, args.seconds)
             print("in-process sequential again (drift check) ...", file=sys.stderr)
@@ -106,13 +116,16 @@ def main() -> None:
         "in_process_ms": local.to_dict(), "in_process_after_ms": local_after.to_dict(),
         "tritonclient_binary_http_ms": remote.to_dict(),
         "p50_overhead_fraction": remote.p50 / local.p50 - 1,
+        "tritonclient_grpc_ms": remote_grpc.to_dict(),
+        "grpc_p50_overhead_fraction": remote_grpc.p50 / local.p50 - 1,
         "in_process_throughput": local_rps, "served_throughput_8_clients": served_rps,
         "served_requests": n, "served_seconds": elapsed,
         "throughput_fraction": served_rps / local_rps,
     }
     write_json(args.out, result)
     print(f"in-process p50 {local.p50:.2f} ms (after: {local_after.p50:.2f}); through the server "
-          f"p50 {remote.p50:.2f} ms (+{100 * result['p50_overhead_fraction']:.1f}%); throughput {served_rps:.1f} "
+          f"p50 {remote.p50:.2f} ms (+{100 * result['p50_overhead_fraction']:.1f}%), gRPC p50 {remote_grpc.p50:.2f} ms "
+          f"(+{100 * result['grpc_p50_overhead_fraction']:.1f}%); throughput {served_rps:.1f} "
           f"vs {local_rps:.1f} img/s in-process ({100 * result['throughput_fraction']:.0f}%); wrote {args.out}")
 
 

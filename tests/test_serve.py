@@ -21,7 +21,7 @@ from dirac_deploy.cli import main
 from dirac_deploy.data import embedded_checkpoint, load_holdout
 from dirac_deploy.export.onnx import ort_session
 from dirac_deploy.export.from_file import export_file
-from serving import running_server
+from serving import free_port, running_server
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -35,10 +35,26 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(model_dir):
+def endpoints(model_dir):
     # The same command the Docker image runs (a directory of models), plus a .pth served under a given name.
-    with running_server(str(model_dir), f"ckpt={embedded_checkpoint()}", "--max-body-mb", "1") as (url, proc):
-        yield url
+    grpc_port = free_port()
+    with running_server(str(model_dir), f"ckpt={embedded_checkpoint()}", "--max-body-mb", "1",
+                        "--grpc-port", str(grpc_port)) as (url, proc):
+        yield url, f"127.0.0.1:{grpc_port}"
+
+
+@pytest.fixture(scope="module")
+def server(endpoints):
+    return endpoints[0]
+
+
+@pytest.fixture
+def grpc_client(endpoints):
+    import tritonclient.grpc as tgrpc
+
+    c = tgrpc.InferenceServerClient(endpoints[1])
+    yield c
+    c.close()
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +294,47 @@ def test_binary_response_layout_matches_the_extension(server):
     size = out["parameters"]["binary_data_size"]
     assert size == 10 * 4 == len(r.content) - n
     assert len(struct.unpack("<10f", r.content[n:])) == 10
+
+
+# --- gRPC (inference.GRPCInferenceService) --------------------------------------------------------------
+
+def _grpc_input(x):
+    import tritonclient.grpc as tgrpc
+
+    inp = tgrpc.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    return inp
+
+
+def test_grpc_health_metadata_and_infer(grpc_client, expected):
+    import tritonclient.grpc as tgrpc
+
+    assert grpc_client.is_server_live() and grpc_client.is_server_ready() and grpc_client.is_model_ready("digits")
+    assert not grpc_client.is_model_ready("nope")
+    meta = grpc_client.get_model_metadata("digits", as_json=True)
+    assert meta["inputs"][0]["shape"] == ["-1", "3", "32", "32"] and meta["outputs"][0]["name"] == "logits"
+    x = _x(3, seed=11)
+    res = grpc_client.infer("digits", [_grpc_input(x)])
+    np.testing.assert_allclose(res.as_numpy("logits"), expected(x), rtol=1e-6, atol=1e-6)
+    res = grpc_client.infer("digits", [_grpc_input(x)], parameters={"top_k": 4},
+                            outputs=[tgrpc.InferRequestedOutput("top_k_indices")])
+    assert res.as_numpy("logits") is None
+    assert (res.as_numpy("top_k_indices") == np.argsort(-expected(x), axis=1)[:, :4]).all()
+
+
+def test_grpc_errors_carry_status_and_message(grpc_client, expected):
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException, match="NOT_FOUND.*unknown model"):
+        grpc_client.infer("nope", [_grpc_input(_x(1))])
+    bad = np.zeros((1, 3, 16, 16), dtype=np.float32)
+    with pytest.raises(InferenceServerException, match="INVALID_ARGUMENT.*expects \\[-1, 3, 32, 32\\]"):
+        grpc_client.infer("digits", [_grpc_input(bad)])
+    x = _x(1, seed=12)
+    np.testing.assert_allclose(grpc_client.infer("digits", [_grpc_input(x)]).as_numpy("logits"), expected(x),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_grpc_requests_are_counted(server, grpc_client):
+    grpc_client.infer("digits", [_grpc_input(_x(1))])
+    assert 'dirac_deploy_requests_total{model="digits",status="grpc_OK"}' in httpx.get(f"{server}/metrics").text

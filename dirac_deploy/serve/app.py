@@ -5,20 +5,19 @@ Inference runs in a worker thread so health checks and metrics answer while a mo
 
 from __future__ import annotations
 
+import contextlib
 import time
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..export.onnx import INPUT_NAME, OUTPUT_NAME
 from .model import ServedModel
+from .inference import select_outputs, validate_input
 from .protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
 
-TOP_K_OUTPUTS = ("top_k_indices", "top_k_scores")
 DEFAULT_MAX_BODY = 64 << 20
 
 
@@ -26,52 +25,31 @@ def _error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _validate_input(model: ServedModel, req) -> np.ndarray:
-    if len(req.inputs) != 1 or req.inputs[0].name != INPUT_NAME:
-        raise ProtocolError(f"model '{model.name}' takes one input named '{INPUT_NAME}', got "
-                            f"{[t.name for t in req.inputs]}")
-    t = req.inputs[0]
-    if t.datatype != "FP32":
-        raise ProtocolError(f"input '{INPUT_NAME}' must be FP32, got {t.datatype}")
-    expected = [-1, *model.input_shape]
-    if len(t.shape) != 4 or tuple(t.shape[1:]) != model.input_shape or t.shape[0] < 1:
-        raise ProtocolError(f"input '{INPUT_NAME}' has shape {list(t.shape)}; model '{model.name}' expects {expected} "
-                            f"(rank 4, batch >= 1)")
-    return t.data
+def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_MAX_BODY,
+               grpc_address: str | None = None) -> FastAPI:
+    """A FastAPI app serving `models` over the Open Inference Protocol (HTTP), with Prometheus metrics.
 
+    With `grpc_address` ("host:port") the gRPC service runs on the same event loop, started and stopped with
+    the app.
+    """
 
-def _top_k(logits: np.ndarray, k) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (INT64) and softmax probabilities (FP32) of the k largest logits per row."""
-    idx = np.argsort(-logits, axis=1, kind="stable")[:, :k].astype(np.int64)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = shifted / shifted.sum(axis=1, keepdims=True)
-    return idx, np.take_along_axis(probs, idx, axis=1).astype(np.float32)
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if grpc_address is None:
+            yield
+            return
+        from .grpc_service import start_grpc
 
+        server = await start_grpc(models, grpc_address, lambda m, status: requests.labels(m, status).inc(),
+                                  lambda m, seconds: latency.labels(m).observe(seconds))
+        try:
+            yield
+        finally:
+            await server.stop(grace=10)
 
-def _outputs(model: ServedModel, req, logits: np.ndarray) -> list[tuple[str, np.ndarray, bool]]:
-    available = {OUTPUT_NAME: logits}
-    k = req.parameters.get("top_k")
-    if k is not None:
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= model.num_classes:
-            raise ProtocolError(f"parameter top_k must be an integer in 1..{model.num_classes}, got {k!r}")
-        available.update(zip(TOP_K_OUTPUTS, _top_k(logits, k)))
-    if req.outputs is None:
-        return [(name, arr, req.binary_output_default) for name, arr in available.items()]
-    result = []
-    for o in req.outputs:
-        if o.name not in available:
-            hint = " (top_k outputs need the top_k parameter)" if o.name in TOP_K_OUTPUTS else ""
-            raise ProtocolError(f"unknown output '{o.name}' for model '{model.name}'{hint}; available: "
-                                f"{', '.join(available)}")
-        result.append((o.name, available[o.name], o.binary))
-    return result
-
-
-def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_MAX_BODY) -> FastAPI:
-    """A FastAPI app serving `models` over the Open Inference Protocol (HTTP), with Prometheus metrics."""
-    app = FastAPI(title="dirac-deploy", version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(title="dirac-deploy", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     registry = CollectorRegistry()
-    requests = Counter("dirac_deploy_requests", "Inference requests by model and HTTP status",
+    requests = Counter("dirac_deploy_requests", "Inference requests by model and status (HTTP code or grpc_CODE)",
                        ["model", "status"], registry=registry)
     latency = Histogram("dirac_deploy_request_duration_seconds", "Inference request latency (server side)",
                         ["model"], registry=registry,
@@ -125,9 +103,9 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
                 if len(body) > max_body_bytes:
                     raise ProtocolError(f"request body exceeds the limit of {max_body_bytes} bytes", 413)
             req = parse_infer_request(bytes(body), request.headers.get(HEADER_LENGTH))
-            x = _validate_input(model, req)
+            x = validate_input(model, req)
             logits = await run_in_threadpool(model.infer, x)
-            payload, headers = encode_infer_response(name, req.id, _outputs(model, req, logits))
+            payload, headers = encode_infer_response(name, req.id, select_outputs(model, req, logits))
             status = 200
             return Response(payload, status_code=200, headers=headers)
         except ProtocolError as e:

@@ -25,12 +25,14 @@ def load_models(model_args: list[str], runtime: str, threads: int | None, option
 
 
 def run_server(models: dict[str, ServedModel], host: str, port: int, *, max_body_bytes: int,
-               graceful_timeout: float = 30.0) -> None:
+               grpc_port: int | None = None, graceful_timeout: float = 30.0) -> None:
     import uvicorn
 
     from .app import create_app
 
-    config = uvicorn.Config(create_app(models, max_body_bytes=max_body_bytes), host=host, port=port,
+    grpc_address = None if grpc_port is None else f"{host}:{grpc_port}"
+    app = create_app(models, max_body_bytes=max_body_bytes, grpc_address=grpc_address)
+    config = uvicorn.Config(app, host=host, port=port,
                             log_level="warning", timeout_graceful_shutdown=graceful_timeout, loop="asyncio")
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:

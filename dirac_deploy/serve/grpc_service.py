@@ -1,0 +1,124 @@
+"""The Open Inference Protocol over gRPC (`inference.GRPCInferenceService`), on the generated stubs that
+tritonclient[grpc] ships (no hand-written protobuf). Shares validation and outputs with HTTP (`inference`).
+
+Implemented: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer (raw or typed
+input contents; outputs always as raw_output_contents, which is what tritonclient reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from .. import __version__
+from .inference import select_outputs, validate_input
+from .model import ServedModel
+from .protocol import DTYPES, NP_TO_DTYPE, InferRequest, InputTensor, ProtocolError, RequestedOutput
+
+_TYPED_FIELD = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT64": "int64_contents", "INT32": "int_contents",
+                "INT16": "int_contents", "INT8": "int_contents", "UINT8": "uint_contents", "BOOL": "bool_contents"}
+
+
+def _param(p) -> object:
+    kind = p.WhichOneof("parameter_choice")
+    return None if kind is None else getattr(p, kind)
+
+
+def request_from_proto(request) -> InferRequest:
+    """ModelInferRequest -> the transport-free InferRequest (numpy views of raw contents, no copy)."""
+    if not request.inputs:
+        raise ProtocolError("request has no inputs")
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise ProtocolError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+    inputs = []
+    for i, t in enumerate(request.inputs):
+        if t.datatype not in DTYPES:
+            raise ProtocolError(f"input '{t.name}': unknown datatype {t.datatype!r}; known: {', '.join(DTYPES)}")
+        shape = tuple(int(d) for d in t.shape)
+        if any(d < 0 for d in shape):
+            raise ProtocolError(f"input '{t.name}': negative dimension in shape {list(shape)}")
+        dtype = np.dtype(DTYPES[t.datatype]).newbyteorder("<")
+        count = int(np.prod(shape, dtype=np.int64))
+        if raw:
+            if len(raw[i]) != count * dtype.itemsize:
+                raise ProtocolError(f"input '{t.name}': {len(raw[i])} raw bytes do not match shape {list(shape)} of "
+                                    f"{t.datatype} ({count * dtype.itemsize} bytes)")
+            data = np.frombuffer(raw[i], dtype=dtype, count=count).reshape(shape)
+        else:
+            values = getattr(t.contents, _TYPED_FIELD.get(t.datatype, "fp32_contents"))
+            if len(values) != count:
+                raise ProtocolError(f"input '{t.name}': {len(values)} elements do not match shape {list(shape)} ({count})")
+            data = np.asarray(values, dtype=dtype).reshape(shape)
+        inputs.append(InputTensor(t.name, shape, t.datatype, data))
+    outputs = [RequestedOutput(o.name, True) for o in request.outputs] or None
+    params = {k: _param(v) for k, v in request.parameters.items()}
+    return InferRequest(request.id or None, inputs, outputs, params, True)
+
+
+class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, models: dict[str, ServedModel], count=None, observe=None):
+        self.models = models
+        self._count = count or (lambda model, status: None)
+        self._observe = observe or (lambda model, seconds: None)
+
+    async def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=True)
+
+    async def ModelReady(self, request, context):
+        return pb.ModelReadyResponse(ready=request.name in self.models)
+
+    async def ServerMetadata(self, request, context):
+        return pb.ServerMetadataResponse(name="dirac-deploy", version=__version__, extensions=["binary_tensor_data"])
+
+    async def _model(self, name, context) -> ServedModel:
+        if name not in self.models:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model '{name}'; served: {', '.join(sorted(self.models))}")
+        return self.models[name]
+
+    async def ModelMetadata(self, request, context):
+        model = await self._model(request.name, context)
+        meta = model.metadata()
+        tensors = [[pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                    for t in meta[kind]] for kind in ("inputs", "outputs")]
+        return pb.ModelMetadataResponse(name=model.name, versions=meta["versions"], platform=meta["platform"],
+                                        inputs=tensors[0], outputs=tensors[1])
+
+    async def ModelInfer(self, request, context):
+        start = time.perf_counter()
+        model = await self._model(request.model_name, context)
+        try:
+            req = request_from_proto(request)
+            x = validate_input(model, req)
+            logits = await asyncio.get_running_loop().run_in_executor(None, model.infer, x)
+            outputs = select_outputs(model, req, logits)
+        except ProtocolError as e:
+            self._count(model.name, "grpc_INVALID_ARGUMENT")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        response = pb.ModelInferResponse(model_name=model.name, model_version="1", id=request.id)
+        for name, arr, _ in outputs:
+            arr = np.ascontiguousarray(arr)
+            response.outputs.add(name=name, datatype=NP_TO_DTYPE[arr.dtype], shape=list(arr.shape))
+            response.raw_output_contents.append(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+        self._count(model.name, "grpc_OK")
+        self._observe(model.name, time.perf_counter() - start)
+        return response
+
+
+async def start_grpc(models: dict[str, ServedModel], address: str, count=None, observe=None) -> grpc.aio.Server:
+    """Start a grpc.aio server on the running event loop (the HTTP server's); the caller stops it."""
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 256 << 20),
+                                      ("grpc.max_send_message_length", 256 << 20)])
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(models, count, observe), server)
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot bind gRPC to {address}")
+    await server.start()
+    return server

@@ -1,0 +1,55 @@
+"""What an infer call does with a decoded request, independent of transport (HTTP or gRPC):
+check the input against the model, and pick the outputs (logits, and top_k indices/scores on request)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..export.onnx import INPUT_NAME, OUTPUT_NAME
+from .model import ServedModel
+from .protocol import InferRequest, ProtocolError
+
+TOP_K_OUTPUTS = ("top_k_indices", "top_k_scores")
+
+
+def validate_input(model: ServedModel, req: InferRequest) -> np.ndarray:
+    """The batch to run, or ProtocolError saying what is wrong with the input."""
+    if len(req.inputs) != 1 or req.inputs[0].name != INPUT_NAME:
+        raise ProtocolError(f"model '{model.name}' takes one input named '{INPUT_NAME}', got "
+                            f"{[t.name for t in req.inputs]}")
+    t = req.inputs[0]
+    if t.datatype != "FP32":
+        raise ProtocolError(f"input '{INPUT_NAME}' must be FP32, got {t.datatype}")
+    expected = [-1, *model.input_shape]
+    if len(t.shape) != 4 or tuple(t.shape[1:]) != model.input_shape or t.shape[0] < 1:
+        raise ProtocolError(f"input '{INPUT_NAME}' has shape {list(t.shape)}; model '{model.name}' expects {expected} "
+                            f"(rank 4, batch >= 1)")
+    return t.data
+
+
+def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (INT64) and softmax probabilities (FP32) of the k largest logits per row."""
+    idx = np.argsort(-logits, axis=1, kind="stable")[:, :k].astype(np.int64)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    return idx, np.take_along_axis(probs, idx, axis=1).astype(np.float32)
+
+
+def select_outputs(model: ServedModel, req: InferRequest, logits: np.ndarray) -> list[tuple[str, np.ndarray, bool]]:
+    """(name, array, binary?) for each output the request asked for (all available ones by default)."""
+    available = {OUTPUT_NAME: logits}
+    k = req.parameters.get("top_k")
+    if k is not None:
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= model.num_classes:
+            raise ProtocolError(f"parameter top_k must be an integer in 1..{model.num_classes}, got {k!r}")
+        available.update(zip(TOP_K_OUTPUTS, top_k(logits, k)))
+    if req.outputs is None:
+        return [(name, arr, req.binary_output_default) for name, arr in available.items()]
+    result = []
+    for o in req.outputs:
+        if o.name not in available:
+            hint = " (top_k outputs need the top_k parameter)" if o.name in TOP_K_OUTPUTS else ""
+            raise ProtocolError(f"unknown output '{o.name}' for model '{model.name}'{hint}; available: "
+                                f"{', '.join(available)}")
+        result.append((o.name, available[o.name], o.binary))
+    return result
