@@ -26,11 +26,11 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _git_sha() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -48,7 +48,8 @@ def collect_env(device: str, threads: int) -> dict:
         "python": platform.python_version(),
         "versions": {d: _version(d) for d in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt",
                                               "dirac-deploy")},
-        "git_sha": _git_sha(),
+        "git_sha": _git("rev-parse", "HEAD") or None,
+        "git_dirty": None if (status := _git("status", "--porcelain")) is None else bool(status),
         "device": device,
     }
     if device == "cuda" and torch.cuda.is_available():
