@@ -39,8 +39,9 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
                 fp16: bool = False, options: LoadOptions | None = None) -> ExportReport:
     """Export MODEL to ONNX and, optionally, a TensorRT engine and a Triton repository.
 
-    The unfolded graph (if asked for) is written beside the ONNX as `<stem>.unfolded.onnx`. TensorRT is
-    checked for before anything is written, so a missing TensorRT leaves no partial output.
+    The unfolded graph (if asked for) is written beside the ONNX as `<stem>.unfolded.onnx`. Optional
+    dependencies (TensorRT, tritonclient, onnxconverter-common) are checked before anything is written, so a
+    missing one leaves no partial output.
     """
     model_path = Path(model_path)
     if onnx_path is None and triton_repo is None and trt_path is None:
@@ -54,8 +55,12 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
         outputs.append(unfolded_path)
     for out in outputs:
         check_output_path(out, model_path)
-    if trt_path is not None:
+    if trt_path is not None:  # optional dependencies are checked before anything is computed or written
         require("tensorrt")
+    if triton_repo is not None:
+        require("tritonclient.grpc.model_config_pb2")
+    if fp16 and trt_path is not None:
+        require("onnxconverter_common.float16")
     plain, meta, unfolded_model, source = plain_from_file(model_path, options)
     if unfolded and unfolded_model is None:
         what = "already a folded plain file" if source == "plain file" else "an already-folded checkpoint"
