@@ -8,7 +8,8 @@ The released files store one flat dict of numpy arrays. This writes the v1 `{'pa
 running statistics and `eye...` deltas go to `stats`, everything else to `params`. Names are kept: the loader
 reads both the functional-code spelling (`...alpha`, `...beta`) and the released files' (`...conv.gamma` for
 the delta scale, `...conv.beta` for the weight scale). The released files themselves could not be fetched
-from our machines, so this was tested on files with their documented names, not on the originals.
+from our machines, so this is tested on .hkl files written by hickle with their documented names, not on the
+originals.
 """
 
 from __future__ import annotations

@@ -307,3 +307,21 @@ def test_hkl_converter_split_produces_a_foldable_v1_checkpoint(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "converters" / "hkl_to_pth.py"), "a.hkl", "a.hkl"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "error" in proc.stderr
+
+
+def test_hkl_converter_end_to_end_on_a_real_hdf5_file(tmp_path):
+    hickle = pytest.importorskip("hickle", reason="hickle (test extra) converts the released v1 .hkl files")
+    params = reference.define_params_v1("cifar", 10, seed=6)
+    ckpt = reference.as_v1_hkl_naming(params)
+    flat = {k: v.numpy() for part in ("params", "stats") for k, v in ckpt[part].items()}
+    hickle.dump(flat, str(tmp_path / "diracnet-v1.hkl"), mode="w")
+    res = CliRunner().invoke(main, ["fold", str(tmp_path / "diracnet-v1.hkl"), "-o", str(tmp_path / "p.pth")])
+    assert res.exit_code == 1 and "converters/hkl_to_pth.py" in res.stderr  # the loader points at the converter
+    proc = subprocess.run([sys.executable, str(ROOT / "converters" / "hkl_to_pth.py"), str(tmp_path / "diracnet-v1.hkl"),
+                           str(tmp_path / "v1.pth")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = fold_checkpoint(tmp_path / "v1.pth", tmp_path / "plain.pth")
+    assert report.layout == "v1-params-stats"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        _close(load_plain(tmp_path / "plain.pth")(x), reference.forward_v1(params, x))
