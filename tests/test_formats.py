@@ -124,3 +124,21 @@ def test_inspect_reports_without_writing(tmp_path):
     assert r.layout == "v2-flat-params" and r.spec.widths == (16, 32, 64, 128)
     assert r.spec.convs_per_group == (4, 4, 4, 4) and r.spec.depth == 18
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt7"]
+
+
+def test_tensors_saved_on_cuda_load_on_a_cpu_only_machine(tmp_path):
+    """train.py saved CUDA tensors; a temporary location tagger makes torch.save record 'cuda:0' here too."""
+    import torch.serialization as ts
+
+    params = reference.define_params("cifar", 10, seed=13)
+    before = list(ts._package_registry)
+    ts.register_package(0, lambda obj: "cuda:0", lambda obj, location: None)
+    try:
+        torch.save(reference.as_flat_params(params), tmp_path / "cuda.pt7")
+    finally:
+        ts._package_registry[:] = before
+    if not torch.cuda.is_available():  # the file really needs map_location on a CPU-only machine
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "cuda.pt7", weights_only=True)
+    fold_checkpoint(tmp_path / "cuda.pt7", tmp_path / "plain.pth")
+    _assert_equivalent(params, load_plain(tmp_path / "plain.pth"), 32, 2)
