@@ -282,6 +282,14 @@ def test_kserve_manifest_has_required_fields():
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": port}
 
 
+def test_server_timing_header_reports_the_request_steps(server):
+    body, headers = _binary_request(_x(1))
+    r = httpx.post(f"{server}/v2/models/digits/infer", content=body, headers=headers, timeout=30)
+    steps = dict(item.strip().split(";dur=") for item in r.headers["server-timing"].split(","))
+    assert list(steps) == ["receive", "parse", "infer", "encode"]
+    assert all(float(v) >= 0 for v in steps.values()) and float(steps["infer"]) > 0
+
+
 def test_binary_response_layout_matches_the_extension(server):
     """Raw HTTP: JSON header, then little-endian FP32 bytes, lengths as declared."""
     x = _x(1)

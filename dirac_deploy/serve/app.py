@@ -1,6 +1,7 @@
 """The HTTP app: Open Inference Protocol routes over `ServedModel`s. The only module that imports FastAPI.
 
-Inference runs in a worker thread so health checks and metrics answer while a model computes.
+Inference runs in a worker thread so health checks and metrics answer while a model computes. Infer responses
+carry a `Server-Timing` header (receive, parse, infer, encode in ms) so clients can see where time went.
 """
 
 from __future__ import annotations
@@ -102,10 +103,18 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
                 body += chunk
                 if len(body) > max_body_bytes:
                     raise ProtocolError(f"request body exceeds the limit of {max_body_bytes} bytes", 413)
+            t_body = time.perf_counter()
             req = parse_infer_request(bytes(body), request.headers.get(HEADER_LENGTH))
             x = validate_input(model, req)
+            t_parsed = time.perf_counter()
             logits = await run_in_threadpool(model.infer, x)
+            t_inferred = time.perf_counter()
             payload, headers = encode_infer_response(name, req.id, select_outputs(model, req, logits))
+            # Standard Server-Timing header: where the server spent the request, in ms.
+            headers["server-timing"] = ", ".join(
+                f"{k};dur={1e3 * v:.3f}" for k, v in (("receive", t_body - start), ("parse", t_parsed - t_body),
+                                                       ("infer", t_inferred - t_parsed),
+                                                       ("encode", time.perf_counter() - t_inferred)))
             status = 200
             return Response(payload, status_code=200, headers=headers)
         except ProtocolError as e:
