@@ -30,11 +30,12 @@ def _random_bn(p: dict, g, name: str, n: int) -> None:
 
 
 def define_params(dataset: str, depth: int, width: float = 1.0, num_classes: int | None = None,
-                  per_channel: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
+                  per_channel: bool = True, seed: int = 0, v1: bool = False) -> dict[str, torch.Tensor]:
     """Flat params as the original master train.py holds them, with realistic trained-looking values.
 
     BN running stats and affine parameters and alpha/beta are randomised (not left at their init), so a fold
-    that ignored any of them would fail the comparison.
+    that ignored any of them would fail the comparison. With `v1`, the v1 branch's shapes: block convs over
+    NCReLU output (2x input channels), scalar alpha/beta and the tiled delta.
     """
     g = torch.Generator().manual_seed(seed)
 
@@ -64,15 +65,18 @@ def define_params(dataset: str, depth: int, width: float = 1.0, num_classes: int
     prev = widths[0]
     for gi, (w, count) in enumerate(zip(widths, counts)):
         for b in range(count):
-            ni = prev if b == 0 else w
+            ni = (prev if b == 0 else w) * (2 if v1 else 1)
             base = f"group{gi}.block{b}"
             p[f"{base}.conv"] = randn(w, ni, 3, 3)
-            k = w if per_channel else 1
+            k = w if per_channel and not v1 else 1
             p[f"{base}.alpha"] = uniform(0.5, 1.5, k)
             p[f"{base}.beta"] = uniform(0.05, 0.5, k)
             bn(f"{base}.bn", w)
-            delta = torch.zeros(w, ni, 3, 3)
-            torch.nn.init.dirac_(delta)
+            if v1:
+                delta = v1_delta(ni, w, 3)
+            else:
+                delta = torch.zeros(w, ni, 3, 3)
+                torch.nn.init.dirac_(delta)
             p[eye_name(delta.shape)] = delta
         prev = w
     p["fc.weight"] = randn(num_classes, prev) * (1 / prev) ** 0.5
@@ -97,8 +101,11 @@ def _group_counts(p):
     return counts
 
 
-def forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The original v2 functional forward (master diracnet.py, with the final ReLU of commit 93d38e3)."""
+def forward(p: dict[str, torch.Tensor], x: torch.Tensor, v1: bool = False) -> torch.Tensor:
+    """The original v2 functional forward (master diracnet.py, with the final ReLU of commit 93d38e3).
+
+    With `v1`, the branch-v1 forward: NCReLU instead of ReLU in every block, no ReLU before the average pool.
+    """
     imagenet = p["conv"].shape[-1] == 7
     if imagenet:
         o = _batch_norm(F.conv2d(x, p["conv"], padding=3, stride=2), p, "bn")
@@ -115,8 +122,9 @@ def forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
             beta = p[f"{base}.beta"].view(-1, 1, 1, 1).expand_as(w)
             delta = p[eye_name(w.shape)]
             w_hat = beta * F.normalize(w.view(w.size(0), -1)).view_as(w) + alpha * delta
-            o = _batch_norm(F.conv2d(F.relu(o), w_hat, padding=1), p, f"{base}.bn")
-    o = F.relu(o)
+            o = _batch_norm(F.conv2d(ncrelu(o) if v1 else F.relu(o), w_hat, padding=1), p, f"{base}.bn")
+    if not v1:
+        o = F.relu(o)
     o = F.avg_pool2d(o, o.size(-1))
     return F.linear(o.view(o.size(0), -1), p["fc.weight"], p["fc.bias"])
 
@@ -189,9 +197,6 @@ LAYOUT_WRITERS = {"v2-flat-params": as_flat_params, "v2-params-stats": as_params
 
 # --- DiracNet v1 (branch `v1` of the original repository) -----------------------------------------------
 
-V1_IMAGENET_BLOCKS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
-
-
 def ncrelu(x):
     return torch.cat([x.clamp(min=0), x.clamp(max=0)], dim=1)
 
@@ -206,61 +211,12 @@ def v1_delta(ni, no, k):
 
 def define_params_v1(dataset: str, depth: int, width: float = 1.0, seed: int = 0) -> dict[str, torch.Tensor]:
     """Flat v1 params (scalar alpha/beta, block convs over 2x channels, tiled eye deltas) with trained-looking stats."""
-    g = torch.Generator().manual_seed(seed)
-
-    def uniform(lo, hi, *s):
-        return _uniform(g, lo, hi, *s)
-
-    p: dict[str, torch.Tensor] = {}
-
-    def bn(name, n):
-        _random_bn(p, g, name, n)
-
-    if dataset == "imagenet":
-        widths = [int(w * width) for w in (64, 128, 256, 512)]
-        counts = [2 * b for b in V1_IMAGENET_BLOCKS[depth]]
-        p["conv"] = torch.randn(widths[0], 3, 7, 7, generator=g) * 0.1
-        classes = 1000
-    else:
-        n = (depth - 4) // 6
-        widths = [int(w * width) for w in (16, 32, 64)]
-        counts = [2 * n] * 3
-        p["conv"] = torch.randn(widths[0], 3, 3, 3, generator=g) * 0.3
-        classes = 10
-    bn("bn", widths[0])
-    prev = widths[0]
-    for gi, (w, count) in enumerate(zip(widths, counts)):
-        for b in range(count):
-            ni = prev if b == 0 else w
-            base = f"group{gi}.block{b}"
-            p[f"{base}.conv"] = torch.randn(w, 2 * ni, 3, 3, generator=g) * 0.1
-            p[f"{base}.alpha"] = uniform(0.5, 1.5, 1)
-            p[f"{base}.beta"] = uniform(0.05, 0.5, 1)
-            bn(f"{base}.bn", w)
-            p[eye_name((w, 2 * ni, 3, 3))] = v1_delta(2 * ni, w, 3)
-        prev = w
-    p["fc.weight"] = torch.randn(classes, prev, generator=g) * (1 / prev) ** 0.5
-    p["fc.bias"] = uniform(-0.1, 0.1, classes)
-    return p
+    return define_params(dataset, depth, width, seed=seed, v1=True)
 
 
 def forward_v1(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The v1 functional forward (branch v1 diracnet.py): NCReLU in every block, no ReLU before avg-pool."""
-    if p["conv"].shape[-1] == 7:
-        o = F.max_pool2d(_batch_norm(F.conv2d(x, p["conv"], padding=3, stride=2), p, "bn"), 3, 2, 1)
-    else:
-        o = F.relu(_batch_norm(F.conv2d(x, p["conv"], padding=1), p, "bn"))
-    for gi, count in enumerate(_group_counts(p)):
-        if gi > 0:
-            o = F.max_pool2d(o, 2)
-        for b in range(count):
-            base = f"group{gi}.block{b}"
-            w = p[f"{base}.conv"]
-            w_hat = (p[f"{base}.beta"].expand_as(w) * F.normalize(w.view(w.size(0), -1)).view_as(w)
-                     + p[f"{base}.alpha"].expand_as(w) * p[eye_name(w.shape)])
-            o = _batch_norm(F.conv2d(ncrelu(o), w_hat, padding=1), p, f"{base}.bn")
-    o = F.avg_pool2d(o, o.size(-1))
-    return F.linear(o.view(o.size(0), -1), p["fc.weight"], p["fc.bias"])
+    """The v1 functional forward (branch v1 diracnet.py)."""
+    return forward(p, x, v1=True)
 
 
 def as_v1_params_stats(p):
