@@ -58,6 +58,7 @@ def test_full_size_imagenet_diracnet18_at_224(tmp_path):
     torch.save(reference.as_params_stats(params), tmp_path / "d18.pth")
     report = fold_checkpoint(tmp_path / "d18.pth", tmp_path / "plain.pth")
     assert report.parameters == 11_523_368 and report.parameters_after == 11_511_784
+    assert report.flops == report.flops_after == 3_589_611_520  # folding removes no conv work
     assert report.spec.input_size == 224
     _assert_equivalent(params, load_plain(tmp_path / "plain.pth"), 224, 2)
 

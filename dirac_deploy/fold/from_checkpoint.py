@@ -27,7 +27,7 @@ class InspectReport:
     layout_description: str
     spec: DiracNetSpec
     parameters: int
-    flops: int
+    flops: int | None
     folded_source: bool
     notes: list[str] = field(default_factory=list)
 
@@ -35,19 +35,24 @@ class InspectReport:
 @dataclass
 class FoldReport(InspectReport):
     parameters_after: int = 0
-    flops_after: int = 0
+    flops_after: int | None = None
     proof: Proof | None = None
     output: Path | None = None
     plain: PlainNet | None = None
 
 
-def _inspect(loaded: LoadedCheckpoint) -> dict:
+def _flops(model, spec, measure: bool) -> int | None:
+    # FLOPs take a full forward pass at the model's input size; callers that only need the chain skip it.
+    return count_flops(model, spec.in_channels, spec.input_size) if measure else None
+
+
+def _inspect(loaded: LoadedCheckpoint, measure: bool = True) -> dict:
     spec = loaded.spec
     source_model = loaded.plain if loaded.folded_source else loaded.model
     return dict(path=loaded.path, sha256=loaded.sha256, layout=loaded.layout,
                 layout_description=loaded.layout_description, spec=spec, folded_source=loaded.folded_source,
-                parameters=count_parameters(source_model),
-                flops=count_flops(source_model, spec.in_channels, spec.input_size), notes=list(loaded.notes))
+                parameters=count_parameters(source_model), flops=_flops(source_model, spec, measure),
+                notes=list(loaded.notes))
 
 
 def inspect_checkpoint(path: str | Path, options: LoadOptions | None = None) -> InspectReport:
@@ -68,9 +73,12 @@ def plain_meta(loaded: LoadedCheckpoint, proof: Proof) -> dict:
 
 
 def fold_loaded(loaded: LoadedCheckpoint, *, check_batch: int = 4, seed: int = 0,
-                rtol: float = DEFAULT_RTOL) -> FoldReport:
-    """Fold and verify an already-loaded checkpoint (see `fold_checkpoint`); writes nothing."""
-    info = _inspect(loaded)
+                rtol: float = DEFAULT_RTOL, measure: bool = True) -> FoldReport:
+    """Fold and verify an already-loaded checkpoint (see `fold_checkpoint`); writes nothing.
+
+    `measure=False` skips the FLOP counts (two extra forward passes); they are then None.
+    """
+    info = _inspect(loaded, measure)
     spec = loaded.spec
     if loaded.folded_source:
         plain = loaded.plain
@@ -83,7 +91,7 @@ def fold_loaded(loaded: LoadedCheckpoint, *, check_batch: int = 4, seed: int = 0
         plain, proof = result.plain, result.proof
         info["notes"] = info["notes"] + result.notes
     return FoldReport(**info, parameters_after=count_parameters(plain),
-                      flops_after=count_flops(plain, spec.in_channels, spec.input_size), proof=proof, plain=plain)
+                      flops_after=_flops(plain, spec, measure), proof=proof, plain=plain)
 
 
 def fold_checkpoint(path: str | Path, output: str | Path | None = None, options: LoadOptions | None = None, *,
@@ -118,6 +126,6 @@ def plain_from_file(path: str | Path, options: LoadOptions | None = None):
         plain, meta = plain_from_payload(obj, str(path))
         return plain, meta, None, "plain file"
     loaded = checkpoint_from_object(obj, path, options)
-    report = fold_loaded(loaded)
+    report = fold_loaded(loaded, measure=False)
     unfolded = None if loaded.folded_source else loaded.model
     return report.plain, plain_meta(loaded, report.proof), unfolded, f"checkpoint ({report.layout}), folded and verified"
