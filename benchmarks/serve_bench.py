@@ -1,12 +1,13 @@
 """Serving overhead: tritonclient against in-process ONNX Runtime, same model, same layout, same run.
 
-    .venv/bin/python benchmarks/serve_bench.py            # ~3 min on a 2-core VM; writes results/serve-cpu.json
+    .venv/bin/python benchmarks/serve_bench.py            # ~4 min on a 2-core VM; writes results/serve-cpu.json
 
 Model: ImageNet DiracNet-18 (random weights, calibrated BN), folded and exported with `export_onnx`, 224x224,
-batch 1. Two server layouts, each compared with the same layout in-process (`load_served_model` in this
-process, so the same sessions and threads; only the transport differs):
-- latency layout: 1 instance x all cores (the `serve` default);
-- throughput layout: one instance per core, 1 thread each (`--instances N --threads 1`).
+batch 1 per request. Three server layouts, each compared with the same layout in-process (`load_served_model`
+in this process: the same sessions, threads and batching; only HTTP is missing):
+- latency: 1 instance x all cores (the `serve` default);
+- throughput: one instance per core, 1 thread each (`--instances N --threads 1`);
+- batched: 1 instance x all cores with dynamic batching (`--max-batch 8`).
 Measured: (1) p50 of sequential calls through tritonclient binary HTTP (and gRPC) vs in-process calls;
 (2) throughput with 8 concurrent clients vs 8 concurrent in-process callers; (3) the stack's fixed cost per
 request, on the embedded digits model (about 0.2 ms of compute); (4) the floor: `floor_server.py`, a bare
@@ -18,6 +19,7 @@ ratios. Clients and servers share the machine.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import socket
@@ -122,11 +124,25 @@ def floor_server(delay_ms: float):
         proc.wait(timeout=10)
 
 
-def make_caller(model, url: str, where: str, x: np.ndarray):
-    """A factory of per-client calls: in-process on `model`, or through tritonclient HTTP at `url`."""
-    if where == "in_process":
-        return lambda: (lambda: model.infer(x))
-    return lambda: http_call(url, "diracnet18", x)
+async def _in_process_tasks(model, x: np.ndarray, clients: int, seconds: float) -> float:
+    done = [0]
+
+    async def client():
+        while time.monotonic() < stop:
+            await model.infer_async(x)
+            done[0] += 1
+
+    await asyncio.gather(*(model.infer_async(x) for _ in range(clients)))  # warm up every instance
+    stop = time.monotonic() + seconds
+    t0 = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return done[0] / (time.monotonic() - t0)
+
+
+def in_process_throughput(model, x: np.ndarray, clients: int, seconds: float) -> float:
+    """Calls per second from `clients` concurrent callers of `model.infer_async` in this process: what the
+    server does per request minus HTTP (same instances, same batching)."""
+    return asyncio.run(_in_process_tasks(model, x, clients, seconds))
 
 
 def main() -> None:
@@ -135,10 +151,12 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=40, help="sequential calls per case and round")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of each throughput case per round")
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--max-batch", type=int, default=8, help="max batch of the batched layout")
     ap.add_argument("--out", type=Path, default=RESULTS / "serve-cpu.json")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
-    layouts = {"latency": (1, cores), "throughput": (cores, 1)}  # (instances, threads per instance)
+    # name: (instances, threads per instance, max batch)
+    layouts = {"latency": (1, cores, 1), "throughput": (cores, 1, 1), "batched": (1, cores, args.max_batch)}
 
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     xd = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
@@ -147,81 +165,85 @@ def main() -> None:
         export_onnx(fold(calibrate_bn(DiracNet(imagenet_spec(18)), (3, 224, 224))).plain, path,
                     input_shape=(3, 224, 224))
         export_file(embedded_checkpoint(), digits)
-        local = {k: load_served_model(ModelSource("diracnet18", path), threads=t, instances=n)
-                 for k, (n, t) in layouts.items()}
+        local = {k: load_served_model(ModelSource("diracnet18", path), threads=t, instances=n, max_batch=b)
+                 for k, (n, t, b) in layouts.items()}
         local_digits = load_served_model(ModelSource("digits", digits), threads=cores)
         delay_ms = p50_ms(lambda: local["latency"].infer(x), args.calls)  # what the floor server waits per call
         gport = free_port()
         with contextlib.ExitStack() as servers:
             floor_host = servers.enter_context(floor_server(delay_ms))
-            lat_url, _ = servers.enter_context(running_server(str(path), str(digits), "--threads", str(cores),
-                                                              "--grpc-port", str(gport)))
-            tp_url, _ = servers.enter_context(running_server(str(path), "--instances", str(cores), "--threads", "1"))
-            urls = {"latency": lat_url.removeprefix("http://"), "throughput": tp_url.removeprefix("http://")}
+            urls = {}
+            for name, (n, t, b) in layouts.items():
+                extra = [str(digits), "--grpc-port", str(gport)] if name == "latency" else []
+                url, _ = servers.enter_context(running_server(str(path), *extra, "--instances", str(n),
+                                                              "--threads", str(t), "--max-batch", str(b)))
+                urls[name] = url.removeprefix("http://")
             seq_cases = {
                 "in_process": lambda: local["latency"].infer(x),
-                "http": http_call(urls["latency"], "diracnet18", x),
-                "grpc": grpc_call(f"127.0.0.1:{gport}", "diracnet18", x),
+                **{f"http_{name}": http_call(url, "diracnet18", x) for name, url in urls.items()},
+                "grpc_latency": grpc_call(f"127.0.0.1:{gport}", "diracnet18", x),
                 "digits_in_process": lambda: local_digits.infer(xd),
                 "digits_http": http_call(urls["latency"], "digits", xd),
                 "floor_http": http_call(floor_host, "floor", x),
             }
-            tp_cases = {f"{where}_{layout}": make_caller(local[layout], urls[layout], where, x)
-                        for layout in layouts for where in ("in_process", "http")}
             seq = {k: [] for k in seq_cases}
-            tput = {k: [] for k in tp_cases}
+            tput = {f"{where}_{name}": [] for name in layouts for where in ("in_process", "http")}
             for r in range(args.rounds):
                 print(f"round {r + 1}/{args.rounds}: sequential ...", file=sys.stderr)
                 for k, call in seq_cases.items():
                     seq[k].append(p50_ms(call, args.calls))
                 print(f"round {r + 1}/{args.rounds}: {args.clients} concurrent clients ...", file=sys.stderr)
-                for k, make in tp_cases.items():
-                    tput[k].append(throughput(make, args.clients, args.seconds))
+                for name in layouts:
+                    tput[f"in_process_{name}"].append(in_process_throughput(local[name], x, args.clients, args.seconds))
+                    tput[f"http_{name}"].append(
+                        throughput(lambda u=urls[name]: http_call(u, "diracnet18", x), args.clients, args.seconds))
 
     def ratios(a, b):
         return [x / y for x, y in zip(a, b)]
 
-    def med(v):
-        return statistics.median(v)
-
+    med = statistics.median
+    best_in_process = max(med(tput[f"in_process_{name}"]) for name in layouts)
     result = {
         "env": collect_env("cpu", cores),
         "model": "DiracNet-18 (ImageNet, random weights, calibrated BN), folded ONNX, batch 1, 224x224",
         "method": f"{args.rounds} alternating rounds; sequential p50 over {args.calls} calls per case and round; "
-                  f"throughput over {args.seconds} s with {args.clients} clients (threads, one tritonclient each) or "
-                  f"{args.clients} in-process caller threads; ratios are medians of per-round ratios",
-        "layouts": {k: {"instances": n, "threads": t} for k, (n, t) in layouts.items()},
+                  f"throughput over {args.seconds} s with {args.clients} clients (threads, one tritonclient each), "
+                  f"in-process with {args.clients} concurrent callers of the same ServedModel (same instances and "
+                  f"batching, no HTTP); ratios are medians of per-round ratios",
+        "layouts": {k: {"instances": n, "threads": t, "max_batch": b} for k, (n, t, b) in layouts.items()},
         "sequential_p50_ms_per_round": seq,
         "throughput_per_s_per_round": tput,
         "latency": {
-            "in_process_p50_ms": med(seq["in_process"]), "http_p50_ms": med(seq["http"]),
-            "grpc_p50_ms": med(seq["grpc"]),
-            "http_overhead_fraction": med(ratios(seq["http"], seq["in_process"])) - 1,
-            "grpc_overhead_fraction": med(ratios(seq["grpc"], seq["in_process"])) - 1,
+            "in_process_p50_ms": med(seq["in_process"]),
+            **{f"http_{name}_p50_ms": med(seq[f"http_{name}"]) for name in layouts},
+            **{f"http_{name}_overhead_fraction": med(ratios(seq[f"http_{name}"], seq["in_process"])) - 1
+               for name in layouts},
+            "grpc_latency_p50_ms": med(seq["grpc_latency"]),
+            "grpc_latency_overhead_fraction": med(ratios(seq["grpc_latency"], seq["in_process"])) - 1,
             "stack_cost_ms": med([a - b for a, b in zip(seq["digits_http"], seq["digits_in_process"])]),
             "floor_wait_ms": delay_ms, "floor_p50_ms": med(seq["floor_http"]),
             "floor_overhead_fraction": med(seq["floor_http"]) / delay_ms - 1,
         },
-        "throughput": {layout: {
-            "in_process_per_s": med(tput[f"in_process_{layout}"]), "served_per_s": med(tput[f"http_{layout}"]),
-            "fraction": med(ratios(tput[f"http_{layout}"], tput[f"in_process_{layout}"])),
-        } for layout in layouts},
+        "throughput": {name: {
+            "in_process_per_s": med(tput[f"in_process_{name}"]), "served_per_s": med(tput[f"http_{name}"]),
+            "fraction_of_same_layout": med(ratios(tput[f"http_{name}"], tput[f"in_process_{name}"])),
+            "fraction_of_best_in_process": med(tput[f"http_{name}"]) / best_in_process,
+        } for name in layouts},
     }
-    best_local = max(v["in_process_per_s"] for v in result["throughput"].values())
-    result["throughput"]["best_served_vs_best_in_process"] = \
-        max(v["served_per_s"] for v in result["throughput"].values() if isinstance(v, dict)) / best_local
     write_json(args.out, result)
     lat, tp = result["latency"], result["throughput"]
-    print(f"batch 1 p50: in-process {lat['in_process_p50_ms']:.2f} ms, HTTP {lat['http_p50_ms']:.2f} ms "
-          f"(+{100 * lat['http_overhead_fraction']:.1f}%), gRPC {lat['grpc_p50_ms']:.2f} ms "
-          f"(+{100 * lat['grpc_overhead_fraction']:.1f}%); fixed cost of the stack {lat['stack_cost_ms']:.2f} ms; "
-          f"floor (bare responder waiting {delay_ms:.2f} ms) {lat['floor_p50_ms']:.2f} ms "
-          f"(+{100 * lat['floor_overhead_fraction']:.1f}%)")
-    for layout in layouts:
-        t = tp[layout]
-        print(f"{args.clients} clients, {layout} layout: served {t['served_per_s']:.1f}/s vs in-process "
-              f"{t['in_process_per_s']:.1f}/s ({100 * t['fraction']:.0f}%)")
-    print(f"best served vs best in-process: {100 * tp['best_served_vs_best_in_process']:.0f}%; wrote {args.out}")
+    print(f"batch 1 p50: in-process {lat['in_process_p50_ms']:.2f} ms; floor (bare responder waiting "
+          f"{delay_ms:.2f} ms) {lat['floor_p50_ms']:.2f} ms (+{100 * lat['floor_overhead_fraction']:.1f}%); "
+          f"gRPC {lat['grpc_latency_p50_ms']:.2f} ms (+{100 * lat['grpc_latency_overhead_fraction']:.1f}%); "
+          f"fixed cost of the stack {lat['stack_cost_ms']:.2f} ms")
+    for name, (n, t, b) in layouts.items():
+        th = tp[name]
+        print(f"{name} layout ({n} instance(s) x {t} thread(s), max batch {b}): HTTP p50 "
+              f"{lat[f'http_{name}_p50_ms']:.2f} ms (+{100 * lat[f'http_{name}_overhead_fraction']:.1f}%); "
+              f"{args.clients} clients {th['served_per_s']:.1f}/s vs in-process {th['in_process_per_s']:.1f}/s "
+              f"({100 * th['fraction_of_same_layout']:.0f}%; {100 * th['fraction_of_best_in_process']:.0f}% of the "
+              f"best in-process layout)")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -136,3 +136,83 @@ def test_served_model_instances_give_identical_answers(runtime, instances):
         np.testing.assert_array_equal(got, want)
     assert model.metadata()["parameters"]["instances"] == str(instances)
     model.instances.close()
+
+
+# --- dynamic batching ---------------------------------------------------------------------------------------
+
+def _recording_pool(gate: threading.Event | None = None):
+    """One runner that records the batch sizes it ran and returns row i's first element as its logits."""
+    sizes = []
+
+    def run(x):
+        if gate is not None:
+            gate.wait(10)
+        sizes.append(len(x))
+        return x.reshape(len(x), -1)[:, :1] * np.ones((1, 4), np.float32)
+
+    return InstancePool([run]), sizes
+
+
+def test_batcher_runs_a_lone_request_at_once_and_batches_the_queue():
+    from dirac_deploy.serve.batching import DynamicBatcher
+
+    gate = threading.Event()
+    pool, sizes = _recording_pool(gate)
+    batcher = DynamicBatcher(pool, max_batch=4)
+    xs = [np.full((1 + i % 2, 3), float(i), np.float32) for i in range(6)]  # 1,2,1,2,1,2 images
+
+    async def go():
+        tasks = [asyncio.create_task(batcher.infer(x)) for x in xs]
+        await asyncio.sleep(0.05)  # all queued behind the first, which waits at the gate
+        gate.set()
+        return await asyncio.gather(*tasks)
+
+    outs = asyncio.run(go())
+    # First request alone (the instance was free); then the queue in order while it fits in 4 images.
+    assert sizes == [1, 3, 3, 2]
+    for x, out in zip(xs, outs):  # every caller gets exactly its own rows back
+        np.testing.assert_array_equal(out, x[:, :1] * np.ones((1, 4), np.float32))
+    pool.close()
+
+
+def test_batcher_passes_a_failure_to_every_caller_in_the_batch_and_recovers():
+    from dirac_deploy.serve.batching import DynamicBatcher
+
+    calls = []
+
+    def run(x):
+        calls.append(len(x))
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return np.zeros((len(x), 4), np.float32)
+
+    gate_pool = InstancePool([run])
+    batcher = DynamicBatcher(gate_pool, max_batch=8)
+
+    async def go():
+        results = await asyncio.gather(*(batcher.infer(np.zeros((1, 3), np.float32)) for _ in range(4)),
+                                       return_exceptions=True)
+        after = await batcher.infer(np.zeros((2, 3), np.float32))
+        return results, after
+
+    results, after = asyncio.run(go())
+    assert calls[:2] == [1, 3]
+    assert not isinstance(results[0], Exception)
+    assert all(isinstance(r, RuntimeError) and "boom" in str(r) for r in results[1:])
+    assert after.shape == (2, 4)
+    gate_pool.close()
+
+
+def test_batched_model_answers_match_unbatched_ones():
+    """Real model, max_batch 8, 16 concurrent callers: each answer equals its own batch-1 result."""
+    model = load_served_model(ModelSource("digits", embedded_checkpoint()), threads=1, max_batch=8)
+    xs = [np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32) for i in range(16)]
+    want = [model.infer(x) for x in xs]
+
+    async def many():
+        return await asyncio.gather(*(model.infer_async(x) for x in xs))
+
+    for got, ref in zip(asyncio.run(many()), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert model.metadata()["parameters"]["max_batch"] == "8"
+    model.instances.close()

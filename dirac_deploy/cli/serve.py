@@ -23,10 +23,13 @@ from .render import console
               help="Independent copies of each model, each serving one request at a time (Triton's instance "
                    "count). 1 gives the lowest latency; under many concurrent clients on CPU, cores / threads "
                    "instances with few threads each give more throughput.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Dynamic batching: requests that queue while every instance is busy run together, up to this "
+                   "many images (a lone request never waits). 1 turns it off.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=64.0, show_default=True,
               help="Reject request bodies larger than this (HTTP 413).")
 @checkpoint_options
-def serve(models, host, port, grpc_port, runtime, threads, instances, max_body_mb, **opts):
+def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, **opts):
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
     \b
@@ -44,8 +47,8 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_body_m
                          on_loaded=lambda m: out.print(f"loaded [bold]{m.name}[/bold]: {m.source} -> input "
                                                        f"[-1, {', '.join(map(str, m.input_shape))}], "
                                                        f"{m.num_classes} classes ({m.runtime}, "
-                                                       f"{m.instances.size} instance(s))"),
-                         instances=instances)
+                                                       f"{m.instances.size} instance(s), max batch {m.max_batch})"),
+                         instances=instances, max_batch=max_batch)
     grpc = f" and gRPC {host}:{grpc_port}" if grpc_port else ""
     out.print(f"serving {len(loaded)} model(s) on http://{host}:{port}/v2{grpc} (Ctrl-C or SIGTERM to stop)")
     run_server(loaded, host, port, max_body_bytes=int(max_body_mb * 2**20), grpc_port=grpc_port)

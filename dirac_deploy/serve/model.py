@@ -21,6 +21,7 @@ from ..checkpoint import LoadOptions
 from ..errors import DiracDeployError
 from ..fold.from_checkpoint import plain_from_file
 from ..export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
+from .batching import DynamicBatcher
 from .instances import InstancePool, Runner
 
 RUNTIMES = ("onnxruntime", "torch")
@@ -59,13 +60,16 @@ def parse_model_args(args: list[str]) -> list[ModelSource]:
 
 
 class ServedModel:
-    """One loaded model: `infer(batch) -> logits` on a pool of instances, plus the metadata the protocol reports."""
+    """One loaded model: `infer(batch) -> logits` on a pool of instances, plus the metadata the protocol reports.
+    With `max_batch` > 1, concurrent `infer_async` calls are batched dynamically (`batching`)."""
 
     def __init__(self, name: str, input_shape: tuple[int, int, int], num_classes: int, runtime: str,
-                 runners: list[Runner], source: Path, info: dict):
+                 runners: list[Runner], source: Path, info: dict, max_batch: int = 1):
         self.name, self.input_shape, self.num_classes = name, input_shape, num_classes
         self.runtime, self.source, self.info = runtime, source, info
         self.instances = InstancePool(runners, name)
+        self.max_batch = max_batch
+        self._batcher = DynamicBatcher(self.instances, max_batch) if max_batch > 1 else None
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Logits for a batch, computed in the calling thread."""
@@ -73,13 +77,16 @@ class ServedModel:
 
     async def infer_async(self, x: np.ndarray) -> np.ndarray:
         """Logits for a batch, computed on the model's instance threads (the event loop stays free)."""
+        if self._batcher is not None:
+            return await self._batcher.infer(x)
         return await self.instances.run_async(x)
 
     def metadata(self) -> dict:
         return {"name": self.name, "versions": ["1"], "platform": f"{self.runtime}",
                 "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *self.input_shape]}],
                 "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, self.num_classes]}],
-                "parameters": {**{k: str(v) for k, v in self.info.items()}, "instances": str(self.instances.size)}}
+                "parameters": {**{k: str(v) for k, v in self.info.items()}, "instances": str(self.instances.size),
+                               "max_batch": str(self.max_batch)}}
 
 
 def default_threads(instances: int) -> int | None:
@@ -136,11 +143,12 @@ def _onnx_io(model: onnx.ModelProto, path: Path) -> tuple[tuple[int, int, int], 
 
 
 def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads: int | None = None,
-                      options: LoadOptions | None = None, instances: int = 1) -> ServedModel:
+                      options: LoadOptions | None = None, instances: int = 1, max_batch: int = 1) -> ServedModel:
     """Load, verify and prepare one model for serving, as `instances` independent runners with `threads`
-    intra-op threads each (default: `default_threads(instances)`)."""
-    if instances < 1:
-        raise DiracDeployError(f"instances must be at least 1, got {instances}")
+    intra-op threads each (default: `default_threads(instances)`), batching concurrent requests up to
+    `max_batch` images."""
+    if instances < 1 or max_batch < 1:
+        raise DiracDeployError(f"instances and max_batch must be at least 1, got {instances} and {max_batch}")
     threads = threads or default_threads(instances)
     if runtime not in RUNTIMES:
         raise DiracDeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
@@ -158,7 +166,7 @@ def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads
         shape, classes = _onnx_io(model, path)
         info = {p.key: p.value for p in model.metadata_props}
         return ServedModel(source.name, shape, classes, runtime, _ort_runners(model, threads, instances), path,
-                           info)
+                           info, max_batch)
     plain, meta, _, how = plain_from_file(path, options)
     size = int(meta.get("input_size", 224))
     shape = (plain.layers[0].args["in_channels"], size, size)
@@ -168,5 +176,6 @@ def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads
     if runtime == "onnxruntime":
         exported = export_onnx(plain, None, input_shape=shape, meta=meta, check_batches=(1, 2))
         return ServedModel(source.name, shape, classes, runtime, _ort_runners(exported.model, threads, instances),
-                           path, info)
-    return ServedModel(source.name, shape, classes, runtime, _torch_runners(plain, threads, instances), path, info)
+                           path, info, max_batch)
+    return ServedModel(source.name, shape, classes, runtime, _torch_runners(plain, threads, instances), path, info,
+                       max_batch)

@@ -16,10 +16,11 @@ from .model import ServedModel, load_served_model, parse_model_args
 
 
 def load_models(model_args: list[str], runtime: str, threads: int | None, options: LoadOptions | None = None,
-                on_loaded: Callable[[ServedModel], None] = lambda m: None, instances: int = 1) -> dict[str, ServedModel]:
+                on_loaded: Callable[[ServedModel], None] = lambda m: None, instances: int = 1,
+                max_batch: int = 1) -> dict[str, ServedModel]:
     models = {}
     for source in parse_model_args(model_args):
-        models[source.name] = load_served_model(source, runtime, threads, options, instances)
+        models[source.name] = load_served_model(source, runtime, threads, options, instances, max_batch)
         on_loaded(models[source.name])
     return models
 

@@ -1,0 +1,68 @@
+"""Greedy dynamic batching: requests that queue while every instance is busy run together as one batch.
+
+Like Triton's `dynamic_batching` with no queue delay: a request that finds a free instance runs at once (a
+lone client pays nothing), and when an instance frees up it takes every queued request, up to `max_batch`
+images, concatenated along the batch axis. Larger batches use the CPU better (DiracNet-18 on ONNX Runtime:
+batch 8 runs about 9% more images per second than batch 1 on our 2-core VM), which pays back part of what
+request handling costs under load. Each caller gets its own rows back, or the batch's exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+import numpy as np
+
+from .instances import InstancePool
+
+
+class DynamicBatcher:
+    def __init__(self, pool: InstancePool, max_batch: int):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.pool, self.max_batch = pool, max_batch
+        self._queue: deque[tuple[np.ndarray, asyncio.Future]] = deque()
+        self._idle = pool.size
+        self._tasks: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+
+    async def infer(self, x: np.ndarray) -> np.ndarray:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((x, future))
+        self._dispatch()
+        return await future
+
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+        """Queued requests for one batch: at least one, then more while they fit in max_batch images."""
+        taken = [self._queue.popleft()]
+        images = len(taken[0][0])
+        while self._queue and images + len(self._queue[0][0]) <= self.max_batch:
+            taken.append(self._queue.popleft())
+            images += len(taken[-1][0])
+        return [(x, f) for x, f in taken if not f.cancelled()]  # callers that went away need no rows
+
+    def _dispatch(self) -> None:
+        while self._idle and self._queue:
+            batch = self._take()
+            if batch:
+                self._idle -= 1
+                task = asyncio.get_running_loop().create_task(self._run(batch))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
+        try:
+            xs = [x for x, _ in batch]
+            x = xs[0] if len(xs) == 1 else np.concatenate(xs)
+            y = await self.pool.run_async(x)
+            rows = np.split(y, np.cumsum([len(x) for x in xs[:-1]])) if len(xs) > 1 else [y]
+            for (_, future), row in zip(batch, rows):
+                if not future.done():
+                    future.set_result(row)
+        except Exception as e:  # every caller in the batch gets the failure
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+        finally:
+            self._idle += 1
+            self._dispatch()
