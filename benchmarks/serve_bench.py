@@ -11,8 +11,8 @@ in this process: the same sessions, threads and batching; only HTTP is missing):
 Measured: (1) p50 of sequential calls through tritonclient binary HTTP (and gRPC) vs in-process calls;
 (2) throughput with 8 concurrent clients vs 8 concurrent in-process callers; (3) the stack's fixed cost per
 request, on the embedded digits model (about 0.2 ms of compute); (4) the floor: `floor_server.py`, a bare
-asyncio responder that waits the in-process p50 and returns a canned answer, through the same tritonclient
-calls. Shared machines drift, so the cases alternate in rounds and each ratio is the median of per-round
+asyncio responder that waits the in-process p50 (and one that waits nothing) and returns a canned answer,
+through the same tritonclient calls. Shared machines drift, so the cases alternate in rounds and each ratio is the median of per-round
 ratios. Clients and servers share the machine.
 """
 
@@ -172,6 +172,7 @@ def main() -> None:
         gport = free_port()
         with contextlib.ExitStack() as servers:
             floor_host = servers.enter_context(floor_server(delay_ms))
+            floor_now_host = servers.enter_context(floor_server(0.0))
             urls = {}
             for name, (n, t, b) in layouts.items():
                 extra = [str(digits), "--grpc-port", str(gport)] if name == "latency" else []
@@ -185,6 +186,7 @@ def main() -> None:
                 "digits_in_process": lambda: local_digits.infer(xd),
                 "digits_http": http_call(urls["latency"], "digits", xd),
                 "floor_http": http_call(floor_host, "floor", x),
+                "floor_immediate_http": http_call(floor_now_host, "floor", x),
             }
             seq = {k: [] for k in seq_cases}
             tput = {f"{where}_{name}": [] for name in layouts for where in ("in_process", "http")}
@@ -223,6 +225,7 @@ def main() -> None:
             "stack_cost_ms": med([a - b for a, b in zip(seq["digits_http"], seq["digits_in_process"])]),
             "floor_wait_ms": delay_ms, "floor_p50_ms": med(seq["floor_http"]),
             "floor_overhead_fraction": med(seq["floor_http"]) / delay_ms - 1,
+            "floor_immediate_p50_ms": med(seq["floor_immediate_http"]),
         },
         "throughput": {name: {
             "in_process_per_s": med(tput[f"in_process_{name}"]), "served_per_s": med(tput[f"http_{name}"]),
@@ -233,7 +236,8 @@ def main() -> None:
     write_json(args.out, result)
     lat, tp = result["latency"], result["throughput"]
     print(f"batch 1 p50: in-process {lat['in_process_p50_ms']:.2f} ms; floor (bare responder waiting "
-          f"{delay_ms:.2f} ms) {lat['floor_p50_ms']:.2f} ms (+{100 * lat['floor_overhead_fraction']:.1f}%); "
+          f"{delay_ms:.2f} ms) {lat['floor_p50_ms']:.2f} ms (+{100 * lat['floor_overhead_fraction']:.1f}%), "
+          f"answering at once {lat['floor_immediate_p50_ms']:.2f} ms; "
           f"gRPC {lat['grpc_latency_p50_ms']:.2f} ms (+{100 * lat['grpc_latency_overhead_fraction']:.1f}%); "
           f"fixed cost of the stack {lat['stack_cost_ms']:.2f} ms")
     for name, (n, t, b) in layouts.items():

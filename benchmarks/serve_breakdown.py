@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/serve_breakdown.py     # ~30 s; writes results/serve-breakdown-cpu.json
 
 DiracNet-18 (random weights, calibrated BN), batch 1, 224x224, binary HTTP through httpx; the server runs
-with 2 threads on the same machine. Per request: receive (body), parse, infer (worker thread, incl. the
-hop), encode, from the server; outside = client total minus the server's handler time (client encoding,
-HTTP framing, transport, routing and response delivery). Medians over the timed requests.
+with 2 threads on the same machine. Per request, from the server: receive (body), parse, queue (hop to the
+instance thread), infer (the run), resume (hop back to the event loop), encode; outside = client total minus
+the server's handler time (client encoding, HTTP framing, transport, wake-ups and response delivery).
+Medians over the timed requests.
 """
 
 from __future__ import annotations

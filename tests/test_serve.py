@@ -286,7 +286,7 @@ def test_server_timing_header_reports_the_request_steps(server):
     body, headers = _binary_request(_x(1))
     r = httpx.post(f"{server}/v2/models/digits/infer", content=body, headers=headers, timeout=30)
     steps = dict(item.strip().split(";dur=") for item in r.headers["server-timing"].split(","))
-    assert list(steps) == ["receive", "parse", "infer", "encode"]
+    assert list(steps) == ["receive", "parse", "queue", "infer", "resume", "encode"]
     assert all(float(v) >= 0 for v in steps.values()) and float(steps["infer"]) > 0
 
 

@@ -209,10 +209,14 @@ def test_batched_model_answers_match_unbatched_ones():
     xs = [np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32) for i in range(16)]
     want = [model.infer(x) for x in xs]
 
+    timings = [{} for _ in xs]
+
     async def many():
-        return await asyncio.gather(*(model.infer_async(x) for x in xs))
+        return await asyncio.gather(*(model.infer_async(x, t) for x, t in zip(xs, timings)))
 
     for got, ref in zip(asyncio.run(many()), want):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert all(0 < t["start"] <= t["end"] for t in timings)  # every caller learns when its batch ran
+    assert len({t["start"] for t in timings}) < len(xs)  # and some ran together
     assert model.metadata()["parameters"]["max_batch"] == "8"
     model.instances.close()

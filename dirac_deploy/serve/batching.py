@@ -22,24 +22,25 @@ class DynamicBatcher:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.pool, self.max_batch = pool, max_batch
-        self._queue: deque[tuple[np.ndarray, asyncio.Future]] = deque()
+        self._queue: deque[tuple[np.ndarray, asyncio.Future, dict | None]] = deque()
         self._idle = pool.size
         self._tasks: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
 
-    async def infer(self, x: np.ndarray) -> np.ndarray:
+    async def infer(self, x: np.ndarray, timing: dict | None = None) -> np.ndarray:
+        """`x`'s rows of the batch it ran in; `timing` gets that batch's "start" and "end" (see InstancePool)."""
         future = asyncio.get_running_loop().create_future()
-        self._queue.append((x, future))
+        self._queue.append((x, future, timing))
         self._dispatch()
         return await future
 
-    def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future, dict | None]]:
         """Queued requests for one batch: at least one, then more while they fit in max_batch images."""
         taken = [self._queue.popleft()]
         images = len(taken[0][0])
         while self._queue and images + len(self._queue[0][0]) <= self.max_batch:
             taken.append(self._queue.popleft())
             images += len(taken[-1][0])
-        return [(x, f) for x, f in taken if not f.cancelled()]  # callers that went away need no rows
+        return [t for t in taken if not t[1].cancelled()]  # callers that went away need no rows
 
     def _dispatch(self) -> None:
         while self._idle and self._queue:
@@ -50,17 +51,20 @@ class DynamicBatcher:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
+    async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future, dict | None]]) -> None:
         try:
-            xs = [x for x, _ in batch]
+            xs = [x for x, _, _ in batch]
             x = xs[0] if len(xs) == 1 else np.concatenate(xs)
-            y = await self.pool.run_async(x)
+            timing: dict = {}
+            y = await self.pool.run_async(x, timing)
             rows = np.split(y, np.cumsum([len(x) for x in xs[:-1]])) if len(xs) > 1 else [y]
-            for (_, future), row in zip(batch, rows):
+            for (_, future, caller_timing), row in zip(batch, rows):
+                if caller_timing is not None:
+                    caller_timing.update(timing)
                 if not future.done():
                     future.set_result(row)
         except Exception as e:  # every caller in the batch gets the failure
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(e)
         finally:

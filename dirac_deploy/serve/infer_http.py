@@ -6,7 +6,9 @@ model that returns at once), a few percent of a DiracNet-18 call on CPU. Here th
 the ASGI channel, decoded by `protocol` into zero-copy numpy views, run on the model's instance threads, and
 the response is sent as two ASGI messages. Every other route stays on FastAPI.
 
-Responses carry a standard `Server-Timing` header (receive, parse, infer, encode in ms).
+Responses carry a standard `Server-Timing` header in ms: receive (the body), parse, queue (until an instance
+thread starts the run: the hop, plus waiting for a free instance or a batch), infer (the run), resume (the hop
+back to the event loop), encode.
 """
 
 from __future__ import annotations
@@ -81,13 +83,15 @@ class InferEndpoint:
             req = parse_infer_request(body, headers.get(HEADER_LENGTH))
             x = validate_input(model, req)
             t_parsed = time.perf_counter()
-            logits = await model.infer_async(x)
+            run: dict = {}
+            logits = await model.infer_async(x, run)
             t_inferred = time.perf_counter()
             payload, out_headers = encode_infer_response(name, req.id, select_outputs(model, req, logits))
-            out_headers["server-timing"] = ", ".join(
-                f"{k};dur={1e3 * v:.3f}" for k, v in (("receive", t_body - start), ("parse", t_parsed - t_body),
-                                                       ("infer", t_inferred - t_parsed),
-                                                       ("encode", time.perf_counter() - t_inferred)))
+            steps = (("receive", t_body - start), ("parse", t_parsed - t_body),
+                     ("queue", run["start"] - t_parsed),  # hop to an instance thread (+ waiting for one)
+                     ("infer", run["end"] - run["start"]), ("resume", t_inferred - run["end"]),  # hop back
+                     ("encode", time.perf_counter() - t_inferred))
+            out_headers["server-timing"] = ", ".join(f"{k};dur={1e3 * v:.3f}" for k, v in steps)
             status = 200
             await _send(send, 200, payload, out_headers)
         except ProtocolError as e:

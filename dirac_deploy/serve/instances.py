@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -40,9 +41,20 @@ class InstancePool:
         finally:
             self._free.put(runner)
 
-    async def run_async(self, x: np.ndarray) -> np.ndarray:
-        """Run one request on the pool's worker threads; the event loop stays free meanwhile."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.run, x)
+    def _run_timed(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
+        start = time.perf_counter()
+        return self.run(x), start, time.perf_counter()
+
+    async def run_async(self, x: np.ndarray, timing: dict | None = None) -> np.ndarray:
+        """Run one request on the pool's worker threads; the event loop stays free meanwhile.
+
+        With `timing`, sets its "start" and "end" (perf_counter seconds, on the worker thread) around the run,
+        so callers can tell the hops between threads from the computation.
+        """
+        y, start, end = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_timed, x)
+        if timing is not None:
+            timing["start"], timing["end"] = start, end
+        return y
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

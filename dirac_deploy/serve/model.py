@@ -75,11 +75,12 @@ class ServedModel:
         """Logits for a batch, computed in the calling thread."""
         return self.instances.run(x)
 
-    async def infer_async(self, x: np.ndarray) -> np.ndarray:
-        """Logits for a batch, computed on the model's instance threads (the event loop stays free)."""
+    async def infer_async(self, x: np.ndarray, timing: dict | None = None) -> np.ndarray:
+        """Logits for a batch, computed on the model's instance threads (the event loop stays free).
+        `timing`, if given, gets the "start" and "end" of the run on the instance thread."""
         if self._batcher is not None:
-            return await self._batcher.infer(x)
-        return await self.instances.run_async(x)
+            return await self._batcher.infer(x, timing)
+        return await self.instances.run_async(x, timing)
 
     def metadata(self) -> dict:
         return {"name": self.name, "versions": ["1"], "platform": f"{self.runtime}",
