@@ -49,7 +49,9 @@ def collect_env(device: str, threads: int) -> dict:
         "versions": {d: _version(d) for d in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt",
                                               "dirac-deploy")},
         "git_sha": _git("rev-parse", "HEAD") or None,
-        "git_dirty": None if (status := _git("status", "--porcelain")) is None else bool(status),
+        # Uncommitted changes to anything but earlier results (which do not change what is measured).
+        "git_dirty": None if (status := _git("status", "--porcelain", "--", ":(top)",
+                                             ":(top,exclude)benchmarks/results")) is None else bool(status),
         "device": device,
     }
     if device == "cuda" and torch.cuda.is_available():
