@@ -373,3 +373,29 @@ def test_instances_and_batching_options_serve_the_same_answers(model_dir, expect
                 "digits", [_input(x)]).as_numpy("logits"), xs))
         for x, got in zip(xs, outs):  # rows computed inside a bigger batch may round differently
             np.testing.assert_allclose(got, expected(x), rtol=1e-5, atol=1e-5)
+
+
+def test_benchmark_floor_server_answers_tritonclient_like_a_server():
+    """benchmarks/floor_server.py is only a fair floor if tritonclient parses its answer as a full response."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "floor_server.py"), str(port), "20"])
+    try:
+        c = triton.InferenceServerClient(f"127.0.0.1:{port}", network_timeout=10.0)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                t0 = time.perf_counter()
+                logits = c.infer("floor", [_input(_x(1))]).as_numpy("logits")
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "floor server did not answer"
+                c = triton.InferenceServerClient(f"127.0.0.1:{port}", network_timeout=10.0)
+                time.sleep(0.2)
+        assert logits.shape == (1, 1000) and not logits.any()
+        assert time.perf_counter() - t0 >= 0.02  # it waited the 20 ms it was told to
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
