@@ -220,3 +220,27 @@ def test_batched_model_answers_match_unbatched_ones():
     assert len({t["start"] for t in timings}) < len(xs)  # and some ran together
     assert model.metadata()["parameters"]["max_batch"] == "8"
     model.instances.close()
+
+
+def test_metrics_report_queue_compute_and_batch_sizes():
+    def slow(x):
+        time.sleep(0.05)
+        return np.zeros((len(x), 4), np.float32)
+
+    app = create_app({"m": ServedModel("m", (1, 2, 2), 4, "test", [slow], Path("test"), {}, max_batch=8)})
+    body = _json_request(np.zeros((1, 1, 2, 2), np.float32))
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            replies = await asyncio.gather(*(c.post("/v2/models/m/infer", json=body) for _ in range(4)))
+            return replies, (await c.get("/metrics")).text
+
+    replies, text = asyncio.run(go())
+    assert [r.status_code for r in replies] == [200] * 4
+    # The first request ran alone; the three that queued behind it ran as one batch of 3.
+    assert 'dirac_deploy_batch_images_sum{model="m"} 10.0' in text
+    assert 'dirac_deploy_batch_images_bucket{le="1.0",model="m"} 1.0' in text
+    assert 'dirac_deploy_compute_duration_seconds_count{model="m"} 4.0' in text
+    sums = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if "_sum{" in line}
+    assert sums['dirac_deploy_compute_duration_seconds_sum{model="m"}'] >= 4 * 0.05
+    assert sums['dirac_deploy_queue_duration_seconds_sum{model="m"}'] >= 3 * 0.04  # three waited for the first

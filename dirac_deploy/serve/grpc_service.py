@@ -96,7 +96,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             req = request_from_proto(request)
             x = validate_input(model, req)
-            logits = await model.infer_async(x)
+            t_parsed = time.perf_counter()
+            run: dict = {}
+            logits = await model.infer_async(x, run)
+            self.metrics.observe_run(model.name, run["start"] - t_parsed, run["end"] - run["start"], run["images"])
             outputs = select_outputs(model, req, logits)
         except ProtocolError as e:
             self.metrics.count(model.name, "grpc_INVALID_ARGUMENT")

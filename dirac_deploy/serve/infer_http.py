@@ -86,6 +86,7 @@ class InferEndpoint:
             run: dict = {}
             logits = await model.infer_async(x, run)
             t_inferred = time.perf_counter()
+            self.metrics.observe_run(name, run["start"] - t_parsed, run["end"] - run["start"], run["images"])
             payload, out_headers = encode_infer_response(name, req.id, select_outputs(model, req, logits))
             steps = (("receive", t_body - start), ("parse", t_parsed - t_body),
                      ("queue", run["start"] - t_parsed),  # hop to an instance thread (+ waiting for one)
