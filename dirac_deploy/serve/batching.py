@@ -3,7 +3,7 @@
 Like Triton's `dynamic_batching` with no queue delay: a request that finds a free instance runs at once (a
 lone client pays nothing), and when an instance frees up it takes every queued request, up to `max_batch`
 images, concatenated along the batch axis. Larger batches use the hardware better (DiracNet-18 on ONNX Runtime,
-2-core VM: about 8% more requests per second in-process, benchmarks/serve_bench.py; far more on GPUs), which
+2-core VM: about 8% more requests per second in-process, benchmarks/serve_bench.py), which
 pays back part of what request handling costs under load. Each caller gets its own rows back, or the batch's
 exception.
 """
