@@ -15,7 +15,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from .. import __version__
-from .inference import select_outputs, validate_input
+from .inference import infer_observed, select_outputs, validate_input
 from .metrics import ServeMetrics
 from .model import ServedModel
 from .protocol import DTYPES, NP_TO_DTYPE, InferRequest, InputTensor, ProtocolError, RequestedOutput
@@ -96,10 +96,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             req = request_from_proto(request)
             x = validate_input(model, req)
-            t_parsed = time.perf_counter()
-            run: dict = {}
-            logits = await model.infer_async(x, run)
-            self.metrics.observe_run(model.name, run["start"] - t_parsed, run["end"] - run["start"], run["images"])
+            logits, _ = await infer_observed(model, x, self.metrics)
             outputs = select_outputs(model, req, logits)
         except ProtocolError as e:
             self.metrics.count(model.name, "grpc_INVALID_ARGUMENT")

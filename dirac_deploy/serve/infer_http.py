@@ -18,7 +18,7 @@ import logging
 import re
 import time
 
-from .inference import select_outputs, validate_input
+from .inference import infer_observed, select_outputs, validate_input
 from .metrics import UNKNOWN_MODEL, ServeMetrics
 from .model import ServedModel
 from .protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
@@ -82,14 +82,11 @@ class InferEndpoint:
             t_body = time.perf_counter()
             req = parse_infer_request(body, headers.get(HEADER_LENGTH))
             x = validate_input(model, req)
-            t_parsed = time.perf_counter()
-            run: dict = {}
-            logits = await model.infer_async(x, run)
+            logits, run = await infer_observed(model, x, self.metrics)
             t_inferred = time.perf_counter()
-            self.metrics.observe_run(name, run["start"] - t_parsed, run["end"] - run["start"], run["images"])
             payload, out_headers = encode_infer_response(name, req.id, select_outputs(model, req, logits))
-            steps = (("receive", t_body - start), ("parse", t_parsed - t_body),
-                     ("queue", run["start"] - t_parsed),  # hop to an instance thread (+ waiting for one)
+            steps = (("receive", t_body - start), ("parse", run["submitted"] - t_body),
+                     ("queue", run["start"] - run["submitted"]),  # hop to an instance thread (+ waiting for one)
                      ("infer", run["end"] - run["start"]), ("resume", t_inferred - run["end"]),  # hop back
                      ("encode", time.perf_counter() - t_inferred))
             out_headers["server-timing"] = ", ".join(f"{k};dur={1e3 * v:.3f}" for k, v in steps)

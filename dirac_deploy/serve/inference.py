@@ -1,11 +1,15 @@
 """What an infer call does with a decoded request, independent of transport (HTTP or gRPC):
-check the input against the model, and pick the outputs (logits, and top_k indices/scores on request)."""
+check the input against the model, run it with metrics, and pick the outputs (logits, and top_k
+indices/scores on request)."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
 from ..export.onnx import INPUT_NAME, OUTPUT_NAME
+from .metrics import ServeMetrics
 from .model import ServedModel
 from .protocol import InferRequest, ProtocolError
 
@@ -25,6 +29,18 @@ def validate_input(model: ServedModel, req: InferRequest) -> np.ndarray:
         raise ProtocolError(f"input '{INPUT_NAME}' has shape {list(t.shape)}; model '{model.name}' expects {expected} "
                             f"(rank 4, batch >= 1)")
     return t.data
+
+
+async def infer_observed(model: ServedModel, x: np.ndarray, metrics: ServeMetrics) -> tuple[np.ndarray, dict]:
+    """Logits for `x` from the model's instances, with queue, compute and batch size recorded in `metrics`.
+
+    Also returns the run's timing in perf_counter seconds: "submitted" (now), "start" and "end" of the run on
+    the instance thread, and "images" (the batch size it ran in).
+    """
+    run: dict = {"submitted": time.perf_counter()}
+    logits = await model.infer_async(x, run)
+    metrics.observe_run(model.name, run["start"] - run["submitted"], run["end"] - run["start"], run["images"])
+    return logits, run
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
