@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-fast lint clean
 
 install: $(STAMP)
 
@@ -21,7 +21,16 @@ demo: install
 	$(BIN)/dirac-deploy demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
+
+# The inner loop: everything but the `slow` tests (ImageNet-size models).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10
+
+# Layers run one way (import-linter contracts in pyproject.toml) and a small ruff rule set.
+lint: install
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check dirac_deploy tests benchmarks scripts converters
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info

@@ -36,18 +36,18 @@ import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from serving import free_port, running_server  # noqa: E402  (the same bounded launcher the tests use)
+from dirac_deploy.bench.env import collect_env
+from dirac_deploy.bench.models import calibrate_bn
+from dirac_deploy.bench.report import write_json
+from dirac_deploy.data import embedded_checkpoint
+from dirac_deploy.export.from_file import export_file
+from dirac_deploy.export.onnx import export_onnx
+from dirac_deploy.folding.fold import fold
+from dirac_deploy.models.dirac import DiracNet
+from dirac_deploy.serve.model import ModelSource, load_served_model
+from dirac_deploy.spec import imagenet_spec
 
-from dirac_deploy.bench.env import collect_env  # noqa: E402
-from dirac_deploy.bench.models import calibrate_bn  # noqa: E402
-from dirac_deploy.bench.report import write_json  # noqa: E402
-from dirac_deploy.data import embedded_checkpoint  # noqa: E402
-from dirac_deploy.export.from_file import export_file  # noqa: E402
-from dirac_deploy.export.onnx import export_onnx  # noqa: E402
-from dirac_deploy.fold.fold import fold  # noqa: E402
-from dirac_deploy.models.dirac import DiracNet  # noqa: E402
-from dirac_deploy.serve.model import ModelSource, load_served_model  # noqa: E402
-from dirac_deploy.spec import imagenet_spec  # noqa: E402
+from serving import free_port, running_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

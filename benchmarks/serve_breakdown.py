@@ -23,15 +23,16 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from serving import running_server  # noqa: E402
+from dirac_deploy.bench.env import collect_env
+from dirac_deploy.bench.models import calibrate_bn
+from dirac_deploy.bench.report import write_json
+from dirac_deploy.export.onnx import export_onnx
+from dirac_deploy.folding.fold import fold
+from dirac_deploy.models.dirac import DiracNet
+from dirac_deploy.runtime import ort_session
+from dirac_deploy.spec import imagenet_spec
 
-from dirac_deploy.bench.env import collect_env  # noqa: E402
-from dirac_deploy.bench.models import calibrate_bn  # noqa: E402
-from dirac_deploy.bench.report import write_json  # noqa: E402
-from dirac_deploy.export.onnx import export_onnx, ort_session  # noqa: E402
-from dirac_deploy.fold.fold import fold  # noqa: E402
-from dirac_deploy.models.dirac import DiracNet  # noqa: E402
-from dirac_deploy.spec import imagenet_spec  # noqa: E402
+from serving import running_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

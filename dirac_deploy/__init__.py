@@ -1,35 +1,53 @@
 """dirac-deploy: fold DiracNets into verified plain conv-ReLU chains, export, benchmark and serve them.
 
 Public API (the CLI is a thin layer over these):
+    load_model(path)                any checkpoint, plain.pth or .onnx -> LoadedModel (verified plain chain)
     fold(model)                     DiracNet (eval) -> FoldResult(plain, proof)
     fold_checkpoint(path, output)   any supported checkpoint -> verified plain.pth
     inspect_checkpoint(path)        what a checkpoint holds, without folding
     load_checkpoint(path)           checkpoint -> LoadedCheckpoint (unfolded model + spec)
     load_plain(path)                plain.pth -> nn.Module (eval mode)
-    fold_module(model, example)     any nn.Module: Dirac convs (and their BNs) -> plain Conv2d, verified
+    fold_module(model, example)     any nn.Module: Dirac convs (and their BNs) -> plain convs, verified
+    export_onnx(plain, path, ...)   plain chain -> audited, parity-checked ONNX
+
+Names are imported on first use (PEP 562), so `import dirac_deploy` is cheap and the torch-free parts of the
+package (serving an exported .onnx) work without PyTorch installed.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .checkpoint import LoadedCheckpoint, LoadOptions, load_checkpoint
-from .errors import (CheckpointError, DiracDeployError, EquivalenceError, MissingDependencyError,
-                     OutputPathError, UnfoldableError, UnknownLayoutError, UnsafeCheckpointError)
-from .fold.fold import FoldResult, fold
-from .fold.module import DiracParametrization, ModuleFoldResult, fold_module
-from .fold.from_checkpoint import FoldReport, InspectReport, fold_checkpoint, inspect_checkpoint
-from .fold.verify import Proof
-from .models.dirac import DiracConv2d, DiracNet
-from .models.plain import PlainNet
-from .models.scaled_identity import ScaledIdentityNet
-from .models.resnet import resnet
-from .plainfile import load_plain, read_plain, save_plain
-from .spec import DiracNetSpec, ScaledIdentitySpec, cifar_spec, imagenet_spec
+_EXPORTS = {
+    "LoadedCheckpoint": "checkpoint", "LoadOptions": "checkpoint", "load_checkpoint": "checkpoint",
+    "CheckpointError": "errors", "DiracDeployError": "errors", "EquivalenceError": "errors",
+    "MissingDependencyError": "errors", "OutputPathError": "errors", "UnfoldableError": "errors",
+    "UnknownLayoutError": "errors", "UnsafeCheckpointError": "errors", "ExportError": "errors",
+    "FoldResult": "folding.fold", "fold": "folding.fold",
+    "DiracParametrization": "folding.module", "ModuleFoldResult": "folding.module", "fold_module": "folding.module",
+    "Proof": "folding.verify",
+    "FoldReport": "pipeline", "InspectReport": "pipeline", "LoadedModel": "pipeline", "fold_checkpoint": "pipeline",
+    "inspect_checkpoint": "pipeline", "load_model": "pipeline",
+    "DiracConv2d": "models.dirac", "DiracNet": "models.dirac", "PlainNet": "models.plain",
+    "ScaledIdentityNet": "models.scaled_identity", "resnet": "models.resnet",
+    "load_plain": "plainfile", "read_plain": "plainfile", "save_plain": "plainfile",
+    "DiracNetSpec": "spec", "ScaledIdentitySpec": "spec", "cifar_spec": "spec", "imagenet_spec": "spec",
+    "export_onnx": "export.onnx",
+}
 
-__all__ = [
-    "CheckpointError", "DiracConv2d", "DiracParametrization", "ModuleFoldResult", "ScaledIdentityNet",
-    "ScaledIdentitySpec", "UnfoldableError", "fold_module", "DiracDeployError", "DiracNet", "DiracNetSpec", "EquivalenceError",
-    "FoldReport", "FoldResult", "InspectReport", "LoadOptions", "LoadedCheckpoint", "MissingDependencyError",
-    "OutputPathError", "PlainNet", "Proof", "UnknownLayoutError", "UnsafeCheckpointError", "cifar_spec",
-    "fold", "fold_checkpoint", "imagenet_spec", "inspect_checkpoint", "load_checkpoint", "load_plain",
-    "read_plain", "resnet", "save_plain",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dirac_deploy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

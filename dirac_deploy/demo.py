@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint
-from .data import embedded_checkpoint, load_holdout
 from .bench.report import write_json, write_plot
 from .bench.run import BenchConfig, BenchResult, run_benchmark
+from .checkpoint import load_checkpoint
+from .data import embedded_checkpoint, load_holdout
 from .export.from_file import ExportReport, export_file
-from .fold.from_checkpoint import FoldReport, fold_checkpoint
+from .pipeline import FoldReport, fold_checkpoint
 from .plainfile import load_plain
 
 

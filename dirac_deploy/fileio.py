@@ -8,7 +8,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .errors import OutputPathError
+from .errors import CheckpointError, OutputPathError
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_HDF5_MAGIC = b"\x89HDF"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -19,18 +22,95 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
-    """Refuse an output that is one of the inputs or whose directory does not exist."""
+def model_file_kind(path: str | Path) -> str:
+    """What kind of model file `path` is, from its first bytes: "torch" (zip or legacy pickle) or "onnx".
+
+    Raises:
+        CheckpointError: missing, unreadable, empty, HDF5 (convert it first) or something else.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no such file: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"not a file: {path}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes); not a checkpoint")
+    if head.startswith(_HDF5_MAGIC):
+        raise CheckpointError(f"{path} is an HDF5 file (the released DiracNet v1 .hkl files are); convert it to "
+                              f".pth first with converters/hkl_to_pth.py")
+    if head.startswith(_ZIP_MAGIC) or head[:1] == b"\x80":
+        return "torch"
+    # An ONNX ModelProto starts with field 1 (ir_version, a varint): tag byte 0x08.
+    if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":
+        return "onnx"
+    raise CheckpointError(f"{path} is not a PyTorch checkpoint or an ONNX model: it starts with {head[:8]!r}, expected a "
+                          f"zip archive (torch.save), a legacy torch pickle or an ONNX model")
+
+
+def check_not_input(out: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
+    """Refuse an output that is one of the inputs (also through `..`, symlinks and hard links)."""
     out = Path(out)
+    if len(out.name.encode()) > 255:
+        raise OutputPathError(f"cannot write {out.name[:40]}...: a file name is at most 255 bytes, this one is "
+                              f"{len(out.name.encode())}")
     for inp in inputs:
         inp = Path(inp)
         if out.resolve() == inp.resolve() or (out.exists() and inp.exists() and os.path.samefile(out, inp)):
             raise OutputPathError(f"output {out} is the input file; choose another output path (inputs are never overwritten)")
+    return out
+
+
+def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
+    """Refuse an output that is one of the inputs or whose directory does not exist."""
+    out = check_not_input(out, *inputs)
     if not out.parent.resolve().is_dir():
         raise OutputPathError(f"cannot write {out}: directory {out.parent} does not exist")
     if out.is_dir():
         raise OutputPathError(f"cannot write {out}: it is a directory; give a file path")
     return out
+
+
+def _temp_beside(path: Path) -> Path:
+    # The temp name must fit in NAME_MAX (255 bytes) whatever the output's own length: hash long names.
+    stem = path.name if len(path.name.encode()) <= 200 else hashlib.sha256(path.name.encode()).hexdigest()[:16]
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputPathError(f"cannot write {path}: {e.strerror}") from None
+    os.close(fd)
+    return Path(tmp)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
+    os.replace(tmp, path)
+
+
+def write_all(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
+    """Write several outputs all or nothing: every `write(tmp)` runs on a temp file beside its target first,
+    and only when all succeeded are they renamed into place. On any error every temp file is removed and no
+    target is touched."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, write in writes.items():
+            path = Path(path)
+            tmp = _temp_beside(path)
+            staged.append((tmp, path))
+            write(tmp)
+        for tmp, path in staged:
+            _publish(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    return [path for _, path in staged]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -39,20 +119,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     Readers never see a half-written file, and on any error the temporary file is removed and `path` is
     untouched.
     """
-    path = Path(path)
+    return write_all({Path(path): write})[0]
+
+
+def write_with_dirs(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
+    """`write_all`, creating missing parent directories first and removing the ones it created on failure."""
+    created: list[Path] = []
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise OutputPathError(f"cannot write {path}: {e.strerror}") from None
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
-        os.replace(tmp, path)
+        for path in writes:
+            missing = [d for d in reversed(Path(path).parents) if not d.exists()]
+            for d in missing:
+                try:
+                    d.mkdir()
+                except OSError as e:
+                    raise OutputPathError(f"cannot create directory {d}: {e.strerror}") from None
+                created.append(d)
+        return write_all(writes)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for d in reversed(created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
         raise
-    return path

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .errors import DiracDeployError
+from .pipeline import load_model
+
 
 def conv_singular_values(weight: torch.Tensor, n: int) -> torch.Tensor:
     """All singular values of the circular stride-1 conv with `weight` [out, in, k, k] on n x n inputs."""
@@ -56,12 +59,11 @@ class LayerStats:
 
 def inspect_layers(path, options=None) -> tuple[str, tuple[int, int, int], list[LayerStats]]:
     """(description, input shape, per-conv stats) for a plain.pth or any checkpoint `fold` reads."""
-    from .fold.from_checkpoint import plain_from_file
-
-    plain, meta, _, source = plain_from_file(path, options)
-    shape = (plain.layers[0].args["in_channels"], int(meta.get("input_size", 224)), int(meta.get("input_size", 224)))
-    name = meta.get("architecture", {}).get("name", "plain chain")
-    return f"{name} ({source})", shape, analyze_chain(plain, shape)
+    loaded = load_model(path, options)
+    if loaded.plain is None:
+        raise DiracDeployError(f"{path} is an ONNX file; per-layer analysis needs the PyTorch chain: give the "
+                               f"plain.pth or checkpoint it was exported from")
+    return f"{loaded.name} ({loaded.source})", loaded.input_shape, analyze_chain(loaded.plain, loaded.input_shape)
 
 
 @torch.no_grad()

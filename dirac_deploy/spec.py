@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+# The tensor names of every exported, served and benchmarked plain chain: one image batch in, logits out.
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)

@@ -7,11 +7,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import reference
 from dirac_deploy.bench.report import Row, headline_rows
 from dirac_deploy.bench.run import BenchConfig, run_benchmark
 from dirac_deploy.bench.timing import measure, summarize
 from dirac_deploy.cli import main
+
+import reference
 
 RECORD_KEYS = {"variant", "backend", "device", "batch", "status", "latency_ms", "throughput", "peak_mem_mb",
                "gflops", "peak_fraction"}

@@ -10,10 +10,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import reference
 from dirac_deploy import load_plain
 from dirac_deploy.cli import main
 from dirac_deploy.models.resnet import resnet
+
+import reference
 
 CLI = [sys.executable, "-m", "dirac_deploy.cli"]
 
@@ -163,7 +164,7 @@ def test_output_directory_must_exist(tmp_path, good_ckpt):
 
 
 def test_failed_proof_writes_nothing_and_keeps_existing_output(tmp_path, good_ckpt, monkeypatch):
-    from dirac_deploy.fold import fold as fold_module
+    from dirac_deploy.folding import fold as fold_module
 
     real = fold_module.folded_plain
 

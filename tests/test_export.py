@@ -14,17 +14,19 @@ from click.testing import CliRunner
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-import reference
 from dirac_deploy import DiracNet, MissingDependencyError, cifar_spec, fold, load_checkpoint
 from dirac_deploy.cli import main
 from dirac_deploy.data import embedded_checkpoint, load_holdout
 from dirac_deploy.errors import EquivalenceError, ExportError
 from dirac_deploy.export import onnx as onnx_export
-from dirac_deploy.export.audit import ALLOWED_OPS, audit_violations
 from dirac_deploy.export.fp16 import scan_fp16
 from dirac_deploy.export.from_file import export_file
-from dirac_deploy.export.onnx import export_onnx, ort_session, to_onnx_proto
+from dirac_deploy.export.onnx import export_onnx, to_onnx_proto
 from dirac_deploy.export.tensorrt import BatchRange, build_engine
+from dirac_deploy.onnxfile import ALLOWED_OPS, audit_violations
+from dirac_deploy.runtime import ort_session
+
+import reference
 
 
 @pytest.fixture(scope="module")

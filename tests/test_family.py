@@ -15,13 +15,23 @@ from click.testing import CliRunner
 from torch import nn
 from torch.nn.utils import parametrize
 
-import reference
-from dirac_deploy import (DiracNet, DiracParametrization, EquivalenceError, LoadOptions, UnfoldableError, cifar_spec,
-                          fold_checkpoint, fold_module, load_plain)
+from dirac_deploy import (
+    DiracNet,
+    DiracParametrization,
+    EquivalenceError,
+    LoadOptions,
+    UnfoldableError,
+    cifar_spec,
+    fold_checkpoint,
+    fold_module,
+    load_plain,
+)
 from dirac_deploy.cli import main
-from dirac_deploy.fold.chain import Op, canonicalize, to_plain
+from dirac_deploy.folding.chain import Op, canonicalize, to_plain
 from dirac_deploy.layer_analysis import analyze_chain, conv_singular_values, identity_distance
 from dirac_deploy.models.dirac import DiracConv2d
+
+import reference
 
 TOL = 1e-4
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,8 +5,9 @@ import io
 import pytest
 import torch
 
-import reference
 from dirac_deploy import LoadOptions, fold_checkpoint, inspect_checkpoint, load_checkpoint, load_plain
+
+import reference
 
 TOL = 1e-4  # fp32 CPU: max abs error <= 1e-4 x max|logit|, identical top-1
 

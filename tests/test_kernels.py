@@ -9,7 +9,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from dirac_deploy import DiracNet, cifar_spec, fold
 from dirac_deploy.errors import EquivalenceError
-from dirac_deploy.fold.kernels import dirac_delta, dirac_weight, fold_dirac_conv_bn, fuse_bn, normalize_filters
+from dirac_deploy.kernels import dirac_delta, dirac_weight, fold_dirac_conv_bn, fuse_bn, normalize_filters
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 3, 3), (16, 8, 3, 3), (8, 16, 3, 3), (4, 4, 5, 5), (6, 3, 1, 1)])

@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-import reference
 from dirac_deploy import DiracNet, cifar_spec, imagenet_spec, resnet
 from dirac_deploy.checkpoint.formats._original_v2 import to_native
-from dirac_deploy.fold.chain import plain_layers
+from dirac_deploy.folding.chain import plain_layers
 from dirac_deploy.models.plain import PlainNet
 from dirac_deploy.summary import count_parameters
+
+import reference
 
 
 @pytest.mark.parametrize("depth,unfolded,folded", [(18, 11_523_368, 11_511_784), (34, 21_638_952, 21_616_232)])

@@ -16,11 +16,12 @@ import tritonclient.http as triton
 import yaml
 from click.testing import CliRunner
 
-import reference
 from dirac_deploy.cli import main
 from dirac_deploy.data import embedded_checkpoint, load_holdout
-from dirac_deploy.export.onnx import ort_session
 from dirac_deploy.export.from_file import export_file
+from dirac_deploy.runtime import ort_session
+
+import reference
 from serving import free_port, running_server
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]

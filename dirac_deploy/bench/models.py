@@ -10,11 +10,12 @@ import torch
 from torch import nn
 
 from ..checkpoint import LoadOptions
-from ..fold.from_checkpoint import plain_from_file
-from ..export.onnx import export_onnx, to_onnx_proto
-from ..fold.fold import fold
+from ..errors import DiracDeployError
+from ..export.onnx import DEFAULT_OPSET, export_onnx, to_onnx_proto
+from ..folding.fold import fold
 from ..models.dirac import DiracNet
 from ..models.resnet import resnet
+from ..pipeline import load_model
 from ..spec import imagenet_spec
 from ..summary import count_flops
 
@@ -56,7 +57,7 @@ def calibrate_bn(model: nn.Module, input_shape, batches: int = 2, batch: int = 4
 
 def _onnx_as_trained(model: nn.Module, input_shape) -> onnx.ModelProto:
     # Exporter optimizations off: the graph computes what the eager model computes, op for op.
-    return to_onnx_proto(model, torch.zeros(2, *input_shape), opset=20, optimize=False)
+    return to_onnx_proto(model, torch.zeros(2, *input_shape), opset=DEFAULT_OPSET, optimize=False)
 
 
 def build_models(model_path: str | Path | None, depth: int, options: LoadOptions | None = None,
@@ -69,13 +70,15 @@ def build_models(model_path: str | Path | None, depth: int, options: LoadOptions
         description = f"{spec.name}, random weights, BN calibrated on random images"
         input_shape, classes, resnet_depth = (3, 224, 224), spec.num_classes, depth
     else:
-        plain, meta, unfolded, source = plain_from_file(model_path, options)
+        loaded = load_model(model_path, options)
+        if loaded.plain is None:
+            raise DiracDeployError(f"{model_path} is an ONNX file; bench runs the PyTorch chain and its ONNX export, "
+                                   f"so give the plain.pth or checkpoint it came from")
+        plain, meta, unfolded = loaded.plain, loaded.meta, loaded.unfolded
+        input_shape, classes = loaded.input_shape, loaded.num_classes
         arch = meta.get("architecture", {})
-        size = int(meta.get("input_size", 224))
-        input_shape = (plain.layers[0].args["in_channels"], size, size)
-        classes = plain.layers[-1].args["out_features"]
         resnet_depth = 34 if sum(arch.get("convs_per_group", ())) + 2 >= 34 else 18
-        description = f"{arch.get('name', 'plain chain')} from {Path(model_path).name} ({source})"
+        description = f"{loaded.name} from {Path(model_path).name} ({loaded.source})"
     out: dict[str, Variant] = {}
     if "folded" in variants:
         exported = export_onnx(plain, None, input_shape=input_shape, meta=meta, check_batches=(1,))

@@ -10,13 +10,12 @@ from typing import Callable
 import torch
 
 from ..checkpoint import LoadOptions
-from ..export.onnx import to_onnx_proto
+from ..errors import DiracDeployError
+from ..export.onnx import DEFAULT_OPSET, to_onnx_proto
 from .env import collect_env
 from .models import VARIANTS, build_models, peak_conv
 from .runners import ALL_BACKENDS, Skip, default_backends, prepare, sync_for
 from .timing import PeakRSS, measure
-
-GPU_ONLY = ("torch-compile", "cuda-graph", "tensorrt")
 
 
 @dataclass
@@ -71,7 +70,7 @@ def _timed(call, device, cfg: BenchConfig):
 def _peak(backend, device, cfg, threads) -> tuple[float | None, str]:
     """Achieved GFLOP/s of the probe conv on this backend and thread count (None + reason if unavailable)."""
     conv, shape, batch, flops = peak_conv()
-    onnx_model = to_onnx_proto(conv, torch.zeros(1, *shape), opset=20, optimize=True) if "onnx" in backend or backend == "tensorrt" else None
+    onnx_model = to_onnx_proto(conv, torch.zeros(1, *shape), opset=DEFAULT_OPSET, optimize=True) if "onnx" in backend or backend == "tensorrt" else None
     try:
         call = prepare(backend, cfg.device, conv, onnx_model, shape, batch, threads)
     except Skip as e:
@@ -92,7 +91,7 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg
     backends = cfg.backends or default_backends(device)
     unknown = [b for b in backends if b not in ALL_BACKENDS]
     if unknown:
-        raise ValueError(f"unknown backend(s) {unknown}; choose from {', '.join(ALL_BACKENDS)}")
+        raise DiracDeployError(f"unknown backend(s) {unknown}; choose from {', '.join(ALL_BACKENDS)}")
     progress("building models")
     models = build_models(cfg.model_path, cfg.depth, cfg.options, cfg.variants)
     env = collect_env(device, threads)

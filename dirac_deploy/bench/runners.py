@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 import torch
 
+from ..runtime import INPUT_NAME, OUTPUT_NAME, ort_session
+
 CPU_BACKENDS = ("torch", "onnxruntime", "onnxruntime-noopt")
 CUDA_BACKENDS = ("torch", "torch-compile", "cuda-graph", "onnxruntime", "onnxruntime-noopt", "tensorrt")
 ALL_BACKENDS = CUDA_BACKENDS
@@ -54,25 +56,18 @@ def _cuda_graph_call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], ob
 
 
 def _ort_call(model: onnx.ModelProto, x: np.ndarray, device: str, threads: int, optimized: bool):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if not optimized:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort_session(model, threads=threads, optimized=optimized, device=device)
+    except RuntimeError as e:
+        raise Skip(str(e)) from None
     if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise Skip("onnxruntime has no CUDA provider here (pip install onnxruntime-gpu)")
-        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CUDAExecutionProvider"])
+        import onnxruntime as ort
+
         binding = session.io_binding()
-        binding.bind_ortvalue_input("input", ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
-        binding.bind_output("logits", "cuda")
+        binding.bind_ortvalue_input(INPUT_NAME, ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+        binding.bind_output(OUTPUT_NAME, "cuda")
         return lambda: session.run_with_iobinding(binding)
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return lambda: session.run(["logits"], {"input": x})
+    return lambda: session.run([OUTPUT_NAME], {INPUT_NAME: x})
 
 
 def _tensorrt_call(model: onnx.ModelProto, x: torch.Tensor):
@@ -91,10 +86,10 @@ def _tensorrt_call(model: onnx.ModelProto, x: torch.Tensor):
     logger = trt.Logger(trt.Logger.WARNING)
     engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
     context = engine.create_execution_context()
-    context.set_input_shape("input", tuple(x.shape))
-    out = torch.empty(tuple(context.get_tensor_shape("logits")), device="cuda")
-    context.set_tensor_address("input", x.data_ptr())
-    context.set_tensor_address("logits", out.data_ptr())
+    context.set_input_shape(INPUT_NAME, tuple(x.shape))
+    out = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), device="cuda")
+    context.set_tensor_address(INPUT_NAME, x.data_ptr())
+    context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
     stream = torch.cuda.current_stream().cuda_stream
     return lambda: context.execute_async_v3(stream)
 

@@ -1,8 +1,9 @@
 """Checkpoint -> model: read safely, detect the layout, infer the architecture, validate, build.
 
 `load_checkpoint(path)` is the one entry point; it never folds. The result holds either an unfolded
-`DiracNet` (layouts a, b, d) or, for an already-folded source (layout c), the plain chain plus a literal
-transcription of the source's forward to verify it against.
+model (`DiracNet`, `ScaledIdentityNet`) or, for an already-folded source, the source's tensors under plain-chain
+names plus a literal transcription of the source's own forward to verify the chain against (the pipeline
+builds and checks that chain).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from torch import nn
 from ..errors import CheckpointError, UnknownLayoutError
 from ..fileio import sha256_file
 from ..models.dirac import DiracNet
-from ..fold.chain import plain_layers
-from ..models.plain import PlainNet
 from ..models.scaled_identity import ScaledIdentityNet
 from ..spec import DiracNetSpec, ScaledIdentitySpec
 from .formats import LAYOUTS, v2_folded
@@ -44,12 +43,12 @@ class LoadedCheckpoint:
     layout_description: str
     spec: DiracNetSpec | ScaledIdentitySpec
     model: nn.Module  # DiracNet, ScaledIdentityNet, or OriginalFoldedNet for a folded source
-    plain: PlainNet | None = None  # set for a folded source
+    folded_state_dict: dict | None = None  # a folded source's tensors under plain-chain names
     notes: list[str] = field(default_factory=list)
 
     @property
     def folded_source(self) -> bool:
-        return self.plain is not None
+        return self.folded_state_dict is not None
 
 
 def _describe_keys(obj) -> str:
@@ -104,12 +103,9 @@ def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = 
     if raw.folded:
         source = {k.removeprefix("features."): v for k, v in obj.items()}
         spec = infer_spec(source, **overrides)
-        plain = PlainNet(plain_layers(spec))
-        check_against(plain.state_dict(), sd, f"{layout.NAME} checkpoint")
-        plain.load_state_dict(sd)
         reference = v2_folded.OriginalFoldedNet(obj, spec.stem, spec.convs_per_group)
         return LoadedCheckpoint(path, sha256_file(path), layout.NAME, layout.DESCRIPTION, spec, reference.eval(),
-                                plain.eval(), raw.notes)
+                                sd, raw.notes)
     if raw.spec is not None:  # a layout that documents its architecture
         spec = with_overrides(raw.spec, **overrides)
         model = ScaledIdentityNet(spec)

@@ -13,9 +13,8 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, UnsafeCheckpointError
+from ..fileio import model_file_kind
 
-_ZIP_MAGIC = b"PK\x03\x04"
-_HDF5_MAGIC = b"\x89HDF"
 _PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -36,23 +35,9 @@ def load_torch_file(path: str | Path, *, trust: bool = False):
         UnsafeCheckpointError: the file stores Python objects that need full unpickling and trust is off.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no such file: {path}")
-    if not path.is_file():
-        raise CheckpointError(f"not a file: {path}")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
-    if not head:
-        raise CheckpointError(f"{path} is empty (0 bytes); not a checkpoint")
-    if head.startswith(_HDF5_MAGIC):
-        raise CheckpointError(f"{path} is an HDF5 file (the released DiracNet v1 .hkl files are); convert it to "
-                              f".pth first with converters/hkl_to_pth.py")
-    if not (head.startswith(_ZIP_MAGIC) or head[:1] == b"\x80"):
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint: it starts with {head[:8]!r}, expected a zip "
-                              f"archive (torch.save) or a legacy torch pickle")
+    if model_file_kind(path) != "torch":
+        raise CheckpointError(f"{path} is an ONNX model, not a PyTorch checkpoint; commands that take MODEL read "
+                              f"it directly (export, bench, serve, inspect)")
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:

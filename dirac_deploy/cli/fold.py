@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..fileio import check_output_path
-from ..fold.from_checkpoint import fold_checkpoint, inspect_checkpoint
+from ..pipeline import fold_checkpoint, inspect_checkpoint
 from . import main
 from .options import checkpoint_options, load_options
 from .render import console, human, inspect_rows, kv_table

@@ -1,6 +1,8 @@
 """MODEL file -> ONNX (+ unfolded ONNX, TensorRT engine, Triton repository). The library side of `export`.
 
-MODEL is a `plain.pth` from `fold`, or any checkpoint `fold` reads (folded and verified on the way).
+MODEL is a `plain.pth` from `fold`, any checkpoint `fold` reads (folded and verified on the way), or an ONNX
+file from `export` (re-audited and re-checked against its parity probe, then repackaged).
+Every output is validated before anything is computed, and all outputs are written together or not at all.
 """
 
 from __future__ import annotations
@@ -14,23 +16,38 @@ import onnx
 from .._optional import require
 from ..checkpoint import LoadOptions
 from ..errors import ExportError
-from ..fileio import check_output_path
-from ..fold.from_checkpoint import plain_from_file
+from ..fileio import check_not_input, check_output_path, write_with_dirs
+from ..pipeline import LoadedModel, load_model
 from .fp16 import Fp16Finding, scan_fp16
-from .onnx import DEFAULT_OPSET, OnnxExport, export_onnx
-from .tensorrt import BatchRange, EngineReport, build_engine
-from .triton import TritonModel, write_triton_repo
+from .onnx import DEFAULT_OPSET, GraphReport, OnnxExport, export_onnx, verify_artifact
+from .tensorrt import BatchRange, EngineReport, build_plan
+from .triton import TritonModel, check_model_name, repo_files, repo_targets
 
 
 @dataclass
 class ExportReport:
     model: Path
-    source: str  # "plain file" or the checkpoint layout folded on the way
+    source: str  # "plain file", "ONNX file" or the checkpoint layout folded on the way
     architecture: str
     onnx: OnnxExport
     fp16_findings: list[Fp16Finding] | None = None
     engine: EngineReport | None = None
     triton: list[TritonModel] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+def verified_onnx(loaded: LoadedModel, *, opset: int = DEFAULT_OPSET, check_batches: tuple[int, ...] = (1, 2),
+                  unfolded: bool = False) -> OnnxExport:
+    """The audited, parity-checked ONNX graph of a loaded model, in memory (for serve and bench)."""
+    if loaded.onnx is not None:
+        return verify_artifact(loaded.onnx)
+    return export_onnx(loaded.plain, None, input_shape=loaded.input_shape, meta=loaded.meta, opset=opset,
+                       check_batches=check_batches, unfolded_model=loaded.unfolded if unfolded else None)
+
+
+def _default_name(model_path: Path) -> str:
+    stem = model_path.name.lstrip(".").split(".")[0]
+    return stem or "model"
 
 
 def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolded: bool = False,
@@ -39,57 +56,90 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
                 fp16: bool = False, options: LoadOptions | None = None) -> ExportReport:
     """Export MODEL to ONNX and, optionally, a TensorRT engine and a Triton repository.
 
-    The unfolded graph (if asked for) is written beside the ONNX as `<stem>.unfolded.onnx`. Optional
-    dependencies (TensorRT, tritonclient, onnxconverter-common) are checked before anything is written, so a
-    missing one leaves no partial output.
+    The unfolded graph (if asked for) is written beside the ONNX as `<stem>.unfolded.onnx`. Output paths,
+    the model name and optional dependencies (TensorRT, tritonclient, onnxconverter-common) are checked before
+    anything is computed; every output is written only after all of them were built and verified.
+
+    Raises:
+        ExportError: nothing to export, or an option that does not apply (--fp16 without --trt, ...).
+        OutputPathError: an output equals the input or cannot be written.
+        MissingDependencyError: an optional dependency the options need is not installed.
     """
     model_path = Path(model_path)
     if onnx_path is None and triton_repo is None and trt_path is None:
         raise ExportError("nothing to export: give --onnx, --trt and/or --triton-repo")
-    outputs = [p for p in (onnx_path, trt_path) if p is not None]
+    if fp16 and trt_path is None:
+        raise ExportError("--fp16 converts the graph TensorRT builds from (TensorRT 11 takes precision from the "
+                          "ONNX graph); it needs --trt. For a low-precision ONNX use: dirac-deploy quantize")
+    outputs = [Path(p) for p in (onnx_path, trt_path) if p is not None]
     unfolded_path = None
     if unfolded:
         if onnx_path is None:
             raise ExportError("--unfolded writes beside the --onnx output; give --onnx too")
         unfolded_path = Path(onnx_path).with_suffix(".unfolded.onnx")
         outputs.append(unfolded_path)
+    if len({p.resolve() for p in outputs}) != len(outputs):
+        raise ExportError(f"two outputs name the same file: {', '.join(map(str, outputs))}")
     for out in outputs:
         check_output_path(out, model_path)
+    model_name = None
+    if triton_repo is not None:
+        model_name = check_model_name(name or _default_name(model_path))
+        for targets in repo_targets(triton_repo, model_name, with_plan=trt_path is not None):
+            for out in targets:
+                check_not_input(out, model_path)
+                if out.resolve() in {p.resolve() for p in outputs}:
+                    raise ExportError(f"the Triton repository would write {out}, which is also another output")
+        require("tritonclient.grpc.model_config_pb2")
     if trt_path is not None:  # optional dependencies are checked before anything is computed or written
         require("tensorrt")
-    if triton_repo is not None:
-        require("tritonclient.grpc.model_config_pb2")
-    if fp16 and trt_path is not None:
+    if fp16:
         require("onnxconverter_common.float16")
-    plain, meta, unfolded_model, source = plain_from_file(model_path, options)
-    if unfolded and unfolded_model is None:
-        what = "already a folded plain file" if source == "plain file" else "an already-folded checkpoint"
+    loaded = load_model(model_path, options)
+    if unfolded and loaded.unfolded is None:
+        what = {"plain file": "already a folded plain file", "onnx": "an ONNX file"}.get(
+            loaded.kind, "an already-folded checkpoint")
         raise ExportError(f"--unfolded needs the unfolded source checkpoint, but {model_path} is {what}; "
                           f"pass the checkpoint it was folded from")
-    if not unfolded:
-        unfolded_model = None
-    channels = plain.layers[0].args["in_channels"]
-    size = int(meta.get("input_size", 224))
-    input_shape = (channels, size, size)
-    check_batches = (1, batch_range.opt if batch_range.opt > 1 else max(batch_range.max, 2))
-    with tempfile.TemporaryDirectory(prefix="dirac-deploy-") as tmp:
-        target = Path(onnx_path) if onnx_path is not None else Path(tmp) / "model.onnx"
-        result = export_onnx(plain, target, input_shape=input_shape, meta=meta, opset=opset,
-                             check_batches=check_batches, unfolded_model=unfolded_model, unfolded_path=unfolded_path)
-        report = ExportReport(model_path, source, meta.get("architecture", {}).get("name", "plain chain"), result)
-        if trt_path is not None:
-            engine_source = target
+    if loaded.onnx is not None:
+        result = verify_artifact(loaded.onnx)
+    else:
+        check_batches = (1, batch_range.opt if batch_range.opt > 1 else max(min(batch_range.max, 8), 2))
+        result = export_onnx(loaded.plain, None, input_shape=loaded.input_shape, meta=loaded.meta, opset=opset,
+                             check_batches=check_batches, unfolded_model=loaded.unfolded if unfolded else None)
+    report = ExportReport(model_path, loaded.source, loaded.name, result)
+    onnx_bytes = result.model.SerializeToString()
+    writes = {}
+    if onnx_path is not None:
+        writes[Path(onnx_path)] = lambda tmp: tmp.write_bytes(onnx_bytes)
+        result.folded.path = Path(onnx_path)
+    if unfolded_path is not None:
+        raw = result.unfolded_model.SerializeToString()
+        writes[unfolded_path] = lambda tmp: tmp.write_bytes(raw)
+        result.unfolded.path = unfolded_path
+    plan = None
+    if trt_path is not None:
+        with tempfile.TemporaryDirectory(prefix="dirac-deploy-") as tmp:
+            engine_source = Path(tmp) / "model.onnx"
+            engine_model = result.model
             if fp16:
                 from .fp16_onnx import to_fp16
 
-                report.fp16_findings = scan_fp16(plain.state_dict())
-                engine_source = Path(tmp) / "model.fp16.onnx"
-                onnx.save(to_fp16(result.model), engine_source)
-            report.engine = build_engine(engine_source, trt_path, input_shape=input_shape, batch_range=batch_range,
-                                         workspace_mb=workspace_mb)
-        if triton_repo is not None:
-            report.triton = write_triton_repo(
-                triton_repo, name or model_path.stem.split(".")[0], onnx_path=target, input_shape=input_shape,
-                num_classes=plain.layers[-1].args["out_features"], max_batch_size=batch_range.max,
-                preferred_batch_sizes=(batch_range.opt,), plan_path=report.engine.path if report.engine else None)
+                report.fp16_findings = scan_fp16(loaded.plain.state_dict()) if loaded.plain is not None else []
+                engine_model = to_fp16(result.model)
+            onnx.save(engine_model, engine_source)
+            plan, version = build_plan(engine_source, input_shape=loaded.input_shape, batch_range=batch_range,
+                                       workspace_mb=workspace_mb)
+        writes[Path(trt_path)] = lambda tmp: tmp.write_bytes(plan)
+        report.engine = EngineReport(Path(trt_path), version, batch_range, workspace_mb, len(plan))
+    if triton_repo is not None:
+        report.triton, repo_writes = repo_files(
+            triton_repo, model_name, onnx_bytes=onnx_bytes, input_shape=loaded.input_shape,
+            num_classes=loaded.num_classes, max_batch_size=batch_range.max, preferred_batch_sizes=(batch_range.opt,),
+            plan_bytes=plan)
+        writes.update(repo_writes)
+    report.written = write_with_dirs(writes)
     return report
+
+
+__all__ = ["ExportReport", "GraphReport", "export_file", "verified_onnx"]

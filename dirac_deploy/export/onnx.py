@@ -23,13 +23,23 @@ import onnx
 import torch
 
 from ..errors import EquivalenceError, ExportError
-from ..fileio import atomic_write
-from ..fold.verify import DEFAULT_RTOL, Proof, compare_logits, seeded_inputs
-from .audit import allowed_ops, audit_violations, op_histogram
+from ..fileio import write_all
+from ..folding.verify import DEFAULT_RTOL, Proof, compare_logits, seeded_inputs
+from ..onnxfile import (
+    PROBE_KEY,
+    OnnxArtifact,
+    allowed_ops,
+    audit_violations,
+    check_artifact,
+    op_histogram,
+    probe_inputs,
+    probe_record,
+)
+from ..runtime import ort_session
+from ..spec import INPUT_NAME, OUTPUT_NAME
 
 MIN_OPSET = 18  # the dynamo exporter's floor
 DEFAULT_OPSET = 20
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
 @dataclass
@@ -52,6 +62,7 @@ class OnnxExport:
     metadata: dict[str, str]
     unfolded: GraphReport | None = None
     model: onnx.ModelProto | None = field(default=None, repr=False)
+    unfolded_model: onnx.ModelProto | None = field(default=None, repr=False)
 
 
 @contextlib.contextmanager
@@ -106,17 +117,6 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     return simplified
 
 
-def ort_session(model: onnx.ModelProto, *, optimized: bool = True, threads: int = 0):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads
-    if not optimized:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
 @torch.no_grad()
 def ort_parity(model: onnx.ModelProto, reference: torch.nn.Module, input_shape: tuple[int, int, int],
                batches: tuple[int, ...], *, rtol: float = DEFAULT_RTOL, seed: int = 0) -> list[Proof]:
@@ -163,8 +163,21 @@ def _set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
     model.producer_name = "dirac-deploy"
 
 
-def _save(model: onnx.ModelProto, path: Path) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(model.SerializeToString()))
+def _writer(model: onnx.ModelProto):
+    data = model.SerializeToString()
+    return lambda tmp: tmp.write_bytes(data)
+
+
+@torch.no_grad()
+def parity_probe(model: onnx.ModelProto, reference: torch.nn.Module, input_shape: tuple[int, int, int], *,
+                 rtol: float = DEFAULT_RTOL, batch: int = 2, seed: int = 0) -> tuple[str, Proof]:
+    """The reference's logits on numpy-seeded probe inputs (stored in the file so a loader without torch can
+    re-check the graph, `onnxfile.OnnxArtifact.probe`) and ONNX Runtime's agreement with them now."""
+    x = probe_inputs(batch, input_shape, seed)
+    ref = reference(torch.from_numpy(x)).numpy()
+    (got,) = ort_session(model).run([OUTPUT_NAME], {INPUT_NAME: x})
+    proof = compare_logits(ref, np.asarray(got), rtol=rtol, input_shape=tuple(x.shape), reference_name="PyTorch model")
+    return probe_record(ref, seed), proof
 
 
 def export_onnx(plain: torch.nn.Module, path: str | Path | None, *, input_shape: tuple[int, int, int],
@@ -195,9 +208,10 @@ def export_onnx(plain: torch.nn.Module, path: str | Path | None, *, input_shape:
         raise ExportError(f"folded graph failed the audit: {len(violations)} node(s) outside the plain chain: "
                           f"{', '.join(violations[:8])}{' ...' if len(violations) > 8 else ''}")
     proofs = ort_parity(model, plain, input_shape, check_batches, rtol=rtol)
-    _raise_on_parity(proofs, "the folded ONNX graph")
-    props = metadata_props(meta or {})
-    _set_metadata(model, props)
+    probe, probe_proof = parity_probe(model, plain, input_shape, rtol=rtol)
+    _raise_on_parity([*proofs, probe_proof], "the folded ONNX graph")
+    props = {**metadata_props(meta or {}), "dirac_deploy.graph": "folded"}
+    _set_metadata(model, {**props, PROBE_KEY: probe})
     report = OnnxExport(GraphReport(None, op_histogram(model), proofs), opset, props, model=model)
 
     if unfolded_model is not None:
@@ -206,11 +220,24 @@ def export_onnx(plain: torch.nn.Module, path: str | Path | None, *, input_shape:
         _raise_on_parity(raw_proofs, "the unfolded ONNX graph")
         _set_metadata(raw, {**props, "dirac_deploy.graph": "unfolded (as trained)"})
         report.unfolded = GraphReport(None, op_histogram(raw), raw_proofs)
-    # Write only after everything passed.
+        report.unfolded_model = raw
+    # Write only after everything passed, all files or none.
+    writes = {}
     if path is not None:
-        _save(model, Path(path))
+        writes[Path(path)] = _writer(model)
+    if report.unfolded is not None and unfolded_path is not None:
+        writes[Path(unfolded_path)] = _writer(raw)
+    write_all(writes)
+    if path is not None:
         report.folded.path = Path(path)
     if report.unfolded is not None and unfolded_path is not None:
-        _save(raw, Path(unfolded_path))
         report.unfolded.path = Path(unfolded_path)
     return report
+
+
+def verify_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL) -> OnnxExport:
+    """An ONNX file from `export`, re-audited and re-run against its parity probe (`onnxfile.check_artifact`)."""
+    proof = check_artifact(art, rtol=rtol)
+    opset = max((o.version for o in art.model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    return OnnxExport(GraphReport(art.path, op_histogram(art.model), [proof]), opset, dict(art.metadata),
+                      model=art.model)

@@ -14,6 +14,7 @@ from pathlib import Path
 from .._optional import require
 from ..errors import ExportError
 from ..fileio import atomic_write
+from ..spec import INPUT_NAME
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,12 @@ class EngineReport:
     size_bytes: int
 
 
-def build_engine(onnx_path: str | Path, plan_path: str | Path, *, input_shape: tuple[int, int, int],
-                 batch_range: BatchRange, workspace_mb: int = 1024, input_name: str = "input") -> EngineReport:
-    """Build and write a serialized engine (`.plan`) for `onnx_path`.
+def build_plan(onnx_path: str | Path, *, input_shape: tuple[int, int, int], batch_range: BatchRange,
+               workspace_mb: int = 1024) -> tuple[bytes, str]:
+    """A serialized engine for `onnx_path` and the TensorRT version that built it (nothing written).
 
     Args:
-        onnx_path: an ONNX file from `export_onnx` (fp32, or fp16 if converted beforehand).
-        plan_path: where to write the engine (atomically).
+        onnx_path: an ONNX file from `export_onnx` (fp32, or fp16 / QDQ int8 if converted beforehand).
         input_shape: (channels, height, width) of one image.
         batch_range: optimization profile for the dynamic batch axis.
         workspace_mb: builder workspace memory pool limit.
@@ -74,11 +74,17 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, *, input_shape: t
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     profile = builder.create_optimization_profile()
     c, h, w = input_shape
-    profile.set_shape(input_name, (batch_range.min, c, h, w), (batch_range.opt, c, h, w), (batch_range.max, c, h, w))
+    profile.set_shape(INPUT_NAME, (batch_range.min, c, h, w), (batch_range.opt, c, h, w), (batch_range.max, c, h, w))
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ExportError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
-    data = bytes(plan)
+    return bytes(plan), str(trt.__version__)
+
+
+def build_engine(onnx_path: str | Path, plan_path: str | Path, *, input_shape: tuple[int, int, int],
+                 batch_range: BatchRange, workspace_mb: int = 1024) -> EngineReport:
+    """Build a serialized engine (`build_plan`) and write it to `plan_path` (atomically)."""
+    data, version = build_plan(onnx_path, input_shape=input_shape, batch_range=batch_range, workspace_mb=workspace_mb)
     path = atomic_write(plan_path, lambda tmp: tmp.write_bytes(data))
-    return EngineReport(path, str(trt.__version__), batch_range, workspace_mb, len(data))
+    return EngineReport(path, version, batch_range, workspace_mb, len(data))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fold.kernels import bn_tensors, dirac_delta, dirac_delta_v1, dirac_weight, fold_dirac_conv_bn
+from ..kernels import bn_tensors, dirac_delta, dirac_delta_v1, dirac_weight, fold_dirac_conv
 from ..spec import DiracNetSpec
 from .plain import NCReLU, ncrelu
 
@@ -48,13 +48,16 @@ class DiracConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.equivalent_weight(), padding=self.padding)
 
-    def fuse(self) -> nn.Conv2d:
-        """The equivalent plain conv (no bias), weight computed in float64."""
-        no_bn = {"running_mean": torch.zeros(self.out_channels), "running_var": torch.ones(self.out_channels),
-                 "weight": None, "bias": None}
-        w, _ = fold_dirac_conv_bn(self.weight, self.alpha, self.beta, self.delta, no_bn, eps=0.0)
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, padding=self.padding, bias=False)
+    def fuse(self, bn: nn.BatchNorm2d | None = None) -> nn.Conv2d:
+        """The equivalent plain conv, with `bn` (an eval-mode BatchNorm2d that follows it) folded in when given;
+        computed in float64 (`kernels.fold_dirac_conv`). Without `bn` the conv has no bias."""
+        stats = None if bn is None else bn_tensors(bn)
+        w, b = fold_dirac_conv(self.weight, self.alpha, self.beta, self.delta, bn=stats,
+                               eps=0.0 if bn is None else bn.eps)
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, padding=self.padding, bias=b is not None)
         conv.weight.data.copy_(w)
+        if b is not None:
+            conv.bias.data.copy_(b)
         return conv.to(self.weight.device)
 
     def extra_repr(self) -> str:
@@ -77,13 +80,8 @@ class DiracBlock(nn.Module):
 
     def fuse(self) -> nn.Sequential:
         """The equivalent (nonlinearity, conv with bias) pair, BN folded in float64 (timm's `fuse` hook)."""
-        c = self.conv
-        w, b = fold_dirac_conv_bn(c.weight, c.alpha, c.beta, c.delta, bn_tensors(self.bn), self.bn.eps)
-        conv = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, padding=c.padding)
-        conv.weight.data.copy_(w)
-        conv.bias.data.copy_(b)
         act = NCReLU() if self.v1 else nn.ReLU()
-        return nn.Sequential(act, conv).to(c.weight.device)
+        return nn.Sequential(act, self.conv.fuse(self.bn))
 
 
 class DiracNet(nn.Module):

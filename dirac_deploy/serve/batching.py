@@ -2,9 +2,9 @@
 
 Like Triton's `dynamic_batching` with no queue delay: a request that finds a free instance runs at once (it
 never waits for others), and when an instance frees up it takes every queued request, up to `max_batch`
-images, concatenated along the batch axis. Larger batches use the hardware better (DiracNet-18 on ONNX Runtime,
-2-core VM: about 8% more requests per second in-process, benchmarks/serve_bench.py), which pays back part of
-what request handling costs under load. Each caller gets its own rows back, or the batch's exception.
+images, concatenated along the batch axis. Larger batches use the hardware better, which pays back part of
+what request handling costs under load (what it gains is measured by benchmarks/serve_bench.py and reported in
+the README). Each caller gets its own rows back, or the batch's exception.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from .. import __version__
 from .inference import infer_observed, select_outputs, validate_input
 from .metrics import ServeMetrics
 from .model import ServedModel
-from .protocol import DTYPES, NP_TO_DTYPE, InferRequest, InputTensor, ProtocolError, RequestedOutput
+from .protocol import NP_TO_DTYPE, InferRequest, ProtocolError, RequestedOutput, decode_tensor
 
 _TYPED_FIELD = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT64": "int64_contents", "INT32": "int_contents",
                 "INT16": "int_contents", "INT8": "int_contents", "UINT8": "uint_contents", "BOOL": "bool_contents"}
@@ -30,7 +30,8 @@ def _param(p) -> object:
 
 
 def request_from_proto(request) -> InferRequest:
-    """ModelInferRequest -> the transport-free InferRequest (numpy views of raw contents, no copy)."""
+    """ModelInferRequest -> the transport-free InferRequest (numpy views of raw contents, no copy), decoded by
+    the same `protocol.decode_tensor` as HTTP requests."""
     if not request.inputs:
         raise ProtocolError("request has no inputs")
     raw = list(request.raw_input_contents)
@@ -38,24 +39,11 @@ def request_from_proto(request) -> InferRequest:
         raise ProtocolError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
     inputs = []
     for i, t in enumerate(request.inputs):
-        if t.datatype not in DTYPES:
-            raise ProtocolError(f"input '{t.name}': unknown datatype {t.datatype!r}; known: {', '.join(DTYPES)}")
-        shape = tuple(int(d) for d in t.shape)
-        if any(d < 0 for d in shape):
-            raise ProtocolError(f"input '{t.name}': negative dimension in shape {list(shape)}")
-        dtype = np.dtype(DTYPES[t.datatype]).newbyteorder("<")
-        count = int(np.prod(shape, dtype=np.int64))
         if raw:
-            if len(raw[i]) != count * dtype.itemsize:
-                raise ProtocolError(f"input '{t.name}': {len(raw[i])} raw bytes do not match shape {list(shape)} of "
-                                    f"{t.datatype} ({count * dtype.itemsize} bytes)")
-            data = np.frombuffer(raw[i], dtype=dtype, count=count).reshape(shape)
+            inputs.append(decode_tensor(t.name, list(t.shape), t.datatype, raw=raw[i]))
         else:
             values = getattr(t.contents, _TYPED_FIELD.get(t.datatype, "fp32_contents"))
-            if len(values) != count:
-                raise ProtocolError(f"input '{t.name}': {len(values)} elements do not match shape {list(shape)} ({count})")
-            data = np.asarray(values, dtype=dtype).reshape(shape)
-        inputs.append(InputTensor(t.name, shape, t.datatype, data))
+            inputs.append(decode_tensor(t.name, list(t.shape), t.datatype, values=values))
     outputs = [RequestedOutput(o.name, True) for o in request.outputs] or None
     params = {k: _param(v) for k, v in request.parameters.items()}
     return InferRequest(request.id or None, inputs, outputs, params, True)

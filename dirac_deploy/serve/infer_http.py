@@ -1,10 +1,10 @@
 """`POST /v2/models/{name}[/versions/{v}]/infer` as a bare ASGI handler in front of the FastAPI app.
 
-Why not a FastAPI route: the infer call is the only hot path, and a FastAPI route (request and response
-objects, routing, dependency resolution) cost about 0.25 ms more per request than this handler on our 2-core
-VM, both with a thread hop, against a model that returns at once: a few percent of a DiracNet-18 call on CPU. Here the body is read straight from
-the ASGI channel, decoded by `protocol` into zero-copy numpy views, run on the model's instance threads, and
-the response is sent as two ASGI messages. Every other route stays on FastAPI.
+Why not a FastAPI route: the infer call is the only hot path, and a FastAPI route adds request and response
+objects, routing and dependency resolution to every call (the README's serving section has the measured
+cost). Here the body is read straight from the ASGI channel, decoded by `protocol` into zero-copy numpy views,
+run on the model's instance threads, and the response is sent as two ASGI messages. Every other route stays
+on FastAPI.
 
 Responses carry a standard `Server-Timing` header in ms: receive (the body), parse, queue (until an instance
 thread starts the run: the hop, plus waiting for a free instance or a batch), infer (the run), resume (the hop

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from ..export.onnx import INPUT_NAME, OUTPUT_NAME
+from ..spec import INPUT_NAME, OUTPUT_NAME
 from .metrics import ServeMetrics
 from .model import ServedModel
 from .protocol import InferRequest, ProtocolError

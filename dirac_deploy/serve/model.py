@@ -1,8 +1,8 @@
 """A model behind the server: loaded once, validated, run on ONNX Runtime or PyTorch.
 
-MODEL may be an `.onnx` from `export`, a `plain.pth` from `fold`, or any checkpoint `fold` reads (folded and
-verified at start). With the onnxruntime runtime a `.pth` is exported in memory through `export_onnx`, so it
-passes the same audit and parity check as `dirac-deploy export`.
+MODEL may be an `.onnx` from `export` (served without torch), a `plain.pth` from `fold`, or any checkpoint
+`fold` reads (folded and verified at start). With the onnxruntime runtime a `.pth` is exported in memory
+through the same verified export as `dirac-deploy export` (audit and parity check).
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
-import torch
 
-from ..checkpoint import LoadOptions
 from ..errors import DiracDeployError
-from ..fold.from_checkpoint import plain_from_file
-from ..export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
+from ..fileio import model_file_kind
+from ..onnxfile import check_artifact, read_onnx
+from ..runtime import ort_session
+from ..spec import INPUT_NAME, OUTPUT_NAME
 from .batching import DynamicBatcher
 from .instances import InstancePool, Runner
 
@@ -98,26 +97,23 @@ def default_threads(instances: int) -> int | None:
     return max(1, len(os.sched_getaffinity(0)) // instances)
 
 
-def _ort_runners(model: onnx.ModelProto, threads: int | None, instances: int) -> list[Runner]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads or 0
+def _ort_runners(model, threads: int | None, instances: int) -> list[Runner]:
     serialized = model.SerializeToString()
 
     def runner() -> Runner:
-        session = ort.InferenceSession(serialized, opts, providers=["CPUExecutionProvider"])
+        session = ort_session(serialized, threads=threads)
         return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
 
     return [runner() for _ in range(instances)]
 
 
-def _torch_runners(plain: torch.nn.Module, threads: int | None, instances: int) -> list[Runner]:
+def _torch_runners(plain, threads: int | None, instances: int) -> list[Runner]:
+    import torch
+
     if threads:
         torch.set_num_threads(threads)  # process-wide in PyTorch: every instance gets this many
 
-    def runner(module: torch.nn.Module) -> Runner:
+    def runner(module) -> Runner:
         @torch.inference_mode()
         def run(x: np.ndarray) -> np.ndarray:
             x = x if x.flags.writeable else x.copy()  # binary inputs are read-only views of the body
@@ -129,54 +125,65 @@ def _torch_runners(plain: torch.nn.Module, threads: int | None, instances: int) 
     return [runner(plain if i == 0 else copy.deepcopy(plain)) for i in range(instances)]
 
 
-def _onnx_io(model: onnx.ModelProto, path: Path) -> tuple[tuple[int, int, int], int]:
-    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in model.graph.output] != [OUTPUT_NAME]:
-        raise DiracDeployError(f"{path}: expected one input '{INPUT_NAME}' and one output '{OUTPUT_NAME}' "
-                               f"(as `dirac-deploy export` writes), found inputs {[i.name for i in inputs]} and "
-                               f"outputs {[o.name for o in model.graph.output]}")
-    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
-    out = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or not all(dims[1:]) or len(out) != 2 or not out[1]:
-        raise DiracDeployError(f"{path}: input must be [batch, C, H, W] and output [batch, classes] with fixed C, H, "
-                               f"W and classes; found {dims} and {out}")
-    return (dims[1], dims[2], dims[3]), out[1]
+def _onnx_model(source: ModelSource, runtime: str, threads: int | None, instances: int, max_batch: int,
+                verify: bool) -> ServedModel:
+    """An exported .onnx: audited and re-checked against its parity probe, without torch."""
+    if runtime != "onnxruntime":
+        raise DiracDeployError(f"{source.path} is ONNX; serve it with --runtime onnxruntime")
+    art = read_onnx(source.path)
+    try:
+        runners = _ort_runners(art.model, threads, instances)
+    except Exception as e:  # ORT raises its own types for graphs it cannot load (custom ops, bad attributes)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DiracDeployError(f"ONNX Runtime cannot load {source.path}: {first[:300]}") from None
+    info = {"architecture": art.architecture, "source": "ONNX file",
+            "source_sha256": art.metadata.get("dirac_deploy.source_sha256", "")}
+    if verify:
+        probe = art.probe()
+        check_artifact(art, session=_RunnerSession(runners[0]) if probe is not None else None)
+        info["verified"] = "audit and parity probe"
+    else:
+        info["verified"] = "no (--no-verify)"
+    return ServedModel(source.name, art.input_shape, art.num_classes, runtime, runners, source.path, info, max_batch)
+
+
+class _RunnerSession:
+    """`session.run` over a runner, so the probe check runs on the very session that will serve."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+
+    def run(self, outputs, feeds):
+        return [self.runner(feeds[INPUT_NAME])]
 
 
 def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads: int | None = None,
-                      options: LoadOptions | None = None, instances: int = 1, max_batch: int = 1) -> ServedModel:
+                      options=None, instances: int = 1, max_batch: int = 1, verify: bool = True) -> ServedModel:
     """Load, verify and prepare one model for serving, as `instances` independent runners with `threads`
     intra-op threads each (default: `default_threads(instances)`), batching concurrent requests up to
-    `max_batch` images."""
+    `max_batch` images.
+
+    An `.onnx` is loaded without torch: audited and run against the parity probe `export` recorded in it
+    (`verify=False` skips both). A plain.pth or checkpoint goes through the pipeline (`load_model`: folded
+    and verified) and, on ONNX Runtime, through the same verified export as `dirac-deploy export`.
+    """
     if instances < 1 or max_batch < 1:
         raise DiracDeployError(f"instances and max_batch must be at least 1, got {instances} and {max_batch}")
     threads = threads or default_threads(instances)
     if runtime not in RUNTIMES:
         raise DiracDeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    path = source.path
-    if path.suffix == ".onnx":
-        if runtime != "onnxruntime":
-            raise DiracDeployError(f"{path} is ONNX; serve it with --runtime onnxruntime")
-        if not path.is_file():
-            raise DiracDeployError(f"no such file: {path}")
-        try:
-            model = onnx.load(path)
-            onnx.checker.check_model(model)
-        except Exception as e:  # protobuf decode errors have no common base class
-            raise DiracDeployError(f"{path} is not a valid ONNX model: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        shape, classes = _onnx_io(model, path)
-        info = {p.key: p.value for p in model.metadata_props}
-        return ServedModel(source.name, shape, classes, runtime, _ort_runners(model, threads, instances), path,
-                           info, max_batch)
-    plain, meta, _, how = plain_from_file(path, options)
-    size = int(meta.get("input_size", 224))
-    shape = (plain.layers[0].args["in_channels"], size, size)
-    classes = plain.layers[-1].args["out_features"]
-    info = {"architecture": meta.get("architecture", {}).get("name", ""), "source": how,
-            "source_sha256": meta.get("source", {}).get("sha256", "")}
+    if model_file_kind(source.path) == "onnx":
+        return _onnx_model(source, runtime, threads, instances, max_batch, verify)
+    from ..pipeline import load_model  # torch from here on
+
+    loaded = load_model(source.path, options)
+    info = {"architecture": loaded.name, "source": loaded.source,
+            "source_sha256": loaded.meta.get("source", {}).get("sha256", "")}
     if runtime == "onnxruntime":
-        exported = export_onnx(plain, None, input_shape=shape, meta=meta, check_batches=(1, 2))
-        return ServedModel(source.name, shape, classes, runtime, _ort_runners(exported.model, threads, instances),
-                           path, info, max_batch)
-    return ServedModel(source.name, shape, classes, runtime, _torch_runners(plain, threads, instances), path, info,
+        from ..export.from_file import verified_onnx
+
+        runners = _ort_runners(verified_onnx(loaded).model, threads, instances)
+    else:
+        runners = _torch_runners(loaded.plain, threads, instances)
+    return ServedModel(source.name, loaded.input_shape, loaded.num_classes, runtime, runners, source.path, info,
                        max_batch)

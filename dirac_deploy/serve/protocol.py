@@ -1,15 +1,23 @@
 """The Open Inference Protocol (KServe v2) request/response codec, with Triton's binary tensor data extension.
 
-Pure functions over bytes and numpy arrays; no web framework here. A request body is either JSON, or a JSON
-header of `Inference-Header-Content-Length` bytes followed by raw little-endian tensors, one per input that
-declares `parameters.binary_data_size`, in input order. Binary inputs become numpy views of the body
-(zero-copy). Outputs are binary when requested per output (`parameters.binary_data`) or, when no outputs are
-named, by the request-level `parameters.binary_data_output`.
+Pure functions over bytes and numpy arrays; no web framework and no transport here. HTTP and gRPC both
+decode their tensors with `decode_tensor` and their requests into the same `InferRequest`, so a request means
+the same thing, and a bad one gets the same error message, over either transport.
+
+A request body is either JSON, or a JSON header of `Inference-Header-Content-Length` bytes followed by raw
+little-endian tensors, one per input that declares `parameters.binary_data_size`, in input order. Binary inputs
+become numpy views of the body (zero-copy). Outputs are binary when requested per output
+(`parameters.binary_data`) or, when no outputs are named, by the request-level `parameters.binary_data_output`.
+
+Limits (the README's serving section): rank at most `MAX_RANK`; the element count must match the data; JSON
+nesting is bounded by Python's parser (deeper bodies are a 400); NaN and infinity are refused as input values,
+and non-finite output values are written as JSON `null`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +26,7 @@ DTYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": n
           "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8, "BOOL": np.bool_}
 NP_TO_DTYPE = {np.dtype(v): k for k, v in DTYPES.items()}
 HEADER_LENGTH = "inference-header-content-length"
+MAX_RANK = 8
 
 
 class ProtocolError(Exception):
@@ -56,30 +65,82 @@ def _json(data: bytes, what: str) -> dict:
         obj = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProtocolError(f"malformed JSON in {what}: {e}") from None
+    except RecursionError:
+        raise ProtocolError(f"malformed JSON in {what}: nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what} must be a JSON object, got {type(obj).__name__}")
     return obj
 
 
-def _shape(t: dict, name: str) -> tuple[int, ...]:
-    shape = t.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise ProtocolError(f"input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}")
-    return tuple(shape)
+def tensor_shape(shape, name: str) -> tuple[int, ...]:
+    """A validated shape: a list of at most MAX_RANK non-negative integers."""
+    if not isinstance(shape, (list, tuple)) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ProtocolError(f"input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}"[:400])
+    if len(shape) > MAX_RANK:
+        raise ProtocolError(f"input '{name}': shape has {len(shape)} dimensions; at most {MAX_RANK} are accepted")
+    return tuple(int(d) for d in shape)
+
+
+def _dtype(datatype, name: str) -> np.dtype:
+    if not isinstance(datatype, str) or datatype not in DTYPES:
+        raise ProtocolError(f"input '{name}': unknown datatype {datatype!r}; known: {', '.join(DTYPES)}"[:400])
+    return np.dtype(DTYPES[datatype]).newbyteorder("<")
+
+
+def decode_tensor(name: str, shape, datatype, *, raw=None, values=None) -> InputTensor:
+    """One input tensor from its declared shape and datatype and either `raw` little-endian bytes (binary
+    extension, gRPC raw contents; a zero-copy view) or `values` (JSON data or gRPC typed contents).
+
+    Raises:
+        ProtocolError: bad shape or datatype, a byte or element count that does not match the shape, values
+            that are not numbers of the datatype, or NaN/infinity.
+    """
+    shape = tensor_shape(shape, name)
+    dtype = _dtype(datatype, name)
+    count = math.prod(shape)  # Python ints: no overflow, however large the declared dimensions
+    if raw is not None:
+        if len(raw) != count * dtype.itemsize:
+            raise ProtocolError(f"input '{name}': {len(raw)} bytes of data (binary_data_size or raw contents) do not "
+                                f"match shape {list(shape)} of "
+                                f"{datatype} ({count * dtype.itemsize} bytes)")
+        data = np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+    else:
+        if values is None:
+            raise ProtocolError(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
+        if not isinstance(values, (list, tuple)) and not hasattr(values, "__len__"):
+            raise ProtocolError(f"input '{name}': 'data' must be a list of numbers")
+        try:
+            data = np.asarray(values, dtype=dtype)
+        except (TypeError, ValueError, OverflowError, RecursionError) as e:
+            raise ProtocolError(f"input '{name}': data is not {datatype}: {str(e)[:200]}") from None
+        if data.size != count:
+            raise ProtocolError(f"input '{name}': {data.size} elements do not match shape {list(shape)} ({count})")
+        data = data.reshape(shape)
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise ProtocolError(f"input '{name}' contains NaN or infinite values; send finite numbers")
+    return InputTensor(name, shape, datatype, data)
+
+
+def _params(value, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} must be an object, got {type(value).__name__}")
+    return value
 
 
 def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
-    """Decode a v2 infer request (JSON or binary extension) into numpy tensors.
+    """Decode an HTTP v2 infer request (JSON or binary extension) into numpy tensors.
 
     Raises:
-        ProtocolError: malformed JSON, bad or inconsistent header length, unknown datatype, element count or
-            binary size not matching the shape.
+        ProtocolError: malformed JSON, bad or inconsistent header length, or any `decode_tensor` error.
     """
     if header_length is not None:
         try:
             n = int(header_length)
         except ValueError:
-            raise ProtocolError(f"invalid Inference-Header-Content-Length {header_length!r}: not an integer") from None
+            raise ProtocolError(f"invalid Inference-Header-Content-Length {header_length[:40]!r}: not an integer") from None
         if not 0 < n <= len(body):
             raise ProtocolError(f"invalid Inference-Header-Content-Length {n}: the body has {len(body)} bytes")
         header, binary = _json(body[:n], "the inference header"), memoryview(body)[n:]
@@ -92,42 +153,23 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     for t in raw_inputs:
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
             raise ProtocolError("each input needs a 'name'")
-        name = t["name"]
-        shape = _shape(t, name)
-        datatype = t.get("datatype")
-        if datatype not in DTYPES:
-            raise ProtocolError(f"input '{name}': unknown datatype {datatype!r}; known: {', '.join(DTYPES)}")
-        dtype = np.dtype(DTYPES[datatype]).newbyteorder("<")
-        count = int(np.prod(shape, dtype=np.int64))
-        params = t.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
-        if size is not None:
-            if header_length is None:
-                raise ProtocolError(f"input '{name}' has binary_data_size but the Inference-Header-Content-Length "
-                                    f"header is missing")
-            if not isinstance(size, int) or size != count * dtype.itemsize:
-                raise ProtocolError(f"input '{name}': binary_data_size {size!r} does not match shape {list(shape)} "
-                                    f"of {datatype} ({count * dtype.itemsize} bytes)")
-            if offset + size > len(binary):
-                raise ProtocolError(f"input '{name}': {size} binary bytes declared, only {len(binary) - offset} present")
-            data = np.frombuffer(binary, dtype=dtype, count=count, offset=offset).reshape(shape)
-            offset += size
-        else:
-            if "data" not in t:
-                raise ProtocolError(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
-            try:
-                data = np.asarray(t["data"], dtype=dtype)
-            except (TypeError, ValueError) as e:
-                raise ProtocolError(f"input '{name}': data is not {datatype}: {e}") from None
-            if data.size != count:
-                raise ProtocolError(f"input '{name}': {data.size} elements do not match shape {list(shape)} ({count})")
-            data = data.reshape(shape)
-        inputs.append(InputTensor(name, shape, datatype, data))
+        name = t["name"][:200]
+        size = _params(t.get("parameters"), f"input '{name}': 'parameters'").get("binary_data_size")
+        if size is None:
+            inputs.append(decode_tensor(name, t.get("shape"), t.get("datatype"), values=t.get("data")))
+            continue
+        if header_length is None:
+            raise ProtocolError(f"input '{name}' has binary_data_size but the Inference-Header-Content-Length "
+                                f"header is missing")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ProtocolError(f"input '{name}': binary_data_size must be a non-negative integer, got {size!r}"[:300])
+        if offset + size > len(binary):
+            raise ProtocolError(f"input '{name}': {size} binary bytes declared, only {len(binary) - offset} present")
+        inputs.append(decode_tensor(name, t.get("shape"), t.get("datatype"), raw=binary[offset:offset + size]))
+        offset += size
     if offset != len(binary):
         raise ProtocolError(f"{len(binary) - offset} binary bytes after the last input are not accounted for")
-    params = header.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise ProtocolError("'parameters' must be an object")
+    params = _params(header.get("parameters"), "'parameters'")
     outputs = None
     if header.get("outputs") is not None:
         if not isinstance(header["outputs"], list):
@@ -136,11 +178,18 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         for o in header["outputs"]:
             if not isinstance(o, dict) or not isinstance(o.get("name"), str):
                 raise ProtocolError("each requested output needs a 'name'")
-            oparams = o.get("parameters") or {}
+            oparams = _params(o.get("parameters"), f"output '{o['name'][:100]}': 'parameters'")
             outputs.append(RequestedOutput(o["name"], bool(oparams.get("binary_data", params.get("binary_data_output", False)))))
     request_id = header.get("id")
-    return InferRequest(None if request_id is None else str(request_id), inputs, outputs, params,
+    return InferRequest(None if request_id is None else str(request_id)[:200], inputs, outputs, params,
                         bool(params.get("binary_data_output", False)))
+
+
+def _json_values(arr: np.ndarray) -> list:
+    flat = arr.reshape(-1)
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():  # JSON has no NaN or infinity: null instead
+        return [v if math.isfinite(v) else None for v in flat.tolist()]
+    return flat.tolist()
 
 
 def encode_infer_response(model_name: str, request_id: str | None, outputs: list[tuple[str, np.ndarray, bool]],
@@ -158,9 +207,9 @@ def encode_infer_response(model_name: str, request_id: str | None, outputs: list
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            entry["data"] = arr.reshape(-1).tolist()
+            entry["data"] = _json_values(arr)
         header["outputs"].append(entry)
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     if not chunks:
         return head, {"content-type": "application/json"}
     return head + b"".join(chunks), {"content-type": "application/octet-stream",

@@ -11,11 +11,10 @@ from __future__ import annotations
 import signal
 from typing import Callable
 
-from ..checkpoint import LoadOptions
 from .model import ServedModel, load_served_model, parse_model_args
 
 
-def load_models(model_args: list[str], runtime: str, threads: int | None, options: LoadOptions | None = None,
+def load_models(model_args: list[str], runtime: str, threads: int | None, options=None,
                 on_loaded: Callable[[ServedModel], None] = lambda m: None, instances: int = 1,
                 max_batch: int = 1) -> dict[str, ServedModel]:
     models = {}
@@ -33,7 +32,7 @@ def run_server(models: dict[str, ServedModel], host: str, port: int, *, max_body
 
     grpc_address = None if grpc_port is None else f"{host}:{grpc_port}"
     app = create_app(models, max_body_bytes=max_body_bytes, grpc_address=grpc_address)
-    # http="auto" picks httptools (the serve extra installs it): about 0.3 ms less per request than h11 here.
+    # http="auto" picks httptools (the serve extra installs it), cheaper per request than h11 (README: Serving).
     # The loop stays asyncio: uvloop is optional and has crashed other servers (../reference serving spike).
     config = uvicorn.Config(app, host=host, port=port, http="auto",
                             log_level="warning", timeout_graceful_shutdown=graceful_timeout, loop="asyncio")

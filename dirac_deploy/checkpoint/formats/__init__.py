@@ -6,18 +6,10 @@ the published folded layout gives plain-chain keys and `folded=True`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from . import native, scaled_identity, v1_params_stats, v2_flat_params, v2_folded, v2_params_stats
+from ._raw import RawModel
 
-
-@dataclass
-class RawModel:
-    state_dict: dict
-    folded: bool = False
-    notes: list[str] = field(default_factory=list)
-    spec: object = None  # a documented architecture, for layouts that store one instead of inferring it
-
+__all__ = ["LAYOUTS", "RawModel"]
 
 # Order matters only for readability: the detectors are mutually exclusive.
 LAYOUTS = (v2_flat_params, v2_params_stats, v2_folded, v1_params_stats, native, scaled_identity)

@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from ...fold.kernels import dirac_delta, dirac_delta_v1
+from ...kernels import dirac_delta, dirac_delta_v1
 
 _EYE = re.compile(r"^eye\d+(_\d+)+$")
 _BLOCK_CONV = re.compile(r"^(group\d+\.block\d+)\.conv$")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from ...fold.kernels import dirac_delta
+from ...kernels import dirac_delta
+from ._raw import RawModel
 
 NAME = "dirac-deploy"
 DESCRIPTION = "dirac-deploy DiracNet state_dict: conv.weight, group{g}.block{b}.conv.{weight,alpha,beta}, ..."
@@ -21,8 +22,6 @@ def detect(obj) -> bool:
 
 
 def read(obj):
-    from . import RawModel
-
     sd, regenerated = dict(obj), 0
     for k, v in obj.items():
         if isinstance(k, str) and k.endswith(".conv.weight") and k.startswith("group"):

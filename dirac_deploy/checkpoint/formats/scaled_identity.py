@@ -12,6 +12,8 @@ The architecture is stored, not inferred: the shortcut form decides whether the 
 from __future__ import annotations
 
 from ...errors import CheckpointError
+from ...spec import ScaledIdentitySpec
+from ._raw import RawModel
 
 NAME = "scaled-identity"
 FORMAT = "dirac-deploy/scaled-identity"
@@ -24,9 +26,6 @@ def detect(obj) -> bool:
 
 
 def read(obj):
-    from ...spec import ScaledIdentitySpec
-    from . import RawModel
-
     if obj.get("version") != 1:
         raise CheckpointError(f"{NAME} checkpoint version {obj.get('version')!r}; this dirac-deploy reads version 1")
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from ._original_v2 import is_v1, looks_like_original, to_native
+from ._raw import RawModel
 
 NAME = "v1-params-stats"
 DESCRIPTION = "DiracNet v1 (NCReLU): {'params': weights, 'stats': running stats and tiled eye deltas}"
@@ -27,8 +28,6 @@ def detect(obj) -> bool:
 
 
 def read(obj):
-    from . import RawModel
-
     merged = {}
     for k, v in {**obj["stats"], **obj["params"]}.items():
         m = _HKL_SCALE.match(k) if isinstance(k, str) else None

@@ -7,6 +7,7 @@ statistics and the `eye...` deltas. Tensors may have been saved on CUDA (loaded 
 from __future__ import annotations
 
 from ._original_v2 import is_v1, looks_like_original, to_native
+from ._raw import RawModel
 
 NAME = "v2-flat-params"
 DESCRIPTION = "original train.py model.pt7: {'params': flat dict with running stats and eye deltas, 'epoch', 'optimizer'}"
@@ -19,8 +20,6 @@ def detect(obj) -> bool:
 
 
 def read(obj):
-    from . import RawModel
-
     sd, notes = to_native(obj["params"])
     if "epoch" in obj:
         notes.append(f"saved at epoch {obj['epoch']}")

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._raw import RawModel
+
 NAME = "v2-folded"
 DESCRIPTION = "published folded v2 state_dict: features.conv.*, features.group{g}.block{b}.conv.*, fc.*"
 EXPECTED = "keys features.conv.weight, features.conv.bias, features.group0.block0.conv.weight, ..., fc.weight, fc.bias"
@@ -27,8 +29,6 @@ def detect(obj) -> bool:
 
 def read(obj):
     """Remap to plain-chain names: `stem_conv`, `group{g}_block{b}_conv`, `fc`."""
-    from . import RawModel
-
     sd = {}
     for k, v in obj.items():
         if k in ("features.conv.weight", "features.conv.bias"):

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from ._original_v2 import is_v1, looks_like_original, to_native
+from ._raw import RawModel
 
 NAME = "v2-params-stats"
 DESCRIPTION = "published unfolded v2 checkpoint: {'params': weights, 'stats': running stats and eye deltas}"
@@ -19,8 +20,6 @@ def detect(obj) -> bool:
 
 
 def read(obj):
-    from . import RawModel
-
     merged = {**obj["stats"], **obj["params"]}
     sd, notes = to_native(merged)
     return RawModel(sd, notes=notes)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ..kernels import bn_tensors, fold_conv_bn, fold_dirac_conv_bn
 from ..models.plain import PlainNet
 from ..spec import DiracNetSpec, LayerSpec
-from .kernels import bn_tensors, fold_conv_bn, fold_dirac_conv_bn
 
 
 @dataclass

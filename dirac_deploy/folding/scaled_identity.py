@@ -8,9 +8,9 @@ Activation alpha * relu(z) + (1 - alpha) * z is ReLU when alpha == 1, else exact
 from __future__ import annotations
 
 from ..errors import UnfoldableError
+from ..kernels import add_scaled_identity, bn_tensors, fold_conv_bn
 from ..models.scaled_identity import ScaledIdentityNet
 from .chain import Op
-from .kernels import add_scaled_identity, bn_tensors, fold_conv_bn
 
 WHY = {
     "preact": ("its shortcut carries x while the conv sees relu(x) (a pre-activation skip): the sum "

@@ -19,8 +19,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import EquivalenceError
+from ..kernels import bn_tensors, dirac_delta, dirac_weight, fold_conv_bn, fold_dirac_conv
 from ..models.dirac import DiracBlock, DiracConv2d
-from .kernels import bn_tensors, dirac_delta, dirac_weight, fuse_bn
 from .verify import DEFAULT_RTOL, Proof, compare
 
 
@@ -52,23 +52,22 @@ def _is_dirac_parametrized(m: nn.Module) -> bool:
 def _plain_conv(m: nn.Module, bn: nn.BatchNorm2d | None) -> nn.Conv2d:
     """The plain conv for a DiracConv2d or Dirac-parametrized Conv2d, with `bn` folded in (float64)."""
     if isinstance(m, DiracConv2d):
-        weight = dirac_weight(*(t.detach().double() for t in (m.weight, m.alpha, m.beta, m.delta)))
-        bias, spec = None, dict(in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=m.kernel_size,
-                                padding=m.padding)
-        dtype = m.weight.dtype
-    else:
-        weight, bias = m.weight.detach().double(), None if m.bias is None else m.bias.detach().double()
-        spec = dict(in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=m.kernel_size,
-                    stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups)
-        dtype = m.weight.dtype
-    if bn is not None:
-        stats = {k: (None if v is None else v.detach().double()) for k, v in bn_tensors(bn).items()}
-        weight, bias = fuse_bn(weight, bias, stats["running_mean"], stats["running_var"], stats["weight"],
-                               stats["bias"], bn.eps)
-    conv = nn.Conv2d(**spec, bias=bias is not None)
-    conv.weight.data.copy_(weight.to(dtype))
+        return m.fuse(bn)
+    stats = None if bn is None else bn_tensors(bn)
+    chain = list(m.parametrizations.weight)
+    if len(chain) == 1:  # the Dirac parametrization alone: recompute its weight in float64
+        p = chain[0]
+        weight, bias = fold_dirac_conv(m.parametrizations.weight.original, p.alpha, p.beta, p.delta, bias=m.bias,
+                                       bn=stats, eps=0.0 if bn is None else bn.eps)
+    else:  # composed with other parametrizations: take the value they produce together
+        weight, bias = m.weight.detach(), None if m.bias is None else m.bias.detach()
+        if stats is not None:
+            weight, bias = fold_conv_bn(weight, bias, stats, bn.eps)
+    conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+                     dilation=m.dilation, groups=m.groups, bias=bias is not None)
+    conv.weight.data.copy_(weight)
     if bias is not None:
-        conv.bias.data.copy_(bias.to(dtype))
+        conv.bias.data.copy_(bias)
     return conv.to(weight.device)
 
 

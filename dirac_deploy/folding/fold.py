@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 from ..errors import EquivalenceError
 from ..models.dirac import DiracNet
 from ..models.plain import PlainNet

@@ -74,12 +74,46 @@ def fuse_bn(
     A missing conv bias is 0, a missing gamma 1, a missing beta 0 (affine=False BN).
     """
     out = weight.shape[0]
-    zeros = torch.zeros(out, dtype=weight.dtype)
+    zeros = torch.zeros(out, dtype=weight.dtype, device=weight.device)
     bias = zeros if bias is None else bias
-    gamma = torch.ones(out, dtype=weight.dtype) if gamma is None else gamma
+    gamma = torch.ones(out, dtype=weight.dtype, device=weight.device) if gamma is None else gamma
     beta = zeros if beta is None else beta
     scale = gamma / torch.sqrt(running_var + eps)
     return _per_channel(scale, weight) * weight, scale * (bias - running_mean) + beta
+
+
+def _f64(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().to(torch.float64)
+
+
+def fold_dirac_conv(
+    weight: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    delta: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    bn: dict[str, torch.Tensor | None] | None = None,
+    eps: float = 1e-5,
+    normalized: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One Dirac conv (and the batch norm after it, if any) as a single conv:
+
+        W_hat = beta (.) N(W) + alpha (.) delta,   N = normalize_filters (v2, master diracconv) or identity
+                                                   (the first diracconv.py of branch v1: alpha delta + beta W)
+        W' = s (.) W_hat,  b' = s (.) (b - mu) + beta_bn,   s = gamma / sqrt(var + eps)  (s = 1, b' = b without BN)
+
+    Works for 1-D, 2-D and 3-D kernels (alpha/beta scalar or per output channel). Computed in float64 and
+    returned in the dtype of `weight`; the bias is None only when there is neither a conv bias nor a BN.
+    """
+    w = _f64(weight)
+    learned = normalize_filters(w) if normalized else w
+    w_hat = _per_channel(_f64(beta), w) * learned + _per_channel(_f64(alpha), w) * _f64(delta)
+    b = _f64(bias)
+    if bn is not None:
+        f64 = {k: _f64(v) for k, v in bn.items()}
+        w_hat, b = fuse_bn(w_hat, b, f64["running_mean"], f64["running_var"], f64["weight"], f64["bias"], eps)
+    return w_hat.to(weight.dtype), None if b is None else b.to(weight.dtype)
 
 
 def fold_dirac_conv_bn(
@@ -90,14 +124,8 @@ def fold_dirac_conv_bn(
     bn: dict[str, torch.Tensor | None],
     eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One Dirac block's conv + BN as a single conv: W' = s (.) (beta normalize(W) + alpha delta), b' = beta_bn - s mu.
-
-    Computed in float64, returned in the dtype of `weight`. `bn` holds running_mean, running_var, weight, bias.
-    """
-    f64 = {k: (None if v is None else v.detach().to(torch.float64)) for k, v in bn.items()}
-    w_hat = dirac_weight(*(t.detach().to(torch.float64) for t in (weight, alpha, beta, delta)))
-    w, b = fuse_bn(w_hat, None, f64["running_mean"], f64["running_var"], f64["weight"], f64["bias"], eps)
-    return w.to(weight.dtype), b.to(weight.dtype)
+    """One Dirac block's conv + BN (no conv bias): W' = s (.) (beta normalize(W) + alpha delta), b' = beta_bn - s mu."""
+    return fold_dirac_conv(weight, alpha, beta, delta, bn=bn, eps=eps)
 
 
 def add_scaled_identity(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -111,7 +139,6 @@ def add_scaled_identity(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tens
 
 def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: dict[str, torch.Tensor | None], eps: float):
     """A plain conv followed by BN (the stem) as one conv, in float64, cast back to the weight's dtype."""
-    f64 = {k: (None if v is None else v.detach().to(torch.float64)) for k, v in bn.items()}
-    b64 = None if bias is None else bias.detach().to(torch.float64)
-    w, b = fuse_bn(weight.detach().to(torch.float64), b64, f64["running_mean"], f64["running_var"], f64["weight"], f64["bias"], eps)
+    f64 = {k: _f64(v) for k, v in bn.items()}
+    w, b = fuse_bn(_f64(weight), _f64(bias), f64["running_mean"], f64["running_var"], f64["weight"], f64["bias"], eps)
     return w.to(weight.dtype), b.to(weight.dtype)

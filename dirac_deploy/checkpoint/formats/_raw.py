@@ -1,0 +1,16 @@
+"""What a layout reader returns (shared by every layout module)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RawModel:
+    """Canonical tensors plus notes. Unfolded layouts give native `DiracNet` keys; folded layouts give
+    plain-chain keys and `folded=True`; layouts that document their architecture set `spec`."""
+
+    state_dict: dict
+    folded: bool = False
+    notes: list[str] = field(default_factory=list)
+    spec: object = None

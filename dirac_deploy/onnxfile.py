@@ -1,0 +1,185 @@
+"""The exported ONNX artifact: what its graph may contain (the audit), its I/O contract and provenance.
+
+Imports onnx and numpy only (no torch), so a server that only serves `.onnx` files runs without PyTorch.
+The parity probe makes an exported file checkable without its source: `export` runs seeded inputs through
+the PyTorch chain and stores the logits in the file; a loader re-runs them in ONNX Runtime and compares.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError, EquivalenceError, ExportError
+from .proof import DEFAULT_RTOL, Proof, compare_logits
+from .runtime import ort_session
+from .spec import INPUT_NAME, OUTPUT_NAME
+
+# Everything a folded DiracNet may contain. BatchNormalization, Mul/Div/Add (the Dirac parameterization),
+# ReduceL2 (normalize) and friends mean something was not folded.
+ALLOWED_OPS = frozenset({"Conv", "Relu", "MaxPool", "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Gemm"})
+
+# Ops a chain layer may legitimately export to beyond the base set (dynamo exporter + onnxsim).
+LAYER_OPS = {"ncrelu": frozenset({"Max", "Min", "Clip", "Concat", "Neg"}), "leaky_relu": frozenset({"LeakyRelu"})}
+
+# What each kind of graph this project writes may hold, by its `dirac_deploy.graph` metadata.
+GRAPH_OPS = {
+    "folded": ALLOWED_OPS | LAYER_OPS["ncrelu"] | LAYER_OPS["leaky_relu"],
+    # Low-precision artifacts (see `quantize`): quantize/dequantize pairs, casts, and the identity-aware
+    # int8 form's exact residual path (a per-channel scaled add of the layer input).
+    "quantized": ALLOWED_OPS | LAYER_OPS["ncrelu"] | LAYER_OPS["leaky_relu"]
+    | frozenset({"QuantizeLinear", "DequantizeLinear", "Cast", "Add", "Mul", "Slice", "Pad"}),
+}
+
+META_PREFIX = "dirac_deploy."
+PROBE_KEY = META_PREFIX + "parity_probe"
+
+
+def allowed_ops(layer_kinds) -> frozenset[str]:
+    """The base set plus what the chain's NCReLU / LeakyReLU layers export to, if it has any."""
+    extra = frozenset().union(*(LAYER_OPS.get(k, frozenset()) for k in layer_kinds))
+    return ALLOWED_OPS | extra
+
+
+def op_histogram(model) -> dict[str, int]:
+    """Node counts per op type, most frequent first."""
+    return dict(Counter(n.op_type for n in model.graph.node).most_common())
+
+
+def audit_violations(model, allowed: frozenset[str] = ALLOWED_OPS) -> list[str]:
+    """`op (node name)` for every node whose op (or custom domain) is not allowed; empty when the graph passes."""
+    bad = []
+    for n in model.graph.node:
+        if n.op_type not in allowed or n.domain not in ("", "ai.onnx"):
+            op = f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+            bad.append(f"{op} ({n.name or 'unnamed'})")
+    return bad
+
+
+def probe_inputs(batch: int, input_shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """Seeded standard-normal images, reproducible without torch (numpy's PCG64)."""
+    return np.random.default_rng(seed).standard_normal((batch, *input_shape)).astype(np.float32)
+
+
+def probe_record(logits: np.ndarray, seed: int = 0) -> str:
+    """The metadata value recording a reference model's logits on `probe_inputs(len(logits), ..., seed)`."""
+    return json.dumps({"seed": seed, "batch": int(logits.shape[0]),
+                       "logits": [[float(v) for v in row] for row in np.asarray(logits, dtype=np.float32)]})
+
+
+@dataclass
+class OnnxArtifact:
+    """An ONNX file as the server and the pipeline see it (no torch)."""
+
+    path: Path
+    model: object  # onnx.ModelProto
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def graph_kind(self) -> str:
+        return self.metadata.get(META_PREFIX + "graph", "folded" if self.from_dirac_deploy else "unknown")
+
+    @property
+    def from_dirac_deploy(self) -> bool:
+        return self.model.producer_name == "dirac-deploy"
+
+    @property
+    def architecture(self) -> str:
+        return self.metadata.get(META_PREFIX + "architecture", "") or "ONNX graph"
+
+    def audit(self) -> list[str]:
+        """Violations of the op set this kind of graph may hold (unknown graphs: the folded set)."""
+        return audit_violations(self.model, GRAPH_OPS.get(self.graph_kind.split("-")[0], GRAPH_OPS["folded"]))
+
+    def probe(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(inputs, reference logits) recorded at export, or None when the file has no probe."""
+        raw = self.metadata.get(PROBE_KEY)
+        if not raw:
+            return None
+        try:
+            rec = json.loads(raw)
+            ref = np.asarray(rec["logits"], dtype=np.float32)
+            return probe_inputs(int(rec["batch"]), self.input_shape, int(rec["seed"])), ref
+        except (ValueError, KeyError, TypeError):
+            raise CheckpointError(f"{self.path}: damaged parity probe in the metadata") from None
+
+
+def _dims(value_info) -> list:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in value_info.type.tensor_type.shape.dim]
+
+
+def read_onnx(path: str | Path) -> OnnxArtifact:
+    """Load and check an ONNX file and its I/O contract: one input `input` [batch, C, H, W] (fixed C, H, W),
+    one output `logits` [batch, classes].
+
+    Raises:
+        CheckpointError: missing, not ONNX, fails onnx.checker, or a different I/O contract.
+    """
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no such file: {path}")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:  # protobuf decode errors and checker errors share no base class
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a valid ONNX model: {first[:300]}") from None
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    outputs = list(model.graph.output)
+    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+        raise CheckpointError(f"{path}: expected one input '{INPUT_NAME}' and one output '{OUTPUT_NAME}' (as "
+                              f"`dirac-deploy export` writes), found inputs {[i.name for i in inputs]} and outputs "
+                              f"{[o.name for o in outputs]}")
+    dims, out = _dims(inputs[0]), _dims(outputs[0])
+    fixed = all(isinstance(d, int) and d > 0 for d in dims[1:]) if len(dims) == 4 else False
+    if not fixed or len(out) != 2 or not (isinstance(out[1], int) and out[1] > 0):
+        raise CheckpointError(f"{path}: input must be [batch, C, H, W] and output [batch, classes] with fixed C, H, W "
+                              f"and classes; found {dims} and {out}")
+    metadata = {p.key: p.value for p in model.metadata_props}
+    return OnnxArtifact(path, model, (dims[1], dims[2], dims[3]), out[1], metadata)
+
+
+def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=None) -> Proof:
+    """Re-check an ONNX file from `export` without its source: the audit for its kind of graph, then ONNX
+    Runtime (`session`, or a new CPU session) against the parity probe recorded in it.
+
+    Raises:
+        ExportError: the graph fails the audit, has no parity probe (not written by `dirac-deploy export`), or
+            ONNX Runtime cannot run it.
+        EquivalenceError: ONNX Runtime does not reproduce the recorded logits, or returns another shape.
+    """
+    violations = art.audit()
+    if violations:
+        raise ExportError(f"{art.path} failed the audit for a {art.graph_kind} graph: {len(violations)} node(s) "
+                          f"outside it: {', '.join(violations[:8])}{' ...' if len(violations) > 8 else ''}")
+    probe = art.probe()
+    if probe is None:
+        raise ExportError(f"{art.path} has no parity probe in its metadata (it was not written by `dirac-deploy "
+                          f"export`), so it cannot be verified; export it from its plain.pth or checkpoint")
+    x, ref = probe
+    try:
+        session = session or ort_session(art.model)
+        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
+    except Exception as e:  # ORT raises its own exception types for graphs it cannot load or run
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"ONNX Runtime cannot run {art.path}: {first[:300]}") from None
+    got = np.asarray(got)
+    if got.shape != ref.shape:
+        raise EquivalenceError(f"{art.path}: ONNX Runtime returns logits of shape {list(got.shape)} for a batch of "
+                               f"{len(x)}, but the graph declares {art.num_classes} classes and export recorded "
+                               f"{list(ref.shape)}")
+    proof = compare_logits(ref, got, rtol=rtol, input_shape=tuple(x.shape), reference_name="logits recorded at export")
+    if not proof.ok:
+        raise EquivalenceError(f"{art.path} does not reproduce the logits recorded at export in ONNX Runtime: "
+                               f"{proof.describe()}")
+    return proof

@@ -1,0 +1,235 @@
+"""Open any model file: a checkpoint (folded and verified on the way), a `plain.pth`, or an exported `.onnx`.
+
+`load_model(path)` is the hub every stage uses (export, bench, serve, inspect, the CLI). It returns a
+`LoadedModel`: the verified plain chain, its input shape, class count, name, provenance metadata, and the
+unfolded model when the source has one. `fold_checkpoint` and `inspect_checkpoint` are the library side of
+`dirac-deploy fold` and `inspect`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import LoadedCheckpoint, LoadOptions, checkpoint_from_object
+from .checkpoint.infer import check_against
+from .checkpoint.reading import load_torch_file
+from .errors import CheckpointError, EquivalenceError
+from .fileio import check_output_path, model_file_kind
+from .folding.chain import plain_layers
+from .folding.fold import fold
+from .folding.verify import DEFAULT_RTOL, Proof, compare, seeded_inputs
+from .models.plain import PlainNet
+from .onnxfile import OnnxArtifact, read_onnx
+from .plainfile import is_plain_file, plain_from_payload, save_plain
+from .spec import DiracNetSpec, ScaledIdentitySpec
+from .summary import count_flops, count_parameters
+
+MAX_INPUT_SIZE = 2048  # beyond this one image's activations alone take gigabytes; no DiracNet was trained so
+
+
+@dataclass
+class InspectReport:
+    path: Path
+    sha256: str
+    layout: str
+    layout_description: str
+    spec: DiracNetSpec | ScaledIdentitySpec
+    parameters: int
+    flops: int | None
+    folded_source: bool
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FoldReport(InspectReport):
+    parameters_after: int = 0
+    flops_after: int | None = None
+    proof: Proof | None = None
+    output: Path | None = None
+    plain: PlainNet | None = None
+
+
+@dataclass
+class LoadedModel:
+    """A model file, opened and verified: what export, bench and serve need, with nothing to re-derive.
+
+    Attributes:
+        path: the file.
+        kind: "checkpoint", "plain file" or "onnx".
+        source: how it was obtained, for humans ("checkpoint (v2-flat-params), folded and verified").
+        name: the architecture's name.
+        input_shape: (channels, height, width) of one image.
+        num_classes: width of the logits.
+        meta: provenance (the plain file's `meta`; for ONNX its metadata_props).
+        plain: the verified plain chain in eval mode (None for ONNX).
+        unfolded: the model as trained, when the source is an unfolded checkpoint.
+        onnx: the artifact, for an ONNX source.
+        fold: the fold and its proof, for a checkpoint.
+    """
+
+    path: Path
+    kind: str
+    source: str
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    meta: dict
+    plain: PlainNet | None = None
+    unfolded: nn.Module | None = None
+    onnx: OnnxArtifact | None = None
+    fold: FoldReport | None = None
+
+    @property
+    def layer_kinds(self) -> set[str]:
+        return {layer.kind for layer in self.plain.layers} if self.plain is not None else set()
+
+
+def _flops(model, spec, measure: bool) -> int | None:
+    # FLOPs take a full forward pass at the model's input size; callers that only need the chain skip it.
+    return count_flops(model, spec.in_channels, spec.input_size) if measure else None
+
+
+def _inspect(loaded: LoadedCheckpoint, measure: bool = True) -> dict:
+    spec = loaded.spec
+    source_model = loaded.model
+    if loaded.folded_source:  # count the source's own tensors, not the transcription's copy
+        source_model = _folded_chain(loaded)
+    return dict(path=loaded.path, sha256=loaded.sha256, layout=loaded.layout,
+                layout_description=loaded.layout_description, spec=spec, folded_source=loaded.folded_source,
+                parameters=count_parameters(source_model), flops=_flops(source_model, spec, measure),
+                notes=list(loaded.notes))
+
+
+def _folded_chain(loaded: LoadedCheckpoint) -> PlainNet:
+    """The plain chain holding an already-folded source's tensors (shapes checked against the spec)."""
+    plain = PlainNet(plain_layers(loaded.spec))
+    check_against(plain.state_dict(), loaded.folded_state_dict, f"{loaded.layout} checkpoint")
+    plain.load_state_dict(loaded.folded_state_dict)
+    return plain.eval()
+
+
+def plain_meta(loaded: LoadedCheckpoint, proof: Proof) -> dict:
+    """Provenance stored with a folded chain: source hash, layout, architecture, fold proof, input spec."""
+    from . import __version__
+
+    spec = loaded.spec
+    return {"source": {"file": loaded.path.name, "sha256": loaded.sha256}, "layout": loaded.layout,
+            "architecture": {"name": spec.name, **spec.to_dict()}, "fold_proof": proof.to_dict(),
+            "input_size": spec.input_size, "in_channels": spec.in_channels, "num_classes": spec.num_classes,
+            "mean": list(spec.mean), "std": list(spec.std),
+            "dirac_deploy_version": __version__, "torch_version": str(torch.__version__)}
+
+
+def fold_loaded(loaded: LoadedCheckpoint, *, check_batch: int = 4, seed: int = 0,
+                rtol: float = DEFAULT_RTOL, measure: bool = True) -> FoldReport:
+    """Fold and verify an already-loaded checkpoint (see `fold_checkpoint`); writes nothing.
+
+    `measure=False` skips the FLOP counts (two extra forward passes); they are then None.
+    """
+    info = _inspect(loaded, measure)
+    spec = loaded.spec
+    if loaded.folded_source:
+        plain = _folded_chain(loaded)
+        inputs = seeded_inputs(check_batch, spec.in_channels, spec.input_size, seed)
+        proof = compare(loaded.model, plain, inputs, rtol=rtol, reference_name="source's own folded forward")
+        if not proof.ok:
+            raise EquivalenceError(f"remapped {spec.name} does not reproduce the source: {proof.describe()}")
+    else:
+        result = fold(loaded.model, check_batch=check_batch, seed=seed, rtol=rtol)
+        plain, proof = result.plain, result.proof
+        info["notes"] = info["notes"] + result.notes
+    return FoldReport(**info, parameters_after=count_parameters(plain),
+                      flops_after=_flops(plain, spec, measure), proof=proof, plain=plain)
+
+
+def inspect_checkpoint(path: str | Path, options: LoadOptions | None = None) -> InspectReport:
+    """What a checkpoint holds (layout, architecture, size), without folding it."""
+    options = options or LoadOptions()
+    obj = load_torch_file(path, trust=options.trust_checkpoint)
+    return InspectReport(**_inspect(checkpoint_from_object(obj, path, options)))
+
+
+def fold_checkpoint(path: str | Path, output: str | Path | None = None, options: LoadOptions | None = None, *,
+                    check_batch: int = 4, seed: int = 0, rtol: float = DEFAULT_RTOL) -> FoldReport:
+    """Load any supported checkpoint, fold it, verify it and (if `output` is given) write `plain.pth`.
+
+    Nothing is written unless the proof passes. For an already-folded source the proof compares the remapped
+    chain against a literal transcription of the source's own forward.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read or understood.
+        EquivalenceError: the folded chain misses the tolerance (nothing written).
+        OutputPathError: `output` is the input or cannot be written.
+    """
+    if output is not None:
+        check_output_path(output, path)
+    options = options or LoadOptions()
+    loaded = checkpoint_from_object(load_torch_file(path, trust=options.trust_checkpoint), path, options)
+    report = fold_loaded(loaded, check_batch=check_batch, seed=seed, rtol=rtol)
+    if output is not None:
+        report.output = save_plain(output, report.plain, plain_meta(loaded, report.proof))
+    return report
+
+
+def _input_shape(plain: PlainNet, meta: dict, where: str) -> tuple[int, int, int]:
+    size = meta.get("input_size", 224)
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_INPUT_SIZE:
+        raise CheckpointError(f"{where}: metadata input_size {size!r} is not an image size (an integer in 1.."
+                              f"{MAX_INPUT_SIZE}); re-fold the checkpoint or pass --input-size")
+    first, last = plain.layers[0], plain.layers[-1]
+    if first.kind != "conv" or last.kind != "linear":
+        raise CheckpointError(f"{where}: a plain chain starts with a conv and ends with a linear layer; this one "
+                              f"goes from {first.kind!r} to {last.kind!r}")
+    return (int(first.args["in_channels"]), size, size)
+
+
+def _from_plain(path: Path, obj, options: LoadOptions) -> LoadedModel:
+    plain, meta = plain_from_payload(obj, str(path))
+    if options.input_size is not None:
+        meta = {**meta, "input_size": options.input_size}
+    shape = _input_shape(plain, meta, str(path))
+    name = meta.get("architecture", {}).get("name", "plain chain") if isinstance(meta.get("architecture"), dict) \
+        else "plain chain"
+    return LoadedModel(path, "plain file", "plain file", name, shape, int(plain.layers[-1].args["out_features"]),
+                       meta, plain)
+
+
+def _from_onnx(path: Path) -> LoadedModel:
+    art = read_onnx(path)
+    meta = dict(art.metadata)
+    return LoadedModel(path, "onnx", "ONNX file", art.architecture, art.input_shape, art.num_classes, meta,
+                       onnx=art)
+
+
+def load_model(path: str | Path, options: LoadOptions | None = None, *, check_batch: int = 4,
+               measure: bool = False) -> LoadedModel:
+    """Open a checkpoint (folded and verified), a plain file or an ONNX file.
+
+    Args:
+        path: the file.
+        options: trust, BN eps and metadata overrides for checkpoints (`LoadOptions`).
+        check_batch: seeded images the fold proof runs on (checkpoints only).
+        measure: also count FLOPs before and after the fold (one extra forward pass each).
+
+    Raises:
+        CheckpointError: unreadable, unsafe, unknown layout or damaged file.
+        EquivalenceError: a checkpoint whose fold misses the tolerance.
+    """
+    path = Path(path)
+    options = options or LoadOptions()
+    if model_file_kind(path) == "onnx":
+        return _from_onnx(path)
+    obj = load_torch_file(path, trust=options.trust_checkpoint)
+    if is_plain_file(obj):
+        return _from_plain(path, obj, options)
+    loaded = checkpoint_from_object(obj, path, options)
+    report = fold_loaded(loaded, check_batch=check_batch, measure=measure)
+    spec = loaded.spec
+    meta = plain_meta(loaded, report.proof)
+    return LoadedModel(path, "checkpoint", f"checkpoint ({report.layout}), folded and verified", spec.name,
+                       (spec.in_channels, spec.input_size, spec.input_size), spec.num_classes, meta, report.plain,
+                       None if loaded.folded_source else loaded.model, fold=report)
