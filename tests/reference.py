@@ -308,3 +308,50 @@ def scaled_identity_forward(ckpt, x):
                 o = act(bn_conv(p, o) + s * o, p)
     o = F.adaptive_avg_pool2d(o, 1).flatten(1)
     return F.linear(o, sd["fc.weight"], sd["fc.bias"])
+
+
+# --- the original repository's diracconv.py layers, transcribed (never imported from the package) ---------
+
+class _DiracConvMixin:
+    """master diracconv.py: per-channel alpha (1) and beta (0.1), `dirac_` delta, W normalized per filter.
+    `v1_raw=True` gives the first v1-branch form instead: scalar alpha (5) and beta (1e-5), the tiled
+    `dirac_delta(ni, no, k)`, and W used as it is (alpha * delta + beta * W, no normalization)."""
+
+    def _init_dirac(self, out_channels, v1_raw):
+        self.v1_raw = v1_raw
+        if v1_raw:
+            self.alpha = torch.nn.Parameter(torch.Tensor([5.0]))
+            self.beta = torch.nn.Parameter(torch.Tensor([1e-5]))
+            ni, no, k = self.weight.shape[1], self.weight.shape[0], self.weight.shape[2:]
+            n = min(ni, no)
+            d = torch.zeros(n, n, *k)
+            torch.nn.init.dirac_(d)
+            self.register_buffer("delta", d.repeat(max(no // ni, 1), max(ni // no, 1), *([1] * len(k))))
+        else:
+            self.alpha = torch.nn.Parameter(torch.Tensor(out_channels).fill_(1))
+            self.beta = torch.nn.Parameter(torch.Tensor(out_channels).fill_(0.1))
+            self.register_buffer("delta", torch.nn.init.dirac_(self.weight.data.clone()))
+        assert self.delta.shape == self.weight.shape
+        self.v = (-1,) + (1,) * (self.weight.dim() - 1)
+
+    def transform_weight(self):
+        w = self.weight if self.v1_raw else F.normalize(self.weight.view(self.weight.shape[0], -1)).view_as(self.weight)
+        return self.alpha.view(*self.v) * self.delta + self.beta.view(*self.v) * w
+
+
+def _dirac_conv_class(base, fn):
+    class DiracConvNd(base, _DiracConvMixin):
+        def __init__(self, in_channels, out_channels, kernel_size, padding=0, dilation=1, bias=True, v1_raw=False):
+            super().__init__(in_channels, out_channels, kernel_size, stride=1, padding=padding, dilation=dilation,
+                             bias=bias)
+            self._init_dirac(out_channels, v1_raw)
+
+        def forward(self, input):
+            return fn(input, self.transform_weight(), self.bias, self.stride, self.padding, self.dilation)
+
+    return DiracConvNd
+
+
+DiracConv1d = _dirac_conv_class(torch.nn.Conv1d, F.conv1d)
+DiracConv2d = _dirac_conv_class(torch.nn.Conv2d, F.conv2d)
+DiracConv3d = _dirac_conv_class(torch.nn.Conv3d, F.conv3d)

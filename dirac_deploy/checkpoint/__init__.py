@@ -60,6 +60,15 @@ def _describe_keys(obj) -> str:
     return seen + (f" [{'; '.join(inner)}]" if inner else "")
 
 
+def _diracconv_layers(obj) -> list[str]:
+    """Module names whose keys are those of a diracconv layer: weight, alpha, beta and a delta."""
+    if not isinstance(obj, dict):
+        return []
+    keys = {k for k in obj if isinstance(k, str)}
+    return sorted(k[: -len(".delta")] for k in keys if k.endswith(".delta")
+                  and all(f"{k[: -len('.delta')]}.{a}" in keys for a in ("weight", "alpha", "beta")))
+
+
 def detect_layout(obj):
     """The layout module whose `detect` accepts `obj`, or UnknownLayoutError listing what was seen and expected."""
     if isinstance(obj, dict) and obj.get("format") == "dirac-deploy/plain":
@@ -69,6 +78,13 @@ def detect_layout(obj):
     for layout in LAYOUTS:
         if layout.detect(obj):
             return layout
+    user_convs = _diracconv_layers(obj)
+    if user_convs:
+        raise UnknownLayoutError(
+            f"this looks like the state_dict of your own model built from diracconv layers ({len(user_convs)} "
+            f"conv(s) with alpha, beta and delta, e.g. {user_convs[0]!r}); a bare state_dict does not say how its "
+            f"layers connect, so it cannot be folded on its own. Load it into the module it came from and call "
+            f"dirac_deploy.fold_module(model.eval(), example_input) (see the README: Any module)")
     expected = "; ".join(f"{layout.NAME}: {layout.EXPECTED}" for layout in LAYOUTS)
     raise UnknownLayoutError(f"unknown checkpoint layout. Keys seen: {_describe_keys(obj)}. Expected one of: {expected}")
 
