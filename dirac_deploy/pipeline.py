@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from .checkpoint import LoadedCheckpoint, LoadOptions, checkpoint_from_object
-from .checkpoint.infer import check_against
 from .checkpoint.reading import load_torch_file
 from .errors import CheckpointError, EquivalenceError
 from .fileio import check_output_path, model_file_kind
-from .folding.chain import plain_layers
+from .folding.chain import canonicalize, folded_source_ops, name_activations, to_plain
 from .folding.fold import fold
 from .folding.verify import DEFAULT_RTOL, Proof, compare, seeded_inputs
 from .models.plain import PlainNet
@@ -96,50 +95,52 @@ def _flops(model, spec, measure: bool) -> int | None:
 def _inspect(loaded: LoadedCheckpoint, measure: bool = True) -> dict:
     spec = loaded.spec
     source_model = loaded.model
-    if loaded.folded_source:  # count the source's own tensors, not the transcription's copy
-        source_model = _folded_chain(loaded)
+    if loaded.folded_source:  # count the source's own tensors (in its own form), not the transcription's copy
+        ops = folded_source_ops(spec, loaded.folded_state_dict, f"{loaded.layout} checkpoint")
+        source_model = to_plain(name_activations(ops))
     return dict(path=loaded.path, sha256=loaded.sha256, layout=loaded.layout,
                 layout_description=loaded.layout_description, spec=spec, folded_source=loaded.folded_source,
                 parameters=count_parameters(source_model), flops=_flops(source_model, spec, measure),
                 notes=list(loaded.notes))
 
 
-def _folded_chain(loaded: LoadedCheckpoint) -> PlainNet:
-    """The plain chain holding an already-folded source's tensors (shapes checked against the spec)."""
-    plain = PlainNet(plain_layers(loaded.spec))
-    check_against(plain.state_dict(), loaded.folded_state_dict, f"{loaded.layout} checkpoint")
-    plain.load_state_dict(loaded.folded_state_dict)
-    return plain.eval()
+def _folded_chain(loaded: LoadedCheckpoint, ncrelu: str) -> PlainNet:
+    """The plain chain of an already-folded source: its tensors (shapes checked against the spec), then the same
+    exact rewrites as any fold (`folding.chain.canonicalize`)."""
+    return to_plain(canonicalize(folded_source_ops(loaded.spec, loaded.folded_state_dict,
+                                                   f"{loaded.layout} checkpoint"), ncrelu))
 
 
-def plain_meta(loaded: LoadedCheckpoint, proof: Proof) -> dict:
-    """Provenance stored with a folded chain: source hash, layout, architecture, fold proof, input spec."""
+def plain_meta(loaded: LoadedCheckpoint, proof: Proof, ncrelu: str = "keep") -> dict:
+    """Provenance stored with a folded chain: source hash, layout, architecture, fold proof and form, input spec."""
     from . import __version__
 
     spec = loaded.spec
     return {"source": {"file": loaded.path.name, "sha256": loaded.sha256}, "layout": loaded.layout,
             "architecture": {"name": spec.name, **spec.to_dict()}, "fold_proof": proof.to_dict(),
+            "fold": {"ncrelu": ncrelu if getattr(spec, "version", 2) == 1 else None},
             "input_size": spec.input_size, "in_channels": spec.in_channels, "num_classes": spec.num_classes,
             "mean": list(spec.mean), "std": list(spec.std),
             "dirac_deploy_version": __version__, "torch_version": str(torch.__version__)}
 
 
 def fold_loaded(loaded: LoadedCheckpoint, *, check_batch: int = 4, seed: int = 0,
-                rtol: float = DEFAULT_RTOL, measure: bool = True) -> FoldReport:
+                rtol: float = DEFAULT_RTOL, measure: bool = True, ncrelu: str = "keep") -> FoldReport:
     """Fold and verify an already-loaded checkpoint (see `fold_checkpoint`); writes nothing.
 
-    `measure=False` skips the FLOP counts (two extra forward passes); they are then None.
+    `measure=False` skips the FLOP counts (two extra forward passes); they are then None. `ncrelu` is the v1
+    fold form ("keep" or "absorb", `LoadOptions.ncrelu`).
     """
     info = _inspect(loaded, measure)
     spec = loaded.spec
     if loaded.folded_source:
-        plain = _folded_chain(loaded)
+        plain = _folded_chain(loaded, ncrelu)
         inputs = seeded_inputs(check_batch, spec.in_channels, spec.input_size, seed)
         proof = compare(loaded.model, plain, inputs, rtol=rtol, reference_name="source's own folded forward")
         if not proof.ok:
             raise EquivalenceError(f"remapped {spec.name} does not reproduce the source: {proof.describe()}")
     else:
-        result = fold(loaded.model, check_batch=check_batch, seed=seed, rtol=rtol)
+        result = fold(loaded.model, check_batch=check_batch, seed=seed, rtol=rtol, ncrelu=ncrelu)
         plain, proof = result.plain, result.proof
         info["notes"] = info["notes"] + result.notes
     return FoldReport(**info, parameters_after=count_parameters(plain),
@@ -169,9 +170,9 @@ def fold_checkpoint(path: str | Path, output: str | Path | None = None, options:
         check_output_path(output, path)
     options = options or LoadOptions()
     loaded = checkpoint_from_object(load_torch_file(path, trust=options.trust_checkpoint), path, options)
-    report = fold_loaded(loaded, check_batch=check_batch, seed=seed, rtol=rtol)
+    report = fold_loaded(loaded, check_batch=check_batch, seed=seed, rtol=rtol, ncrelu=options.ncrelu)
     if output is not None:
-        report.output = save_plain(output, report.plain, plain_meta(loaded, report.proof))
+        report.output = save_plain(output, report.plain, plain_meta(loaded, report.proof, options.ncrelu))
     return report
 
 
@@ -227,9 +228,9 @@ def load_model(path: str | Path, options: LoadOptions | None = None, *, check_ba
     if is_plain_file(obj):
         return _from_plain(path, obj, options)
     loaded = checkpoint_from_object(obj, path, options)
-    report = fold_loaded(loaded, check_batch=check_batch, measure=measure)
+    report = fold_loaded(loaded, check_batch=check_batch, measure=measure, ncrelu=options.ncrelu)
     spec = loaded.spec
-    meta = plain_meta(loaded, report.proof)
+    meta = plain_meta(loaded, report.proof, options.ncrelu)
     return LoadedModel(path, "checkpoint", f"checkpoint ({report.layout}), folded and verified", spec.name,
                        (spec.in_channels, spec.input_size, spec.input_size), spec.num_classes, meta, report.plain,
                        None if loaded.folded_source else loaded.model, fold=report)

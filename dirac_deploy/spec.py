@@ -13,8 +13,9 @@ INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
+# The original train.py normalizes CIFAR by (125.3, 123.0, 113.9) / 255 and (63.0, 62.1, 66.7) / 255.
+CIFAR_MEAN = (0.49137, 0.48235, 0.44667)
+CIFAR_STD = (0.24706, 0.24353, 0.26157)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class DiracNetSpec:
             channels, tiled delta, no ReLU before the final average pool).
         per_channel_beta: beta's shape when it differs from alpha's (the released v1 files: scalar alpha
             "gamma", per-channel beta); None means the same as `per_channel_scales`.
+        final_relu: a ReLU before the global average pool. v2 has one (master, since commit 93d38e3); the v1
+            branch's diracnet.py has none; the v1 notebook that documents the released ImageNet models has one.
+            None: decided by the version (v2 yes, v1 no); the loaders set it per layout.
     """
 
     stem: str
@@ -49,8 +53,11 @@ class DiracNetSpec:
     std: tuple[float, ...] = IMAGENET_STD
     version: int = 2
     per_channel_beta: bool | None = None
+    final_relu: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.final_relu is None:  # frozen: set the resolved default once
+            object.__setattr__(self, "final_relu", self.version == 2)
         if self.stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
         if len(self.widths) != len(self.convs_per_group) or not self.widths:
@@ -77,12 +84,17 @@ class DiracNetSpec:
         v1 = " v1 (NCReLU)" if self.version == 1 else ""
         return f"DiracNet{v1}-{self.depth}-{self.width:g} ({kind} stem, {self.num_classes} classes)"
 
-    def summary_rows(self) -> list[tuple[str, str]]:
+    def summary_rows(self, folded: bool = False) -> list[tuple[str, str]]:
+        """Rows for `inspect`. An already-folded file says nothing about its scales or BN eps: not shown."""
+        rows = [("groups", ", ".join(f"{n} x {w}ch" for n, w in zip(self.convs_per_group, self.widths))),
+                ("forward", f"{'NCReLU' if self.version == 1 else 'ReLU'} blocks, "
+                            f"{'a' if self.final_relu else 'no'} ReLU before the average pool")]
+        if folded:
+            return rows
         beta = self.per_channel_scales if self.per_channel_beta is None else self.per_channel_beta
         scales = (f"alpha {'per channel' if self.per_channel_scales else 'scalar'}, "
                   f"beta {'per channel' if beta else 'scalar'}")
-        return [("groups", ", ".join(f"{n} x {w}ch" for n, w in zip(self.convs_per_group, self.widths))),
-                ("scales", scales), ("BN eps", f"{self.bn_eps:g}")]
+        return rows + [("scales", scales), ("BN eps", f"{self.bn_eps:g}")]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,7 +191,7 @@ class ScaledIdentitySpec:
     def name(self) -> str:
         return f"ScaledIdentityNet-{self.depth} ({self.shortcut} shortcuts, {self.num_classes} classes)"
 
-    def summary_rows(self) -> list[tuple[str, str]]:
+    def summary_rows(self, folded: bool = False) -> list[tuple[str, str]]:
         return [("groups", ", ".join(f"{n} blocks x {w}ch" for n, w in zip(self.blocks_per_group, self.widths))),
                 ("shortcut", f"{self.shortcut}, s {'per channel' if self.per_channel_shortcut else 'scalar'}"),
                 ("BN eps", f"{self.bn_eps:g}")]

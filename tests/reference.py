@@ -101,11 +101,13 @@ def _group_counts(p):
     return counts
 
 
-def forward(p: dict[str, torch.Tensor], x: torch.Tensor, v1: bool = False) -> torch.Tensor:
+def forward(p: dict[str, torch.Tensor], x: torch.Tensor, v1: bool = False, final_relu: bool | None = None) -> torch.Tensor:
     """The original v2 functional forward (master diracnet.py, with the final ReLU of commit 93d38e3).
 
-    With `v1`, the branch-v1 forward: NCReLU instead of ReLU in every block, no ReLU before the average pool.
+    With `v1`, the branch-v1 forward: NCReLU instead of ReLU in every block, no ReLU before the average pool
+    (`final_relu=True` gives the v1 notebook's "original definition" of the released models, which has one).
     """
+    final_relu = (not v1) if final_relu is None else final_relu
     imagenet = p["conv"].shape[-1] == 7
     if imagenet:
         o = _batch_norm(F.conv2d(x, p["conv"], padding=3, stride=2), p, "bn")
@@ -123,7 +125,7 @@ def forward(p: dict[str, torch.Tensor], x: torch.Tensor, v1: bool = False) -> to
             delta = p[eye_name(w.shape)]
             w_hat = beta * F.normalize(w.view(w.size(0), -1)).view_as(w) + alpha * delta
             o = _batch_norm(F.conv2d(ncrelu(o) if v1 else F.relu(o), w_hat, padding=1), p, f"{base}.bn")
-    if not v1:
+    if final_relu:
         o = F.relu(o)
     o = F.avg_pool2d(o, o.size(-1))
     return F.linear(o.view(o.size(0), -1), p["fc.weight"], p["fc.bias"])
@@ -215,8 +217,60 @@ def define_params_v1(dataset: str, depth: int, width: float = 1.0, seed: int = 0
 
 
 def forward_v1(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The v1 functional forward (branch v1 diracnet.py)."""
+    """The v1 functional forward (branch v1 diracnet.py): no ReLU before the average pool."""
     return forward(p, x, v1=True)
+
+
+def forward_v1_released(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The v1 notebook's `define_train_diracnet` ("original definition" of the released models): the v1 blocks
+    (scalar gamma on the tiled eye, per-channel beta on normalize(W)), and `avg_pool2d(relu(o))` at the end."""
+    return forward(p, x, v1=True, final_relu=True)
+
+
+def notebook_fold_v1(p: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """A v1 net folded into the released folded layout (diracnet-18-0.75-br-export.hkl): BN and the Dirac
+    parameterization into each conv, convs keep their [out, 2 x in] shapes (NCReLU stays an op), fc copied."""
+    out = {}
+
+    def bn_scale(base):
+        a = p[f"{base}.weight"] / torch.sqrt(p[f"{base}.running_var"] + 1e-5)
+        return a, p[f"{base}.bias"] - p[f"{base}.running_mean"] * a
+
+    a, b = bn_scale("bn")
+    out[f"{prefix}conv.weight"], out[f"{prefix}conv.bias"] = p["conv"] * a.view(-1, 1, 1, 1), b
+    for gi, count in enumerate(_group_counts(p)):
+        for bi in range(count):
+            base = f"group{gi}.block{bi}"
+            w = p[f"{base}.conv"]
+            w_hat = (p[f"{base}.beta"].view(-1, 1, 1, 1) * F.normalize(w.view(w.size(0), -1)).view_as(w)
+                     + p[f"{base}.alpha"].view(-1, 1, 1, 1) * p[eye_name(w.shape)])
+            a, b = bn_scale(f"{base}.bn")
+            out[f"{prefix}{base}.conv.weight"], out[f"{prefix}{base}.conv.bias"] = w_hat * a.view(-1, 1, 1, 1), b
+    out["fc.weight"], out["fc.bias"] = p["fc.weight"], p["fc.bias"]
+    return out
+
+
+def forward_v1_folded(f: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The v1 notebook's functional folded definition (`define_diracnet` on the export file), generalized to
+    the CIFAR stem: conv -> (ImageNet) max-pool 3/2/1 or (CIFAR) ReLU -> per block conv(ncrelu(o)) with max-pool
+    2 between groups -> avg_pool2d(relu(o)) -> fc."""
+    f = {k.removeprefix("features."): v for k, v in f.items()}
+    imagenet = f["conv.weight"].shape[-1] == 7
+    if imagenet:
+        o = F.max_pool2d(F.conv2d(x, f["conv.weight"], f["conv.bias"], padding=3, stride=2), 3, 2, 1)
+    else:
+        o = F.relu(F.conv2d(x, f["conv.weight"], f["conv.bias"], padding=1))
+    g = 0
+    while f"group{g}.block0.conv.weight" in f:
+        if g > 0:
+            o = F.max_pool2d(o, 2)
+        b = 0
+        while f"group{g}.block{b}.conv.weight" in f:
+            o = F.conv2d(ncrelu(o), f[f"group{g}.block{b}.conv.weight"], f[f"group{g}.block{b}.conv.bias"], padding=1)
+            b += 1
+        g += 1
+    o = F.avg_pool2d(F.relu(o), o.size(-1))
+    return F.linear(o.view(o.size(0), -1), f["fc.weight"], f["fc.bias"])
 
 
 def as_v1_params_stats(p):

@@ -168,8 +168,8 @@ def test_failed_proof_writes_nothing_and_keeps_existing_output(tmp_path, good_ck
 
     real = fold_module.folded_plain
 
-    def broken(model):  # a fold bug: one bias off
-        plain, notes = real(model)
+    def broken(model, ncrelu="keep"):  # a fold bug: one bias off
+        plain, notes = real(model, ncrelu)
         plain.group2_block1_conv.bias.data += 1.0
         return plain, notes
 

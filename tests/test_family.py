@@ -45,24 +45,102 @@ def _close(out, ref):
 
 # --- DiracNet v1 -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("writer", [reference.as_v1_params_stats, reference.as_v1_hkl_naming], ids=["params-stats", "hkl-names"])
+V1_FORWARDS = {"params-stats": (reference.as_v1_params_stats, reference.forward_v1),
+               "hkl-names": (reference.as_v1_hkl_naming, reference.forward_v1_released)}
+
+
+@pytest.mark.parametrize("ncrelu", ["keep", "absorb"])
+@pytest.mark.parametrize("naming", list(V1_FORWARDS))
 @pytest.mark.parametrize("dataset,depth,width,size", [("cifar", 10, 1.0, 32), ("cifar", 16, 0.5, 32),
                                                       ("imagenet", 18, 0.25, 64)])
-def test_v1_folds_to_the_original_v1_forward(tmp_path, writer, dataset, depth, width, size):
+def test_v1_folds_to_the_forward_its_naming_implies(tmp_path, naming, ncrelu, dataset, depth, width, size):
+    """Functional naming (alpha/beta): the v1 branch's forward, no final ReLU. Released naming
+    (conv.gamma/conv.beta): the v1 notebook's forward of the released models, with one."""
+    writer, forward = V1_FORWARDS[naming]
     params = reference.define_params_v1(dataset, depth, width, seed=depth)
     torch.save(writer(params), tmp_path / "v1.pt7")
-    report = fold_checkpoint(tmp_path / "v1.pt7", tmp_path / "plain.pth", LoadOptions(input_size=size))
+    report = fold_checkpoint(tmp_path / "v1.pt7", tmp_path / "plain.pth", LoadOptions(input_size=size, ncrelu=ncrelu))
     assert report.layout == "v1-params-stats" and report.spec.version == 1 and report.proof.ok
-    assert any("NCReLU absorbed" in n for n in report.notes)
+    assert report.spec.final_relu == (naming == "hkl-names")
     plain = load_plain(tmp_path / "plain.pth")
+    assert plain.meta["fold"]["ncrelu"] == ncrelu and plain.meta["architecture"]["final_relu"] == report.spec.final_relu
     kinds = [layer.kind for layer in plain.layers]
-    # NCReLU survives only right after a max-pool (one per group, plus ImageNet's stem pool)
-    pools = [i for i, k in enumerate(kinds) if k == "maxpool"]
-    assert [i for i, k in enumerate(kinds) if k == "ncrelu"] == [i + 1 for i in pools]
+    blocks = sum(2 * n for n in reference.IMAGENET_BLOCKS[depth]) if dataset == "imagenet" else 3 * 2 * ((depth - 4) // 6)
+    if ncrelu == "absorb":  # NCReLU survives only right after a max-pool (one per group, plus ImageNet's stem pool)
+        pools = [i for i, k in enumerate(kinds) if k == "maxpool"]
+        assert [i for i, k in enumerate(kinds) if k == "ncrelu"] == [i + 1 for i in pools]
+    else:  # every block keeps its NCReLU, except where the CIFAR stem's ReLU makes it [relu(x), 0]
+        assert kinds.count("ncrelu") == blocks - (dataset == "cifar")
     for batch in (1, 3):
         x = torch.randn(batch, 3, size, size)
         with torch.no_grad():
-            _close(plain(x), reference.forward_v1(params, x))
+            _close(plain(x), forward(params, x))
+
+
+def test_final_relu_can_be_overridden(tmp_path):
+    params = reference.define_params_v1("cifar", 10, seed=8)
+    torch.save(reference.as_v1_params_stats(params), tmp_path / "v1.pt7")
+    report = fold_checkpoint(tmp_path / "v1.pt7", tmp_path / "plain.pth", LoadOptions(final_relu=True))
+    assert report.spec.final_relu and report.proof.ok
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        _close(load_plain(tmp_path / "plain.pth")(x), reference.forward_v1_released(params, x))
+    res = CliRunner().invoke(main, ["inspect", str(tmp_path / "v1.pt7"), "--final-relu"])
+    assert res.exit_code == 0 and "a ReLU before the average pool" in res.stdout, res.output
+
+
+def _count(sd):
+    return sum(v.numel() for v in sd.values())
+
+
+def test_default_v1_fold_keeps_the_authors_size_and_absorb_is_exact_but_larger(tmp_path):
+    params = reference.define_params_v1("cifar", 16, seed=3)
+    torch.save(reference.as_v1_hkl_naming(params), tmp_path / "v1.pt7")
+    authors = _count(reference.notebook_fold_v1(params))  # the released folded layout's own tensors
+    keep = fold_checkpoint(tmp_path / "v1.pt7", tmp_path / "keep.pth")
+    absorb = fold_checkpoint(tmp_path / "v1.pt7", tmp_path / "absorb.pth", LoadOptions(ncrelu="absorb"))
+    # keep: the authors' size, less the first block's weights that read the CIFAR stem ReLU's zero half
+    first = params["group0.block0.conv"].shape
+    assert keep.parameters_after == authors - first[0] * (first[1] // 2) * 9
+    assert absorb.parameters_after > keep.parameters_after and absorb.flops_after > keep.flops_after
+    assert keep.proof.ok and absorb.proof.ok
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = reference.forward_v1_released(params, x)
+        _close(load_plain(tmp_path / "keep.pth")(x), ref)
+        _close(load_plain(tmp_path / "absorb.pth")(x), ref)
+
+
+@pytest.mark.parametrize("prefix", ["", "features."], ids=["plain-keys", "features-prefix"])
+@pytest.mark.parametrize("dataset,depth,width,size", [("imagenet", 18, 0.25, 64), ("cifar", 10, 1.0, 32)])
+def test_released_folded_v1_loads_verifies_and_exports(tmp_path, prefix, dataset, depth, width, size):
+    params = reference.define_params_v1(dataset, depth, width, seed=5)
+    folded = reference.notebook_fold_v1(params, prefix)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():  # the transcription of the notebook's folded forward equals the original forward
+        _close(reference.forward_v1_folded(folded, x), reference.forward_v1_released(params, x))
+    torch.save(folded, tmp_path / "export.pth")
+    report = fold_checkpoint(tmp_path / "export.pth", tmp_path / "plain.pth", LoadOptions(input_size=size))
+    assert report.layout == "v1-folded" and report.folded_source and report.proof.ok and report.spec.version == 1
+    if dataset == "imagenet":  # no ReLU before the first NCReLU: nothing to drop, the authors' size exactly
+        assert report.parameters == report.parameters_after == _count(folded)
+    with torch.no_grad():
+        _close(load_plain(tmp_path / "plain.pth")(x), reference.forward_v1_folded(folded, x))
+    res = CliRunner().invoke(main, ["export", str(tmp_path / "export.pth"), "--onnx", str(tmp_path / "m.onnx"),
+                                    "--input-size", str(size)])
+    assert res.exit_code == 0 and (tmp_path / "m.onnx").exists(), res.output
+    res = CliRunner().invoke(main, ["inspect", str(tmp_path / "export.pth")])
+    assert res.exit_code == 0 and "v1-folded" in res.stdout
+    assert "BN eps" not in res.stdout and "scales" not in res.stdout  # a folded file says nothing about them
+
+
+def test_inconsistent_v1_folded_file_names_what_is_wrong(tmp_path):
+    folded = reference.notebook_fold_v1(reference.define_params_v1("imagenet", 18, 0.25, seed=1), "features.")
+    folded["features.group1.block1.conv.weight"] = folded["features.group1.block1.conv.weight"][:, :16]
+    torch.save(folded, tmp_path / "bad.pth")
+    res = CliRunner().invoke(main, ["fold", str(tmp_path / "bad.pth"), "-o", str(tmp_path / "p.pth")])
+    assert res.exit_code == 1 and "v1-folded" in res.stderr and "group1_block1_conv.weight" in res.stderr
+    assert "[out, 2 x in, 3, 3]" in res.stderr or "needs" in res.stderr
 
 
 def test_v1_missing_eyes_regenerate_the_tiled_delta(tmp_path):
@@ -313,7 +391,7 @@ def test_hkl_converter_split_produces_a_foldable_v1_checkpoint(tmp_path):
     fold_checkpoint(tmp_path / "converted.pth", tmp_path / "plain.pth")
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        _close(load_plain(tmp_path / "plain.pth")(x), reference.forward_v1(params, x))
+        _close(load_plain(tmp_path / "plain.pth")(x), reference.forward_v1_released(params, x))
     proc = subprocess.run([sys.executable, str(ROOT / "converters" / "hkl_to_pth.py"), "a.hkl", "a.hkl"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "error" in proc.stderr
@@ -334,4 +412,12 @@ def test_hkl_converter_end_to_end_on_a_real_hdf5_file(tmp_path):
     assert report.layout == "v1-params-stats"
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        _close(load_plain(tmp_path / "plain.pth")(x), reference.forward_v1(params, x))
+        _close(load_plain(tmp_path / "plain.pth")(x), reference.forward_v1_released(params, x))
+
+
+def test_released_v1_18_075_folds_to_the_notebooks_parameter_count(tmp_path):
+    """The v1 notebook: DiracNet-18-0.75, "12.8M parameters", Total parameters: 12753640 (its folded file)."""
+    params = reference.define_params_v1("imagenet", 18, 0.75, seed=0)
+    torch.save(reference.as_v1_hkl_naming(params), tmp_path / "v1.pt7")
+    report = fold_checkpoint(tmp_path / "v1.pt7", None, LoadOptions(input_size=64))
+    assert report.parameters_after == 12_753_640 and report.proof.ok

@@ -19,20 +19,32 @@ from ..fileio import sha256_file
 from ..models.dirac import DiracNet
 from ..models.scaled_identity import ScaledIdentityNet
 from ..spec import DiracNetSpec, ScaledIdentitySpec
-from .formats import LAYOUTS, v2_folded
+from .formats import LAYOUTS
 from .infer import check_against, infer_spec, with_overrides
 from .reading import load_torch_file, unwrap
 
 
 @dataclass
 class LoadOptions:
-    """What a checkpoint cannot tell: trust, BN eps, and metadata for the folded artifact."""
+    """What a checkpoint cannot tell: trust, BN eps, the forward's final ReLU, metadata for the folded artifact,
+    and the form a v1 net folds to.
+
+    Attributes:
+        trust_checkpoint: allow full unpickling (arbitrary code); off by default.
+        bn_eps: the source's batch-norm epsilon (default 1e-5, the original code's).
+        input_size, mean, std: recorded in the artifact (the checkpoints of the original code store none).
+        final_relu: force (True/False) the ReLU before the average pool; None: what the layout implies.
+        ncrelu: v1 fold form, "keep" (NCReLU stays a layer; the authors' folded size) or "absorb" (a pure
+            conv-ReLU chain whose convs before an NCReLU have twice the outputs).
+    """
 
     trust_checkpoint: bool = False
     bn_eps: float | None = None
     input_size: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    final_relu: bool | None = None
+    ncrelu: str = "keep"
 
 
 @dataclass
@@ -115,15 +127,16 @@ def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = 
     raw = layout.read(obj)
     sd = {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
           for k, v in raw.state_dict.items()}
-    overrides = dict(bn_eps=options.bn_eps, input_size=options.input_size, mean=options.mean, std=options.std)
+    overrides = dict(bn_eps=options.bn_eps, input_size=options.input_size, mean=options.mean, std=options.std,
+                     final_relu=options.final_relu if options.final_relu is not None else raw.hints.get("final_relu"))
     if raw.folded:
         source = {k.removeprefix("features."): v for k, v in obj.items()}
         spec = infer_spec(source, **overrides)
-        reference = v2_folded.OriginalFoldedNet(obj, spec.stem, spec.convs_per_group)
+        reference = layout.reference(obj, spec)
         return LoadedCheckpoint(path, sha256_file(path), layout.NAME, layout.DESCRIPTION, spec, reference.eval(),
                                 sd, raw.notes)
     if raw.spec is not None:  # a layout that documents its architecture
-        spec = with_overrides(raw.spec, **overrides)
+        spec = with_overrides(raw.spec, **{k: v for k, v in overrides.items() if k != "final_relu"})
         model = ScaledIdentityNet(spec)
     else:
         _normalise_scales(sd)

@@ -45,7 +45,7 @@ def group_structure(keys, weight_suffix: str) -> list[int]:
 
 
 def infer_spec(sd: dict, *, bn_eps: float | None = None, input_size: int | None = None,
-               mean=None, std=None, weight_suffix: str = ".conv.weight",
+               mean=None, std=None, final_relu: bool | None = None, weight_suffix: str = ".conv.weight",
                stem_key: str = "conv.weight", fc_key: str = "fc.weight") -> DiracNetSpec:
     """Infer a `DiracNetSpec` from tensor shapes.
 
@@ -84,6 +84,7 @@ def infer_spec(sd: dict, *, bn_eps: float | None = None, input_size: int | None 
         mean=tuple(mean) if mean else (IMAGENET_MEAN if imagenet else CIFAR_MEAN),
         std=tuple(std) if std else (IMAGENET_STD if imagenet else CIFAR_STD),
         version=version, per_channel_beta=None if per_channel_beta == per_channel else per_channel_beta,
+        final_relu=final_relu,
     )
 
 

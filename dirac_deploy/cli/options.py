@@ -17,7 +17,13 @@ def _floats(ctx, param, value):
 
 
 def checkpoint_options(f):
-    """--trust-checkpoint, --bn-eps, --input-size, --mean, --std."""
+    """--trust-checkpoint, --bn-eps, --input-size, --mean, --std, --final-relu, --ncrelu."""
+    f = click.option("--ncrelu", type=click.Choice(["keep", "absorb"]), default="keep", show_default=True,
+                     help="DiracNet v1 fold form: keep NCReLU as a layer (the authors' size) or absorb it into the "
+                          "conv before it (a pure conv-ReLU chain; those convs get twice the outputs).")(f)
+    f = click.option("--final-relu/--no-final-relu", default=None,
+                     help="Force the ReLU before the average pool on or off [default: what the layout implies: v2 "
+                          "and the released v1 files have one, the v1 branch's own code has none].")(f)
     f = click.option("--std", callback=_floats, help="Input std per channel, comma-separated (metadata).")(f)
     f = click.option("--mean", callback=_floats, help="Input mean per channel, comma-separated (metadata).")(f)
     f = click.option("--input-size", type=click.IntRange(min=8),
@@ -29,5 +35,6 @@ def checkpoint_options(f):
     return f
 
 
-def load_options(trust_checkpoint, bn_eps, input_size, mean, std) -> LoadOptions:
-    return LoadOptions(trust_checkpoint=trust_checkpoint, bn_eps=bn_eps, input_size=input_size, mean=mean, std=std)
+def load_options(trust_checkpoint, bn_eps, input_size, mean, std, final_relu=None, ncrelu="keep") -> LoadOptions:
+    return LoadOptions(trust_checkpoint=trust_checkpoint, bn_eps=bn_eps, input_size=input_size, mean=mean, std=std,
+                       final_relu=final_relu, ncrelu=ncrelu)

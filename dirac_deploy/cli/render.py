@@ -33,7 +33,7 @@ def inspect_rows(report) -> list[tuple[str, str]]:
     spec = report.spec
     rows = [("source", f"{report.path}  (sha256 {report.sha256[:12]})"),
             ("layout", f"{report.layout}: {report.layout_description}"),
-            ("architecture", spec.name), *spec.summary_rows(),
+            ("architecture", spec.name), *spec.summary_rows(folded=report.folded_source),
             ("input", f"{spec.in_channels}x{spec.input_size}x{spec.input_size}, mean {list(spec.mean)}, std {list(spec.std)}")]
     if report.folded_source:
         rows.append(("state", "already folded (plain chain)"))

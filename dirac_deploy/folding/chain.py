@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ..errors import CheckpointError
 from ..kernels import bn_tensors, fold_conv_bn, fold_dirac_conv_bn
 from ..models.plain import PlainNet
 from ..spec import DiracNetSpec, LayerSpec
@@ -56,7 +57,7 @@ def diracnet_ops(spec: DiracNetSpec, model=None) -> list[Op]:
                                 dict(in_channels=2 * cin if act == "ncrelu" else cin, out_channels=width,
                                      kernel_size=3, stride=1, padding=1), w, b)]
         prev = width
-    if spec.version == 2:
+    if spec.final_relu:
         ops.append(Op("relu"))
     fc_w = fc_b = None
     if model is not None:
@@ -78,18 +79,27 @@ def _neg_half_inputs(op: Op, keep_only_first: bool) -> Op:
     return replace(op, args=args, weight=w)
 
 
-def canonicalize(ops: list[Op]) -> list[Op]:
+NCRELU_FORMS = ("keep", "absorb")
+
+
+def canonicalize(ops: list[Op], ncrelu: str = "absorb") -> list[Op]:
     """Exact rewrites to a canonical plain chain. Each rule holds in real arithmetic:
 
     - ReLU after ReLU is one ReLU.
     - max-pool then ReLU (or LeakyReLU) becomes ReLU then max-pool: max commutes with any non-decreasing
       elementwise map, and max-pool pads with -inf. conv->ReLU adjacency is what runtimes fuse.
-    - NCReLU(x) = [relu(x), -relu(-x)]. Directly after a conv W, b it is absorbed: the conv emits [x; -x]
-      (weights [W; -W], biases [b; -b]), a ReLU gives [relu(x), relu(-x)], and the next conv negates the
-      weights reading the second half. Directly after a ReLU it is [relu(x), 0]: dropped, and the next conv
-      keeps only the weights reading the first half. After a max-pool it stays an explicit NCReLU layer: the
-      absorbed form would pool relu(-x), and max(-x) is not -max(x).
+    - NCReLU(x) = [relu(x), -relu(-x)]. Directly after a ReLU it is [relu(x), 0]: dropped, and the next conv
+      keeps only the weights reading the first half (smaller, in either form).
+    - `ncrelu="absorb"`: directly after a conv W, b it is absorbed: the conv emits [x; -x] (weights [W; -W],
+      biases [b; -b]), a ReLU gives [relu(x), relu(-x)], and the next conv negates the weights reading the
+      second half. A pure conv-ReLU chain, but that conv has twice the outputs: more parameters and FLOPs.
+    - `ncrelu="keep"` (the authors' folded form): it stays an NCReLU layer, the convs keep their sizes; it
+      exports as Max/Min/Concat, which every runtime runs.
+    - After a max-pool it stays an NCReLU layer in both forms: the absorbed form would pool relu(-x), and
+      max(-x) is not -max(x).
     """
+    if ncrelu not in NCRELU_FORMS:
+        raise ValueError(f"ncrelu must be one of {NCRELU_FORMS}, got {ncrelu!r}")
     out: list[Op] = []
     i = 0
     while i < len(ops):
@@ -102,7 +112,8 @@ def canonicalize(ops: list[Op]) -> list[Op]:
             out.insert(len(out) - 1, op)
             i += 1
             continue
-        if op.kind == "ncrelu" and last is not None and last.kind in ("conv", "relu"):
+        absorbable = ("conv", "relu") if ncrelu == "absorb" else ("relu",)
+        if op.kind == "ncrelu" and last is not None and last.kind in absorbable:
             nxt = ops[i + 1]
             assert nxt.kind == "conv", "NCReLU must feed a conv"
             if last.kind == "conv":
@@ -116,10 +127,10 @@ def canonicalize(ops: list[Op]) -> list[Op]:
             continue
         out.append(op)
         i += 1
-    return _name_activations(out)
+    return name_activations(out)
 
 
-def _name_activations(ops: list[Op]) -> list[Op]:
+def name_activations(ops: list[Op]) -> list[Op]:
     """Activations take the name of the conv they follow (`group0_block1_relu`); pools keep theirs."""
     named, base = [], "input"
     for op in ops:
@@ -143,6 +154,48 @@ def to_plain(ops: list[Op]) -> PlainNet:
     return plain.eval()
 
 
-def plain_layers(spec: DiracNetSpec) -> list[LayerSpec]:
+def plain_layers(spec: DiracNetSpec, ncrelu: str = "keep") -> list[LayerSpec]:
     """The folded chain's layers for a DiracNet spec (structure only)."""
-    return [LayerSpec(op.kind, op.name, dict(op.args)) for op in canonicalize(diracnet_ops(spec))]
+    return [LayerSpec(op.kind, op.name, dict(op.args)) for op in canonicalize(diracnet_ops(spec), ncrelu)]
+
+
+def folded_source_ops(spec: DiracNetSpec, sd: dict, what: str) -> list[Op]:
+    """The ops of an already-folded source (tensors under plain-chain names `stem_conv`, `group{g}_block{b}_conv`,
+    `fc`), in its own order, every tensor checked against the shape the architecture needs.
+
+    Raises:
+        CheckpointError: a missing, unexpected or mis-shaped tensor (naming the likely layout when the shapes
+            say DiracNet v1: block convs that read twice the channels).
+    """
+    ops = diracnet_ops(spec)
+    expected = {}
+    for op in ops:
+        if op.kind == "conv":
+            a = op.args
+            expected[f"{op.name}.weight"] = (a["out_channels"], a["in_channels"], a["kernel_size"], a["kernel_size"])
+            expected[f"{op.name}.bias"] = (a["out_channels"],)
+        elif op.kind == "linear":
+            expected[f"{op.name}.weight"] = (op.args["out_features"], op.args["in_features"])
+            expected[f"{op.name}.bias"] = (op.args["out_features"],)
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"inconsistent {what}: missing {missing[:6]}, unexpected {unexpected[:6]}")
+    for k, shape in expected.items():
+        t = sd[k]
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
+            got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            hint = ""
+            if isinstance(t, torch.Tensor) and t.dim() == 4 and len(shape) == 4 and t.shape[1] == 2 * shape[1]:
+                hint = (" - the block convs read twice the channels, as DiracNet v1 (NCReLU) convs do; check that "
+                        "every block conv has the v1 shape [out, 2 x in, 3, 3]")
+            raise CheckpointError(f"inconsistent shapes in {what}: {k} is {got}, but the architecture implied by the "
+                                  f"other tensors needs {list(shape)}{hint}")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(f"{k} contains NaN/Inf values: the checkpoint is corrupt; nothing to fold")
+    out = []
+    for op in ops:
+        if op.kind in ("conv", "linear"):
+            op = replace(op, weight=sd[f"{op.name}.weight"].float(), bias=sd[f"{op.name}.bias"].float())
+        out.append(op)
+    return out

@@ -24,23 +24,33 @@ class FoldResult:
     notes: list[str] = field(default_factory=list)
 
 
-def folded_plain(model: DiracNet | ScaledIdentityNet) -> tuple[PlainNet, list[str]]:
-    """The folded chain of `model` and notes (reads `model`, never writes it); rewrites in `chain.canonicalize`."""
+NCRELU_NOTES = {
+    "keep": "v1: NCReLU kept as a layer (the authors' folded form: every conv keeps its size); dropped where a "
+            "ReLU precedes it (it is [relu(x), 0] there)",
+    "absorb": "v1: NCReLU absorbed into the preceding conv (doubled outputs, sign moved into the next conv) "
+              "wherever no max-pool sits between, for a pure conv-ReLU chain; kept as a layer after max-pools",
+}
+
+
+def folded_plain(model: DiracNet | ScaledIdentityNet, ncrelu: str = "keep") -> tuple[PlainNet, list[str]]:
+    """The folded chain of `model` and notes (reads `model`, never writes it); rewrites in `chain.canonicalize`.
+
+    `ncrelu` picks the v1 form: "keep" (NCReLU stays a layer, the authors' size) or "absorb" (conv-ReLU only).
+    """
     if isinstance(model, ScaledIdentityNet):
         ops, notes = scaled_identity_ops(model)
     elif isinstance(model, DiracNet):
         ops, notes = diracnet_ops(model.spec, model), []
         if model.spec.version == 1:
-            notes.append("v1: NCReLU absorbed into the preceding conv (doubled outputs, sign moved into the next "
-                         "conv) wherever no max-pool sits between; kept as an NCReLU layer after max-pools")
+            notes.append(NCRELU_NOTES[ncrelu])
     else:
         raise TypeError(f"fold takes a DiracNet or ScaledIdentityNet, got {type(model).__name__}; "
                         f"for other modules use fold_module")
-    return to_plain(canonicalize(ops)), notes
+    return to_plain(canonicalize(ops, ncrelu)), notes
 
 
 def fold(model: DiracNet, *, check_batch: int = 4, seed: int = 0, rtol: float = DEFAULT_RTOL,
-         input_size: int | None = None) -> FoldResult:
+         input_size: int | None = None, ncrelu: str = "keep") -> FoldResult:
     """Fold `model` (eval mode) into a plain chain and verify it.
 
     Args:
@@ -49,6 +59,8 @@ def fold(model: DiracNet, *, check_batch: int = 4, seed: int = 0, rtol: float = 
         seed: seed of those images.
         rtol: tolerance on max|logit error| / max|logit|.
         input_size: spatial size of the check images (default: the spec's input size).
+        ncrelu: v1 only: "keep" NCReLU as a layer (default; the authors' parameter count) or "absorb" it into
+            the preceding conv (a pure conv-ReLU chain, twice the outputs at those convs).
 
     Returns:
         FoldResult with the plain model (eval mode) and its proof.
@@ -61,7 +73,7 @@ def fold(model: DiracNet, *, check_batch: int = 4, seed: int = 0, rtol: float = 
         raise EquivalenceError("refusing to fold a model in train mode: batch norm would use batch statistics, "
                                "not its running averages; call model.eval() first")
     spec = model.spec
-    plain, notes = folded_plain(model)
+    plain, notes = folded_plain(model, ncrelu)
     inputs = seeded_inputs(check_batch, spec.in_channels, input_size or spec.input_size, seed)
     inputs = inputs.to(next(model.parameters()).device)
     plain.to(inputs.device)

@@ -4,7 +4,8 @@ Block (pre-activation): o = BN(conv(relu(o), beta * normalize(W) + alpha * delta
 ImageNet: conv7x7/2 -> BN (no ReLU) -> maxpool 3/2/1 -> groups with max-pool 2 between -> ReLU -> GAP -> fc.
 CIFAR:    conv3x3   -> BN -> ReLU               -> groups with max-pool 2 between -> ReLU -> GAP -> fc.
 v1 (branch `v1`): NCReLU = cat(relu(x), min(x, 0)) instead of ReLU in each block, so block convs take twice
-the channels; the delta is tiled; no ReLU before the final average pool.
+the channels; the delta is tiled; the v1 branch's code has no ReLU before the final average pool (the released
+models' notebook has one: `spec.final_relu`).
 Parameter names mirror the original flat keys: `conv`, `bn`, `group{g}.block{b}.{conv,bn}`, `fc`.
 """
 
@@ -118,6 +119,6 @@ class DiracNet(nn.Module):
             if g > 0:
                 o = F.max_pool2d(o, 2)
             o = group(o)
-        if self.spec.version == 2:  # v1 has no ReLU before the average pool
+        if self.spec.final_relu:  # v2 and the released v1 models; the v1 branch's own code has none
             o = F.relu(o)
         return self.fc(F.adaptive_avg_pool2d(o, 1).flatten(1))

@@ -6,10 +6,10 @@ the published folded layout gives plain-chain keys and `folded=True`.
 
 from __future__ import annotations
 
-from . import native, scaled_identity, v1_params_stats, v2_flat_params, v2_folded, v2_params_stats
+from . import native, scaled_identity, v1_folded, v1_params_stats, v2_flat_params, v2_folded, v2_params_stats
 from ._raw import RawModel
 
 __all__ = ["LAYOUTS", "RawModel"]
 
 # Order matters only for readability: the detectors are mutually exclusive.
-LAYOUTS = (v2_flat_params, v2_params_stats, v2_folded, v1_params_stats, native, scaled_identity)
+LAYOUTS = (v2_flat_params, v2_params_stats, v2_folded, v1_params_stats, v1_folded, native, scaled_identity)

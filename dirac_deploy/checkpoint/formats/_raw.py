@@ -14,3 +14,4 @@ class RawModel:
     folded: bool = False
     notes: list[str] = field(default_factory=list)
     spec: object = None
+    hints: dict = field(default_factory=dict)  # architecture facts the layout implies (e.g. final_relu)

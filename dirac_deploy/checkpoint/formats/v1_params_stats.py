@@ -5,7 +5,10 @@
 `...bn.{weight,bias}`, `fc.*`; stats hold the running statistics and the tiled `eye...` deltas.
 The released v1 `.hkl` files (converted by converters/hkl_to_pth.py) name the scales differently:
 `...conv.gamma` (the delta scale, shape [1]) and `...conv.beta` (the weight scale, per channel); both
-spellings are read.
+spellings are read. The forward differs too: the v1 branch's diracnet.py has no ReLU before the average pool,
+while the v1 notebook that documents the released models ("original definition") has one. So a file in the
+released naming gets `final_relu=True`, one in the functional naming `final_relu=False` (`--final-relu` /
+`--no-final-relu` override either).
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ def detect(obj) -> bool:
 
 
 def read(obj):
-    merged = {}
+    merged, released = {}, False
     for k, v in {**obj["stats"], **obj["params"]}.items():
         m = _HKL_SCALE.match(k) if isinstance(k, str) else None
         if m:  # released-file naming: conv.gamma scales the delta (alpha), conv.beta scales W (beta)
             k = f"{m.group(1)}.{'alpha' if m.group(2) == 'gamma' else 'beta'}"
+            released = True
         merged[k] = v
     sd, notes = to_native(merged, tiled_delta=True)
-    return RawModel(sd, notes=notes)
+    if released:
+        notes.append("released v1 naming (conv.gamma / conv.beta): the notebook's forward, with a ReLU before the "
+                     "average pool")
+    return RawModel(sd, notes=notes, hints={"final_relu": released})

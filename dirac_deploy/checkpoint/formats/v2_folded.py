@@ -24,7 +24,11 @@ _BLOCK = re.compile(r"^features\.(group\d+)\.(block\d+)\.conv\.(weight|bias)$")
 
 
 def detect(obj) -> bool:
-    return isinstance(obj, dict) and isinstance(obj.get("features.conv.weight"), torch.Tensor)
+    if not (isinstance(obj, dict) and isinstance(obj.get("features.conv.weight"), torch.Tensor)):
+        return False
+    from .v1_folded import reads_ncrelu  # v1 folded files may carry the same prefix
+
+    return not reads_ncrelu({k.removeprefix("features."): v for k, v in obj.items() if isinstance(k, str)})
 
 
 def read(obj):
@@ -40,13 +44,18 @@ def read(obj):
     return RawModel(sd, folded=True)
 
 
+def reference(obj: dict, spec) -> nn.Module:
+    """The source's own forward, evaluated on its tensors (what the remapped chain is checked against)."""
+    return OriginalFoldedNet(obj, spec.stem, spec.convs_per_group, spec.final_relu)
+
+
 class OriginalFoldedNet(nn.Module):
     """The original folded forward, evaluated directly on the source tensors (the reference for layout c)."""
 
-    def __init__(self, source: dict, stem: str, convs_per_group: tuple[int, ...]):
+    def __init__(self, source: dict, stem: str, convs_per_group: tuple[int, ...], final_relu: bool = True):
         super().__init__()
         self.source = {k: v.float() for k, v in source.items()}
-        self.stem, self.convs_per_group = stem, convs_per_group
+        self.stem, self.convs_per_group, self.final_relu = stem, convs_per_group, final_relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.source
@@ -60,5 +69,7 @@ class OriginalFoldedNet(nn.Module):
             for b in range(count):
                 key = f"features.group{g}.block{b}.conv"
                 o = F.conv2d(F.relu(o), s[key + ".weight"], s[key + ".bias"], padding=1)
-        o = F.adaptive_avg_pool2d(F.relu(o), 1).flatten(1)
+        if self.final_relu:
+            o = F.relu(o)
+        o = F.adaptive_avg_pool2d(o, 1).flatten(1)
         return F.linear(o, s["fc.weight"], s["fc.bias"])
