@@ -14,6 +14,7 @@ from .bench.report import write_json, write_plot
 from .bench.run import BenchConfig, BenchResult, run_benchmark
 from .checkpoint import load_checkpoint
 from .data import embedded_checkpoint, load_holdout
+from .errors import OutputPathError
 from .export.from_file import ExportReport, export_file
 from .pipeline import FoldReport, fold_checkpoint
 from .plainfile import load_plain
@@ -28,6 +29,18 @@ class DemoFold:
     holdout_size: int
 
 
+def prepare_out_dir(path: str | Path) -> Path:
+    """The demo's output directory, created if missing (its parent must exist)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"--out {path} exists and is not a directory; give a directory for the demo's files")
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"cannot create --out directory {path}: {e.strerror}") from None
+    return path
+
+
 @torch.no_grad()
 def _predict(model, x: torch.Tensor) -> torch.Tensor:
     return model(x).argmax(1)
@@ -35,8 +48,7 @@ def _predict(model, x: torch.Tensor) -> torch.Tensor:
 
 def demo_fold(out_dir: str | Path) -> DemoFold:
     """Fold the embedded checkpoint into `out_dir/digits_plain.pth` and compare held-out accuracy."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(out_dir)
     ckpt = embedded_checkpoint()
     report = fold_checkpoint(ckpt, out_dir / "digits_plain.pth")
     x, y = load_holdout()
@@ -49,16 +61,14 @@ def demo_fold(out_dir: str | Path) -> DemoFold:
 
 def demo_export(out_dir: str | Path) -> ExportReport:
     """Export the embedded default to ONNX, folded and as trained, into `out_dir`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(out_dir)
     return export_file(embedded_checkpoint(), out_dir / "digits.onnx", unfolded=True,
                        triton_repo=out_dir / "triton", name="digits_diracnet")
 
 
 def demo_bench(out_dir: str | Path, progress=lambda msg: None) -> tuple[BenchResult, Path, Path]:
     """A short benchmark of the embedded default (CPU; batches 1 and 8): JSON and plot into `out_dir`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(out_dir)
     cfg = BenchConfig(model_path=embedded_checkpoint(), batches=(1, 8), warmup=2, iters=20, max_seconds=0.5)
     result = run_benchmark(cfg, progress)
     json_path = write_json(out_dir / "bench.json", result.to_json())

@@ -40,3 +40,7 @@ class ExportError(DiracDeployError):
 
 class UnfoldableError(DiracDeployError):
     """The model's structure cannot become a same-width plain chain; the message names the block and why."""
+
+
+class OptionError(DiracDeployError):
+    """An option's value is out of range or does not fit the model (named, with what was given)."""

@@ -29,15 +29,15 @@ def model_file_kind(path: str | Path) -> str:
         CheckpointError: missing, unreadable, empty, HDF5 (convert it first) or something else.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no such file: {path}")
-    if not path.is_file():
-        raise CheckpointError(f"not a file: {path}")
     try:
+        if not path.exists():
+            raise CheckpointError(f"no such file: {str(path)[:300]}")
+        if not path.is_file():
+            raise CheckpointError(f"not a file: {path}")
         with open(path, "rb") as f:
             head = f.read(8)
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    except OSError as e:  # names over 255 bytes, permissions, ...
+        raise CheckpointError(f"cannot read {str(path)[:300]}: {e.strerror}") from None
     if not head:
         raise CheckpointError(f"{path} is empty (0 bytes); not a checkpoint")
     if head.startswith(_HDF5_MAGIC):
@@ -60,7 +60,11 @@ def check_not_input(out: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
                               f"{len(out.name.encode())}")
     for inp in inputs:
         inp = Path(inp)
-        if out.resolve() == inp.resolve() or (out.exists() and inp.exists() and os.path.samefile(out, inp)):
+        try:
+            same = out.resolve() == inp.resolve() or (out.exists() and inp.exists() and os.path.samefile(out, inp))
+        except OSError as e:
+            raise OutputPathError(f"cannot use {str(out)[:300]} as an output: {e.strerror}") from None
+        if same:
             raise OutputPathError(f"output {out} is the input file; choose another output path (inputs are never overwritten)")
     return out
 

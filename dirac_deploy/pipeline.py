@@ -24,10 +24,8 @@ from .folding.verify import DEFAULT_RTOL, Proof, compare, seeded_inputs
 from .models.plain import PlainNet
 from .onnxfile import OnnxArtifact, read_onnx
 from .plainfile import is_plain_file, plain_from_payload, save_plain
-from .spec import DiracNetSpec, ScaledIdentitySpec
+from .spec import MAX_INPUT_SIZE, DiracNetSpec, ScaledIdentitySpec
 from .summary import count_flops, count_parameters
-
-MAX_INPUT_SIZE = 2048  # beyond this one image's activations alone take gigabytes; no DiracNet was trained so
 
 
 @dataclass

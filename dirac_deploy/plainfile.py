@@ -7,6 +7,7 @@ input size and normalization.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -48,15 +49,61 @@ def plain_from_payload(obj, where: str) -> tuple[PlainNet, dict]:
         raise CheckpointError(f"{where} is plain-file version {obj.get('version')!r}; this dirac-deploy reads version {VERSION}")
     try:
         layers = [LayerSpec.from_dict(d) for d in obj["layers"]]
+        _check_layers(layers, obj["state_dict"])  # before building: the layer args decide what gets allocated
         plain = PlainNet(layers)
         plain.load_state_dict(obj["state_dict"], strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{where} is a damaged plain file: {first}") from None
+        raise CheckpointError(f"{where} is a damaged plain file: {first[:300]}") from None
     for k, v in plain.state_dict().items():
         if not torch.isfinite(v).all():
             raise CheckpointError(f"{where}: {k} contains NaN/Inf values")
-    return plain.eval(), dict(obj.get("meta", {}))
+    return plain.eval(), _check_meta(obj.get("meta", {}), where, plain)
+
+
+_WEIGHT_SHAPES = {"conv": lambda a: (a["out_channels"], a["in_channels"], a["kernel_size"], a["kernel_size"]),
+                  "linear": lambda a: (a["out_features"], a["in_features"])}
+
+
+def _check_layers(layers: list[LayerSpec], state_dict) -> None:
+    """Layer arguments that are small integers and agree with the stored tensors (so building allocates only
+    what the file holds)."""
+    if not isinstance(state_dict, dict) or not layers:
+        raise ValueError("no layers or no state_dict")
+    for layer in layers:
+        if not isinstance(layer.name, str) or not isinstance(layer.args, dict):
+            raise ValueError(f"layer {layer.name!r} has malformed fields")
+        for key, value in layer.args.items():
+            if isinstance(value, bool) or key == "negative_slope":
+                continue
+            if value is not None and (not isinstance(value, int) or not 0 <= value <= 1 << 20):
+                raise ValueError(f"layer {layer.name!r}: {key} = {value!r} is not a small non-negative integer")
+        if layer.kind in _WEIGHT_SHAPES:
+            w = state_dict.get(f"{layer.name}.weight")
+            shape = _WEIGHT_SHAPES[layer.kind](layer.args)
+            if not isinstance(w, torch.Tensor) or tuple(w.shape) != shape:
+                got = list(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+                raise ValueError(f"layer {layer.name!r} declares weight {list(shape)}, the file stores {got}")
+
+
+def _check_meta(meta, where: str, plain: PlainNet) -> dict:
+    """The metadata fields readers rely on, type-checked (a damaged field is an error, not a traceback later)."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: 'meta' is a {type(meta).__name__}, expected a dict; re-fold the checkpoint")
+    for key in ("architecture", "source", "fold_proof", "fold", "input_normalization"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise CheckpointError(f"{where}: meta[{key!r}] is a {type(meta[key]).__name__}, expected a dict")
+    channels = plain.layers[0].args.get("in_channels")
+    for key in ("mean", "std"):
+        v = meta.get(key)
+        if v is None:
+            continue
+        if (not isinstance(v, list) or len(v) != channels
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+                or (key == "std" and not all(x > 0 for x in v))):
+            raise CheckpointError(f"{where}: meta[{key!r}] is {v!r:.80}, expected {channels} finite numbers"
+                                  f"{' > 0' if key == 'std' else ''}")
+    return dict(meta)
 
 
 def read_plain(path: str | Path) -> tuple[PlainNet, dict]:

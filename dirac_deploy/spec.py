@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 
 # The tensor names of every exported, served and benchmarked plain chain: one image batch in, logits out.
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
+# Beyond this, one image's activations alone take gigabytes; no DiracNet was trained at such sizes.
+MAX_INPUT_SIZE = 2048
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

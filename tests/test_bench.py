@@ -11,6 +11,7 @@ from dirac_deploy.bench.report import Row, headline_rows
 from dirac_deploy.bench.run import BenchConfig, run_benchmark
 from dirac_deploy.bench.timing import measure, summarize
 from dirac_deploy.cli import main
+from dirac_deploy.errors import DiracDeployError
 
 import reference
 
@@ -68,12 +69,15 @@ def test_unavailable_backends_are_skipped_with_a_reason_never_a_number(tiny_ckpt
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
-def test_cuda_device_without_gpu_skips_everything(tiny_ckpt):
+def test_cuda_device_without_gpu_fails_at_once_with_one_line(tiny_ckpt, tmp_path):
     cfg = BenchConfig(model_path=tiny_ckpt, device="cuda", batches=(1,), threads=1, variants=("folded",), **FAST)
-    result = run_benchmark(cfg)
-    assert len(result.records) == 6
-    for r in result.records:
-        assert r["status"].startswith("skipped: ") and r["latency_ms"] is None
+    start = time.perf_counter()
+    with pytest.raises(DiracDeployError, match="no CUDA device is visible"):
+        run_benchmark(cfg)
+    res = CliRunner().invoke(main, ["bench", str(tiny_ckpt), "--device", "cuda", "--json", str(tmp_path / "b.json"),
+                                    "--plot", str(tmp_path / "b.png")])
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1 and "no CUDA device" in res.stderr
+    assert time.perf_counter() - start < 10 and not (tmp_path / "b.json").exists()
 
 
 def test_plain_file_has_no_unfolded_variant(tmp_path, tiny_ckpt):
@@ -121,7 +125,7 @@ def test_bench_cli_writes_json_plot_and_table(tmp_path, tiny_ckpt):
 
 
 @pytest.mark.parametrize("args,fragment", [(["--backends", "torch,tpu"], "unknown backend"),
-                                           (["--batch", "0,8"], "positive comma-separated")])
+                                           (["--batch", "0,8"], "integers in 1..1024")])
 def test_bench_cli_rejects_bad_options(tmp_path, args, fragment):
     res = CliRunner().invoke(main, ["bench", *args, "--json", str(tmp_path / "b.json")])
     assert res.exit_code == 2 and fragment in res.output

@@ -207,8 +207,8 @@ def test_metrics_count_requests_by_model_and_status(server, client):
     client.infer("digits", [_input(_x(1))])
     httpx.post(f"{server}/v2/models/digits/infer", content=b"{", timeout=10)
     text = httpx.get(f"{server}/metrics").text
-    assert 'dirac_deploy_requests_total{model="digits",status="200"}' in text
-    assert 'dirac_deploy_requests_total{model="digits",status="400"}' in text
+    assert 'dirac_deploy_requests_total{model="digits",protocol="http",status="200"}' in text
+    assert 'dirac_deploy_requests_total{model="digits",protocol="http",status="400"}' in text
     assert "dirac_deploy_request_duration_seconds_bucket" in text
 
 
@@ -252,7 +252,7 @@ def test_serve_bad_model_is_one_line(tmp_path):
                            (["serve", str(tmp_path / "missing.pth")], "no such file"),
                            (["serve", str(tmp_path)], "not a valid ONNX model"),
                            (["serve", f"a b={tmp_path / 'bad.onnx'}"], "bad model name")):
-        res = CliRunner().invoke(main, args)
+        res = CliRunner().invoke(main, [*args, "--port", "0"])
         assert res.exit_code == 1 and fragment in res.stderr, res.output
         assert len(res.stderr.strip().splitlines()) == 1
 
@@ -346,7 +346,7 @@ def test_grpc_errors_carry_status_and_message(grpc_client, expected):
 
 def test_grpc_requests_are_counted(server, grpc_client):
     grpc_client.infer("digits", [_grpc_input(_x(1))])
-    assert 'dirac_deploy_requests_total{model="digits",status="grpc_OK"}' in httpx.get(f"{server}/metrics").text
+    assert 'dirac_deploy_requests_total{model="digits",protocol="grpc",status="200"}' in httpx.get(f"{server}/metrics").text
 
 
 def test_client_closing_mid_body_is_counted_and_harmless(server, client, expected):
@@ -356,7 +356,7 @@ def test_client_closing_mid_body_is_counted_and_harmless(server, client, expecte
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"{" * 10)
     deadline = time.monotonic() + 10
-    while 'model="digits",status="499"' not in httpx.get(f"{server}/metrics").text:
+    while 'model="digits",protocol="http",status="499"' not in httpx.get(f"{server}/metrics").text:
         assert time.monotonic() < deadline, "the abandoned request was never counted"
         time.sleep(0.1)
     x = _x(1, seed=13)

@@ -98,8 +98,8 @@ def test_runtime_failure_is_a_500_with_json_and_the_server_keeps_serving():
     r = _call(app, "POST", "/v2/models/m/versions/1/infer", json=body)
     assert r.status_code == 200 and r.json()["outputs"][0]["shape"] == [1, 4]
     metrics = _call(app, "GET", "/metrics").text
-    assert 'dirac_deploy_requests_total{model="m",status="500"} 1.0' in metrics
-    assert 'dirac_deploy_requests_total{model="m",status="200"} 1.0' in metrics
+    assert 'dirac_deploy_requests_total{model="m",protocol="http",status="500"} 1.0' in metrics
+    assert 'dirac_deploy_requests_total{model="m",protocol="http",status="200"} 1.0' in metrics
 
 
 def test_routes_besides_infer_stay_on_the_framework():

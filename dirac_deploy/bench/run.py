@@ -17,6 +17,8 @@ from .models import VARIANTS, build_models, peak_conv
 from .runners import ALL_BACKENDS, Skip, default_backends, prepare, sync_for
 from .timing import PeakRSS, measure
 
+MAX_BENCH_BATCH = 1024  # one timed call at a larger batch would take minutes on a CPU and gigabytes of memory
+
 
 @dataclass
 class BenchConfig:
@@ -83,6 +85,12 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg
     """Run the whole matrix and return records in the documented JSON schema. Never raises for a backend that
     cannot run; its records say `skipped: <reason>`."""
     device = cfg.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DiracDeployError("--device cuda: no CUDA device is visible to torch here (torch "
+                               f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); run on a GPU machine "
+                               "or use --device cpu")
+    if not cfg.batches or min(cfg.batches) < 1 or max(cfg.batches) > MAX_BENCH_BATCH:
+        raise DiracDeployError(f"batch sizes must be in 1..{MAX_BENCH_BATCH}, got {list(cfg.batches)}")
     threads = cfg.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     if device == "cuda" and torch.cuda.is_available():

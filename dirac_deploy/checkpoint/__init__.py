@@ -8,17 +8,18 @@ builds and checks that chain).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, UnknownLayoutError
+from ..errors import CheckpointError, OptionError, UnknownLayoutError
 from ..fileio import sha256_file
 from ..models.dirac import DiracNet
 from ..models.scaled_identity import ScaledIdentityNet
-from ..spec import DiracNetSpec, ScaledIdentitySpec
+from ..spec import MAX_INPUT_SIZE, DiracNetSpec, ScaledIdentitySpec
 from .formats import LAYOUTS
 from .infer import check_against, infer_spec, with_overrides
 from .reading import load_torch_file, unwrap
@@ -45,6 +46,22 @@ class LoadOptions:
     std: tuple[float, ...] | None = None
     final_relu: bool | None = None
     ncrelu: str = "keep"
+
+    def __post_init__(self) -> None:
+        if self.bn_eps is not None and not (math.isfinite(self.bn_eps) and 0 < self.bn_eps <= 1):
+            raise OptionError(f"--bn-eps {self.bn_eps!r}: batch-norm epsilon must be a finite number in (0, 1] "
+                              f"(the original code uses 1e-5)")
+        size = self.input_size
+        if size is not None and not (isinstance(size, int) and 8 <= size <= MAX_INPUT_SIZE):
+            raise OptionError(f"--input-size {self.input_size!r}: must be an integer in 8..{MAX_INPUT_SIZE}")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is None:
+                continue
+            if not values or not all(math.isfinite(v) for v in values) or (name == "std" and min(values) <= 0):
+                raise OptionError(f"--{name} {','.join(map(str, values))}: expected finite numbers"
+                                  f"{', all > 0' if name == 'std' else ''}, one per input channel")
+        if self.ncrelu not in ("keep", "absorb"):
+            raise OptionError(f"ncrelu must be 'keep' or 'absorb', got {self.ncrelu!r}")
 
 
 @dataclass
@@ -101,6 +118,16 @@ def detect_layout(obj):
     raise UnknownLayoutError(f"unknown checkpoint layout. Keys seen: {_describe_keys(obj)}. Expected one of: {expected}")
 
 
+def _checked(spec):
+    """Normalization values that fit the model: one mean and one std per input channel."""
+    for name in ("mean", "std"):
+        values = getattr(spec, name)
+        if len(values) != spec.in_channels:
+            raise OptionError(f"--{name} has {len(values)} value(s) but {spec.name} takes {spec.in_channels} input "
+                              f"channel(s); give one per channel")
+    return spec
+
+
 def _normalise_scales(sd: dict) -> None:
     # Scalar alpha/beta were saved as shape [1] (or 0-d); the module stores them as 1-D vectors.
     for k, v in list(sd.items()):
@@ -125,22 +152,27 @@ def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = 
     obj = unwrap(obj)
     layout = detect_layout(obj)
     raw = layout.read(obj)
+    cast = sorted({str(v.dtype).removeprefix("torch.") for v in raw.state_dict.values()
+                   if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != torch.float32})
     sd = {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
           for k, v in raw.state_dict.items()}
+    if cast:
+        raw.notes.append(f"weights stored as {', '.join(cast)} were read as float32"
+                         f"{' (exact)' if 'float64' not in cast else ' (float64 rounded to float32)'}")
     overrides = dict(bn_eps=options.bn_eps, input_size=options.input_size, mean=options.mean, std=options.std,
                      final_relu=options.final_relu if options.final_relu is not None else raw.hints.get("final_relu"))
     if raw.folded:
         source = {k.removeprefix("features."): v for k, v in obj.items()}
-        spec = infer_spec(source, **overrides)
+        spec = _checked(infer_spec(source, **overrides))
         reference = layout.reference(obj, spec)
         return LoadedCheckpoint(path, sha256_file(path), layout.NAME, layout.DESCRIPTION, spec, reference.eval(),
                                 sd, raw.notes)
     if raw.spec is not None:  # a layout that documents its architecture
-        spec = with_overrides(raw.spec, **{k: v for k, v in overrides.items() if k != "final_relu"})
+        spec = _checked(with_overrides(raw.spec, **{k: v for k, v in overrides.items() if k != "final_relu"}))
         model = ScaledIdentityNet(spec)
     else:
         _normalise_scales(sd)
-        spec = infer_spec(sd, **overrides)
+        spec = _checked(infer_spec(sd, **overrides))
         model = DiracNet(spec)
     expected = model.state_dict()
     for k, v in expected.items():  # BN counters are bookkeeping the original code never saved

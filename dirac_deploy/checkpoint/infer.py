@@ -69,6 +69,8 @@ def infer_spec(sd: dict, *, bn_eps: float | None = None, input_size: int | None 
     for key in ("alpha", "beta"):
         full = f"group0.block0.conv.{key}"
         if full in sd:
+            if not isinstance(sd[full], torch.Tensor):
+                raise CheckpointError(f"{full} is a {type(sd[full]).__name__}, expected a tensor of 1 or {widths[0]} values")
             n = sd[full].numel()
             if n not in (1, widths[0]):
                 raise CheckpointError(f"{full} has {n} values; expected 1 (scalar) or {widths[0]} (per channel)")
@@ -103,6 +105,9 @@ def check_against(expected: dict[str, torch.Tensor], sd: dict, what: str) -> Non
         t = sd[k]
         if not isinstance(t, torch.Tensor):
             raise CheckpointError(f"{k} is a {type(t).__name__}, expected a tensor")
+        if ref.is_floating_point() and not t.is_floating_point():
+            raise CheckpointError(f"{k} is a {str(t.dtype).removeprefix('torch.')} tensor; a DiracNet stores real "
+                                  f"floating-point weights (refusing to cast it)")
         if tuple(t.shape) != tuple(ref.shape) and not (t.numel() == ref.numel() == 1):
             raise CheckpointError(f"inconsistent shapes in {what}: {k} is {list(t.shape)}, but the architecture "
                                   f"implied by the other tensors needs {list(ref.shape)}")

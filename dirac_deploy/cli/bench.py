@@ -8,7 +8,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..bench.report import write_json, write_plot
-from ..bench.run import BenchConfig, run_benchmark
+from ..bench.run import MAX_BENCH_BATCH, BenchConfig, run_benchmark
 from ..bench.runners import ALL_BACKENDS
 from ..errors import DiracDeployError
 from ..fileio import check_output_path
@@ -22,8 +22,9 @@ def _ints(ctx, param, value):
         values = tuple(int(v) for v in value.split(","))
     except ValueError:
         values = ()
-    if not values or min(values) < 1:
-        raise click.BadParameter(f"expected positive comma-separated integers such as 1,8,32, got {value!r}")
+    if not values or min(values) < 1 or max(values) > MAX_BENCH_BATCH:
+        raise click.BadParameter(f"expected comma-separated integers in 1..{MAX_BENCH_BATCH} such as 1,8,32, got "
+                                 f"{value[:80]!r}")
     return values
 
 
@@ -63,6 +64,8 @@ def bench(model, device, depth, batches, backends, threads, iters, warmup, max_s
     norm. MODEL may be a checkpoint (all three variants) or a plain.pth (no unfolded variant). Writes a JSON
     file with one record per (variant, backend, device, batch) and a PNG plot; prints the headline ratios.
     """
+    if json_path.resolve() == plot_path.resolve():
+        raise click.UsageError(f"--json and --plot name the same file ({json_path}); give two paths")
     for out in (json_path, plot_path):
         check_output_path(out, *([model] if model else []))
     cfg = BenchConfig(model_path=model, depth=int(depth), device=device, batches=batches, backends=backends,

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from ..checkpoint import LoadOptions
+from ..spec import MAX_INPUT_SIZE
 
 
 def _floats(ctx, param, value):
     if value is None:
         return None
     try:
-        return tuple(float(v) for v in value.split(","))
+        values = tuple(float(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers such as 0.485,0.456,0.406, got {value!r}") from None
+        values = ()
+    if not values or not all(math.isfinite(v) for v in values):
+        raise click.BadParameter(f"expected comma-separated finite numbers such as 0.485,0.456,0.406, got {value!r}")
+    return values
 
 
 def checkpoint_options(f):
@@ -26,9 +32,9 @@ def checkpoint_options(f):
                           "and the released v1 files have one, the v1 branch's own code has none].")(f)
     f = click.option("--std", callback=_floats, help="Input std per channel, comma-separated (metadata).")(f)
     f = click.option("--mean", callback=_floats, help="Input mean per channel, comma-separated (metadata).")(f)
-    f = click.option("--input-size", type=click.IntRange(min=8),
+    f = click.option("--input-size", type=click.IntRange(8, MAX_INPUT_SIZE),
                      help="Image size the net expects [default: 224 for ImageNet stems, 32 for CIFAR].")(f)
-    f = click.option("--bn-eps", type=click.FloatRange(min=0, min_open=True),
+    f = click.option("--bn-eps", type=click.FloatRange(min=0, max=1, min_open=True),
                      help="Batch-norm epsilon of the source [default: 1e-5, the original code's].")(f)
     f = click.option("--trust-checkpoint", is_flag=True,
                      help="Allow full unpickling (can run arbitrary code). Only for files from a source you trust.")(f)

@@ -13,6 +13,11 @@ def console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+def err_console() -> Console:
+    """Progress and spinners go to stderr, so stdout stays the command's result (pipeable, --json)."""
+    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+
 def human(n: float, unit: str = "") -> str:
     for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= factor:

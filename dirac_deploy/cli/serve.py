@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .._optional import require
 from . import main
 from .options import checkpoint_options, load_options
-from .render import console
+from .render import console, err_console
 
 
 @main.command()
@@ -19,36 +18,73 @@ from .render import console
 @click.option("--runtime", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1),
               help="Intra-op threads per instance [default: all cores for one instance, else cores / instances].")
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Independent copies of each model, each serving one request at a time (Triton's instance "
                    "count). 1 gives the lowest latency; under many concurrent clients on CPU, cores / threads "
                    "instances with few threads each give more throughput.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--max-batch", type=click.IntRange(1, 1024), default=1, show_default=True,
               help="Dynamic batching: requests that queue while every instance is busy run together, up to this "
                    "many images (a lone request never waits). 1 turns it off.")
-@click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=64.0, show_default=True,
-              help="Reject request bodies larger than this (HTTP 413).")
+@click.option("--max-body-mb", type=click.FloatRange(min=0.001, max=4096), default=64.0, show_default=True,
+              help="Reject request bodies larger than this (HTTP 413, gRPC RESOURCE_EXHAUSTED).")
+@click.option("--max-connections", type=click.IntRange(1, 100_000), default=512, show_default=True,
+              help="Open HTTP connections; one more gets 503 and is closed (keep it below the open-files limit).")
+@click.option("--header-timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True,
+              help="Seconds for a request's headers to arrive (408 after).")
+@click.option("--body-timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True,
+              help="Seconds a request body may stall between chunks (408 after).")
+@click.option("--drain-seconds", type=click.FloatRange(min=0, max=3600), default=10.0, show_default=True,
+              help="On SIGTERM or Ctrl-C, how long in-flight requests may finish before they are dropped.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Audit each .onnx and re-run the parity probe its export recorded; --no-verify serves an ONNX "
+                   "that was not written by `dirac-deploy export` (nothing then proves it is a folded chain).")
 @checkpoint_options
-def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, **opts):
+def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, max_connections,
+          header_timeout, body_timeout, drain_seconds, verify, **opts):
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
     \b
-    Each MODEL is a plain.pth, an .onnx from export, any checkpoint fold reads (folded and verified at
-    start), or a directory of such files; NAME=PATH sets the name (default: the file name without suffixes).
-    Endpoints: /v2/health/{live,ready}, /v2, /v2/models/NAME[/ready], POST /v2/models/NAME/infer, /metrics;
-    with --grpc-port also inference.GRPCInferenceService (live, ready, metadata, infer).
+    Each MODEL is a plain.pth, an .onnx from export (served without torch), any checkpoint fold reads
+    (folded and verified at start), or a directory of such files; NAME=PATH sets the name (default: the
+    file name without suffixes).
+    Endpoints: /v2/health/{live,ready}, /v2, /v2/models/NAME[/ready|/config], POST /v2/models/NAME/infer,
+    /metrics; with --grpc-port also inference.GRPCInferenceService (live, ready, metadata, config, infer).
     """
+    from .._optional import require
+
     require("fastapi")
     require("uvicorn")
-    from ..serve.server import load_models, run_server
+    from ..serve.limits import ServeLimits
+    from ..serve.server import serve_models
 
-    out = console()
-    loaded = load_models(list(models), runtime, threads, load_options(**opts),
-                         on_loaded=lambda m: out.print(f"loaded [bold]{m.name}[/bold]: {m.source} -> input "
-                                                       f"[-1, {', '.join(map(str, m.input_shape))}], "
-                                                       f"{m.num_classes} classes ({m.runtime}, "
-                                                       f"{m.instances.size} instance(s), max batch {m.max_batch})"),
-                         instances=instances, max_batch=max_batch)
-    grpc = f" and gRPC {host}:{grpc_port}" if grpc_port else ""
-    out.print(f"serving {len(loaded)} model(s) on http://{host}:{port}/v2{grpc} (Ctrl-C or SIGTERM to stop)")
-    run_server(loaded, host, port, max_body_bytes=int(max_body_mb * 2**20), grpc_port=grpc_port)
+    out, status = console(), err_console()
+    limits = ServeLimits(max_body_bytes=int(max_body_mb * 2**20), max_connections=max_connections,
+                         header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds)
+    spinner = status.status("loading ...")
+
+    def loading(name, path):
+        spinner.update(f"loading {name} from {path} (checkpoints are folded and verified first) ...")
+        spinner.start()
+
+    def loaded(m):
+        spinner.stop()
+        verified = m.info.get("verified", "")
+        out.print(f"loaded [bold]{m.name}[/bold]: {m.source} -> input [-1, {', '.join(map(str, m.input_shape))}], "
+                  f"{m.num_classes} classes ({m.runtime}, {m.instances.size} instance(s), max batch {m.max_batch})"
+                  + (f"; verified: {verified}" if verified else ""))
+        if verified.startswith("no"):
+            out.print("[yellow]warning:[/yellow] not verified: nothing proves this graph is a folded chain or that "
+                      "it reproduces its source")
+
+    def started(served):
+        grpc = f" and gRPC {host}:{grpc_port}" if grpc_port else ""
+        out.print(f"serving {len(served)} model(s) on http://{host}:{port}/v2{grpc} (Ctrl-C or SIGTERM to stop)")
+
+    try:
+        served = serve_models(list(models), host=host, port=port, grpc_port=grpc_port, runtime=runtime,
+                              threads=threads, instances=instances, max_batch=max_batch, verify=verify,
+                              options=load_options(**opts), limits=limits, on_loading=loading, on_loaded=loaded,
+                              on_started=started)
+    finally:
+        spinner.stop()
+    out.print("stopped" if served else "stopped before serving (signal while loading)")

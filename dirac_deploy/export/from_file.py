@@ -19,7 +19,7 @@ from ..errors import ExportError
 from ..fileio import check_not_input, check_output_path, write_with_dirs
 from ..pipeline import LoadedModel, load_model
 from .fp16 import Fp16Finding, scan_fp16
-from .onnx import DEFAULT_OPSET, GraphReport, OnnxExport, export_onnx, verify_artifact
+from .onnx import DEFAULT_OPSET, MAX_PARITY_BATCH, GraphReport, OnnxExport, export_onnx, verify_artifact
 from .tensorrt import BatchRange, EngineReport, build_plan
 from .triton import TritonModel, check_model_name, repo_files, repo_targets
 
@@ -104,7 +104,8 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
     if loaded.onnx is not None:
         result = verify_artifact(loaded.onnx)
     else:
-        check_batches = (1, batch_range.opt if batch_range.opt > 1 else max(min(batch_range.max, 8), 2))
+        larger = batch_range.opt if batch_range.opt > 1 else max(min(batch_range.max, 8), 2)
+        check_batches = (1, min(larger, MAX_PARITY_BATCH))
         result = export_onnx(loaded.plain, None, input_shape=loaded.input_shape, meta=loaded.meta, opset=opset,
                              check_batches=check_batches, unfolded_model=loaded.unfolded if unfolded else None)
     report = ExportReport(model_path, loaded.source, loaded.name, result)

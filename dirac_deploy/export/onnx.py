@@ -40,6 +40,7 @@ from ..spec import INPUT_NAME, OUTPUT_NAME
 
 MIN_OPSET = 18  # the dynamo exporter's floor
 DEFAULT_OPSET = 20
+MAX_PARITY_BATCH = 16  # the parity check's larger batch; bounded so a huge --batch-range OPT cannot exhaust memory
 
 
 @dataclass
@@ -93,8 +94,13 @@ def to_onnx_proto(model: torch.nn.Module, example: torch.Tensor, *, opset: int, 
                                         dynamic_shapes=({0: "batch"},), optimize=optimize, verbose=False)
     except Exception as e:  # the exporter raises many types; all mean "could not export"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"torch.onnx.export failed: {first}") from e
-    return program.model_proto
+        raise ExportError(f"torch.onnx.export failed: {first[:300]}") from None
+    model = program.model_proto
+    written = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)
+    if written != opset:  # the exporter falls back silently for opsets it does not implement
+        raise ExportError(f"opset {opset} is not supported by this torch.onnx exporter (it wrote opset {written}); "
+                          f"choose one it implements, e.g. --opset {DEFAULT_OPSET}")
+    return model
 
 
 def check_graph(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -16,6 +16,8 @@ from ..errors import ExportError
 from ..fileio import atomic_write
 from ..spec import INPUT_NAME
 
+MAX_BATCH = 4096  # Triton's max_batch_size and the TensorRT profile; larger batches belong to a data loader
+
 
 @dataclass(frozen=True)
 class BatchRange:
@@ -33,8 +35,9 @@ class BatchRange:
             values = [int(p) for p in parts]
         except ValueError:
             values = []
-        if len(values) != 3 or not (1 <= values[0] <= values[1] <= values[2]):
-            raise ExportError(f"bad batch range {text!r}: expected MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. 1:8:32")
+        if len(values) != 3 or not (1 <= values[0] <= values[1] <= values[2] <= MAX_BATCH):
+            raise ExportError(f"bad batch range {text!r}: expected MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX <= "
+                              f"{MAX_BATCH}, e.g. 1:8:32")
         return cls(*values)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import OptionError
 from ..proof import DEFAULT_RTOL, Proof, compare_logits
 
 __all__ = ["DEFAULT_RTOL", "Proof", "compare", "compare_logits", "seeded_inputs"]
@@ -22,6 +23,16 @@ def seeded_inputs(batch: int, channels: int, size: int, seed: int = 0) -> torch.
 @torch.no_grad()
 def compare(reference: torch.nn.Module, candidate: torch.nn.Module, inputs: torch.Tensor, *,
             rtol: float = DEFAULT_RTOL, reference_name: str = "unfolded model") -> Proof:
-    """Run both modules on `inputs` and compare their logits."""
-    return compare_logits(reference(inputs), candidate(inputs), rtol=rtol, input_shape=tuple(inputs.shape),
-                          reference_name=reference_name)
+    """Run both modules on `inputs` and compare their logits.
+
+    Raises:
+        OptionError: the models cannot run on inputs of this shape (too small for their pooling, usually).
+    """
+    try:
+        ref = reference(inputs)
+        got = candidate(inputs)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OptionError(f"the model cannot run on inputs of shape {list(inputs.shape)} ({first[:200]}); the input "
+                          f"size is probably too small for its pooling: choose a larger --input-size") from None
+    return compare_logits(ref, got, rtol=rtol, input_shape=tuple(inputs.shape), reference_name=reference_name)

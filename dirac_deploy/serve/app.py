@@ -10,23 +10,25 @@ from __future__ import annotations
 import contextlib
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from .. import __version__
 from .infer_http import InferEndpoint, infer_target
 from .metrics import ServeMetrics
-from .model import ServedModel
+from .model import ServedModel, model_config
 from .protocol import ProtocolError
 
 DEFAULT_MAX_BODY = 64 << 20
 
 
 def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_MAX_BODY,
-               grpc_address: str | None = None):
+               grpc_address: str | None = None, body_timeout: float = 10.0):
     """An ASGI app serving `models` over the Open Inference Protocol (HTTP), with Prometheus metrics.
 
     With `grpc_address` ("host:port") the gRPC service runs on the same event loop, started and stopped with
-    the app.
+    the app. Every error, on every route, is `{"error": "..."}` with a 4xx/5xx status.
     """
     metrics = ServeMetrics()
 
@@ -37,7 +39,7 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
             return
         from .grpc_service import start_grpc
 
-        server = await start_grpc(models, grpc_address, metrics)
+        server = await start_grpc(models, grpc_address, metrics, max_body_bytes)
         try:
             yield
         finally:
@@ -53,6 +55,16 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
     @api.exception_handler(ProtocolError)
     async def protocol_error(request, exc: ProtocolError):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @api.exception_handler(HTTPException)
+    async def http_error(request, exc: HTTPException):  # unknown routes (404), wrong methods (405)
+        what = {404: f"no route {request.url.path}; see GET /v2 and /v2/models/NAME",
+                405: f"method {request.method} is not allowed on {request.url.path}"}.get(exc.status_code, exc.detail)
+        return JSONResponse({"error": what}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @api.exception_handler(RequestValidationError)
+    async def validation_error(request, exc: RequestValidationError):
+        return JSONResponse({"error": f"bad request to {request.url.path}: {exc.errors()[:1]}"}, status_code=400)
 
     @api.get("/v2/health/live")
     async def live():
@@ -71,6 +83,19 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
     async def model_metadata(name: str, version: str = "1"):
         return model_or_404(name).metadata()
 
+    @api.api_route("/v2/models/{name}/infer", methods=["GET", "PUT", "DELETE", "PATCH"])
+    @api.api_route("/v2/models/{name}/versions/{version}/infer", methods=["GET", "PUT", "DELETE", "PATCH"])
+    async def infer_wrong_method(name: str, version: str = "1"):
+        raise ProtocolError("infer takes POST with a v2 inference request body", status=405)
+
+    @api.get("/v2/models/{name}/config")
+    @api.get("/v2/models/{name}/versions/{version}/config")
+    async def model_config_route(name: str, version: str = "1"):
+        from google.protobuf import json_format
+
+        return json_format.MessageToDict(model_config(model_or_404(name), max_body_bytes),
+                                         preserving_proto_field_name=True)
+
     @api.get("/v2/models/{name}/ready")
     @api.get("/v2/models/{name}/versions/{version}/ready")
     async def model_ready(name: str, version: str = "1"):
@@ -81,7 +106,7 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
     async def metrics_route():
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    infer = InferEndpoint(models, metrics, max_body_bytes)
+    infer = InferEndpoint(models, metrics, max_body_bytes, body_timeout)
 
     async def app(scope, receive, send):
         name = infer_target(scope) if scope["type"] == "http" else None

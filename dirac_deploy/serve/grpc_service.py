@@ -1,12 +1,13 @@
 """The Open Inference Protocol over gRPC (`inference.GRPCInferenceService`), on the generated stubs that
 tritonclient[grpc] ships (no hand-written protobuf). Shares validation and outputs with HTTP (`inference`).
 
-Implemented: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer (raw or typed
-input contents; outputs always as raw_output_contents, which is what tritonclient reads).
+Implemented: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelConfig, ModelInfer (raw
+or typed input contents; outputs always as raw_output_contents, which is what tritonclient reads).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import grpc
@@ -16,10 +17,11 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from .. import __version__
 from .inference import infer_observed, select_outputs, validate_input
-from .metrics import ServeMetrics
-from .model import ServedModel
+from .metrics import GRPC_TO_HTTP, UNKNOWN_MODEL, ServeMetrics
+from .model import ServedModel, model_config
 from .protocol import NP_TO_DTYPE, InferRequest, ProtocolError, RequestedOutput, decode_tensor
 
+_log = logging.getLogger("dirac_deploy.serve")
 _TYPED_FIELD = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT64": "int64_contents", "INT32": "int_contents",
                 "INT16": "int_contents", "INT8": "int_contents", "UINT8": "uint_contents", "BOOL": "bool_contents"}
 
@@ -50,8 +52,8 @@ def request_from_proto(request) -> InferRequest:
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics):
-        self.models, self.metrics = models, metrics
+    def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics, max_body_bytes: int = 64 << 20):
+        self.models, self.metrics, self.max_body_bytes = models, metrics, max_body_bytes
 
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=True)
@@ -78,8 +80,14 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelMetadataResponse(name=model.name, versions=meta["versions"], platform=meta["platform"],
                                         inputs=tensors[0], outputs=tensors[1])
 
+    async def ModelConfig(self, request, context):
+        model = await self._model(request.name, context)
+        return pb.ModelConfigResponse(config=model_config(model, self.max_body_bytes))
+
     async def ModelInfer(self, request, context):
         start = time.perf_counter()
+        if request.model_name not in self.models:
+            self.metrics.count(UNKNOWN_MODEL, "grpc", GRPC_TO_HTTP["NOT_FOUND"])
         model = await self._model(request.model_name, context)
         try:
             req = request_from_proto(request)
@@ -87,23 +95,31 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             logits, _ = await infer_observed(model, x, self.metrics)
             outputs = select_outputs(model, req, logits)
         except ProtocolError as e:
-            self.metrics.count(model.name, "grpc_INVALID_ARGUMENT")
+            self.metrics.count(model.name, "grpc", GRPC_TO_HTTP["INVALID_ARGUMENT"])
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except Exception as e:  # a bug or a runtime failure: answer INTERNAL, log, keep serving
+            _log.exception("gRPC infer on model %r failed", model.name)
+            self.metrics.count(model.name, "grpc", GRPC_TO_HTTP["INTERNAL"])
+            await context.abort(grpc.StatusCode.INTERNAL, f"inference failed: {type(e).__name__}: {e}"[:500])
         response = pb.ModelInferResponse(model_name=model.name, model_version="1", id=request.id)
         for name, arr, _ in outputs:
             arr = np.ascontiguousarray(arr)
             response.outputs.add(name=name, datatype=NP_TO_DTYPE[arr.dtype], shape=list(arr.shape))
             response.raw_output_contents.append(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
-        self.metrics.count(model.name, "grpc_OK")
+        self.metrics.count(model.name, "grpc", GRPC_TO_HTTP["OK"])
         self.metrics.observe(model.name, time.perf_counter() - start)
         return response
 
 
-async def start_grpc(models: dict[str, ServedModel], address: str, metrics: ServeMetrics) -> grpc.aio.Server:
-    """Start a grpc.aio server on the running event loop (the HTTP server's); the caller stops it."""
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 256 << 20),
+async def start_grpc(models: dict[str, ServedModel], address: str, metrics: ServeMetrics,
+                     max_body_bytes: int = 64 << 20) -> grpc.aio.Server:
+    """Start a grpc.aio server on the running event loop (the HTTP server's); the caller stops it.
+
+    Requests larger than `max_body_bytes` (the HTTP body limit) are refused by gRPC with RESOURCE_EXHAUSTED.
+    """
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_body_bytes),
                                       ("grpc.max_send_message_length", 256 << 20)])
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(models, metrics), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(models, metrics, max_body_bytes), server)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot bind gRPC to {address}")
     await server.start()

@@ -13,6 +13,7 @@ back to the event loop), encode.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -51,15 +52,20 @@ async def _send_error(send, status: int, message: str) -> None:
 
 
 class InferEndpoint:
-    def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics, max_body_bytes: int):
+    def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics, max_body_bytes: int,
+                 body_timeout: float = 10.0):
         self.models, self.metrics, self.max_body_bytes = models, metrics, max_body_bytes
+        self.body_timeout = body_timeout
 
     async def _body(self, receive, declared: str | None) -> bytes:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise ProtocolError(f"request body of {declared} bytes exceeds the limit of {self.max_body_bytes}", 413)
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                raise ProtocolError(f"the request body stalled: no data for {self.body_timeout:g} s", 408) from None
             if message["type"] == "http.disconnect":
                 raise ClientGone()
             chunk = message.get("body", b"")
@@ -97,10 +103,13 @@ class InferEndpoint:
             await _send_error(send, e.status, str(e))
         except ClientGone:
             status = 499  # nginx's code for "client closed request": nothing can be sent
+        except asyncio.CancelledError:  # shutdown ran out of drain time: this request is dropped, quietly
+            status = 503
+            return
         except Exception as e:  # a bug or a runtime failure: answer, log, keep serving
             _log.exception("infer on model %r failed", name)
             await _send_error(send, 500, f"inference failed: {type(e).__name__}: {e}")
         finally:
-            self.metrics.count(name if name in self.models else UNKNOWN_MODEL, str(status))
+            self.metrics.count(name if name in self.models else UNKNOWN_MODEL, "http", status)
             if status == 200:
                 self.metrics.observe(name, time.perf_counter() - start)

@@ -44,9 +44,11 @@ async def infer_observed(model: ServedModel, x: np.ndarray, metrics: ServeMetric
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (INT64) and softmax probabilities (FP32) of the k largest logits per row."""
-    idx = np.argsort(-logits, axis=1, kind="stable")[:, :k].astype(np.int64)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    """Indices (INT64) and softmax probabilities (FP32) of the k largest logits per row. A NaN logit (a model
+    that overflowed) ranks last and gets probability NaN, never a top index by accident."""
+    ranked = np.where(np.isnan(logits), -np.inf, logits)
+    idx = np.argsort(-ranked, axis=1, kind="stable")[:, :k].astype(np.int64)
+    shifted = np.exp(logits - ranked.max(axis=1, keepdims=True))
     probs = shifted / shifted.sum(axis=1, keepdims=True)
     return idx, np.take_along_axis(probs, idx, axis=1).astype(np.float32)
 

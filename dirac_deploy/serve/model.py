@@ -89,6 +89,25 @@ class ServedModel:
                                "max_batch": str(self.max_batch)}}
 
 
+def model_config(model: ServedModel, max_body_bytes: int):
+    """Triton's `ModelConfig` for a served model (tritonclient's protobuf; get_model_config over HTTP and gRPC).
+
+    `max_batch_size` is the largest batch one request can carry under the body limit (the server takes any
+    batch up to it; `dims` exclude the batch axis); dynamic batching is listed when `--max-batch` is on.
+    """
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    per_image = 4 * int(np.prod(model.input_shape))
+    platform = "onnxruntime_onnx" if model.runtime == "onnxruntime" else "pytorch_libtorch"
+    config = pb.ModelConfig(name=model.name, platform=platform, max_batch_size=max(1, max_body_bytes // per_image))
+    config.input.add(name=INPUT_NAME, data_type=pb.TYPE_FP32, dims=list(model.input_shape))
+    config.output.add(name=OUTPUT_NAME, data_type=pb.TYPE_FP32, dims=[model.num_classes])
+    config.instance_group.add(count=model.instances.size, kind=pb.ModelInstanceGroup.KIND_CPU)
+    if model.max_batch > 1:
+        config.dynamic_batching.max_queue_delay_microseconds = 0
+    return config
+
+
 def default_threads(instances: int) -> int | None:
     """Intra-op threads per instance when none are given: the runtime's default for one instance, else the
     usable cores shared out so that instances x threads does not oversubscribe the machine."""

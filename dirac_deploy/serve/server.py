@@ -1,43 +1,135 @@
 """Start the server: load every model (verifying each), then run uvicorn on the given address.
 
-uvicorn handles SIGTERM gracefully: it stops accepting connections and lets in-flight requests finish. It then
-restores the previous SIGTERM handler and re-raises the signal; with Python's default handler the process would
-die by signal 15, so a no-op handler is installed first and a SIGTERM-driven shutdown exits 0, which is what
-container orchestrators read as a clean stop.
+uvicorn handles SIGTERM gracefully: it stops accepting connections and lets in-flight requests finish, for at
+most the drain time. It then restores the previous handler and re-raises the signal; with Python's default
+handler the process would die by signal 15, so a no-op handler is installed first and a SIGTERM-driven
+shutdown exits 0, which is what container orchestrators read as a clean stop.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import signal
+import socket
 from typing import Callable
 
+from ..errors import DiracDeployError
+from .limits import ServeLimits
 from .model import ServedModel, load_served_model, parse_model_args
 
 
 def load_models(model_args: list[str], runtime: str, threads: int | None, options=None,
                 on_loaded: Callable[[ServedModel], None] = lambda m: None, instances: int = 1,
-                max_batch: int = 1) -> dict[str, ServedModel]:
+                max_batch: int = 1, verify: bool = True,
+                on_loading: Callable[[str, object], None] = lambda name, path: None) -> dict[str, ServedModel]:
     models = {}
     for source in parse_model_args(model_args):
-        models[source.name] = load_served_model(source, runtime, threads, options, instances, max_batch)
+        on_loading(source.name, source.path)
+        models[source.name] = load_served_model(source, runtime, threads, options, instances, max_batch, verify)
         on_loaded(models[source.name])
     return models
 
 
-def run_server(models: dict[str, ServedModel], host: str, port: int, *, max_body_bytes: int,
-               grpc_port: int | None = None, graceful_timeout: float = 30.0) -> None:
+def _within_open_files(limits: ServeLimits) -> ServeLimits:
+    """Cap the connection limit below the process's open-files limit, so the cap, not the kernel, refuses."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return limits
+    if soft == resource.RLIM_INFINITY or soft - 64 >= limits.max_connections:
+        return limits
+    return dataclasses.replace(limits, max_connections=max(1, soft - 64))  # sessions, model files, gRPC
+
+
+class _Stopped(Exception):
+    """SIGTERM or Ctrl-C arrived while the models were still loading."""
+
+
+def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = None,
+                 runtime: str = "onnxruntime", threads: int | None = None, instances: int = 1, max_batch: int = 1,
+                 verify: bool = True, options=None, limits: ServeLimits = ServeLimits(),
+                 on_loading: Callable[[str, object], None] = lambda name, path: None,
+                 on_loaded: Callable[[ServedModel], None] = lambda m: None,
+                 on_started: Callable[[dict[str, ServedModel]], None] = lambda models: None) -> bool:
+    """Check the ports, load every model (verifying each), serve until SIGTERM / Ctrl-C, drain, return.
+
+    Returns False when a stop signal arrived before serving began (nothing was served), else True.
+
+    Raises:
+        DiracDeployError: a port that cannot be bound, a model that cannot be loaded or verified.
+    """
+    limits = _within_open_files(limits)
+    check_bindable(host, port, "HTTP")
+    if grpc_port is not None:
+        if grpc_port == port:
+            raise DiracDeployError(f"--grpc-port {grpc_port} is the HTTP --port too; give two ports")
+        check_bindable(host, grpc_port, "gRPC")
+
+    def stop(signum, frame):
+        raise _Stopped()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        models = load_models(model_args, runtime, threads, options, on_loaded, instances, max_batch, verify,
+                             on_loading)
+    except _Stopped:
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    run_server(models, host, port, limits=limits, grpc_port=grpc_port, on_started=lambda: on_started(models))
+    return True
+
+
+def check_bindable(host: str, port: int, what: str = "HTTP") -> None:
+    """Fail before loading anything when `host:port` cannot be bound (in use, or not an address of this host)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise DiracDeployError(f"cannot serve {what} on {host}:{port}: {e.strerror}; give an address of this host "
+                               f"(--host)") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # what uvicorn and gRPC set too
+        try:
+            sock.bind(address)
+        except OSError as e:
+            flag = "--grpc-port" if what == "gRPC" else "--port"
+            raise DiracDeployError(f"cannot serve {what} on {host}:{port}: {e.strerror}; choose another {flag}") from None
+
+
+def run_server(models: dict[str, ServedModel], host: str, port: int, *, limits: ServeLimits = ServeLimits(),
+               grpc_port: int | None = None, on_started: Callable[[], None] = lambda: None) -> None:
+    """Serve until SIGTERM or Ctrl-C, then drain in-flight requests for at most `limits.drain_seconds` and
+    return (the command exits 0). `on_started` runs once the sockets are bound."""
     import uvicorn
 
     from .app import create_app
+    from .http_protocol import guarded_protocol
 
     grpc_address = None if grpc_port is None else f"{host}:{grpc_port}"
-    app = create_app(models, max_body_bytes=max_body_bytes, grpc_address=grpc_address)
-    # http="auto" picks httptools (the serve extra installs it), cheaper per request than h11 (README: Serving).
-    # The loop stays asyncio: uvloop is optional and has crashed other servers (../reference serving spike).
-    config = uvicorn.Config(app, host=host, port=port, http="auto",
-                            log_level="warning", timeout_graceful_shutdown=graceful_timeout, loop="asyncio")
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    app = create_app(models, max_body_bytes=limits.max_body_bytes, grpc_address=grpc_address,
+                     body_timeout=limits.body_timeout)
+    # httptools (the serve extra installs it) through a subclass that adds the connection cap, the header
+    # timeout and JSON errors. The loop stays asyncio: uvloop is optional and has crashed other servers.
+    config = uvicorn.Config(app, host=host, port=port, http=guarded_protocol(limits), log_level="warning",
+                            timeout_graceful_shutdown=limits.drain_seconds, timeout_keep_alive=limits.keep_alive,
+                            loop="asyncio")
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if self.started:
+                on_started()
+
+    # uvicorn handles SIGTERM and SIGINT itself (stop accepting, drain), then restores the previous handlers and
+    # re-raises the signal; no-op handlers make that a clean return, so a stop exits 0 instead of dying by the
+    # signal (SIGTERM) or printing "Aborted!" (SIGINT).
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        uvicorn.Server(config).run()
+        Server(config).run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,26 @@
+"""The limits one server enforces (no dependencies: the CLI builds them before importing the server)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one server accepts (the README's serving section lists the defaults).
+
+    Attributes:
+        max_body_bytes: request bodies larger than this get 413 (HTTP) or RESOURCE_EXHAUSTED (gRPC).
+        max_connections: open HTTP connections; one more gets 503 and is closed.
+        header_timeout: seconds for a request's headers to arrive (408 after).
+        body_timeout: seconds between two chunks of a request body (408 after).
+        keep_alive: seconds an idle keep-alive connection stays open.
+        drain_seconds: on SIGTERM, how long in-flight requests may take before they are cancelled.
+    """
+
+    max_body_bytes: int = 64 << 20
+    max_connections: int = 512
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    keep_alive: float = 5.0
+    drain_seconds: float = 10.0
