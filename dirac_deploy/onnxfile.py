@@ -149,6 +149,14 @@ def read_onnx(path: str | Path) -> OnnxArtifact:
     return OnnxArtifact(path, model, (dims[1], dims[2], dims[3]), out[1], metadata)
 
 
+def audit_artifact(art: OnnxArtifact) -> None:
+    """Raise ExportError naming the nodes outside the op set of the artifact's kind of graph."""
+    violations = art.audit()
+    if violations:
+        raise ExportError(f"{art.path} failed the audit for a {art.graph_kind} graph: {len(violations)} node(s) "
+                          f"outside it: {', '.join(violations[:8])}{' ...' if len(violations) > 8 else ''}")
+
+
 def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=None) -> Proof:
     """Re-check an ONNX file from `export` without its source: the audit for its kind of graph, then ONNX
     Runtime (`session`, or a new CPU session) against the parity probe recorded in it.
@@ -158,10 +166,7 @@ def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=Non
             ONNX Runtime cannot run it.
         EquivalenceError: ONNX Runtime does not reproduce the recorded logits, or returns another shape.
     """
-    violations = art.audit()
-    if violations:
-        raise ExportError(f"{art.path} failed the audit for a {art.graph_kind} graph: {len(violations)} node(s) "
-                          f"outside it: {', '.join(violations[:8])}{' ...' if len(violations) > 8 else ''}")
+    audit_artifact(art)
     probe = art.probe()
     if probe is None:
         raise ExportError(f"{art.path} has no parity probe in its metadata (it was not written by `dirac-deploy "
@@ -174,7 +179,7 @@ def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=Non
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"ONNX Runtime cannot run {art.path}: {first[:300]}") from None
     got = np.asarray(got)
-    if got.shape != ref.shape:
+    if got.shape != ref.shape or got.shape[1] != art.num_classes:
         raise EquivalenceError(f"{art.path}: ONNX Runtime returns logits of shape {list(got.shape)} for a batch of "
                                f"{len(x)}, but the graph declares {art.num_classes} classes and export recorded "
                                f"{list(ref.shape)}")

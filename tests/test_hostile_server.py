@@ -285,3 +285,33 @@ def test_a_port_in_use_is_one_line_before_anything_loads(onnx_path):
             lines = proc.stderr.strip().splitlines()
             assert proc.returncode == 1 and len(lines) == 1 and "in use" in lines[0] and flag in lines[0], proc.stderr
             assert "loaded" not in proc.stdout and "serving" not in proc.stdout
+
+
+def _tampered(onnx_path, tmp_path, name, edit):
+    model = onnx.load(onnx_path)
+    edit(model)
+    onnx.save(model, tmp_path / f"{name}.onnx")
+    return tmp_path / f"{name}.onnx"
+
+
+def test_served_onnx_is_audited_and_checked_against_its_probe(onnx_path, tmp_path):
+    def custom_domain(m):
+        relu = next(n for n in m.graph.node if n.op_type == "Relu")
+        relu.domain = "com.example"
+        m.opset_import.add(domain="com.example", version=1)
+
+    def extra_ops(m):  # y = sin(logits) * logits: still runs, but no folded chain holds Sin or Mul
+        out = m.graph.output[0].name
+        m.graph.node[-1].output[0] = "pre"
+        m.graph.node.extend([onnx.helper.make_node("Sin", ["pre"], ["s"]), onnx.helper.make_node("Mul", ["s", "pre"], [out])])
+
+    def wrong_classes(m):  # declares 12 classes, returns 10
+        m.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 12
+
+    for name, edit, fragment in (("custom", custom_domain, "com.example::Relu"), ("ops", extra_ops, "Sin"),
+                                 ("classes", wrong_classes, "declares 12 classes")):
+        path = _tampered(onnx_path, tmp_path, name, edit)
+        proc = subprocess.run([sys.executable, "-m", "dirac_deploy.cli", "serve", str(path), "--port", "0"],
+                              capture_output=True, text=True, timeout=60)  # bounded even if it wrongly serves
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1 and fragment in lines[0], (name, proc.stdout, proc.stderr)

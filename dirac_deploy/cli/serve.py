@@ -76,9 +76,9 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
             out.print("[yellow]warning:[/yellow] not verified: nothing proves this graph is a folded chain or that "
                       "it reproduces its source")
 
-    def started(served):
+    def started(served, bound):
         grpc = f" and gRPC {host}:{grpc_port}" if grpc_port else ""
-        out.print(f"serving {len(served)} model(s) on http://{host}:{port}/v2{grpc} (Ctrl-C or SIGTERM to stop)")
+        out.print(f"serving {len(served)} model(s) on http://{host}:{bound}/v2{grpc} (Ctrl-C or SIGTERM to stop)")
 
     try:
         served = serve_models(list(models), host=host, port=port, grpc_port=grpc_port, runtime=runtime,

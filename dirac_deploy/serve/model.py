@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DiracDeployError
 from ..fileio import model_file_kind
-from ..onnxfile import check_artifact, read_onnx
+from ..onnxfile import audit_artifact, check_artifact, read_onnx
 from ..runtime import ort_session
 from ..spec import INPUT_NAME, OUTPUT_NAME
 from .batching import DynamicBatcher
@@ -150,6 +150,8 @@ def _onnx_model(source: ModelSource, runtime: str, threads: int | None, instance
     if runtime != "onnxruntime":
         raise DiracDeployError(f"{source.path} is ONNX; serve it with --runtime onnxruntime")
     art = read_onnx(source.path)
+    if verify:
+        audit_artifact(art)  # before ONNX Runtime sees the graph (custom ops fail there with less to go on)
     try:
         runners = _ort_runners(art.model, threads, instances)
     except Exception as e:  # ORT raises its own types for graphs it cannot load (custom ops, bad attributes)

@@ -52,7 +52,7 @@ def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 
                  verify: bool = True, options=None, limits: ServeLimits = ServeLimits(),
                  on_loading: Callable[[str, object], None] = lambda name, path: None,
                  on_loaded: Callable[[ServedModel], None] = lambda m: None,
-                 on_started: Callable[[dict[str, ServedModel]], None] = lambda models: None) -> bool:
+                 on_started: Callable[[dict[str, ServedModel], int], None] = lambda models, port: None) -> bool:
     """Check the ports, load every model (verifying each), serve until SIGTERM / Ctrl-C, drain, return.
 
     Returns False when a stop signal arrived before serving began (nothing was served), else True.
@@ -79,7 +79,8 @@ def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    run_server(models, host, port, limits=limits, grpc_port=grpc_port, on_started=lambda: on_started(models))
+    run_server(models, host, port, limits=limits, grpc_port=grpc_port,
+               on_started=lambda bound: on_started(models, bound))
     return True
 
 
@@ -101,9 +102,10 @@ def check_bindable(host: str, port: int, what: str = "HTTP") -> None:
 
 
 def run_server(models: dict[str, ServedModel], host: str, port: int, *, limits: ServeLimits = ServeLimits(),
-               grpc_port: int | None = None, on_started: Callable[[], None] = lambda: None) -> None:
+               grpc_port: int | None = None, on_started: Callable[[int], None] = lambda port: None) -> None:
     """Serve until SIGTERM or Ctrl-C, then drain in-flight requests for at most `limits.drain_seconds` and
-    return (the command exits 0). `on_started` runs once the sockets are bound."""
+    return (the command exits 0). `on_started(port)` runs once the sockets are bound (the port bound, which
+    `port=0` leaves to the system)."""
     import uvicorn
 
     from .app import create_app
@@ -122,7 +124,8 @@ def run_server(models: dict[str, ServedModel], host: str, port: int, *, limits: 
         async def startup(self, sockets=None):
             await super().startup(sockets)
             if self.started:
-                on_started()
+                bound = [s.getsockname()[1] for srv in self.servers for s in (srv.sockets or [])]
+                on_started(bound[0] if bound else port)
 
     # uvicorn handles SIGTERM and SIGINT itself (stop accepting, drain), then restores the previous handlers and
     # re-raises the signal; no-op handlers make that a clean return, so a stop exits 0 instead of dying by the
