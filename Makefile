@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[serve,triton,fp16,test,train]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[export,plot,serve,triton,fp16,test,train]"
 	touch $(STAMP)
 
 demo: install

@@ -1,17 +1,32 @@
-"""Optional heavy dependencies, imported where they are used, with an error naming the install command."""
+"""Optional dependencies, imported where they are used, with an error naming the extra that installs them.
+
+`pip install dirac-deploy` alone folds and inspects checkpoints and benchmarks eager PyTorch; the extras add
+the rest (README: Install). ONNX Runtime is an extra, not a base dependency, because the CPU package and
+`onnxruntime-gpu` install the same module and conflict: `[export]` brings the CPU build, `[gpu]` the CUDA one.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 
 from .errors import MissingDependencyError
 
 INSTALL = {
-    "tensorrt": "pip install tensorrt-cu13  (TensorRT 11; needs an NVIDIA GPU machine that can reach NVIDIA's package index)",
+    "onnxruntime": "pip install 'dirac-deploy[export]'  (or [gpu] for onnxruntime-gpu)",
+    "onnxscript": "pip install 'dirac-deploy[export]'  (torch.onnx's exporter needs onnxscript)",
+    "onnxsim": "pip install 'dirac-deploy[export]'  (onnxsim simplifies the exported graph)",
+    "matplotlib": "pip install 'dirac-deploy[plot]'",
+    "tensorrt": "pip install 'dirac-deploy[trt]'  (TensorRT 11, tensorrt-cu13; needs an NVIDIA GPU machine that "
+                "can reach NVIDIA's package index)",
     "fastapi": "pip install 'dirac-deploy[serve]'",
     "uvicorn": "pip install 'dirac-deploy[serve]'",
+    "grpc": "pip install 'dirac-deploy[serve]'  (gRPC serving uses tritonclient[grpc]'s stubs)",
     "onnxconverter_common.float16": "pip install 'dirac-deploy[fp16]'  (onnxconverter-common)",
-    "tritonclient.grpc.model_config_pb2": "pip install 'dirac-deploy[triton]'  (tritonclient[grpc] ships Triton's ModelConfig protobuf)",
+    "tritonclient": "pip install 'dirac-deploy[triton]'  (tritonclient ships Triton's ModelConfig protobuf)",
+    "openvino": "pip install 'dirac-deploy[openvino]'",
+    "nncf": "pip install 'dirac-deploy[openvino]'  (NNCF, OpenVINO's int8 quantizer)",
 }
 
 
@@ -20,5 +35,42 @@ def require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        hint = INSTALL.get(module, f"pip install {module.split('.')[0]}")
+        hint = INSTALL.get(module, INSTALL.get(module.split(".")[0], f"pip install {module.split('.')[0]}"))
         raise MissingDependencyError(f"{module} is not available ({e}); install it with: {hint}") from None
+
+
+def available(module: str) -> bool:
+    """Whether `module` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def model_config_pb2():
+    """Triton's `ModelConfig` protobuf module from tritonclient, without gRPC.
+
+    It lives in `tritonclient.grpc`, whose package `__init__` imports grpcio; the generated module itself needs
+    only protobuf. Writing a config.pbtxt should not pull in gRPC, so when grpcio is missing the module is
+    loaded from its file.
+    """
+    try:
+        return importlib.import_module("tritonclient.grpc.model_config_pb2")
+    except ImportError:
+        pass
+    spec = importlib.util.find_spec("tritonclient")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(f"tritonclient is not available; install it with: {INSTALL['tritonclient']}")
+    name = "dirac_deploy._triton_model_config_pb2"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = f"{list(spec.submodule_search_locations)[0]}/grpc/model_config_pb2.py"
+    try:
+        file_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(file_spec)
+        file_spec.loader.exec_module(module)
+    except (ImportError, OSError) as e:
+        raise MissingDependencyError(f"Triton's ModelConfig protobuf cannot be loaded ({e}); install it with: "
+                                     f"{INSTALL['tritonclient']}") from None
+    sys.modules[name] = module
+    return module

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._optional import require
 from .errors import DiracDeployError
 from .pipeline import load_model
 
@@ -96,8 +97,7 @@ def analyze_chain(plain: nn.Sequential, input_shape: tuple[int, int, int], *, ba
 
 def plot_layers(stats: list[LayerStats], path, title: str):
     """Four panels against layer index: identity distance, spectral norm, condition number, activation RMS."""
-    import matplotlib
-
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

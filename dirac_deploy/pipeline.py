@@ -16,7 +16,7 @@ from torch import nn
 
 from .checkpoint import LoadedCheckpoint, LoadOptions, checkpoint_from_object
 from .checkpoint.reading import load_torch_file
-from .errors import CheckpointError, EquivalenceError
+from .errors import CheckpointError, DiracDeployError, EquivalenceError
 from .fileio import check_output_path, model_file_kind
 from .folding.chain import canonicalize, folded_source_ops, name_activations, to_plain
 from .folding.fold import fold
@@ -27,9 +27,13 @@ from .plainfile import is_plain_file, plain_from_payload, save_plain
 from .spec import MAX_INPUT_SIZE, DiracNetSpec, ScaledIdentitySpec
 from .summary import count_flops, count_parameters
 
+REPORT_VERSION = 1  # of the --json reports (README: "Machine-readable reports")
+
 
 @dataclass
 class InspectReport:
+    """What a checkpoint holds (`inspect CHECKPOINT`)."""
+
     path: Path
     sha256: str
     layout: str
@@ -39,15 +43,70 @@ class InspectReport:
     flops: int | None
     folded_source: bool
     notes: list[str] = field(default_factory=list)
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"schema": "dirac-deploy/inspect", "version": REPORT_VERSION, "kind": "checkpoint",
+                **self._common()}
+
+    def _common(self) -> dict:
+        spec = self.spec
+        return {"path": str(self.path), "sha256": self.sha256, "layout": self.layout,
+                "folded_source": self.folded_source,
+                "architecture": {"name": spec.name, **spec.to_dict()},
+                "input": {"shape": [spec.in_channels, spec.input_size, spec.input_size], "mean": list(spec.mean),
+                          "std": list(spec.std), "provenance": dict(self.provenance)},
+                "parameters": self.parameters, "flops": self.flops, "notes": list(self.notes)}
 
 
 @dataclass
 class FoldReport(InspectReport):
+    """A fold and its proof (`fold`)."""
+
     parameters_after: int = 0
     flops_after: int | None = None
     proof: Proof | None = None
     output: Path | None = None
     plain: PlainNet | None = None
+
+    def to_json(self) -> dict:
+        return {"schema": "dirac-deploy/fold", "version": REPORT_VERSION, **self._common(),
+                "parameters_after": self.parameters_after, "flops_after": self.flops_after,
+                "proof": None if self.proof is None else {**self.proof.to_dict(), "ok": self.proof.ok},
+                "output": None if self.output is None else str(self.output),
+                "layers": None if self.plain is None else _layer_histogram(self.plain)}
+
+
+def _layer_histogram(plain: PlainNet) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for layer in plain.layers:
+        counts[layer.kind] = counts.get(layer.kind, 0) + 1
+    return counts
+
+
+@dataclass
+class FileReport:
+    """What a plain.pth or an exported .onnx holds (`inspect FILE`), with the checks run on it."""
+
+    path: Path
+    kind: str  # "plain file" or "onnx"
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    parameters: int | None
+    flops: int | None
+    ops: dict[str, int]  # layer kinds (plain) or ONNX op types
+    meta: dict
+    checks: list[tuple[str, str]] = field(default_factory=list)  # (what was checked, the result)
+
+    def to_json(self) -> dict:
+        return {"schema": "dirac-deploy/inspect", "version": REPORT_VERSION, "kind": self.kind,
+                "path": str(self.path), "architecture": {"name": self.name}, "input": {
+                    "shape": list(self.input_shape), "mean": self.meta.get("mean"), "std": self.meta.get("std"),
+                    "provenance": self.meta.get("provenance", {})},
+                "num_classes": self.num_classes, "parameters": self.parameters, "flops": self.flops,
+                "ops": dict(self.ops), "checks": [{"check": c, "result": r} for c, r in self.checks],
+                "meta": self.meta}
 
 
 @dataclass
@@ -99,7 +158,7 @@ def _inspect(loaded: LoadedCheckpoint, measure: bool = True) -> dict:
     return dict(path=loaded.path, sha256=loaded.sha256, layout=loaded.layout,
                 layout_description=loaded.layout_description, spec=spec, folded_source=loaded.folded_source,
                 parameters=count_parameters(source_model), flops=_flops(source_model, spec, measure),
-                notes=list(loaded.notes))
+                notes=list(loaded.notes), provenance=dict(loaded.provenance))
 
 
 def _folded_chain(loaded: LoadedCheckpoint, ncrelu: str) -> PlainNet:
@@ -118,7 +177,7 @@ def plain_meta(loaded: LoadedCheckpoint, proof: Proof, ncrelu: str = "keep") -> 
             "architecture": {"name": spec.name, **spec.to_dict()}, "fold_proof": proof.to_dict(),
             "fold": {"ncrelu": ncrelu if getattr(spec, "version", 2) == 1 else None},
             "input_size": spec.input_size, "in_channels": spec.in_channels, "num_classes": spec.num_classes,
-            "mean": list(spec.mean), "std": list(spec.std),
+            "mean": list(spec.mean), "std": list(spec.std), "provenance": dict(loaded.provenance),
             "dirac_deploy_version": __version__, "torch_version": str(torch.__version__)}
 
 
@@ -232,3 +291,37 @@ def load_model(path: str | Path, options: LoadOptions | None = None, *, check_ba
     return LoadedModel(path, "checkpoint", f"checkpoint ({report.layout}), folded and verified", spec.name,
                        (spec.in_channels, spec.input_size, spec.input_size), spec.num_classes, meta, report.plain,
                        None if loaded.folded_source else loaded.model, fold=report)
+
+
+def inspect_file(path: str | Path, options: LoadOptions | None = None) -> InspectReport | FileReport:
+    """What any model file holds, without folding a checkpoint: an `InspectReport` for a checkpoint, a
+    `FileReport` for a plain.pth (its layers, size and provenance) or an .onnx (its ops, the audit and the
+    parity probe re-run in ONNX Runtime)."""
+    path = Path(path)
+    options = options or LoadOptions()
+    if model_file_kind(path) == "onnx":
+        from .onnxfile import check_artifact, op_histogram
+
+        loaded = _from_onnx(path)
+        art = loaded.onnx
+        try:
+            proof = check_artifact(art)
+            checks = [("audit", f"passed: only {art.graph_kind} chain ops"),
+                      ("parity probe", f"passed: {proof.describe()}")]
+        except DiracDeployError as e:
+            checks = [("audit and parity probe", f"FAILED: {e}")]
+        return FileReport(path, "onnx", loaded.name, loaded.input_shape, loaded.num_classes, None, None,
+                          op_histogram(art.model), loaded.meta, checks)
+    obj = load_torch_file(path, trust=options.trust_checkpoint)
+    if not is_plain_file(obj):
+        return inspect_checkpoint(path, options)
+    loaded = _from_plain(path, obj, options)
+    plain = loaded.plain
+    checks = [("load", "rebuilt from plain data; tensors finite and matching their layers")]
+    proof = loaded.meta.get("fold_proof")
+    if isinstance(proof, dict) and "max_rel_error" in proof:
+        checks.append(("fold proof (recorded)", f"max |logit error| {proof['max_rel_error']:.3g} of max|logit|, "
+                                                f"top-1 agreement {proof.get('top1_agreement', 0):.0%}"))
+    return FileReport(path, "plain file", loaded.name, loaded.input_shape, loaded.num_classes,
+                      count_parameters(plain), count_flops(plain, loaded.input_shape[0], loaded.input_shape[1]),
+                      _layer_histogram(plain), loaded.meta, checks)

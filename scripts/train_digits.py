@@ -1,7 +1,8 @@
 """Train the embedded default: a CIFAR-style DiracNet-10 on scikit-learn's bundled 8x8 digits.
 
 Writes, into dirac_deploy/data/:
-  digits_diracnet.pt7   the checkpoint in the original train.py layout {'params', 'epoch', 'optimizer'}
+  digits_diracnet.pt7   the checkpoint in the original train.py layout {'params', 'epoch', 'optimizer'}, plus
+                        the optional 'normalization' record (mean, std, input size it was trained with)
   digits_holdout.npz    the held-out 20% (uint8 images, labels), never seen in training
 
 Needs the `train` extra (scikit-learn), which the package itself never imports:
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from dirac_deploy.data import DIGITS_MEAN, DIGITS_STD, preprocess
+from dirac_deploy.data import DIGITS_MEAN, DIGITS_STD, INPUT_SIZE, preprocess
 from dirac_deploy.models.dirac import DiracNet
 from dirac_deploy.spec import cifar_spec
 
@@ -90,7 +91,10 @@ def main() -> None:
             acc = (model(x_test).argmax(1) == y_test).float().mean().item()
         print(f"epoch {epoch + 1:2d}  loss {loss.item():.4f}  held-out acc {acc:.4f}  {time.time() - t0:.0f}s")
 
-    torch.save({"params": to_original_params(model), "epoch": args.epochs, "optimizer": opt.state_dict()},
+    # The original layout, plus the optional `normalization` record dirac-deploy reads from any layout: the
+    # original code's files do not say how their inputs were normalized; this one does.
+    torch.save({"params": to_original_params(model), "epoch": args.epochs, "optimizer": opt.state_dict(),
+                "normalization": {"mean": list(DIGITS_MEAN), "std": list(DIGITS_STD), "input_size": INPUT_SIZE}},
                DATA / "digits_diracnet.pt7")
     np.savez_compressed(DATA / "digits_holdout.npz", images=x_te, labels=y_te.astype(np.uint8))
     print(f"wrote {DATA / 'digits_diracnet.pt7'} and {DATA / 'digits_holdout.npz'}")

@@ -1,4 +1,5 @@
-"""Benchmark harness: JSON schema, skip logic, every variant really runs. No timing assertions (noisy CI)."""
+"""Benchmark harness: JSON schema, variants and skip logic, interleaved rounds, matched baselines, the table.
+No timing assertions (noisy CI): speed is measured by benchmarks/, never asserted here."""
 
 import json
 import time
@@ -7,17 +8,22 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from dirac_deploy.bench.models import matched_resnet
 from dirac_deploy.bench.report import Row, headline_rows
 from dirac_deploy.bench.run import BenchConfig, run_benchmark
 from dirac_deploy.bench.timing import measure, summarize
 from dirac_deploy.cli import main
 from dirac_deploy.errors import DiracDeployError
+from dirac_deploy.models.cifar_resnet import cifar_resnet
+from dirac_deploy.spec import cifar_spec, imagenet_spec
+from dirac_deploy.summary import count_parameters
 
 import reference
 
 RECORD_KEYS = {"variant", "backend", "device", "batch", "status", "latency_ms", "throughput", "peak_mem_mb",
                "gflops", "peak_fraction"}
-FAST = dict(warmup=1, iters=5, max_seconds=0.05)
+FAST = dict(warmup=1, iters=6, max_seconds=0.05, rounds=3)
+CPU_FAST = ("torch", "onnxruntime", "onnxruntime-noopt")  # torch-compile has its own (slower) test
 
 
 @pytest.fixture(scope="module")
@@ -29,43 +35,158 @@ def tiny_ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_result(tiny_ckpt):
-    return run_benchmark(BenchConfig(model_path=tiny_ckpt, batches=(1, 2), threads=1, **FAST))
+    return run_benchmark(BenchConfig(model_path=tiny_ckpt, batches=(1, 2), threads=1, backends=CPU_FAST, **FAST))
 
 
-def test_every_variant_runs_on_every_cpu_backend(tiny_result):
-    recs = tiny_result.records
-    assert len(recs) == 3 * 3 * 2
-    assert {(r["variant"], r["backend"]) for r in recs} == {
-        (v, b) for v in ("unfolded", "folded", "resnet") for b in ("torch", "onnxruntime", "onnxruntime-noopt")}
-    for r in recs:
+def test_every_variant_runs_where_it_applies_and_is_skipped_with_a_reason_elsewhere(tiny_result):
+    recs = {(r["variant"], r["backend"], r["batch"]): r for r in tiny_result.records}
+    variants = {"folded", "unfolded-as-trained", "unfolded-exported", "resnet"}  # no v1: no absorbed form
+    assert {k[0] for k in recs} == variants and len(recs) == 4 * 3 * 2
+    for (variant, backend, batch), r in recs.items():
         assert set(r) >= RECORD_KEYS
+        if variant == "unfolded-exported" and backend == "torch":
+            assert r["status"] == "skipped: an ONNX-only variant: it runs on the ONNX backends"
+            assert r["latency_ms"] is None and r["throughput"] is None
+            continue
         assert r["status"] == "ok", r
         lat = r["latency_ms"]
-        assert set(lat) == {"p50", "p90", "p99", "mean", "stdev"}
-        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert 0 < lat["p25"] <= lat["p50"] <= lat["p75"] <= lat["p99"] and lat["spread"] >= 0
         assert r["throughput"] == pytest.approx(r["batch"] / (lat["p50"] / 1e3))
-        assert r["gflops"] > 0 and r["peak_fraction"] > 0 and r["iters"] >= 5
-        assert r["threads"] == 1
+        assert r["gflops"] > 0 and r["peak_fraction"] > 0 and r["threads"] == 1
+        assert len(r["round_p50_ms"]) == 3 and r["prepare_s"] >= 0
+        if variant != "folded":
+            vs = r["vs_folded"]
+            assert len(vs["rounds"]) == 3 and vs["iqr"][0] <= vs["median"] <= vs["iqr"][1]
+        if backend != "torch" and variant != "folded":
+            assert r["export_s"] > 0  # what producing that ONNX graph cost
 
 
 def test_env_records_what_is_needed_to_read_the_numbers(tiny_result):
     env = tiny_result.env
-    for key in ("cpu", "cores", "threads", "load_average", "versions", "git_sha", "device", "model", "peak"):
+    for key in ("cpu", "cores", "threads", "load_average", "versions", "git_sha", "device", "model", "peak",
+                "rounds", "baseline", "variants", "thresholds"):
         assert key in env
     assert env["versions"]["torch"] and env["versions"]["onnxruntime"]
-    assert set(env["peak"]) == {"torch", "onnxruntime", "onnxruntime-noopt"}
-    assert all(p["gflops"] > 0 for p in env["peak"].values())
-    json.dumps(tiny_result.to_json())  # serializable as is
+    assert set(env["peak"]) == set(CPU_FAST) and all(p["gflops"] > 0 for p in env["peak"].values())
+    assert env["baseline"] == "CIFAR ResNet-8 at widths [8, 16, 32] (He et al.)"
+    assert env["variants"]["resnet"]["params"] > 0 and env["variants"]["unfolded-exported"]["export_s"] > 0
+    payload = json.loads(json.dumps(tiny_result.to_json()))  # serializable as is
+    assert payload["schema"] == "dirac-deploy/bench" and len(payload["rows"]) == 3 * 2
 
 
-def test_unavailable_backends_are_skipped_with_a_reason_never_a_number(tiny_ckpt):
-    cfg = BenchConfig(model_path=tiny_ckpt, batches=(1,), threads=1, backends=("torch", "tensorrt", "cuda-graph"),
-                      variants=("folded",), **FAST)
-    recs = {r["backend"]: r for r in run_benchmark(cfg).records}
-    assert recs["torch"]["status"] == "ok"
-    for backend in ("tensorrt", "cuda-graph"):
-        assert recs[backend]["status"].startswith("skipped: ") and "CUDA" in recs[backend]["status"]
-        assert recs[backend]["latency_ms"] is None and recs[backend]["throughput"] is None
+def test_headline_rows_take_the_best_alternative_on_the_same_backend(tiny_result):
+    rows = {(r.backend, r.batch): r for r in headline_rows(tiny_result.records)}
+    torch_row, ort_row = rows[("torch", 1)], rows[("onnxruntime", 1)]
+    assert torch_row.best_alternative.against == "unfolded-as-trained"  # the only alternative in eager PyTorch
+    assert ort_row.best_alternative.against in ("unfolded-as-trained", "unfolded-exported")
+    assert ort_row.best_alternative_ms <= min(
+        r["latency_ms"]["p50"] for r in tiny_result.records
+        if r["backend"] == "onnxruntime" and r["batch"] == 1 and r["variant"].startswith("unfolded"))
+    assert ort_row.vs_resnet.against == "resnet" and ort_row.vs_absorbed is None
+
+
+def test_headline_rows_from_synthetic_records():
+    def rec(variant, p50, ratio=None):
+        r = {"variant": variant, "backend": "onnxruntime", "batch": 1, "status": "ok", "gflops": 1.0,
+             "peak_fraction": 0.5, "latency_ms": {"p50": p50}}
+        if ratio:
+            r["vs_folded"] = {"median": ratio, "iqr": [ratio - 0.1, ratio + 0.1], "rounds": [ratio]}
+        return r
+
+    recs = [rec("folded", 10.0), rec("unfolded-as-trained", 30.0, 3.0), rec("unfolded-exported", 10.5, 1.05),
+            {"variant": "resnet", "backend": "onnxruntime", "batch": 1, "status": "skipped: x"}]
+    (row,) = headline_rows(recs)
+    best = row.best_alternative
+    assert best.against == "unfolded-exported" and best.median == 1.05 and best.iqr == pytest.approx((0.95, 1.15))
+    assert row.best_alternative_ms == 10.5
+    assert row.vs_as_trained.median == 3.0 and row.vs_resnet is None
+    assert Row("t", 1, None).best_alternative is None
+
+
+def test_matched_resnets():
+    assert count_parameters(cifar_resnet(20)) == 269_722  # He et al.'s CIFAR ResNet-20: 0.27M
+    model, name = matched_resnet(cifar_spec(34, width=2.0), (3, 32, 32), 10)
+    assert name == "CIFAR ResNet-32 at widths [32, 64, 128] (He et al.)" and model.depth == 32
+    model, name = matched_resnet(imagenet_spec(18), (3, 224, 224), 1000)
+    assert name == "ResNet-18" and count_parameters(model) == 11_689_512
+    model, name = matched_resnet(imagenet_spec(34, width=0.5), (3, 224, 224), 1000)
+    assert name == "ResNet-34 at widths [32, 64, 128, 256]"
+    model, name = matched_resnet(None, (1, 32, 32), 10)
+    assert model is None and "no ResNet baseline" in name
+
+
+def test_a_baseline_that_cannot_be_matched_is_skipped_with_the_reason(tmp_path):
+    from dirac_deploy import fold_checkpoint
+
+    ckpt = reference.define_scaled_identity((8, 16), (1, 1))
+    torch.save(ckpt, tmp_path / "si.pth")
+    fold_checkpoint(tmp_path / "si.pth", tmp_path / "p.pth")
+    cfg = BenchConfig(model_path=tmp_path / "p.pth", batches=(1,), threads=1, backends=("torch",), **FAST)
+    recs = {r["variant"]: r for r in run_benchmark(cfg).records}
+    assert recs["resnet"]["status"].startswith("skipped: no matched ResNet")
+    assert recs["unfolded-as-trained"]["status"].startswith("skipped: MODEL is already folded")
+    assert recs["folded"]["status"] == "ok"
+
+
+def test_v1_models_show_both_fold_forms(tmp_path):
+    torch.save(reference.as_v1_params_stats(reference.define_params_v1("cifar", 10, 0.5, seed=2)), tmp_path / "v1.pt7")
+    cfg = BenchConfig(model_path=tmp_path / "v1.pt7", batches=(1,), threads=1, backends=("torch", "onnxruntime"),
+                      **FAST)
+    result = run_benchmark(cfg)
+    recs = {(r["variant"], r["backend"]): r for r in result.records}
+    assert recs[("folded-absorbed", "torch")]["status"] == "ok"
+    assert recs[("folded-absorbed", "onnxruntime")]["status"] == "ok"
+    assert result.env["variants"]["folded-absorbed"]["params"] > result.env["variants"]["folded"]["params"]
+    assert all(row.vs_absorbed is not None for row in headline_rows(result.records))
+
+
+def test_torch_compile_is_a_backend_with_its_compile_time_recorded(tiny_ckpt):
+    cfg = BenchConfig(model_path=tiny_ckpt, batches=(1,), threads=1, backends=("torch-compile",),
+                      variants=("folded", "unfolded-as-trained"), **FAST)
+    recs = {r["variant"]: r for r in run_benchmark(cfg).records}
+    for r in recs.values():
+        assert r["status"] == "ok", r
+        assert r["prepare_s"] > 0.5  # the compile: paid once, recorded, not timed
+    assert recs["unfolded-as-trained"]["vs_folded"]["median"] > 0
+
+
+def test_measure_counts_and_bounds():
+    calls = []
+    lat = measure(lambda: calls.append(1), warmup=2, iters=7)
+    assert len(calls) == 9 and lat.count == 7
+    lat = measure(lambda: time.sleep(0.01), warmup=0, iters=1000, min_iters=5, max_seconds=0.05)
+    assert 5 <= lat.count < 20
+    s = summarize([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert s.p50 == 3.0 and s.mean == 22.0 and s.p99 > s.p90 > s.p50 and s.spread == pytest.approx(2 / 3)
+
+
+def test_bench_cli_writes_json_plot_and_table(tmp_path, tiny_ckpt):
+    res = CliRunner().invoke(main, ["bench", str(tiny_ckpt), "--batch", "1,2", "--threads", "1", "--iters", "6",
+                                    "--rounds", "3", "--warmup", "1", "--max-seconds", "0.1",
+                                    "--backends", "torch,onnxruntime",
+                                    "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")])
+    assert res.exit_code == 0, res.output
+    payload = json.loads((tmp_path / "b.json").read_text())
+    assert {"env", "records", "rows"} <= set(payload) and len(payload["records"]) == 4 * 2 * 2
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for column in ("vs best alternative", "vs as-trained", "vs ResNet", "practical peak", "onnxruntime"):
+        assert column in res.stdout
+
+
+def test_bench_json_to_stdout(tiny_ckpt):
+    res = CliRunner().invoke(main, ["bench", str(tiny_ckpt), "--batch", "1", "--threads", "1", "--iters", "3",
+                                    "--rounds", "1", "--warmup", "1", "--max-seconds", "0.1", "--backends", "torch",
+                                    "--json", "-", "--no-plot"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["schema"] == "dirac-deploy/bench"
+
+
+@pytest.mark.parametrize("args,fragment", [(["--backends", "torch,tpu"], "unknown backend"),
+                                           (["--batch", "0,8"], "integers in 1..1024")])
+def test_bench_cli_rejects_bad_options(tmp_path, args, fragment):
+    res = CliRunner().invoke(main, ["bench", *args, "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 2 and fragment in res.output
+    assert not (tmp_path / "b.json").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
@@ -80,62 +201,12 @@ def test_cuda_device_without_gpu_fails_at_once_with_one_line(tiny_ckpt, tmp_path
     assert time.perf_counter() - start < 10 and not (tmp_path / "b.json").exists()
 
 
-def test_plain_file_has_no_unfolded_variant(tmp_path, tiny_ckpt):
-    assert CliRunner().invoke(main, ["fold", str(tiny_ckpt), "-o", str(tmp_path / "p.pth")]).exit_code == 0
-    cfg = BenchConfig(model_path=tmp_path / "p.pth", batches=(1,), threads=1, backends=("torch",), **FAST)
-    recs = {r["variant"]: r for r in run_benchmark(cfg).records}
-    assert recs["folded"]["status"] == "ok" and recs["resnet"]["status"] == "ok"
-    assert recs["unfolded"]["status"].startswith("skipped: MODEL is already folded")
-
-
-def test_headline_ratios_are_taken_within_one_backend_and_batch():
-    def rec(variant, backend, batch, p50):
-        return {"variant": variant, "backend": backend, "batch": batch, "status": "ok", "gflops": 1.0,
-                "peak_fraction": 0.5, "latency_ms": {"p50": p50}}
-    recs = [rec("folded", "torch", 1, 10.0), rec("unfolded", "torch", 1, 15.0), rec("resnet", "torch", 1, 12.0),
-            rec("folded", "onnxruntime", 1, 4.0), rec("unfolded", "onnxruntime", 1, 100.0),
-            {"variant": "resnet", "backend": "onnxruntime", "batch": 1, "status": "skipped: x"}]
-    rows = {r.backend: r for r in headline_rows(recs)}
-    assert rows["torch"].speedup_vs_unfolded == pytest.approx(1.5)
-    assert rows["torch"].speedup_vs_resnet == pytest.approx(1.2)
-    assert rows["onnxruntime"].speedup_vs_unfolded == pytest.approx(25.0)
-    assert rows["onnxruntime"].speedup_vs_resnet is None
-    assert Row("t", 1, None, 3.0, None, None, None).speedup_vs_unfolded is None
-
-
-def test_measure_counts_and_bounds():
-    calls = []
-    lat = measure(lambda: calls.append(1), warmup=2, iters=7)
-    assert len(calls) == 9 and lat.count == 7
-    lat = measure(lambda: time.sleep(0.01), warmup=0, iters=1000, min_iters=5, max_seconds=0.05)
-    assert 5 <= lat.count < 20
-    s = summarize([1.0, 2.0, 3.0, 4.0, 100.0])
-    assert s.p50 == 3.0 and s.mean == 22.0 and s.p99 > s.p90 > s.p50
-
-
-def test_bench_cli_writes_json_plot_and_table(tmp_path, tiny_ckpt):
-    res = CliRunner().invoke(main, ["bench", str(tiny_ckpt), "--batch", "1,2", "--threads", "1", "--iters", "5",
-                                    "--warmup", "1", "--max-seconds", "0.1", "--backends", "torch,onnxruntime",
-                                    "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")])
-    assert res.exit_code == 0, res.output
-    payload = json.loads((tmp_path / "b.json").read_text())
-    assert set(payload) == {"env", "records"} and len(payload["records"]) == 12
-    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "folded vs unfolded" in res.stdout and "practical peak" in res.stdout
-
-
-@pytest.mark.parametrize("args,fragment", [(["--backends", "torch,tpu"], "unknown backend"),
-                                           (["--batch", "0,8"], "integers in 1..1024")])
-def test_bench_cli_rejects_bad_options(tmp_path, args, fragment):
-    res = CliRunner().invoke(main, ["bench", *args, "--json", str(tmp_path / "b.json")])
-    assert res.exit_code == 2 and fragment in res.output
-    assert not (tmp_path / "b.json").exists()
-
-
 @pytest.mark.gpu
 def test_cuda_backends_run_on_a_gpu(tiny_ckpt):
-    cfg = BenchConfig(model_path=tiny_ckpt, device="cuda", batches=(1, 4), backends=("torch", "cuda-graph", "torch-compile"),
-                      **FAST)
+    cfg = BenchConfig(model_path=tiny_ckpt, device="cuda", batches=(1, 4),
+                      backends=("torch", "cuda-graph", "torch-compile"), **FAST)
     for r in run_benchmark(cfg).records:
+        if r["variant"] == "unfolded-exported":
+            continue
         assert r["status"] == "ok", r
         assert r["peak_mem_mb"] is not None

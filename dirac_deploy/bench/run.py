@@ -1,23 +1,36 @@
-"""The benchmark run: every (variant, backend, batch) on one device, in one process, plus the practical peak."""
+"""The benchmark run: every (variant, backend, batch) on one device, in one process, plus the practical peak.
+
+Method (a shared, noisy machine changes speed from second to second): for each (backend, batch), every
+variant is prepared first (the prepare time, i.e. export, session creation or compile, is recorded, and
+memory is measured there, untimed), then the variants are timed in `rounds` interleaved rounds, each round in
+a rotated order. A variant's latency percentiles pool all its timed calls; its ratio to the folded chain is
+the median of the per-round ratios, with their interquartile range as the spread. A row is flagged
+untrustworthy when that spread is wide, a latency's interquartile spread is wide, or the machine was busy
+before the run started (load average).
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..checkpoint import LoadOptions
 from ..errors import DiracDeployError
-from ..export.onnx import DEFAULT_OPSET, to_onnx_proto
+from . import MAX_BENCH_BATCH, ONNX_BACKENDS
 from .env import collect_env
-from .models import VARIANTS, build_models, peak_conv
+from .models import FOLDED, VARIANTS, build_models, peak_conv
 from .runners import ALL_BACKENDS, Skip, default_backends, prepare, sync_for
-from .timing import PeakRSS, measure
+from .timing import PeakRSS, summarize
 
-MAX_BENCH_BATCH = 1024  # one timed call at a larger batch would take minutes on a CPU and gigabytes of memory
+MAX_SPREAD = 0.25  # a latency's (p75 - p25) / p50 above this: the row is noisy
+MAX_RATIO_SPREAD = 0.15  # per-round ratios' IQR / median above this: the row's ratio is not trustworthy
+MAX_IDLE_LOAD = 0.5  # 1-minute load average per core before the run above this: the machine was busy
 
 
 @dataclass
@@ -29,9 +42,10 @@ class BenchConfig:
     backends: tuple[str, ...] | None = None
     variants: tuple[str, ...] = VARIANTS
     threads: int | None = None
+    rounds: int = 5
     warmup: int = 3
-    iters: int = 30
-    max_seconds: float = 3.0  # per record, once 5 calls were timed
+    iters: int = 30  # timed calls per variant and row, over all rounds (fewer when max_seconds runs out)
+    max_seconds: float = 3.0  # per variant and row
     tf32: bool = False
     options: LoadOptions | None = None
 
@@ -42,48 +56,120 @@ class BenchResult:
     records: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"env": self.env, "records": self.records}
+        from .report import headline_rows
+
+        return {"schema": "dirac-deploy/bench", "version": 2, "env": self.env, "records": self.records,
+                "rows": [row.to_dict() for row in headline_rows(self.records)]}
 
 
-def _record(variant, backend, device, batch, status, latency=None, flops=0, peak_gflops=None, mem=None, **extra):
+def _record(variant, backend, device, batch, status, **extra) -> dict:
     rec = {"variant": variant, "backend": backend, "device": device, "batch": batch, "status": status,
            "latency_ms": None, "throughput": None, "peak_mem_mb": None, "gflops": None, "peak_fraction": None}
-    if latency is not None:
-        seconds = latency.p50 / 1e3
-        rec.update(latency_ms=latency.to_dict(), throughput=batch / seconds, peak_mem_mb=mem,
-                   gflops=flops * batch / seconds / 1e9, iters=latency.count)
-        if peak_gflops:
-            rec["peak_fraction"] = rec["gflops"] / peak_gflops
     rec.update(extra)
     return rec
 
 
-def _timed(call, device, cfg: BenchConfig):
+def _measure_prepare(make: Callable[[], Callable], device: str, warmup: int, sync) -> tuple[Callable, float, float | None]:
+    """(call, prepare seconds, memory MB): memory is the growth while preparing and running the warm-up calls,
+    sampled here where nothing is timed."""
     if device == "cuda":
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        lat = measure(call, warmup=cfg.warmup, iters=cfg.iters, max_seconds=cfg.max_seconds, sync=sync_for(device))
-        return lat, (torch.cuda.max_memory_allocated() - base) / 2**20
+        t0 = time.perf_counter()
+        call = make()
+        seconds = time.perf_counter() - t0
+        for _ in range(warmup):
+            call()
+        sync()
+        return call, seconds, (torch.cuda.max_memory_allocated() - base) / 2**20
     with PeakRSS() as rss:
-        lat = measure(call, warmup=cfg.warmup, iters=cfg.iters, max_seconds=cfg.max_seconds)
-    return lat, rss.growth_mb
+        t0 = time.perf_counter()
+        call = make()
+        seconds = time.perf_counter() - t0
+        for _ in range(warmup):
+            call()
+    return call, seconds, rss.growth_mb
+
+
+def _time_rounds(calls: dict[str, Callable], cfg: BenchConfig, sync) -> dict[str, list[list[float]]]:
+    """Per variant, per round, the timed calls (ms). Each round runs every variant in a rotated order."""
+    names = list(calls)
+    samples = {n: [] for n in names}
+    # Calls per variant and round: what fits max_seconds / rounds, judged from one call, within iters / rounds.
+    per_round = {}
+    for n in names:
+        t0 = time.perf_counter()
+        calls[n]()
+        sync()
+        one = max(time.perf_counter() - t0, 1e-6)
+        per_round[n] = int(max(1, min(max(cfg.iters // cfg.rounds, 1), cfg.max_seconds / cfg.rounds / one)))
+    for r in range(cfg.rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            times = []
+            for _ in range(per_round[n]):
+                t0 = time.perf_counter()
+                calls[n]()
+                sync()
+                times.append((time.perf_counter() - t0) * 1e3)
+            samples[n].append(times)
+    return samples
+
+
+def _ratio_stats(alt: list[list[float]], folded: list[list[float]]) -> dict:
+    """t_alt / t_folded per round (round medians), then their median and interquartile range."""
+    per_round = [float(np.median(a) / np.median(f)) for a, f in zip(alt, folded)]
+    q1, med, q3 = (float(v) for v in np.percentile(per_round, (25, 50, 75)))
+    return {"median": med, "iqr": [q1, q3], "rounds": per_round}
 
 
 def _peak(backend, device, cfg, threads) -> tuple[float | None, str]:
     """Achieved GFLOP/s of the probe conv on this backend and thread count (None + reason if unavailable)."""
+    from .models import Variant
+
     conv, shape, batch, flops = peak_conv()
-    onnx_model = to_onnx_proto(conv, torch.zeros(1, *shape), opset=DEFAULT_OPSET, optimize=True) if "onnx" in backend or backend == "tensorrt" else None
+    onnx_model = None
+    if backend in ONNX_BACKENDS:
+        try:
+            from ..export import DEFAULT_OPSET
+            from ..export.onnx import to_onnx_proto
+
+            onnx_model = to_onnx_proto(conv, torch.zeros(1, *shape), opset=DEFAULT_OPSET, optimize=True)
+        except DiracDeployError as e:
+            return None, str(e)
+    probe = Variant("probe", conv, onnx_model)
+    sync = sync_for(device)
     try:
-        call = prepare(backend, cfg.device, conv, onnx_model, shape, batch, threads)
+        call, _, _ = _measure_prepare(lambda: prepare(backend, device, probe, shape, batch, threads), device, 1, sync)
     except Skip as e:
         return None, str(e)
-    lat, _ = _timed(call, device, cfg)
-    return flops / (lat.p50 / 1e3) / 1e9, "ok"
+    samples = _time_rounds({"probe": call}, BenchConfig(rounds=1, iters=5, max_seconds=cfg.max_seconds), sync)
+    return flops / (float(np.median(samples["probe"][0])) / 1e3) / 1e9, "ok"
+
+
+def _warnings(recs: dict[str, dict], env: dict, where: str) -> list[str]:
+    out = []
+    load = env.get("load_average")
+    if load and env.get("cores") and load[0] / env["cores"] > MAX_IDLE_LOAD:
+        out.append(f"machine busy before the run (load {load[0]:.2f} on {env['cores']} cores)")
+    for name, rec in recs.items():
+        lat = rec.get("latency_ms")
+        if lat and lat["spread"] > MAX_SPREAD:
+            out.append(f"{where}: {name} latency spread (p75-p25)/p50 = {lat['spread']:.2f}")
+        ratio = rec.get("vs_folded")
+        if ratio and ratio["median"] > 0 and (ratio["iqr"][1] - ratio["iqr"][0]) / ratio["median"] > MAX_RATIO_SPREAD:
+            out.append(f"{where}: {name} / folded per-round ratios {ratio['iqr'][0]:.2f}-{ratio['iqr'][1]:.2f}")
+    return out
 
 
 def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg: None) -> BenchResult:
     """Run the whole matrix and return records in the documented JSON schema. Never raises for a backend that
-    cannot run; its records say `skipped: <reason>`."""
+    cannot run; its records say `skipped: <reason>`.
+
+    Raises:
+        DiracDeployError: --device cuda without CUDA, a batch size or backend out of range, an unreadable MODEL.
+    """
     device = cfg.device
     if device == "cuda" and not torch.cuda.is_available():
         raise DiracDeployError("--device cuda: no CUDA device is visible to torch here (torch "
@@ -91,41 +177,71 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg
                                "or use --device cpu")
     if not cfg.batches or min(cfg.batches) < 1 or max(cfg.batches) > MAX_BENCH_BATCH:
         raise DiracDeployError(f"batch sizes must be in 1..{MAX_BENCH_BATCH}, got {list(cfg.batches)}")
+    if cfg.rounds < 1:
+        raise DiracDeployError(f"rounds must be at least 1, got {cfg.rounds}")
     threads = cfg.threads or os.cpu_count() or 1
+    env_before = collect_env(device, threads)  # the load average before this process adds its own
     torch.set_num_threads(threads)
-    if device == "cuda" and torch.cuda.is_available():
+    if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         torch.backends.cudnn.allow_tf32 = cfg.tf32
     backends = cfg.backends or default_backends(device)
     unknown = [b for b in backends if b not in ALL_BACKENDS]
     if unknown:
         raise DiracDeployError(f"unknown backend(s) {unknown}; choose from {', '.join(ALL_BACKENDS)}")
+    from .._optional import available
+
+    wants_onnx = any(b in ONNX_BACKENDS for b in backends) and available("onnxruntime")
     progress("building models")
-    models = build_models(cfg.model_path, cfg.depth, cfg.options, cfg.variants)
-    env = collect_env(device, threads)
-    env.update(model=models.description, input_shape=list(models.input_shape), resnet_depth=models.resnet_depth,
-               warmup=cfg.warmup, iters=cfg.iters, max_seconds_per_record=cfg.max_seconds, tf32=cfg.tf32,
-               peak={})
+    models = build_models(cfg.model_path, cfg.depth, cfg.options, cfg.variants, onnx=wants_onnx)
+    env = env_before
+    env.update(model=models.description, input_shape=list(models.input_shape), baseline=models.baseline,
+               rounds=cfg.rounds, warmup=cfg.warmup, iters=cfg.iters, max_seconds_per_variant=cfg.max_seconds,
+               tf32=cfg.tf32, peak={},
+               variants={n: {"description": v.description, "params": v.params, "flops": v.flops,
+                             "export_s": v.export_s, "missing": v.missing or None}
+                         for n, v in models.variants.items()},
+               thresholds={"max_spread": MAX_SPREAD, "max_ratio_spread": MAX_RATIO_SPREAD, "max_idle_load": MAX_IDLE_LOAD})
     result = BenchResult(env)
+    sync = sync_for(device)
     for backend in backends:
         progress(f"practical peak on {backend}")
         peak, why = _peak(backend, device, cfg, threads)
         env["peak"][backend] = {"gflops": peak, "status": "ok" if peak else f"skipped: {why}",
                                 "probe": "conv3x3 256->256, 56x56, batch 8"}
-        for variant in cfg.variants:
-            v = models.variants[variant]
-            for batch in cfg.batches:
-                progress(f"{variant} / {backend} / batch {batch}")
-                extra = {"threads": threads, "ort_opt_level": {"onnxruntime": "all", "onnxruntime-noopt": "disabled"}.get(backend)}
-                if v.model is None:
-                    result.records.append(_record(variant, backend, device, batch, f"skipped: {v.missing}", **extra))
-                    continue
+        for batch in cfg.batches:
+            extra = {"threads": threads}
+            calls, recs = {}, {}
+            for name, v in models.variants.items():
+                progress(f"{name} / {backend} / batch {batch}: prepare")
                 try:
-                    call = prepare(backend, device, v.model, v.onnx, models.input_shape, batch, threads)
-                    latency, mem = _timed(call, device, cfg)
+                    call, seconds, mem = _measure_prepare(
+                        lambda v=v: prepare(backend, device, v, models.input_shape, batch, threads), device,
+                        cfg.warmup, sync)
                 except Skip as e:
-                    result.records.append(_record(variant, backend, device, batch, f"skipped: {e}", **extra))
+                    recs[name] = _record(name, backend, device, batch, f"skipped: {e}", **extra)
                     continue
-                result.records.append(_record(variant, backend, device, batch, "ok", latency, v.flops, peak, mem,
-                                              **extra))
+                calls[name] = call
+                recs[name] = _record(name, backend, device, batch, "ok", peak_mem_mb=mem, prepare_s=seconds,
+                                     export_s=v.export_s if backend in ONNX_BACKENDS else None, **extra)
+            if calls:
+                progress(f"{backend} / batch {batch}: {len(calls)} variant(s) x {cfg.rounds} rounds")
+                samples = _time_rounds(calls, cfg, sync)
+                for name, rounds in samples.items():
+                    v, rec = models.variants[name], recs[name]
+                    lat = summarize([t for r in rounds for t in r])
+                    seconds = lat.p50 / 1e3
+                    rec.update(latency_ms=lat.to_dict(), iters=lat.count, throughput=batch / seconds,
+                               gflops=v.flops * batch / seconds / 1e9,
+                               round_p50_ms=[float(np.median(r)) for r in rounds])
+                    if peak:
+                        rec["peak_fraction"] = rec["gflops"] / peak
+                    if FOLDED in samples and name != FOLDED:
+                        rec["vs_folded"] = _ratio_stats(rounds, samples[FOLDED])
+                warnings = _warnings(recs, env, f"{backend} batch {batch}")
+                for rec in recs.values():
+                    if rec["status"] == "ok":
+                        rec["warnings"] = warnings
+            result.records.extend(recs.values())
+            calls.clear()
     return result

@@ -1,7 +1,14 @@
-"""One runner per backend: prepare a model for a batch size, hand back a zero-argument call to time.
+"""One runner per backend: prepare a variant for a batch size, hand back a zero-argument call to time.
 
 A backend that cannot run here raises `Skip(reason)`; the benchmark records `skipped: <reason>`, never a
-number. TensorRT, torch.compile and CUDA graphs are GPU backends; ONNX Runtime uses its CUDA provider on GPU.
+number. Backends:
+- `torch`: eager PyTorch (inference mode).
+- `torch-compile`: `torch.compile` with inductor and `freezing=True` (weights folded as constants), one
+  static shape per batch; on CUDA also `torch-compile-max` (mode="max-autotune"). Compile time is the prepare.
+- `cuda-graph`: eager PyTorch captured in a CUDA graph (CUDA only).
+- `onnxruntime` / `onnxruntime-noopt`: ONNX Runtime with its default graph optimizations / with none.
+- `openvino`: OpenVINO's CPU plugin at its default inference precision (see `quantize` for its int8 flow).
+- `tensorrt`: an engine built from the ONNX graph (CUDA only; TensorRT is not installable on our machines).
 """
 
 from __future__ import annotations
@@ -12,14 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import onnx
 import torch
 
+from .._optional import available
 from ..runtime import INPUT_NAME, OUTPUT_NAME, ort_session
+from . import ALL_BACKENDS, CPU_BACKENDS, CUDA_BACKENDS, ONNX_BACKENDS, TORCH_BACKENDS
 
-CPU_BACKENDS = ("torch", "onnxruntime", "onnxruntime-noopt")
-CUDA_BACKENDS = ("torch", "torch-compile", "cuda-graph", "onnxruntime", "onnxruntime-noopt", "tensorrt")
-ALL_BACKENDS = CUDA_BACKENDS
+__all__ = ["ALL_BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "Skip", "default_backends", "prepare", "sync_for"]
 
 
 class Skip(Exception):
@@ -27,7 +33,8 @@ class Skip(Exception):
 
 
 def default_backends(device: str) -> tuple[str, ...]:
-    return CUDA_BACKENDS if device == "cuda" else CPU_BACKENDS
+    backends = CUDA_BACKENDS if device == "cuda" else CPU_BACKENDS
+    return tuple(b for b in backends if b != "openvino" or available("openvino"))
 
 
 def sync_for(device: str) -> Callable[[], None]:
@@ -38,6 +45,21 @@ def _torch_call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]
     def call():
         with torch.inference_mode():
             return model(x)
+    return call
+
+
+def _compiled_call(model: torch.nn.Module, x: torch.Tensor, mode: str | None) -> Callable[[], object]:
+    """torch.compile with freezing (parameters become constants the compiler can fold), compiled on the
+    first call here so that the compile is part of prepare, not of the timed calls."""
+    import torch._inductor.config as inductor_config
+
+    with torch.no_grad(), inductor_config.patch(freezing=True):
+        compiled = torch.compile(model, dynamic=False, mode=mode)
+        compiled(x)
+
+    def call():
+        with torch.no_grad(), inductor_config.patch(freezing=True):
+            return compiled(x)
     return call
 
 
@@ -55,7 +77,9 @@ def _cuda_graph_call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], ob
     return graph.replay
 
 
-def _ort_call(model: onnx.ModelProto, x: np.ndarray, device: str, threads: int, optimized: bool):
+def _ort_call(model, x: np.ndarray, device: str, threads: int, optimized: bool):
+    if not available("onnxruntime"):
+        raise Skip("onnxruntime is not installed (pip install 'dirac-deploy[export]')")
     try:
         session = ort_session(model, threads=threads, optimized=optimized, device=device)
     except RuntimeError as e:
@@ -70,9 +94,20 @@ def _ort_call(model: onnx.ModelProto, x: np.ndarray, device: str, threads: int, 
     return lambda: session.run([OUTPUT_NAME], {INPUT_NAME: x})
 
 
-def _tensorrt_call(model: onnx.ModelProto, x: torch.Tensor):
+def _openvino_call(model, x: np.ndarray, threads: int):
+    if not available("openvino"):
+        raise Skip("OpenVINO is not installed (pip install 'dirac-deploy[openvino]')")
+    from ..runtime import openvino_compiled
+
+    compiled = openvino_compiled(model, threads=threads, batch=x.shape[0])
+    request = compiled.create_infer_request()
+    return lambda: request.infer({0: x})
+
+
+def _tensorrt_call(model, x: torch.Tensor):
     if importlib.util.find_spec("tensorrt") is None:
-        raise Skip("TensorRT is not installed (pip install tensorrt-cu13)")
+        raise Skip("TensorRT is not installed (pip install 'dirac-deploy[trt]')")
+    import onnx
     import tensorrt as trt
 
     from ..export.tensorrt import BatchRange, build_engine
@@ -94,29 +129,43 @@ def _tensorrt_call(model: onnx.ModelProto, x: torch.Tensor):
     return lambda: context.execute_async_v3(stream)
 
 
-def prepare(backend: str, device: str, model: torch.nn.Module, onnx_model: onnx.ModelProto | None,
-            input_shape: tuple[int, int, int], batch: int, threads: int) -> Callable[[], object]:
-    """A zero-argument call running `batch` images through `model` on `backend`, inputs preallocated."""
+def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int], batch: int,
+            threads: int) -> Callable[[], object]:
+    """A zero-argument call running `batch` seeded images through `variant` on `backend`, inputs preallocated.
+
+    Raises:
+        Skip: the backend does not apply to this variant or device, or is not installed.
+    """
     if device == "cuda" and not torch.cuda.is_available():
         raise Skip("no CUDA device is visible to torch")
     gen = torch.Generator().manual_seed(batch)
     x = torch.randn(batch, *input_shape, generator=gen)
-    if backend in ("onnxruntime", "onnxruntime-noopt"):
-        if onnx_model is None:
-            raise Skip("no ONNX graph for this variant")
-        return _ort_call(onnx_model, x.numpy(), device, threads, optimized=backend == "onnxruntime")
-    if backend in ("torch-compile", "cuda-graph", "tensorrt") and device != "cuda":
+    if backend in ONNX_BACKENDS:
+        if variant.onnx is None:
+            raise Skip(variant.missing or "no ONNX graph for this variant")
+        if backend in ("onnxruntime", "onnxruntime-noopt"):
+            return _ort_call(variant.onnx, x.numpy(), device, threads, optimized=backend == "onnxruntime")
+        if backend == "openvino":
+            if device != "cpu":
+                raise Skip("the OpenVINO backend runs on the CPU here")
+            return _openvino_call(variant.onnx, x.numpy(), threads)
+        if device != "cuda":
+            raise Skip(f"{backend} is a CUDA backend")
+        return _tensorrt_call(variant.onnx, x.to(device))
+    if backend not in TORCH_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(ALL_BACKENDS)}")
+    if variant.model is None:
+        raise Skip(variant.missing or "an ONNX-only variant: it runs on the ONNX backends")
+    if backend in ("cuda-graph", "torch-compile-max") and device != "cuda":
         raise Skip(f"{backend} is a CUDA backend")
     xd = x.to(device)
-    model = model.to(device).eval()
+    model = variant.model.to(device).eval()
     if backend == "torch":
         return _torch_call(model, xd)
-    if backend == "torch-compile":
-        return _torch_call(torch.compile(model, dynamic=False), xd)
-    if backend == "cuda-graph":
-        return _cuda_graph_call(model, xd)
-    if backend == "tensorrt":
-        if onnx_model is None:
-            raise Skip("no ONNX graph for this variant")
-        return _tensorrt_call(onnx_model, xd)
-    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(ALL_BACKENDS)}")
+    if backend in ("torch-compile", "torch-compile-max"):
+        try:
+            return _compiled_call(model, xd, "max-autotune" if backend == "torch-compile-max" else None)
+        except Exception as e:  # inductor needs a C++ compiler on CPU; its failures have many types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise Skip(f"torch.compile failed here: {first[:200]}") from None
+    return _cuda_graph_call(model, xd)

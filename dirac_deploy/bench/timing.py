@@ -20,15 +20,24 @@ class Latency:
     mean: float
     stdev: float
     count: int
+    p25: float = 0.0
+    p75: float = 0.0
+
+    @property
+    def spread(self) -> float:
+        """(p75 - p25) / p50: robust to the long tail a shared machine gives every latency distribution."""
+        return (self.p75 - self.p25) / self.p50 if self.p50 > 0 else 0.0
 
     def to_dict(self) -> dict:
-        return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "mean": self.mean, "stdev": self.stdev}
+        return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "mean": self.mean, "stdev": self.stdev,
+                "p25": self.p25, "p75": self.p75, "spread": self.spread,
+                "cv": self.stdev / self.mean if self.mean > 0 else 0.0}
 
 
 def summarize(samples_ms: list[float]) -> Latency:
     a = np.asarray(samples_ms, dtype=np.float64)
-    p50, p90, p99 = (float(np.percentile(a, q)) for q in (50, 90, 99))
-    return Latency(p50, p90, p99, float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, len(a))
+    p25, p50, p75, p90, p99 = (float(np.percentile(a, q)) for q in (25, 50, 75, 90, 99))
+    return Latency(p50, p90, p99, float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, len(a), p25, p75)
 
 
 def measure(fn: Callable[[], object], *, warmup: int, iters: int, min_iters: int = 5, max_seconds: float = 10.0,

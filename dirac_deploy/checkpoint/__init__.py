@@ -9,6 +9,7 @@ builds and checks that chain).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,8 @@ class LoadedCheckpoint:
     model: nn.Module  # DiracNet, ScaledIdentityNet, or OriginalFoldedNet for a folded source
     folded_state_dict: dict | None = None  # a folded source's tensors under plain-chain names
     notes: list[str] = field(default_factory=list)
+    # Where the input size and the normalization came from: "checkpoint", "given" (options) or "assumed: ...".
+    provenance: dict[str, str] = field(default_factory=dict)
 
     @property
     def folded_source(self) -> bool:
@@ -135,6 +138,51 @@ def _normalise_scales(sd: dict) -> None:
             sd[k] = v.reshape(-1)
 
 
+def recorded_input(obj, where) -> dict:
+    """An optional top-level `normalization` dict ({mean, std, input_size}) a checkpoint of any layout may carry
+    (the embedded default does; the original code's files do not)."""
+    rec = obj.get("normalization") if isinstance(obj, Mapping) else None
+    if rec is None:
+        return {}
+    if not isinstance(rec, Mapping):
+        raise CheckpointError(f"{where}: 'normalization' is a {type(rec).__name__}, expected a dict of mean, std, "
+                              f"input_size")
+    out = {}
+    for key in ("mean", "std"):
+        v = rec.get(key)
+        if v is not None:
+            v = [float(x) for x in v] if isinstance(v, (list, tuple)) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) else None
+            if not v or not all(math.isfinite(x) for x in v) or (key == "std" and min(v) <= 0):
+                raise CheckpointError(f"{where}: normalization[{key!r}] must be finite numbers"
+                                      f"{' > 0' if key == 'std' else ''}, got {rec.get(key)!r:.80}")
+            out[key] = tuple(v)
+    size = rec.get("input_size")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= MAX_INPUT_SIZE:
+            raise CheckpointError(f"{where}: normalization['input_size'] must be an integer in 8..{MAX_INPUT_SIZE}")
+        out["input_size"] = size
+    return out
+
+
+def _assumed(stem: str, what: str) -> str:
+    kind = "ImageNet" if stem == "imagenet" else "CIFAR"
+    return f"assumed: the {kind} {what} of the original train.py (not recorded in the checkpoint)"
+
+
+def _provenance(options: LoadOptions, recorded: dict, stem: str | None) -> dict[str, str]:
+    def source(given, key, what):
+        if given is not None:
+            return "given"
+        if key in recorded:
+            return "checkpoint"
+        return "checkpoint" if stem is None else _assumed(stem, what)
+
+    norm_given = options.mean if options.mean is not None else options.std
+    return {"input_size": source(options.input_size, "input_size", "input size"),
+            "normalization": source(norm_given, "mean", "normalization")}
+
+
 def load_checkpoint(path: str | Path, options: LoadOptions | None = None) -> LoadedCheckpoint:
     """Read any supported DiracNet checkpoint into an eval-mode model.
 
@@ -149,6 +197,9 @@ def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = 
     """`load_checkpoint` for an object already read with `load_torch_file` from `path`."""
     options = options or LoadOptions()
     path = Path(path)
+    recorded = recorded_input(obj, path)
+    if recorded or (isinstance(obj, Mapping) and "normalization" in obj):
+        obj = {k: v for k, v in obj.items() if k != "normalization"}
     obj = unwrap(obj)
     layout = detect_layout(obj)
     raw = layout.read(obj)
@@ -159,15 +210,19 @@ def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = 
     if cast:
         raw.notes.append(f"weights stored as {', '.join(cast)} were read as float32"
                          f"{' (exact)' if 'float64' not in cast else ' (float64 rounded to float32)'}")
-    overrides = dict(bn_eps=options.bn_eps, input_size=options.input_size, mean=options.mean, std=options.std,
+    def pick(key):  # an option wins over what the checkpoint records
+        value = getattr(options, key)
+        return value if value is not None else recorded.get(key)
+
+    overrides = dict(bn_eps=options.bn_eps, input_size=pick("input_size"), mean=pick("mean"), std=pick("std"),
                      final_relu=options.final_relu if options.final_relu is not None else raw.hints.get("final_relu"))
     if raw.folded:
         source = {k.removeprefix("features."): v for k, v in obj.items()}
         spec = _checked(infer_spec(source, **overrides))
         reference = layout.reference(obj, spec)
         return LoadedCheckpoint(path, sha256_file(path), layout.NAME, layout.DESCRIPTION, spec, reference.eval(),
-                                sd, raw.notes)
-    if raw.spec is not None:  # a layout that documents its architecture
+                                sd, raw.notes, _provenance(options, recorded, spec.stem))
+    if raw.spec is not None:  # a layout that documents its architecture (input size and normalization too)
         spec = _checked(with_overrides(raw.spec, **{k: v for k, v in overrides.items() if k != "final_relu"}))
         model = ScaledIdentityNet(spec)
     else:
@@ -180,8 +235,9 @@ def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = 
             sd.setdefault(k, torch.zeros_like(v))
     check_against(expected, sd, f"{layout.NAME} checkpoint")
     model.load_state_dict(sd)
+    stem = None if raw.spec is not None else spec.stem
     return LoadedCheckpoint(path, sha256_file(path), layout.NAME, layout.DESCRIPTION, spec, model.eval(),
-                            None, raw.notes)
+                            None, raw.notes, _provenance(options, recorded, stem))
 
 
 __all__ = ["LoadOptions", "LoadedCheckpoint", "checkpoint_from_object", "load_checkpoint", "detect_layout", "CheckpointError"]

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..bench.report import write_json, write_plot
-from ..bench.run import MAX_BENCH_BATCH, BenchConfig, run_benchmark
-from ..bench.runners import ALL_BACKENDS
-from ..errors import DiracDeployError
-from ..fileio import check_output_path
+from ..bench import ALL_BACKENDS, CPU_BACKENDS, MAX_BENCH_BATCH
 from . import main
 from .options import checkpoint_options, load_options
-from .render import console, print_bench
+from .render import console, err_console, print_bench
 
 
 def _ints(ctx, param, value):
@@ -47,47 +44,75 @@ def _backends(ctx, param, value):
 @click.option("--backends", callback=_backends,
               help=f"Comma-separated subset of {', '.join(ALL_BACKENDS)} [default: all that apply to the device].")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch and ONNX Runtime [default: all cores].")
-@click.option("--iters", type=click.IntRange(min=5), default=30, show_default=True,
-              help="Timed calls per record (fewer if a record passes --max-seconds).")
+@click.option("--rounds", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Interleaved rounds: each times every variant once more, in a rotated order; ratios are the "
+                   "median of the per-round ratios.")
+@click.option("--iters", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Timed calls per variant and row over all rounds (fewer if --max-seconds runs out).")
 @click.option("--warmup", type=click.IntRange(min=1), default=3, show_default=True, help="Untimed calls first.")
 @click.option("--max-seconds", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
               help="Stop timing a record after this long once 5 calls were timed.")
 @click.option("--tf32/--no-tf32", default=False, show_default=True, help="Allow TF32 on CUDA (off: strict fp32).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True)
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=Path("bench.png"), show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True,
+              help="Records as JSON ('-': stdout; the table then goes to stderr).")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=Path("bench.png"), show_default=True,
+              help="Latency and throughput plot (needs matplotlib: the plot extra).")
+@click.option("--no-plot", "no_plot", is_flag=True, help="Write no plot.")
 @checkpoint_options
-def bench(model, device, depth, batches, backends, threads, iters, warmup, max_seconds, tf32, json_path, plot_path,
-          **opts):
-    """Benchmark folded vs unfolded vs ResNet, per backend and batch size, in one run on one device.
+def bench(model, device, depth, batches, backends, threads, rounds, iters, warmup, max_seconds, tf32, json_path,
+          plot_path, no_plot, **opts):
+    """Benchmark the folded chain against what a user could run instead, per backend and batch, in one run.
+
+    \b
+    Variants: folded (this project), unfolded-as-trained (the DiracNet as trained; op-for-op ONNX),
+    unfolded-exported (torch.onnx.export defaults + onnxsim: what a user gets without us), resnet (a ResNet of
+    matching size, BN folded), and for DiracNet v1 folded-absorbed (the other fold form). torch-compile is a
+    backend (freezing on), so "unfolded compiled" is its unfolded-as-trained row.
 
     Without MODEL it builds ImageNet DiracNet-18 (--depth 34 for 34) with random weights and calibrated batch
-    norm. MODEL may be a checkpoint (all three variants) or a plain.pth (no unfolded variant). Writes a JSON
-    file with one record per (variant, backend, device, batch) and a PNG plot; prints the headline ratios.
+    norm. MODEL may be a checkpoint or a plain.pth (no unfolded variants). Variants are timed in interleaved
+    rounds; each speed-up is the median of per-round ratios with its interquartile range, and noisy rows are
+    flagged. Writes a JSON file with one record per (variant, backend, device, batch) and a PNG plot.
     """
-    if json_path.resolve() == plot_path.resolve():
+    from ..bench.report import write_json, write_plot
+    from ..errors import MissingDependencyError
+
+    plot_path = None if no_plot else plot_path
+    from ..bench.run import BenchConfig, run_benchmark
+    from ..fileio import check_output_path
+
+    to_stdout = str(json_path) == "-"
+    if not to_stdout and plot_path is not None and json_path.resolve() == plot_path.resolve():
         raise click.UsageError(f"--json and --plot name the same file ({json_path}); give two paths")
-    for out in (json_path, plot_path):
+    for out in ([] if to_stdout else [json_path]) + ([] if plot_path is None else [plot_path]):
         check_output_path(out, *([model] if model else []))
     cfg = BenchConfig(model_path=model, depth=int(depth), device=device, batches=batches, backends=backends,
-                      threads=threads, warmup=warmup, iters=iters, max_seconds=max_seconds, tf32=tf32,
-                      options=load_options(**opts))
-    n_backends = len(backends or (ALL_BACKENDS if device == "cuda" else ("torch", "onnxruntime", "onnxruntime-noopt")))
-    total = 1 + n_backends * (1 + len(cfg.variants) * len(batches))
+                      threads=threads, rounds=rounds, warmup=warmup, iters=iters, max_seconds=max_seconds,
+                      tf32=tf32, options=load_options(**opts))
+    n_backends = len(backends or (ALL_BACKENDS if device == "cuda" else CPU_BACKENDS))
+    total = 1 + n_backends * (1 + len(batches) * (len(cfg.variants) + 1))
     with Progress(TextColumn("{task.description:<44}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console(), transient=True) as bar:
+                  TimeElapsedColumn(), console=err_console(), transient=True) as bar:
         task = bar.add_task("benchmark", total=total)
 
         def progress(msg: str) -> None:
             bar.update(task, description=msg, advance=1)
 
+        result = run_benchmark(cfg, progress)
+    if to_stdout:
+        click.echo(json.dumps(result.to_json(), indent=1))
+    else:
+        write_json(json_path, result.to_json())
+    out = console() if not to_stdout else err_console()
+    wrote = [] if to_stdout else [str(json_path)]
+    if plot_path is not None:
+        env = result.env
+        title = (f"{env['model']} — {device} ({env.get('gpu', {}).get('name') or env['cpu']}, "
+                 f"{env['threads']} threads)")
         try:
-            result = run_benchmark(cfg, progress)
-        except ValueError as e:
-            raise DiracDeployError(str(e)) from None
-    write_json(json_path, result.to_json())
-    env = result.env
-    write_plot(plot_path, result.records, f"{env['model']} — {device} ({env.get('gpu', {}).get('name') or env['cpu']}, "
-                                          f"{env['threads']} threads)")
-    out = console()
+            wrote.append(str(write_plot(plot_path, result.records, title)))
+        except MissingDependencyError as e:
+            out.print(f"plot skipped: {e}")
     print_bench(out, result)
-    out.print(f"wrote {json_path} and {plot_path}")
+    if wrote:
+        out.print(f"wrote {' and '.join(wrote)}")

@@ -6,12 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..export.from_file import export_file
-from ..export.onnx import DEFAULT_OPSET
-from ..export.tensorrt import BatchRange
+from ..export import DEFAULT_OPSET, MAX_PARITY_BATCH
 from . import main
 from .options import checkpoint_options, load_options
-from .render import console, kv_table
+from .render import console, emit_json, json_option, kv_table, progress_status
 
 
 def _histogram(nodes: dict[str, int]) -> str:
@@ -24,25 +22,39 @@ def _histogram(nodes: dict[str, int]) -> str:
 @click.option("--unfolded", is_flag=True,
               help="Also export the model as trained (no folding, no simplification) to <onnx>.unfolded.onnx.")
 @click.option("--trt", "trt_path", type=click.Path(path_type=Path), help="Build a TensorRT engine (.plan) here.")
-@click.option("--fp16", is_flag=True, help="Build the TensorRT engine from an fp16 ONNX (weights scanned first).")
-@click.option("--workspace-mb", type=click.IntRange(min=16), default=1024, show_default=True,
+@click.option("--fp16", is_flag=True, help="Build the TensorRT engine from an fp16 ONNX (weights scanned first); "
+                                           "needs --trt. For low-precision ONNX see `dirac-deploy quantize`.")
+@click.option("--workspace-mb", type=click.IntRange(16, 1 << 20), default=1024, show_default=True,
               help="TensorRT builder workspace limit.")
 @click.option("--triton-repo", type=click.Path(path_type=Path), help="Write a Triton model repository here.")
-@click.option("--name", help="Model name in the Triton repository [default: MODEL's file stem].")
-@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, help="ONNX opset (>= 18).")
+@click.option("--name", help="Model name in the Triton repository [default: MODEL's file name without suffixes].")
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
+              help="ONNX opset (one the torch.onnx exporter writes; >= 18).")
 @click.option("--batch-range", default="1:8:32", show_default=True,
-              help="MIN:OPT:MAX batch sizes: TensorRT profile, Triton max_batch_size, parity check at 1 and OPT.")
+              help="MIN:OPT:MAX batch sizes: TensorRT profile, Triton max_batch_size, parity check at 1 and OPT "
+                   f"(at most {MAX_PARITY_BATCH}).")
+@json_option
 @checkpoint_options
-def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo, name, opset, batch_range, **opts):
-    """Export MODEL (a plain.pth from fold, or any checkpoint fold reads) to ONNX, TensorRT and Triton.
+def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo, name, opset, batch_range,
+           json_path, **opts):
+    """Export MODEL (a plain.pth from fold, any checkpoint fold reads, or an .onnx from export) to ONNX,
+    TensorRT and a Triton model repository.
 
     The ONNX graph is checked (onnx.checker, strict shape inference), simplified (onnxsim), audited (only
-    Conv, Relu, MaxPool, global pooling, Flatten/Reshape and Gemm may remain) and run in ONNX Runtime against
-    the PyTorch model at batch 1 and OPT. Any failure writes nothing.
+    Conv, Relu, MaxPool, global pooling, Flatten/Reshape and Gemm may remain, plus NCReLU's ops for v1 nets)
+    and run in ONNX Runtime against the PyTorch model at batch 1 and OPT. Every output is validated first and
+    all are written together or not at all.
     """
-    r = export_file(model, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo, name=name,
-                    opset=opset, batch_range=BatchRange.parse(batch_range), workspace_mb=workspace_mb, fp16=fp16,
-                    options=load_options(**opts))
+    from ..export.from_file import export_file
+    from ..export.tensorrt import BatchRange
+
+    status, progress = progress_status(f"exporting {model} ...")
+    with status:
+        r = export_file(model, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo, name=name,
+                        opset=opset, batch_range=BatchRange.parse(batch_range), workspace_mb=workspace_mb,
+                        fp16=fp16, options=load_options(**opts), progress=progress)
+    if emit_json(json_path, r.to_json()):
+        return
     o = r.onnx
     rows = [("model", f"{r.model} ({r.source})"), ("architecture", r.architecture), ("opset", str(o.opset)),
             ("folded graph", f"{o.folded.node_count} nodes: {_histogram(o.folded.nodes)}")]
@@ -51,11 +63,7 @@ def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo
     rows.append(("audit", "passed: nothing but the chain's layers is left"))
     for p in o.folded.parity:
         rows.append((f"ORT parity b={p.batch}", f"max abs {p.max_abs_error:.3g} ({p.max_rel_error:.3g} of max|logit|), "
-                                               f"top-1 {p.top1_agreement:.0%}"))
-    if o.folded.path:
-        rows.append(("wrote", str(o.folded.path)))
-    if o.unfolded is not None and o.unfolded.path:
-        rows.append(("wrote", f"{o.unfolded.path} (unfolded, as trained)"))
+                                               f"top-1 {p.top1_agreement:.0%} vs the {p.reference}"))
     if r.fp16_findings is not None:
         if not r.fp16_findings:
             rows.append(("fp16 scan", "all folded weights are normal fp16 numbers"))
@@ -68,4 +76,6 @@ def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo
                                  f"{e.batch_range.min}:{e.batch_range.opt}:{e.batch_range.max})"))
     for t in r.triton:
         rows.append(("Triton", f"{t.config_path.parent} ({t.platform})"))
+    for path in r.written:
+        rows.append(("wrote", str(path)))
     console().print(kv_table(f"Exported {r.architecture}", rows))

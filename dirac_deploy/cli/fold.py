@@ -6,30 +6,34 @@ from pathlib import Path
 
 import click
 
-from ..fileio import check_output_path
-from ..pipeline import fold_checkpoint, inspect_checkpoint
 from . import main
 from .options import checkpoint_options, load_options
-from .render import console, human, inspect_rows, kv_table
+from .render import console, emit_json, human, input_rows, inspect_rows, json_option, kv_table, progress_status
 
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Where to write the folded plain chain (plain.pth).")
-@click.option("--check-batch", type=click.IntRange(1, 1024), default=4, show_default=True,
+@click.option("--check-batch", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Seeded random images the fold is verified on.")
+@json_option
 @checkpoint_options
-def fold(checkpoint, output, check_batch, **opts):
+def fold(checkpoint, output, check_batch, json_path, **opts):
     """Fold a DiracNet CHECKPOINT into a verified plain conv-ReLU chain.
 
-    Reads every known layout (original train.py model.pt7, published params/stats and folded files, this
-    project's DiracNet state_dict), folds Dirac delta, alpha/beta and batch norm into one conv per layer,
-    verifies the chain against the source on seeded inputs and writes OUTPUT only if it matches
+    Reads every known layout (original train.py model.pt7, published params/stats and folded files, DiracNet
+    v1 files, this project's DiracNet state_dict), folds Dirac delta, alpha/beta and batch norm into one conv
+    per layer, verifies the chain against the source on seeded inputs and writes OUTPUT only if it matches
     (max|logit error| <= 1e-4 x max|logit|, identical top-1).
     """
-    with console().status(f"folding {checkpoint} ..."):
+    from ..pipeline import fold_checkpoint
+
+    status, _ = progress_status(f"folding {checkpoint} ...")
+    with status:
         r = fold_checkpoint(checkpoint, output, load_options(**opts), check_batch=check_batch)
+    if emit_json(json_path, r.to_json()):
+        return
     size = r.spec.input_size
     rows = inspect_rows(r) + [
         ("parameters", f"{r.parameters:,} -> {r.parameters_after:,}"),
@@ -41,43 +45,76 @@ def fold(checkpoint, output, check_batch, **opts):
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path(path_type=Path))
 @click.option("--layers", is_flag=True,
               help="Fold and show per-layer identity distance, exact spectral norm and condition number (FFT), "
                    "and activation scale.")
 @click.option("--plot", type=click.Path(path_type=Path), help="With --layers: also write these as a PNG.")
+@json_option
 @checkpoint_options
-def inspect(checkpoint, layers, plot, **opts):
-    """Show what CHECKPOINT holds (layout, architecture, size) without folding it.
+def inspect(model, layers, plot, json_path, **opts):
+    """Show what MODEL holds: a checkpoint (layout, architecture, size; nothing is folded), a plain.pth (its
+    layers, size, provenance and recorded proof) or an .onnx (ops, metadata, audit and parity probe).
 
-    With --layers, CHECKPOINT may also be a plain.pth: each folded conv is compared with a scaled identity
+    With --layers (a checkpoint or plain.pth): each folded conv is compared with a scaled identity
     (||W - c delta|| / ||W||), its spectrum computed exactly for circular padding from the kernel's FFT
     (Sedghi et al., ICLR 2019), and the activation RMS traced on random input.
     """
     if plot and not layers:
         raise click.UsageError("--plot goes with --layers")
     if layers:
-        _inspect_layers(checkpoint, plot, load_options(**opts))
+        _inspect_layers(model, plot, load_options(**opts), json_path)
         return
-    r = inspect_checkpoint(checkpoint, load_options(**opts))
-    size = r.spec.input_size
-    rows = inspect_rows(r) + [("parameters", f"{r.parameters:,}"),
-                              ("FLOPs", f"{human(r.flops)} per image at {size}x{size}")]
-    console().print(kv_table(f"{r.spec.name}", rows))
+    from ..pipeline import InspectReport, inspect_file
+
+    status, _ = progress_status(f"reading {model} ...")
+    with status:
+        r = inspect_file(model, load_options(**opts))
+    if emit_json(json_path, r.to_json()):
+        return
+    if isinstance(r, InspectReport):
+        size = r.spec.input_size
+        rows = inspect_rows(r) + [("parameters", f"{r.parameters:,}"),
+                                  ("FLOPs", f"{human(r.flops)} per image at {size}x{size}")]
+        console().print(kv_table(f"{r.spec.name}", rows))
+        return
+    meta = r.meta
+    rows = [("file", f"{r.path} ({r.kind})"), ("architecture", r.name),
+            *input_rows(r.input_shape, meta.get("mean"), meta.get("std"), meta.get("provenance", {})),
+            ("classes", str(r.num_classes))]
+    if r.parameters is not None:
+        rows += [("parameters", f"{r.parameters:,}"), ("FLOPs", f"{human(r.flops)} per image")]
+    rows.append(("layers" if r.kind == "plain file" else "ops", ", ".join(f"{k} x{v}" for k, v in r.ops.items())))
+    source = meta.get("source")
+    if isinstance(source, dict):
+        rows.append(("folded from", f"{source.get('file', '?')} (sha256 {str(source.get('sha256', ''))[:12]}), "
+                                    f"layout {meta.get('layout', '?')}"))
+    for key in ("dirac_deploy.layout", "dirac_deploy.source_sha256", "dirac_deploy.graph"):
+        if key in meta:
+            rows.append((key.removeprefix("dirac_deploy."), str(meta[key])[:80]))
+    rows += list(r.checks)
+    console().print(kv_table(r.name, rows))
 
 
-def _inspect_layers(path, plot, options):
+def _inspect_layers(path, plot, options, json_path):
     from rich.table import Table
 
     from ..layer_analysis import inspect_layers, plot_layers
 
     if plot:
+        from ..fileio import check_output_path
+
         check_output_path(plot, path)
-    with console().status("folding and analysing ..."):
+    status, _ = progress_status("folding and analysing ...")
+    with status:
         title, shape, stats = inspect_layers(path, options)
+    if emit_json(json_path, {"schema": "dirac-deploy/inspect-layers", "version": 1, "model": title,
+                             "input_shape": list(shape), "layers": [vars(s) for s in stats]}):
+        return
     table = Table(title=f"{title}: per folded conv, input {shape[0]}x{shape[1]}x{shape[2]}", title_justify="left")
     for col in ("layer", "weight", "n", "identity dist.", "spectral norm", "condition", "activation RMS"):
-        table.add_column(col, justify="left" if col in ("layer", "weight") else "right")
+        table.add_column(col, justify="left" if col in ("layer", "weight") else "right",
+                         no_wrap=col in ("layer", "weight"))
 
     def f(v):
         return "-" if v is None else ("inf" if v == float("inf") else f"{v:.3g}")

@@ -6,7 +6,6 @@ import math
 
 import click
 
-from ..checkpoint import LoadOptions
 from ..spec import MAX_INPUT_SIZE
 
 
@@ -41,6 +40,8 @@ def checkpoint_options(f):
     return f
 
 
-def load_options(trust_checkpoint, bn_eps, input_size, mean, std, final_relu=None, ncrelu="keep") -> LoadOptions:
+def load_options(trust_checkpoint, bn_eps, input_size, mean, std, final_relu=None, ncrelu="keep"):
+    from ..checkpoint import LoadOptions  # torch: imported once a command runs, not for --help
+
     return LoadOptions(trust_checkpoint=trust_checkpoint, bn_eps=bn_eps, input_size=input_size, mean=mean, std=std,
                        final_relu=final_relu, ncrelu=ncrelu)

@@ -1,21 +1,68 @@
-"""Terminal rendering of library reports (rich)."""
+"""Terminal rendering of library reports (rich), the global -q/-v settings, and --json output."""
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.table import Table
 
 
+@dataclass(frozen=True)
+class Settings:
+    quiet: bool = False
+    verbose: int = 0
+
+
+def settings() -> Settings:
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_object(Settings) if ctx is not None else None
+    return obj or Settings()
+
+
 def console() -> Console:
-    """A console for the current stdout; wide when piped, so logs and captured output are not wrapped."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    """A console for the current stdout; wide when piped, so logs and captured output are not wrapped.
+    Quiet (-q) prints nothing here."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160, quiet=settings().quiet)
 
 
 def err_console() -> Console:
     """Progress and spinners go to stderr, so stdout stays the command's result (pipeable, --json)."""
-    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160, quiet=settings().quiet)
+
+
+def progress_status(first: str):
+    """A spinner on stderr for long library calls, and a `progress(step)` callback that updates it."""
+    status = err_console().status(first)
+
+    def progress(step: str) -> None:
+        status.update(f"{step} ...")
+
+    return status, progress
+
+
+def json_option(f):
+    return click.option("--json", "json_path", type=click.Path(path_type=Path),
+                        help="Also write the report as JSON to this file ('-': stdout, and no table). The "
+                             "schema is in the README (Machine-readable reports).")(f)
+
+
+def emit_json(json_path: Path | None, payload: dict) -> bool:
+    """Write `payload` to `json_path` ('-' is stdout); True when it went to stdout (print nothing else)."""
+    if json_path is None:
+        return False
+    text = json.dumps(payload, indent=1, default=str) + "\n"
+    if str(json_path) == "-":
+        click.echo(text, nl=False)
+        return True
+    from ..fileio import atomic_write, check_output_path
+
+    atomic_write(check_output_path(json_path), lambda tmp: tmp.write_text(text))
+    return False
 
 
 def human(n: float, unit: str = "") -> str:
@@ -34,12 +81,25 @@ def kv_table(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
+def _source(text: str) -> str:
+    return "" if not text or text == "checkpoint" else f" [{'yellow' if text.startswith('assumed') else 'dim'}]({text})[/]"
+
+
+def input_rows(shape, mean, std, provenance: dict) -> list[tuple[str, str]]:
+    """Input size and normalization, each marked with where it came from (assumed values stand out)."""
+    c, h, w = shape
+    return [("input", f"{c}x{h}x{w}{_source(provenance.get('input_size', ''))}"),
+            ("normalization", f"mean {list(mean or [])}, std {list(std or [])}"
+                              f"{_source(provenance.get('normalization', ''))}")]
+
+
 def inspect_rows(report) -> list[tuple[str, str]]:
     spec = report.spec
     rows = [("source", f"{report.path}  (sha256 {report.sha256[:12]})"),
             ("layout", f"{report.layout}: {report.layout_description}"),
             ("architecture", spec.name), *spec.summary_rows(folded=report.folded_source),
-            ("input", f"{spec.in_channels}x{spec.input_size}x{spec.input_size}, mean {list(spec.mean)}, std {list(spec.std)}")]
+            *input_rows((spec.in_channels, spec.input_size, spec.input_size), spec.mean, spec.std,
+                        report.provenance)]
     if report.folded_source:
         rows.append(("state", "already folded (plain chain)"))
     for note in report.notes:
@@ -51,23 +111,52 @@ def _fmt(v, spec=".1f", suffix=""):
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
+def _ratio(r) -> str:
+    if r is None:
+        return "-"
+    return f"{r.median:.2f}x ({r.iqr[0]:.2f}-{r.iqr[1]:.2f})"
+
+
+_SHORT = {"unfolded-as-trained": "as trained", "unfolded-exported": "exported+onnxsim"}
+
+
 def print_bench(out: Console, result) -> None:
-    """The headline table (ratios within one run), the practical peaks and the skip reasons."""
+    """The headline table (ratios within one run), the variants, the practical peaks, warnings, skip reasons."""
     from ..bench.report import headline_rows, skipped
 
     env = result.env
-    table = Table(title=f"{env['model']} on {env['device']}: p50 latency (ms); speed-up = t_other / t_folded",
+    rows = headline_rows(result.records)
+    v1 = any(r.vs_absorbed for r in rows)
+    table = Table(title=f"{env['model']} on {env['device']}: p50 latency (ms); speed-up = t_other / t_folded "
+                        f"(median of {env.get('rounds', 1)} interleaved rounds, IQR in brackets; > 1: folded is faster)",
                   title_justify="left")
-    for col in ("backend", "batch", "folded", "unfolded", "resnet", "folded vs unfolded", "folded vs resnet",
-                "folded GFLOP/s", "of peak"):
-        table.add_column(col, justify="left" if col == "backend" else "right")
-    for r in headline_rows(result.records):
-        table.add_row(r.backend, str(r.batch), _fmt(r.folded, ".2f"), _fmt(r.unfolded, ".2f"), _fmt(r.resnet, ".2f"),
-                      _fmt(r.speedup_vs_unfolded, ".2f", "x"), _fmt(r.speedup_vs_resnet, ".2f", "x"),
-                      _fmt(r.folded_gflops, ".0f"),
-                      _fmt(r.folded_peak_fraction and 100 * r.folded_peak_fraction, ".0f", "%"))
+    cols = ["backend", "batch", "folded ms", "best alternative", "ms", "vs best alternative", "vs as-trained",
+            "vs ResNet"] + (["absorbed form"] if v1 else []) + ["GFLOP/s", "of peak", ""]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("backend", "best alternative", "") else "right",
+                         no_wrap=col in ("backend", "best alternative"))
+    for r in rows:
+        best = _SHORT.get(r.best_alternative.against, r.best_alternative.against) if r.best_alternative else "-"
+        cells = [r.backend, str(r.batch), _fmt(r.folded, ".2f"), best, _fmt(r.best_alternative_ms, ".2f"),
+                 _ratio(r.best_alternative), _ratio(r.vs_as_trained), _ratio(r.vs_resnet)]
+        if v1:
+            cells.append(_ratio(r.vs_absorbed))
+        cells += [_fmt(r.folded_gflops, ".0f"), _fmt(r.folded_peak_fraction and 100 * r.folded_peak_fraction, ".0f", "%"),
+                  "[yellow]noisy[/yellow]" if r.warnings else ""]
+        table.add_row(*cells)
     out.print(table)
+    for name, v in env.get("variants", {}).items():
+        if v.get("missing"):
+            out.print(f"[dim]{name}: {v['missing']}[/dim]")
+        else:
+            exp = f", ONNX in {v['export_s']:.1f} s" if v.get("export_s") else ""
+            out.print(f"[dim]{name}: {v['description']} ({v['params']:,} parameters, {human(v['flops'])}FLOPs{exp})[/dim]")
     peaks = ", ".join(f"{b} {p['gflops']:.0f} GFLOP/s" for b, p in env["peak"].items() if p["gflops"])
     out.print(f"practical peak (conv3x3 256->256, 56x56, batch 8): {peaks or 'n/a'}")
+    noisy = list(dict.fromkeys(w for r in rows for w in r.warnings))
+    for w in noisy[:10]:
+        out.print(f"[yellow]noisy:[/yellow] {w}")
+    if len(noisy) > 10:
+        out.print(f"[yellow]noisy:[/yellow] ... and {len(noisy) - 10} more (all in the JSON)")
     for key, status in skipped(result.records).items():
         out.print(f"[dim]{key}: {status}[/dim]")

@@ -10,14 +10,15 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import onnx
 
-from .._optional import require
+from .._optional import model_config_pb2, require
 from ..checkpoint import LoadOptions
 from ..errors import ExportError
 from ..fileio import check_not_input, check_output_path, write_with_dirs
-from ..pipeline import LoadedModel, load_model
+from ..pipeline import REPORT_VERSION, LoadedModel, load_model
 from .fp16 import Fp16Finding, scan_fp16
 from .onnx import DEFAULT_OPSET, MAX_PARITY_BATCH, GraphReport, OnnxExport, export_onnx, verify_artifact
 from .tensorrt import BatchRange, EngineReport, build_plan
@@ -34,6 +35,26 @@ class ExportReport:
     engine: EngineReport | None = None
     triton: list[TritonModel] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        o = self.onnx
+
+        def graph(g):
+            return None if g is None else {
+                "path": None if g.path is None else str(g.path), "nodes": dict(g.nodes), "node_count": g.node_count,
+                "parity": [{**p.to_dict(), "ok": p.ok} for p in g.parity]}
+
+        return {"schema": "dirac-deploy/export", "version": REPORT_VERSION, "model": str(self.model),
+                "source": self.source, "architecture": self.architecture, "opset": o.opset,
+                "folded": graph(o.folded), "unfolded": graph(o.unfolded), "audit": "passed",
+                "metadata": {k: v for k, v in o.metadata.items()},
+                "fp16_findings": None if self.fp16_findings is None else [vars(f) for f in self.fp16_findings],
+                "tensorrt": None if self.engine is None else {
+                    "path": str(self.engine.path), "version": self.engine.tensorrt_version,
+                    "bytes": self.engine.size_bytes},
+                "triton": [{"name": t.name, "config": str(t.config_path), "model": str(t.model_path),
+                            "platform": t.platform} for t in self.triton],
+                "written": [str(p) for p in self.written]}
 
 
 def verified_onnx(loaded: LoadedModel, *, opset: int = DEFAULT_OPSET, check_batches: tuple[int, ...] = (1, 2),
@@ -53,7 +74,8 @@ def _default_name(model_path: Path) -> str:
 def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolded: bool = False,
                 trt_path: str | Path | None = None, triton_repo: str | Path | None = None, name: str | None = None,
                 opset: int = DEFAULT_OPSET, batch_range: BatchRange = BatchRange(1, 8, 32), workspace_mb: int = 1024,
-                fp16: bool = False, options: LoadOptions | None = None) -> ExportReport:
+                fp16: bool = False, options: LoadOptions | None = None,
+                progress: Callable[[str], None] = lambda step: None) -> ExportReport:
     """Export MODEL to ONNX and, optionally, a TensorRT engine and a Triton repository.
 
     The unfolded graph (if asked for) is written beside the ONNX as `<stem>.unfolded.onnx`. Output paths,
@@ -90,11 +112,14 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
                 check_not_input(out, model_path)
                 if out.resolve() in {p.resolve() for p in outputs}:
                     raise ExportError(f"the Triton repository would write {out}, which is also another output")
-        require("tritonclient.grpc.model_config_pb2")
+        model_config_pb2()
+    for module in ("onnxruntime", "onnxscript", "onnxsim"):  # the export extra, checked before any work
+        require(module)
     if trt_path is not None:  # optional dependencies are checked before anything is computed or written
         require("tensorrt")
     if fp16:
         require("onnxconverter_common.float16")
+    progress(f"loading {model_path.name} (a checkpoint is folded and verified first)")
     loaded = load_model(model_path, options)
     if unfolded and loaded.unfolded is None:
         what = {"plain file": "already a folded plain file", "onnx": "an ONNX file"}.get(
@@ -102,8 +127,10 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
         raise ExportError(f"--unfolded needs the unfolded source checkpoint, but {model_path} is {what}; "
                           f"pass the checkpoint it was folded from")
     if loaded.onnx is not None:
+        progress("auditing the ONNX file and re-running its parity probe")
         result = verify_artifact(loaded.onnx)
     else:
+        progress("exporting, checking, simplifying, auditing and running ONNX Runtime parity")
         larger = batch_range.opt if batch_range.opt > 1 else max(min(batch_range.max, 8), 2)
         check_batches = (1, min(larger, MAX_PARITY_BATCH))
         result = export_onnx(loaded.plain, None, input_shape=loaded.input_shape, meta=loaded.meta, opset=opset,
@@ -129,6 +156,7 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
                 report.fp16_findings = scan_fp16(loaded.plain.state_dict()) if loaded.plain is not None else []
                 engine_model = to_fp16(result.model)
             onnx.save(engine_model, engine_source)
+            progress("building the TensorRT engine")
             plan, version = build_plan(engine_source, input_shape=loaded.input_shape, batch_range=batch_range,
                                        workspace_mb=workspace_mb)
         writes[Path(trt_path)] = lambda tmp: tmp.write_bytes(plan)
@@ -139,6 +167,7 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
             num_classes=loaded.num_classes, max_batch_size=batch_range.max, preferred_batch_sizes=(batch_range.opt,),
             plan_bytes=plan)
         writes.update(repo_writes)
+    progress("writing")
     report.written = write_with_dirs(writes)
     return report
 

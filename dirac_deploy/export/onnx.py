@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 import torch
 
+from .._optional import require
 from ..errors import EquivalenceError, ExportError
 from ..fileio import write_all
 from ..folding.verify import DEFAULT_RTOL, Proof, compare_logits, seeded_inputs
@@ -37,10 +38,9 @@ from ..onnxfile import (
 )
 from ..runtime import ort_session
 from ..spec import INPUT_NAME, OUTPUT_NAME
+from . import DEFAULT_OPSET, MAX_PARITY_BATCH, MIN_OPSET
 
-MIN_OPSET = 18  # the dynamo exporter's floor
-DEFAULT_OPSET = 20
-MAX_PARITY_BATCH = 16  # the parity check's larger batch; bounded so a huge --batch-range OPT cannot exhaust memory
+__all__ = ["DEFAULT_OPSET", "MAX_PARITY_BATCH", "MIN_OPSET", "export_onnx", "verify_artifact"]
 
 
 @dataclass
@@ -87,6 +87,7 @@ def to_onnx_proto(model: torch.nn.Module, example: torch.Tensor, *, opset: int, 
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too low: the torch.onnx (dynamo) exporter produces opset >= {MIN_OPSET}; "
                           f"use --opset {MIN_OPSET} or higher")
+    require("onnxscript")  # the exporter's own ImportError would surface as an export failure
     try:
         with _quiet_exporter():
             program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME],
@@ -114,7 +115,7 @@ def check_graph(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     """onnxsim: constant folding and graph cleanup to a fixed point."""
-    import onnxsim
+    onnxsim = require("onnxsim")
 
     with _quiet_exporter():
         simplified, ok = onnxsim.simplify(model)
@@ -155,6 +156,9 @@ def metadata_props(meta: dict) -> dict[str, str]:
         "dirac_deploy.input_size": str(meta.get("input_size", "")),
         "dirac_deploy.mean": json.dumps(meta.get("mean", [])),
         "dirac_deploy.std": json.dumps(meta.get("std", [])),
+        # Whether mean/std/input size were read from the checkpoint, given, or assumed (then clients must check).
+        "dirac_deploy.normalization_source": str(meta.get("provenance", {}).get("normalization", "")),
+        "dirac_deploy.input_size_source": str(meta.get("provenance", {}).get("input_size", "")),
         "dirac_deploy.fold_max_abs_error": repr(proof.get("max_abs_error", "")),
         "dirac_deploy.fold_max_rel_error": repr(proof.get("max_rel_error", "")),
         "dirac_deploy.version": str(meta.get("dirac_deploy_version", "")),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._optional import require
+from .._optional import model_config_pb2
 from ..errors import OutputPathError
 from ..fileio import write_with_dirs
 from ..spec import INPUT_NAME, OUTPUT_NAME
@@ -27,7 +27,7 @@ class TritonModel:
 def model_config(name: str, platform: str, input_shape: tuple[int, int, int], num_classes: int,
                  max_batch_size: int, preferred_batch_sizes: tuple[int, ...] = ()):
     """A `ModelConfig` message: FP32 `input` [C,H,W] -> FP32 `logits` [classes], dynamic batching."""
-    pb = require("tritonclient.grpc.model_config_pb2")
+    pb = model_config_pb2()
     config = pb.ModelConfig(name=name, platform=platform, max_batch_size=max_batch_size)
     config.input.add(name=INPUT_NAME, data_type=pb.TYPE_FP32, dims=list(input_shape))
     config.output.add(name=OUTPUT_NAME, data_type=pb.TYPE_FP32, dims=[num_classes])

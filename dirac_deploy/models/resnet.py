@@ -29,17 +29,18 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, layers: tuple[int, ...], num_classes: int = 1000):
+    def __init__(self, layers: tuple[int, ...], num_classes: int = 1000,
+                 widths: tuple[int, ...] = (64, 128, 256, 512), in_channels: int = 3):
         super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.inplanes = widths[0]
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        for i, (planes, count) in enumerate(zip((64, 128, 256, 512), layers)):
+        for i, (planes, count) in enumerate(zip(widths, layers)):
             self.add_module(f"layer{i + 1}", self._make_layer(planes, count, stride=1 if i == 0 else 2))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(widths[-1], num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -60,9 +61,10 @@ class ResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-def resnet(depth: int, num_classes: int = 1000) -> ResNet:
-    """ResNet-18 or -34 (BasicBlock), as torchvision builds them."""
+def resnet(depth: int, num_classes: int = 1000, widths: tuple[int, ...] = (64, 128, 256, 512),
+           in_channels: int = 3) -> ResNet:
+    """ResNet-18 or -34 (BasicBlock), as torchvision builds them; other `widths` scale it like a width multiplier."""
     layers = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
     if depth not in layers:
         raise ValueError(f"ResNet baseline depth must be 18 or 34, got {depth}")
-    return ResNet(layers[depth], num_classes)
+    return ResNet(layers[depth], num_classes, tuple(widths), in_channels)

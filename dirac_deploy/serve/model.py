@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import model_config_pb2
 from ..errors import DiracDeployError
 from ..fileio import model_file_kind
 from ..onnxfile import audit_artifact, check_artifact, read_onnx
@@ -95,7 +96,7 @@ def model_config(model: ServedModel, max_body_bytes: int):
     `max_batch_size` is the largest batch one request can carry under the body limit (the server takes any
     batch up to it; `dims` exclude the batch axis); dynamic batching is listed when `--max-batch` is on.
     """
-    from tritonclient.grpc import model_config_pb2 as pb
+    pb = model_config_pb2()
 
     per_image = 4 * int(np.prod(model.input_shape))
     platform = "onnxruntime_onnx" if model.runtime == "onnxruntime" else "pytorch_libtorch"
