@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint image-test clean
 
 install: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[export,plot,serve,triton,fp16,test,train]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[export,plot,serve,triton,fp16,openvino,test,train]"
 	touch $(STAMP)
 
 demo: install
@@ -25,7 +25,13 @@ test: install
 
 # The inner loop: everything but the `slow` tests (ImageNet-size models).
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" --durations=10
+	$(BIN)/python -m pytest -q -m "not slow and not image" --durations=10
+
+# Build the slim and full serving images with podman (or docker) and run them for real (tests/test_image.py);
+# skips with the reason where no engine can run containers. Image sizes go to demo-out/images.json.
+image-test: install
+	mkdir -p demo-out
+	DIRAC_IMAGE_REPORT=demo-out/images.json $(BIN)/python -m pytest -q -rs -m image tests/test_image.py
 
 # Layers run one way (import-linter contracts in pyproject.toml) and a small ruff rule set.
 lint: install

@@ -1,6 +1,6 @@
 """Reproduce the README's benchmark results: run the matrix through the library, write JSON + PNG.
 
-    .venv/bin/python benchmarks/run_bench.py --device cpu --depth 18     # ~2 min on a 2-core VM
+    .venv/bin/python benchmarks/run_bench.py --device cpu --depth 18     # ~20 min on a 2-core VM (torch.compile)
     .venv/bin/python benchmarks/run_bench.py --device cpu --depth 34
     .venv/bin/python benchmarks/run_bench.py --device cuda --depth 18    # on a GPU machine
     .venv/bin/python benchmarks/render_tables.py                         # the README tables from results/
@@ -28,10 +28,13 @@ def main() -> None:
     ap.add_argument("--batch", default="1,8,32")
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--max-seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (ratios are per-round medians)")
+    ap.add_argument("--backends", help="comma-separated subset (default: every backend this machine has)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     cfg = BenchConfig(depth=args.depth, device=args.device, batches=tuple(int(b) for b in args.batch.split(",")),
-                      iters=args.iters, max_seconds=args.max_seconds)
+                      iters=args.iters, max_seconds=args.max_seconds, rounds=args.rounds,
+                      backends=tuple(args.backends.split(",")) if args.backends else None)
     result = run_benchmark(cfg, lambda msg: print(msg, file=sys.stderr, flush=True))
     stem = args.out / f"{args.device}-diracnet{args.depth}"
     write_json(stem.with_suffix(".json"), result.to_json())

@@ -23,7 +23,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def model_file_kind(path: str | Path) -> str:
-    """What kind of model file `path` is, from its first bytes: "torch" (zip or legacy pickle) or "onnx".
+    """What kind of model file `path` is, from its first bytes: "torch" (zip or legacy pickle), "onnx", or
+    "openvino-ir" (an OpenVINO IR's .xml, as `quantize --target openvino` writes).
 
     Raises:
         CheckpointError: missing, unreadable, empty, HDF5 (convert it first) or something else.
@@ -45,11 +46,13 @@ def model_file_kind(path: str | Path) -> str:
                               f".pth first with converters/hkl_to_pth.py")
     if head.startswith(_ZIP_MAGIC) or head[:1] == b"\x80":
         return "torch"
+    if path.suffix.lower() == ".xml" and (head.startswith(b"<?xml") or head.startswith(b"<net")):
+        return "openvino-ir"
     # An ONNX ModelProto starts with field 1 (ir_version, a varint): tag byte 0x08.
     if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":
         return "onnx"
     raise CheckpointError(f"{path} is not a PyTorch checkpoint or an ONNX model: it starts with {head[:8]!r}, expected a "
-                          f"zip archive (torch.save), a legacy torch pickle or an ONNX model")
+                          f"zip archive (torch.save), a legacy torch pickle, an ONNX model or an OpenVINO IR (.xml)")
 
 
 def check_not_input(out: str | os.PathLike, *inputs: str | os.PathLike) -> Path:

@@ -9,6 +9,7 @@ larger than the rest of the filter; float32 rounding there is what shows up as l
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -142,3 +143,20 @@ def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: dict[str, 
     f64 = {k: _f64(v) for k, v in bn.items()}
     w, b = fuse_bn(_f64(weight), _f64(bias), f64["running_mean"], f64["running_var"], f64["weight"], f64["bias"], eps)
     return w.to(weight.dtype), b.to(weight.dtype)
+
+
+def identity_dominance(w) -> np.ndarray:
+    """Per output channel: |diagonal centre tap| / max |every other entry of that filter| (0 without a diagonal).
+
+    Above ~127 the learned part of the filter is below one step of a per-channel int8 scale set by the diagonal.
+    """
+    w = np.asarray(w.detach().cpu() if isinstance(w, torch.Tensor) else w, dtype=np.float64)
+    o, i, kh, kw = w.shape
+    n = min(o, i)
+    rest = np.abs(w).copy()
+    idx = np.arange(n)
+    diag = np.zeros(o)
+    diag[:n] = np.abs(w[idx, idx, kh // 2, kw // 2])
+    rest[idx, idx, kh // 2, kw // 2] = 0
+    other = rest.reshape(o, -1).max(axis=1)
+    return np.where(other > 0, diag / np.maximum(other, 1e-30), 0.0)

@@ -7,6 +7,9 @@ and the activation scale through the chain.
   block-diagonalized by the 2-D DFT; its singular values are those of the out x in matrices
   K_hat(u, v) = sum_{p,q} W[:, :, p, q] exp(-2 pi i (p u + q v) / n) over all n^2 frequencies. Exact for
   circular padding; zero padding (what the chain runs) differs only at the borders.
+- Identity dominance: per output channel, |diagonal centre tap| / max |rest of the filter|, summarized by its
+  median and maximum over channels. Per-channel int8 takes each channel's scale from its largest weight, so
+  above ~127 the learned rest of that filter rounds to zero: why a layer quantizes badly (see `quantize`).
 - Activation RMS: root mean square of each ReLU's output on seeded N(0, 1) input.
 """
 
@@ -14,11 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from ._optional import require
 from .errors import DiracDeployError
+from .kernels import identity_dominance
 from .pipeline import load_model
 
 
@@ -53,6 +58,8 @@ class LayerStats:
     shape: tuple[int, ...]
     input_size: int
     identity_distance: float
+    identity_dominance: float  # median over output channels (0: no diagonal, e.g. the stem)
+    identity_dominance_max: float
     spectral_norm: float | None  # None for strided convs (the formula is for stride 1)
     condition_number: float | None
     activation_rms: float  # after this conv's activation (or of the conv output if none follows)
@@ -90,8 +97,9 @@ def analyze_chain(plain: nn.Sequential, input_shape: tuple[int, int, int], *, ba
             smax = None if sv is None else float(sv.max())
             smin = None if sv is None else float(sv.min())
             cond = None if sv is None else (smax / smin if smin > 0 else float("inf"))
-            stats.append(LayerStats(name, tuple(m.weight.shape), sizes[name], identity_distance(m.weight), smax, cond,
-                                    rms))
+            dom = identity_dominance(m.weight) if m.weight.dim() == 4 else np.zeros(1)
+            stats.append(LayerStats(name, tuple(m.weight.shape), sizes[name], identity_distance(m.weight),
+                                    float(np.median(dom)), float(dom.max()), smax, cond, rms))
     return stats
 
 
@@ -104,11 +112,14 @@ def plot_layers(stats: list[LayerStats], path, title: str):
     from .fileio import atomic_write
 
     idx = list(range(len(stats)))
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7), sharex=True)
+    fig, axes = plt.subplots(2, 3, figsize=(16, 7), sharex=True)
     panels = [("identity distance ||W - c delta|| / ||W||", [s.identity_distance for s in stats], False),
+              ("identity dominance (median over channels; int8 limit 127)",
+               [s.identity_dominance or None for s in stats], True),
               ("spectral norm (circular, exact)", [s.spectral_norm for s in stats], True),
               ("condition number", [s.condition_number for s in stats], True),
               ("activation RMS after the layer", [s.activation_rms for s in stats], True)]
+    axes.flat[-1].axis("off")
     for ax, (label, values, log) in zip(axes.flat, panels):
         pts = [(i, v) for i, v in zip(idx, values) if v is not None and v == v and v != float("inf")]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")

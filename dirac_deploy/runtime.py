@@ -1,6 +1,7 @@
-"""ONNX Runtime sessions, built in one place for export (parity), bench and serve.
+"""ONNX Runtime sessions and OpenVINO compiled models, built in one place for export (parity), quantize, bench
+and serve.
 
-Imports only onnxruntime, so the torch-free serving path can use it.
+Imports only onnxruntime / openvino (each where used), so the torch-free serving path can use it.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from ._optional import require
 from .spec import INPUT_NAME, OUTPUT_NAME
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ort_session"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "openvino_compiled", "openvino_model", "ort_session"]
 
 
 def ort_session(model, *, threads: int | None = None, optimized: bool = True, device: str = "cpu",
@@ -43,33 +44,42 @@ def ort_session(model, *, threads: int | None = None, optimized: bool = True, de
     return ort.InferenceSession(source, opts, providers=providers)
 
 
-def openvino_compiled(model, *, threads: int | None = None, batch: int | None = None, precision: str = "f32"):
-    """An OpenVINO model compiled for the CPU from an ONNX ModelProto (or path).
-
-    Args:
-        threads: inference threads (None: OpenVINO's default).
-        batch: fix the batch axis (static shapes run faster; None keeps it dynamic).
-        precision: the CPU plugin's inference precision hint: "f32" (exact fp32 compute), or "bf16" (its default
-            on CPUs with AVX-512 BF16 / AMX, which rounds activations and weights to bfloat16).
-    """
+def openvino_model(model):
+    """An `openvino.Model` from an ONNX ModelProto, serialized ONNX bytes, a path (.onnx or an IR's .xml), or
+    an `openvino.Model` (returned as it is)."""
     import tempfile
     from pathlib import Path
 
     ov = require("openvino")
-    core = ov.Core()
+    if isinstance(model, ov.Model):
+        return model
+    if isinstance(model, (str, Path)):
+        return ov.Core().read_model(str(model))
     with tempfile.TemporaryDirectory(prefix="dirac-deploy-ov-") as tmp:
         path = Path(tmp) / "model.onnx"
-        if hasattr(model, "SerializeToString"):
-            path.write_bytes(model.SerializeToString())
-        else:
-            path = Path(model)
-        net = core.read_model(str(path))
+        path.write_bytes(model.SerializeToString() if hasattr(model, "SerializeToString") else bytes(model))
+        return ov.Core().read_model(str(path))
+
+
+def openvino_compiled(model, *, threads: int | None = None, batch: int | None = None, precision: str | None = "f32"):
+    """An OpenVINO model compiled for the CPU (`model` as `openvino_model` takes it; an `openvino.Model` is
+    reshaped in place when `batch` is given, so pass a clone to keep the original).
+
+    Args:
+        threads: inference threads (None: OpenVINO's default).
+        batch: fix the batch axis (static shapes run faster; None keeps it as the model has it).
+        precision: the CPU plugin's inference precision hint: "f32" (exact fp32 compute), "bf16" (its default
+            on CPUs with AVX-512 BF16 / AMX, which rounds activations and weights to bfloat16), or None for what
+            the model records in its `runtime_options` (an IR from `quantize`), else the plugin's default.
+    """
+    ov = require("openvino")
+    net = openvino_model(model)
     if batch is not None:
-        shape = list(net.inputs[0].get_partial_shape().to_shape() if net.inputs[0].get_partial_shape().is_static
-                     else [d.get_length() if d.is_static else batch for d in net.inputs[0].get_partial_shape()])
-        shape[0] = batch
+        shape = [batch, *[d.get_length() for d in list(net.inputs[0].get_partial_shape())[1:]]]
         net.reshape({net.inputs[0]: shape})
-    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
-    return core.compile_model(net, "CPU", config)
+    return ov.Core().compile_model(net, "CPU", config)

@@ -4,6 +4,7 @@ Writes, into dirac_deploy/data/:
   digits_diracnet.pt7   the checkpoint in the original train.py layout {'params', 'epoch', 'optimizer'}, plus
                         the optional 'normalization' record (mean, std, input size it was trained with)
   digits_holdout.npz    the held-out 20% (uint8 images, labels), never seen in training
+  digits_calib.npz      128 training images, for quantization calibration (never used to evaluate)
 
 Needs the `train` extra (scikit-learn), which the package itself never imports:
     .venv/bin/python scripts/train_digits.py            # about a minute on 2 CPU cores
@@ -97,6 +98,7 @@ def main() -> None:
                 "normalization": {"mean": list(DIGITS_MEAN), "std": list(DIGITS_STD), "input_size": INPUT_SIZE}},
                DATA / "digits_diracnet.pt7")
     np.savez_compressed(DATA / "digits_holdout.npz", images=x_te, labels=y_te.astype(np.uint8))
+    np.savez_compressed(DATA / "digits_calib.npz", images=x_tr[:128])  # quantization calibration (training split)
     print(f"wrote {DATA / 'digits_diracnet.pt7'} and {DATA / 'digits_holdout.npz'}")
 
 

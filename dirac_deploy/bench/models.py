@@ -17,7 +17,7 @@ Variants:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -58,6 +58,7 @@ class BenchModels:
     input_shape: tuple[int, int, int]
     baseline: str  # the ResNet's name, or why there is none
     variants: dict[str, Variant]
+    meta: dict = field(default_factory=dict)  # MODEL's metadata (normalization, source) when one was given
 
 
 @torch.no_grad()
@@ -187,7 +188,7 @@ def build_models(model_path: str | Path | None, depth: int, options: LoadOptions
         base = _fuse_bn(calibrate_bn(base, input_shape))
     add(RESNET, base, base is not None and (lambda: onnx_user_default(base, input_shape)),
         f"{baseline}, BN folded (eager: torch.fx fusion; ONNX: exporter defaults + onnxsim)", baseline)
-    return BenchModels(description, input_shape, baseline, out)
+    return BenchModels(description, input_shape, baseline, out, meta)
 
 
 def _spec_from_meta(meta: dict):

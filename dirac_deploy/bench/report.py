@@ -61,7 +61,9 @@ def _ratio(rec: dict | None, name: str) -> Ratio | None:
 
 
 def headline_rows(records: list[dict]) -> list[Row]:
-    """Ratios taken within one run: each row compares variants on the same backend and batch."""
+    """Ratios taken within one run: each row compares variants on the same backend and batch (the
+    low-precision records have their own rows, `lowp_rows`)."""
+    records = [r for r in records if not r.get("lowp")]
     index = {(r["variant"], r["backend"], r["batch"]): r for r in records}
     keys = sorted({(r["backend"], r["batch"]) for r in records}, key=lambda k: (_order(k[0]), k[1]))
     rows = []
@@ -85,6 +87,39 @@ def headline_rows(records: list[dict]) -> list[Row]:
     return rows
 
 
+@dataclass
+class LowpRow:
+    name: str  # precision-method-runtime, e.g. int8-identity-onnxruntime
+    batch: int
+    ms: float | None
+    vs_fp32_ort: Ratio | None  # t_artifact / t_fp32_ort: below 1 is faster
+    quality: dict | None
+    status: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def speedup(self) -> float | None:
+        return 1 / self.vs_fp32_ort.median if self.vs_fp32_ort else None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["speedup_vs_fp32_ort"] = self.speedup
+        return d
+
+
+def lowp_rows(records: list[dict]) -> list[LowpRow]:
+    """One row per low-precision artifact and batch, the fp32 ONNX Runtime reference first."""
+    rows = []
+    for r in records:
+        if not r.get("lowp"):
+            continue
+        ratio = r.get("vs_fp32_ort")
+        rows.append(LowpRow(r["lowp_name"], r["batch"], r["latency_ms"]["p50"] if r["status"] == "ok" else None,
+                            Ratio(ratio["median"], tuple(ratio["iqr"]), "fp32-onnxruntime") if ratio else None,
+                            r.get("quality"), r["status"], list(r.get("warnings", []))))
+    return sorted(rows, key=lambda row: (row.batch, row.name != "fp32-onnxruntime"))
+
+
 def skipped(records: list[dict]) -> dict[str, str]:
     """Unique skip reasons keyed by 'variant/backend'."""
     return {f"{r['variant']}/{r['backend']}": r["status"] for r in records if r["status"] != "ok"}
@@ -104,6 +139,7 @@ def write_plot(path: str | Path, records: list[dict], title: str) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    records = [r for r in records if not r.get("lowp")]
     rows = headline_rows(records)
     backends = sorted({r.backend for r in rows if r.folded}, key=_order)
     batches = sorted({r.batch for r in rows})

@@ -48,6 +48,9 @@ class BenchConfig:
     max_seconds: float = 3.0  # per variant and row
     tf32: bool = False
     options: LoadOptions | None = None
+    precisions: tuple[str, ...] = ()  # low-precision rows (bench.lowp): any of int8, fp16, bf16, fp32 (OpenVINO)
+    calib: str = "auto"  # their calibration / evaluation data (quantize's forms); auto: embedded, else random
+    evaluation: str = "auto"
 
 
 @dataclass
@@ -56,10 +59,11 @@ class BenchResult:
     records: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        from .report import headline_rows
+        from .report import headline_rows, lowp_rows
 
         return {"schema": "dirac-deploy/bench", "version": 2, "env": self.env, "records": self.records,
-                "rows": [row.to_dict() for row in headline_rows(self.records)]}
+                "rows": [row.to_dict() for row in headline_rows(self.records)],
+                "lowp_rows": [row.to_dict() for row in lowp_rows(self.records)]}
 
 
 def _record(variant, backend, device, batch, status, **extra) -> dict:
@@ -244,4 +248,74 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg
                         rec["warnings"] = warnings
             result.records.extend(recs.values())
             calls.clear()
+    if cfg.precisions:
+        _run_lowp(cfg, models, threads, env, result, progress)
     return result
+
+
+def _lowp_data(cfg: BenchConfig, models, role: str):
+    from ..errors import OptionError
+    from ..quantize.data import load_data
+
+    spec = cfg.calib if role == "calib" else cfg.evaluation
+    meta = models.meta
+    sha = meta.get("source", {}).get("sha256", "") if isinstance(meta.get("source"), dict) else ""
+    kw = dict(mean=meta.get("mean"), std=meta.get("std"), role=role, source_sha256=sha)
+    if spec == "auto":
+        try:
+            return load_data("embedded", models.input_shape, **kw)
+        except OptionError:
+            spec = "random:32" if role == "calib" else "random:64"
+    return load_data(spec, models.input_shape, limit=256 if role == "calib" else None, **kw)
+
+
+def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchResult, progress) -> None:
+    """The low-precision rows (see `bench.lowp`): every artifact and the fp32 ORT reference, interleaved."""
+    from .._optional import available
+    from .lowp import REFERENCE, build_artifacts, prepare_call
+
+    folded = models.variants.get(FOLDED)
+    if cfg.device != "cpu" or folded is None or folded.onnx is None or not available("onnxruntime"):
+        why = ("low-precision rows run on the CPU" if cfg.device != "cpu" else
+               "needs ONNX Runtime and the folded chain's ONNX graph (pip install 'dirac-deploy[export]')")
+        env["lowp"] = {"status": f"skipped: {why}"}
+        return
+    calib, evaluation = _lowp_data(cfg, models, "calib"), _lowp_data(cfg, models, "eval")
+    arts = build_artifacts(folded.onnx, calib, evaluation, cfg.precisions, progress)
+    env["lowp"] = {"status": "ok", "calibration": calib.source, "evaluation": evaluation.source,
+                   "reference": "the folded chain's audited ONNX, ONNX Runtime fp32 with its default optimizations",
+                   "artifacts": {a.name: {"precision": a.precision, "method": a.method, "runtime": a.target,
+                                          "build_s": a.build_s, "quality": a.quality, "missing": a.missing or None}
+                                 for a in arts}}
+    sync = sync_for("cpu")
+    for batch in cfg.batches:
+        x = torch.randn(batch, *models.input_shape, generator=torch.Generator().manual_seed(batch)).numpy()
+        calls, recs = {}, {}
+        for name, art in [(REFERENCE, None), *[(a.name, a) for a in arts]]:
+            base = dict(lowp=True, lowp_name=name, precision=art.precision if art else "fp32",
+                        method=art.method if art else "none", quality=art.quality if art else None, threads=threads)
+            variant = FOLDED if art is None else f"{FOLDED}-{art.precision}-{art.method}"
+            backend = "onnxruntime" if art is None else art.target
+            if art is not None and art.missing:
+                recs[name] = _record(variant, backend, "cpu", batch, f"skipped: {art.missing}", **base)
+                continue
+            progress(f"{name} / batch {batch}: prepare")
+            call, seconds, mem = _measure_prepare(lambda art=art: prepare_call(art, folded.onnx, x, threads), "cpu",
+                                                  cfg.warmup, sync)
+            calls[name] = call
+            recs[name] = _record(variant, backend, "cpu", batch, "ok", peak_mem_mb=mem, prepare_s=seconds, **base)
+        progress(f"low precision / batch {batch}: {len(calls)} artifact(s) x {cfg.rounds} rounds")
+        samples = _time_rounds(calls, cfg, sync)
+        for name, rounds in samples.items():
+            rec = recs[name]
+            lat = summarize([t for r in rounds for t in r])
+            rec.update(latency_ms=lat.to_dict(), iters=lat.count, throughput=batch / (lat.p50 / 1e3),
+                       round_p50_ms=[float(np.median(r)) for r in rounds])
+            if name != REFERENCE:
+                rec["vs_fp32_ort"] = _ratio_stats(rounds, samples[REFERENCE])
+        warnings = _warnings({n: {**r, "vs_folded": r.get("vs_fp32_ort")} for n, r in recs.items()}, env,
+                             f"low precision batch {batch}")
+        for rec in recs.values():
+            if rec["status"] == "ok":
+                rec["warnings"] = warnings
+        result.records.extend(recs.values())

@@ -91,7 +91,11 @@ def load_torch_file(path: str | Path, *, trust: bool = False):
         UnsafeCheckpointError: the file stores Python objects that need full unpickling and trust is off.
     """
     path = Path(path)
-    if model_file_kind(path) != "torch":
+    kind = model_file_kind(path)
+    if kind == "openvino-ir":
+        raise CheckpointError(f"{path} is an OpenVINO IR (from `quantize --target openvino`); only `serve "
+                              f"--runtime openvino` reads it")
+    if kind != "torch":
         raise CheckpointError(f"{path} is an ONNX model, not a PyTorch checkpoint; commands that take MODEL read "
                               f"it directly (export, bench, serve, inspect)")
     if zipfile.is_zipfile(path):

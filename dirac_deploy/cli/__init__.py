@@ -41,6 +41,7 @@ def main(ctx, quiet: bool, verbose: int) -> None:
     dirac-deploy fold ckpt.pth -o plain.pth      any DiracNet checkpoint -> verified plain chain
     dirac-deploy inspect FILE                    what a checkpoint, plain.pth or .onnx holds
     dirac-deploy export plain.pth --onnx m.onnx  ONNX (+ --trt m.plan, --triton-repo DIR), verified
+    dirac-deploy quantize plain.pth -o q.onnx    int8 (identity kept exact) / fp16 / bf16, proven
     dirac-deploy bench --device cpu              folded vs the alternatives: table, JSON, plot
     dirac-deploy serve m.onnx                    Open Inference Protocol (KServe v2) endpoint
     """
@@ -55,4 +56,5 @@ from . import bench as _bench  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
 from . import export as _export  # noqa: E402,F401
 from . import fold as _fold  # noqa: E402,F401
+from . import quantize as _quantize  # noqa: E402,F401
 from . import serve as _serve  # noqa: E402,F401

@@ -25,6 +25,18 @@ def _ints(ctx, param, value):
     return values
 
 
+def _precisions(ctx, param, value):
+    from ..bench.lowp import PRECISIONS
+
+    if not value:
+        return ()
+    names = PRECISIONS if value == "all" else tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [n for n in names if n not in PRECISIONS]
+    if bad:
+        raise click.BadParameter(f"unknown precision(s) {', '.join(bad)}; choose from {', '.join(PRECISIONS)} or all")
+    return names
+
+
 def _backends(ctx, param, value):
     if value is None:
         return None
@@ -52,6 +64,14 @@ def _backends(ctx, param, value):
 @click.option("--warmup", type=click.IntRange(min=1), default=3, show_default=True, help="Untimed calls first.")
 @click.option("--max-seconds", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
               help="Stop timing a record after this long once 5 calls were timed.")
+@click.option("--precision", "precisions", callback=_precisions, default="",
+              help="Also time low-precision artifacts of the folded chain (comma-separated: int8, fp16, bf16, fp32 "
+                   "for OpenVINO fp32, or all) against fp32 ONNX Runtime in one run, with their agreement and SQNR.")
+@click.option("--calib", default="auto", show_default=True,
+              help="With --precision: calibration data (as `quantize --calib`; auto: the embedded data of an "
+                   "embedded model, else random:32).")
+@click.option("--eval", "evaluation", default="auto", show_default=True,
+              help="With --precision: the images agreement and SQNR are measured on (auto: embedded, else random:64).")
 @click.option("--tf32/--no-tf32", default=False, show_default=True, help="Allow TF32 on CUDA (off: strict fp32).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True,
               help="Records as JSON ('-': stdout; the table then goes to stderr).")
@@ -59,8 +79,8 @@ def _backends(ctx, param, value):
               help="Latency and throughput plot (needs matplotlib: the plot extra).")
 @click.option("--no-plot", "no_plot", is_flag=True, help="Write no plot.")
 @checkpoint_options
-def bench(model, device, depth, batches, backends, threads, rounds, iters, warmup, max_seconds, tf32, json_path,
-          plot_path, no_plot, **opts):
+def bench(model, device, depth, batches, backends, threads, rounds, iters, warmup, max_seconds, precisions, calib,
+          evaluation, tf32, json_path, plot_path, no_plot, **opts):
     """Benchmark the folded chain against what a user could run instead, per backend and batch, in one run.
 
     \b
@@ -72,7 +92,8 @@ def bench(model, device, depth, batches, backends, threads, rounds, iters, warmu
     Without MODEL it builds ImageNet DiracNet-18 (--depth 34 for 34) with random weights and calibrated batch
     norm. MODEL may be a checkpoint or a plain.pth (no unfolded variants). Variants are timed in interleaved
     rounds; each speed-up is the median of per-round ratios with its interquartile range, and noisy rows are
-    flagged. Writes a JSON file with one record per (variant, backend, device, batch) and a PNG plot.
+    flagged. With --precision, low-precision artifacts built as `quantize` builds them are timed against
+    fp32 ONNX Runtime of the folded chain, with their top-1 agreement and logit SQNR. Writes a JSON file with one record per (variant, backend, device, batch) and a PNG plot.
     """
     from ..bench.report import write_json, write_plot
     from ..errors import MissingDependencyError
@@ -88,9 +109,12 @@ def bench(model, device, depth, batches, backends, threads, rounds, iters, warmu
         check_output_path(out, *([model] if model else []))
     cfg = BenchConfig(model_path=model, depth=int(depth), device=device, batches=batches, backends=backends,
                       threads=threads, rounds=rounds, warmup=warmup, iters=iters, max_seconds=max_seconds,
-                      tf32=tf32, options=load_options(**opts))
+                      tf32=tf32, options=load_options(**opts), precisions=precisions, calib=calib,
+                      evaluation=evaluation)
     n_backends = len(backends or (ALL_BACKENDS if device == "cuda" else CPU_BACKENDS))
     total = 1 + n_backends * (1 + len(batches) * (len(cfg.variants) + 1))
+    if precisions:
+        total += 8 + len(batches) * 9
     with Progress(TextColumn("{task.description:<44}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console(), transient=True) as bar:
         task = bar.add_task("benchmark", total=total)

@@ -112,7 +112,8 @@ def _inspect_layers(path, plot, options, json_path):
                              "input_shape": list(shape), "layers": [vars(s) for s in stats]}):
         return
     table = Table(title=f"{title}: per folded conv, input {shape[0]}x{shape[1]}x{shape[2]}", title_justify="left")
-    for col in ("layer", "weight", "n", "identity dist.", "spectral norm", "condition", "activation RMS"):
+    for col in ("layer", "weight", "n", "identity dist.", "id. dominance", "spectral norm", "condition",
+                "activation RMS"):
         table.add_column(col, justify="left" if col in ("layer", "weight") else "right",
                          no_wrap=col in ("layer", "weight"))
 
@@ -121,8 +122,10 @@ def _inspect_layers(path, plot, options, json_path):
 
     for s in stats:
         table.add_row(s.name, "x".join(map(str, s.shape)), str(s.input_size), f(s.identity_distance),
-                      f(s.spectral_norm), f(s.condition_number), f(s.activation_rms))
+                      f"{s.identity_dominance:.3g} / {s.identity_dominance_max:.3g}", f(s.spectral_norm), f(s.condition_number), f(s.activation_rms))
     console().print(table)
-    console().print("spectra are exact for circular padding at the layer's input size n; '-' marks strided convs")
+    console().print("spectra are exact for circular padding at the layer's input size n; '-' marks strided convs.\n"
+                    "id. dominance: |diagonal centre tap| / max |rest of the filter|, median / max over output "
+                    "channels; above ~127 per-channel int8 erases the learned part (see `dirac-deploy quantize`)")
     if plot:
         console().print(f"wrote {plot_layers(stats, plot, title)}")

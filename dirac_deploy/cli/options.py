@@ -41,7 +41,7 @@ def checkpoint_options(f):
 
 
 def load_options(trust_checkpoint, bn_eps, input_size, mean, std, final_relu=None, ncrelu="keep"):
-    from ..checkpoint import LoadOptions  # torch: imported once a command runs, not for --help
+    from ..load_options import LoadOptions  # torch-free (serving an .onnx needs no PyTorch)
 
     return LoadOptions(trust_checkpoint=trust_checkpoint, bn_eps=bn_eps, input_size=input_size, mean=mean, std=std,
                        final_relu=final_relu, ncrelu=ncrelu)

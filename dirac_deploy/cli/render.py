@@ -158,5 +158,35 @@ def print_bench(out: Console, result) -> None:
         out.print(f"[yellow]noisy:[/yellow] {w}")
     if len(noisy) > 10:
         out.print(f"[yellow]noisy:[/yellow] ... and {len(noisy) - 10} more (all in the JSON)")
-    for key, status in skipped(result.records).items():
+    for key, status in skipped([r for r in result.records if not r.get("lowp")]).items():
         out.print(f"[dim]{key}: {status}[/dim]")
+    _print_lowp(out, result)
+
+
+def _print_lowp(out: Console, result) -> None:
+    from ..bench.report import lowp_rows
+
+    rows = lowp_rows(result.records)
+    info = result.env.get("lowp")
+    if not rows:
+        if info and info.get("status", "ok") != "ok":
+            out.print(f"[dim]low precision: {info['status']}[/dim]")
+        return
+    table = Table(title="Low precision: p50 latency (ms); speed-up = t_fp32_ort / t_artifact (median of per-round "
+                        "ratios, IQR); agreement and logit SQNR against fp32 on the eval images", title_justify="left")
+    for col in ("artifact", "batch", "ms", "speed-up vs fp32 ORT", "top-1 agreement", "logit SQNR dB", "accuracy", ""):
+        table.add_column(col, justify="left" if col in ("artifact", "") else "right", no_wrap=col == "artifact")
+    for r in rows:
+        q = r.quality or {}
+        speed = "-" if r.vs_fp32_ort is None else (f"{r.speedup:.2f}x ({1 / r.vs_fp32_ort.iqr[1]:.2f}-"
+                                                   f"{1 / r.vs_fp32_ort.iqr[0]:.2f})")
+        if r.name == "fp32-onnxruntime":
+            speed = "reference"
+        acc = "-" if q.get("accuracy") is None else f"{100 * q['accuracy']:.2f}% (fp32 {100 * q['accuracy_fp32']:.2f}%)"
+        table.add_row(r.name, str(r.batch), _fmt(r.ms, ".2f"), speed,
+                      "-" if q.get("agreement") is None else f"{100 * q['agreement']:.2f}%",
+                      _fmt(q.get("logit_sqnr_db"), ".1f"), acc,
+                      r.status if r.status != "ok" else ("[yellow]noisy[/yellow]" if r.warnings else ""))
+    out.print(table)
+    if info:
+        out.print(f"[dim]calibration: {info['calibration']}; evaluation: {info['evaluation']}[/dim]")

@@ -15,7 +15,9 @@ from .render import console, err_console
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--grpc-port", type=click.IntRange(1, 65535),
               help="Also serve the protocol over gRPC (inference.GRPCInferenceService) on this port [default: off].")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True)
+@click.option("--runtime", type=click.Choice(["onnxruntime", "openvino", "torch"]), default="onnxruntime",
+              show_default=True, help="openvino (pip install 'dirac-deploy[openvino]') also serves an IR .xml from "
+                                      "`quantize --target openvino`, at the precision it records.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Intra-op threads per instance [default: all cores for one instance, else cores / instances].")
 @click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True,

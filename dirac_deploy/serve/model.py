@@ -1,8 +1,10 @@
-"""A model behind the server: loaded once, validated, run on ONNX Runtime or PyTorch.
+"""A model behind the server: loaded once, validated, run on ONNX Runtime, OpenVINO or PyTorch.
 
-MODEL may be an `.onnx` from `export` (served without torch), a `plain.pth` from `fold`, or any checkpoint
-`fold` reads (folded and verified at start). With the onnxruntime runtime a `.pth` is exported in memory
-through the same verified export as `dirac-deploy export` (audit and parity check).
+MODEL may be an `.onnx` from `export` or `quantize` (served without torch), an OpenVINO IR `.xml` from
+`quantize --target openvino`, a `plain.pth` from `fold`, or any checkpoint `fold` reads (folded and verified
+at start). With the onnxruntime or openvino runtime a `.pth` is exported in memory through the same verified
+export as `dirac-deploy export` (audit and parity check). OpenVINO runs a model at the precision it records
+(an IR from `quantize --precision bf16` asks for bf16), else fp32.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._optional import model_config_pb2
-from ..errors import DiracDeployError
+from .._optional import available, model_config_pb2
+from ..errors import DiracDeployError, MissingDependencyError
 from ..fileio import model_file_kind
 from ..onnxfile import audit_artifact, check_artifact, read_onnx
 from ..runtime import ort_session
@@ -24,7 +26,7 @@ from ..spec import INPUT_NAME, OUTPUT_NAME
 from .batching import DynamicBatcher
 from .instances import InstancePool, Runner
 
-RUNTIMES = ("onnxruntime", "torch")
+RUNTIMES = ("onnxruntime", "openvino", "torch")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -43,9 +45,9 @@ def parse_model_args(args: list[str]) -> list[ModelSource]:
             name, path = "", arg
         p = Path(path)
         if p.is_dir() and not name:
-            files = sorted(f for f in p.iterdir() if f.suffix in (".onnx", ".pth", ".pt", ".pt7") and f.is_file())
+            files = sorted(f for f in p.iterdir() if f.suffix in (".onnx", ".xml", ".pth", ".pt", ".pt7") and f.is_file())
             if not files:
-                raise DiracDeployError(f"no models in directory {p} (expected .onnx, .pth, .pt or .pt7 files)")
+                raise DiracDeployError(f"no models in directory {p} (expected .onnx, .xml, .pth, .pt or .pt7 files)")
             sources += [ModelSource(f.name.split(".")[0], f) for f in files]
         else:
             sources.append(ModelSource(name or p.name.split(".")[0], p))
@@ -99,7 +101,7 @@ def model_config(model: ServedModel, max_body_bytes: int):
     pb = model_config_pb2()
 
     per_image = 4 * int(np.prod(model.input_shape))
-    platform = "onnxruntime_onnx" if model.runtime == "onnxruntime" else "pytorch_libtorch"
+    platform = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino"}.get(model.runtime, "pytorch_libtorch")
     config = pb.ModelConfig(name=model.name, platform=platform, max_batch_size=max(1, max_body_bytes // per_image))
     config.input.add(name=INPUT_NAME, data_type=pb.TYPE_FP32, dims=list(model.input_shape))
     config.output.add(name=OUTPUT_NAME, data_type=pb.TYPE_FP32, dims=[model.num_classes])
@@ -127,6 +129,71 @@ def _ort_runners(model, threads: int | None, instances: int) -> list[Runner]:
     return [runner() for _ in range(instances)]
 
 
+def _openvino_runners(model, threads: int | None, instances: int, precision: str | None = "f32") -> list[Runner]:
+    """One compiled model and infer request per instance (dynamic batch, as the graph has it)."""
+    from ..runtime import openvino_compiled, openvino_model
+
+    net = openvino_model(model)
+
+    def runner() -> Runner:
+        request = openvino_compiled(net.clone(), threads=threads, precision=precision).create_infer_request()
+        return lambda x: np.array(request.infer({0: np.ascontiguousarray(x)})[0])
+
+    return [runner() for _ in range(instances)]
+
+
+def _ir_model(source: ModelSource, runtime: str, threads: int | None, instances: int, max_batch: int,
+              verify: bool) -> ServedModel:
+    """An OpenVINO IR from `quantize`: its input and classes from the graph, checked against the probe it
+    records (there is no ONNX graph to audit; the probe is the check)."""
+    from .._optional import require
+    from ..onnxfile import probe_inputs
+    from ..proof import compare_logits
+
+    if runtime != "openvino":
+        raise DiracDeployError(f"{source.path} is an OpenVINO IR; serve it with --runtime openvino")
+    ov = require("openvino")
+    try:
+        net = ov.Core().read_model(str(source.path))
+    except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line messages
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DiracDeployError(f"OpenVINO cannot read {source.path}: {first[:300]}") from None
+
+    def rt(key: str) -> str:
+        return net.get_rt_info(["dirac_deploy", key]).astype(str) if net.has_rt_info(["dirac_deploy", key]) else ""
+
+    shape, out = net.inputs[0].get_partial_shape(), net.outputs[0].get_partial_shape()
+    if shape.rank.get_length() != 4 or not all(d.is_static for d in list(shape)[1:]) or out.rank.get_length() != 2 \
+            or not out[1].is_static:
+        raise DiracDeployError(f"{source.path}: expected an input [batch, C, H, W] and logits [batch, classes], got "
+                               f"{shape} and {out}")
+    input_shape = tuple(d.get_length() for d in list(shape)[1:])
+    num_classes = out[1].get_length()
+    runners = _openvino_runners(net, threads, instances, precision=None)
+    info = {"architecture": rt("architecture") or "OpenVINO IR", "source": "OpenVINO IR",
+            "source_sha256": rt("source_sha256"), "precision": rt("precision") or "fp32"}
+    if verify:
+        import json
+
+        try:
+            rec = json.loads(rt("parity_probe"))
+            ref = np.asarray(rec["logits"], dtype=np.float32)
+            x = probe_inputs(int(rec["batch"]), input_shape, int(rec["seed"]))
+            rtol = float(rt("probe_rtol") or 0.05)
+        except (ValueError, KeyError, TypeError):
+            raise DiracDeployError(f"{source.path} records no readable parity probe (it was not written by "
+                                   f"`dirac-deploy quantize`); serve it with --no-verify to skip the check") from None
+        got = runners[0](x)
+        proof = compare_logits(ref, got, rtol=rtol, reference_name="logits recorded at quantize")
+        if got.shape != ref.shape or not proof.ok:
+            raise DiracDeployError(f"{source.path} does not reproduce the logits recorded when it was written: "
+                                   f"{proof.describe()}")
+        info["verified"] = "parity probe"
+    else:
+        info["verified"] = "no (--no-verify)"
+    return ServedModel(source.name, input_shape, num_classes, runtime, runners, source.path, info, max_batch)
+
+
 def _torch_runners(plain, threads: int | None, instances: int) -> list[Runner]:
     import torch
 
@@ -148,16 +215,20 @@ def _torch_runners(plain, threads: int | None, instances: int) -> list[Runner]:
 def _onnx_model(source: ModelSource, runtime: str, threads: int | None, instances: int, max_batch: int,
                 verify: bool) -> ServedModel:
     """An exported .onnx: audited and re-checked against its parity probe, without torch."""
-    if runtime != "onnxruntime":
-        raise DiracDeployError(f"{source.path} is ONNX; serve it with --runtime onnxruntime")
+    if runtime not in ("onnxruntime", "openvino"):
+        raise DiracDeployError(f"{source.path} is ONNX; serve it with --runtime onnxruntime or openvino")
     art = read_onnx(source.path)
     if verify:
         audit_artifact(art)  # before ONNX Runtime sees the graph (custom ops fail there with less to go on)
+    engine = "ONNX Runtime" if runtime == "onnxruntime" else "OpenVINO"
     try:
-        runners = _ort_runners(art.model, threads, instances)
-    except Exception as e:  # ORT raises its own types for graphs it cannot load (custom ops, bad attributes)
+        runners = (_ort_runners(art.model, threads, instances) if runtime == "onnxruntime"
+                   else _openvino_runners(art.model, threads, instances))
+    except DiracDeployError:
+        raise
+    except Exception as e:  # runtimes raise their own types for graphs they cannot load (custom ops, attributes)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DiracDeployError(f"ONNX Runtime cannot load {source.path}: {first[:300]}") from None
+        raise DiracDeployError(f"{engine} cannot load {source.path}: {first[:300]}") from None
     info = {"architecture": art.architecture, "source": "ONNX file",
             "source_sha256": art.metadata.get("dirac_deploy.source_sha256", "")}
     if verify:
@@ -194,8 +265,16 @@ def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads
     threads = threads or default_threads(instances)
     if runtime not in RUNTIMES:
         raise DiracDeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    if model_file_kind(source.path) == "onnx":
+    kind = model_file_kind(source.path)
+    if kind == "onnx":
         return _onnx_model(source, runtime, threads, instances, max_batch, verify)
+    if kind == "openvino-ir":
+        return _ir_model(source, runtime, threads, instances, max_batch, verify)
+    if not available("torch"):
+        raise MissingDependencyError(f"{source.path} is a PyTorch file; serving it needs PyTorch, which is not "
+                                     f"installed here (the slim image serves exported .onnx only): export it with "
+                                     f"`dirac-deploy export {source.path.name} --onnx {source.path.stem}.onnx` where "
+                                     f"torch is installed, or use the full image")
     from ..pipeline import load_model  # torch from here on
 
     loaded = load_model(source.path, options)
@@ -205,6 +284,10 @@ def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads
         from ..export.from_file import verified_onnx
 
         runners = _ort_runners(verified_onnx(loaded).model, threads, instances)
+    elif runtime == "openvino":
+        from ..export.from_file import verified_onnx
+
+        runners = _openvino_runners(verified_onnx(loaded).model, threads, instances)
     else:
         runners = _torch_runners(loaded.plain, threads, instances)
     return ServedModel(source.name, loaded.input_shape, loaded.num_classes, runtime, runners, source.path, info,

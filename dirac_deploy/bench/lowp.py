@@ -1,0 +1,103 @@
+"""Low-precision rows: each precision x runtime of the folded chain against fp32 ONNX Runtime, in one run.
+
+Every artifact is built exactly as `dirac-deploy quantize` builds it (`quantize.run.build_artifact`, same
+calibration, same proof) with its thresholds off, so a bad artifact still gets timed and its agreement and
+SQNR say how bad it is. Per batch, all of them and the fp32 reference (the folded chain's audited ONNX on ONNX
+Runtime with its default optimizations) are timed in the same interleaved rounds; `vs_fp32_ort` is the median
+of the per-round ratios t_artifact / t_reference (below 1: faster than fp32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .._optional import available
+
+REFERENCE = "fp32-onnxruntime"
+# (row name, precision, method, target)
+ROWS = (
+    ("int8-identity-onnxruntime", "int8", "identity", "onnxruntime"),
+    ("int8-naive-onnxruntime", "int8", "naive", "onnxruntime"),
+    ("fp16-onnxruntime", "fp16", "cast", "onnxruntime"),
+    ("fp32-openvino", "fp32", "none", "openvino"),
+    ("int8-nncf-openvino", "int8", "nncf", "openvino"),
+    ("int8-identity-openvino", "int8", "identity", "openvino"),
+    ("bf16-openvino", "bf16", "hint", "openvino"),
+)
+PRECISIONS = ("int8", "fp16", "bf16", "fp32")
+
+
+@dataclass
+class LowpArtifact:
+    name: str
+    precision: str
+    method: str
+    target: str
+    model: object = None  # onnx.ModelProto or openvino.Model
+    quality: dict | None = None
+    build_s: float | None = None
+    missing: str = ""
+
+
+def _why_not(precision: str, method: str, target: str) -> str:
+    if target == "openvino" and not available("openvino"):
+        return "OpenVINO is not installed (pip install 'dirac-deploy[openvino]')"
+    if method == "nncf" and not available("nncf"):
+        return "NNCF is not installed (pip install 'dirac-deploy[openvino]')"
+    if method == "cast" and not available("onnxconverter_common"):
+        return "onnxconverter-common is not installed (pip install 'dirac-deploy[fp16]')"
+    if precision == "bf16":
+        from ..quantize.openvino import bf16_supported
+
+        if not bf16_supported():
+            return "this CPU has no bf16 support in OpenVINO (no AVX-512 BF16 / AMX): it would run fp32"
+    return ""
+
+
+def build_artifacts(fp32_onnx, calib, evaluation, precisions: tuple[str, ...],
+                    progress: Callable[[str], None] = lambda msg: None) -> list[LowpArtifact]:
+    """The low-precision artifacts of `fp32_onnx` for the asked precisions ("fp32" adds OpenVINO fp32)."""
+    import time
+
+    from ..quantize.run import build_artifact
+
+    out = []
+    for name, precision, method, target in ROWS:
+        if precision not in precisions:
+            continue
+        art = LowpArtifact(name, precision, method, target, missing=_why_not(precision, method, target))
+        if not art.missing:
+            progress(f"{name}: building and proving on {len(evaluation)} images")
+            t0 = time.perf_counter()
+            built = build_artifact(fp32_onnx, precision, method, target, calib, evaluation, min_agreement=0.0,
+                                   max_accuracy_drop=100.0, layer_table=False)
+            art.build_s = time.perf_counter() - t0
+            art.model = built.model
+            p = built.proof
+            art.quality = {"agreement": p.agreement, "logit_sqnr_db": p.logit_sqnr_db, "accuracy": p.accuracy,
+                           "accuracy_fp32": p.accuracy_fp32, "images": p.images, "data": p.data,
+                           "int8_types": built.int8_types,
+                           "forms": dict(_count(layer.form for layer in p.layers)) if p.layers else None}
+        out.append(art)
+    return out
+
+
+def _count(items):
+    from collections import Counter
+
+    return Counter(items).most_common()
+
+
+def prepare_call(art: LowpArtifact | None, fp32_onnx, x: np.ndarray, threads: int) -> Callable[[], object]:
+    """A zero-argument call running `x` through the artifact (None: the fp32 ONNX Runtime reference)."""
+    from ..runtime import INPUT_NAME, OUTPUT_NAME, openvino_compiled, ort_session
+
+    if art is None or art.target == "onnxruntime":
+        session = ort_session(fp32_onnx if art is None else art.model, threads=threads)
+        return lambda: session.run([OUTPUT_NAME], {INPUT_NAME: x})
+    hint = {"bf16": "bf16"}.get(art.precision, "f32" if art.precision == "fp32" else None)
+    request = openvino_compiled(art.model.clone(), threads=threads, batch=len(x), precision=hint).create_infer_request()
+    return lambda: request.infer({0: x})

@@ -1,0 +1,9 @@
+"""Low-precision artifacts that keep the Dirac identity: int8 (identity-aware or naive), fp16, bf16, each
+proven against the fp32 chain on held-out data before it is written (see `run`).
+
+The names below are here, import-free, so the command line can list them without loading torch.
+"""
+
+PRECISIONS = ("int8", "fp16", "bf16", "fp32")
+METHODS = ("identity", "naive", "nncf", "cast", "hint", "none")
+TARGETS = ("onnxruntime", "openvino")

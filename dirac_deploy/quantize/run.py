@@ -1,0 +1,291 @@
+"""MODEL -> a verified low-precision artifact. The library side of `dirac-deploy quantize`.
+
+The fp32 reference is the audited ONNX export of the chain (`export.from_file.verified_onnx`); the artifact
+is built from it, compared with it on held-out data (`proof`), and written only when it passes the
+thresholds. Precisions, methods and where each runs:
+
+| precision | method | target | artifact |
+| --- | --- | --- | --- |
+| int8 | identity (default) | onnxruntime | QDQ ONNX: per conv plain int8, the split form, or fp32 (`int8`) |
+| int8 | naive | onnxruntime | QDQ ONNX from ONNX Runtime's quantize_static defaults |
+| int8 | identity / nncf | openvino | OpenVINO IR: the identity-aware QDQ graph, or NNCF's own flow |
+| fp16 | cast | onnxruntime | fp16 ONNX (fp32 inputs and outputs; onnxconverter-common) |
+| bf16 | hint | openvino | OpenVINO IR recording INFERENCE_PRECISION_HINT bf16 |
+| fp32 | none | openvino | OpenVINO IR of the fp32 chain |
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .._optional import require
+from ..errors import EquivalenceError, OptionError
+from ..fileio import check_output_path, write_all
+from .data import Dataset, load_data
+from .int8 import FP32, choose_forms, quantize_identity, quantize_naive
+from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
+
+COMBINATIONS = {("int8", "identity", "onnxruntime"), ("int8", "naive", "onnxruntime"),
+                ("int8", "identity", "openvino"), ("int8", "nncf", "openvino"), ("fp16", "cast", "onnxruntime"),
+                ("bf16", "hint", "openvino"), ("fp32", "none", "openvino")}
+DEFAULT_METHOD = {("int8", "onnxruntime"): "identity", ("int8", "openvino"): "nncf", ("fp16", "onnxruntime"): "cast",
+                  ("bf16", "openvino"): "hint", ("fp32", "openvino"): "none"}
+DEFAULT_TARGET = {"int8": "onnxruntime", "fp16": "onnxruntime", "bf16": "openvino", "fp32": "openvino"}
+PROBE_RTOL = 0.05  # a low-precision artifact's own probe: kernels differ a little between CPUs
+
+
+@dataclass
+class Artifact:
+    precision: str
+    method: str
+    target: str
+    model: object  # onnx.ModelProto or openvino.Model
+    proof: LowPrecisionProof
+    int8_types: str | None = None
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.target == "onnxruntime"
+
+
+@dataclass
+class QuantizeReport:
+    model: Path
+    architecture: str
+    artifact: Artifact
+    calibration: str
+    written: list[Path]
+
+    def to_json(self) -> dict:
+        a = self.artifact
+        return {"schema": "dirac-deploy/quantize", "version": 1, "model": str(self.model),
+                "architecture": self.architecture, "precision": a.precision, "method": a.method,
+                "target": a.target, "int8_types": a.int8_types, "calibration": self.calibration,
+                "proof": a.proof.to_dict(), "written": [str(p) for p in self.written]}
+
+
+def _ort_logits(model, x: np.ndarray, optimized: bool = True, outputs: list[str] | None = None, batch: int = 16):
+    from ..runtime import ort_session
+
+    session = ort_session(model, optimized=optimized)
+    names = outputs or [session.get_outputs()[0].name]
+    chunks = [session.run(names, {"input": x[i:i + batch]}) for i in range(0, len(x), batch)]
+    return [np.concatenate([c[j] for c in chunks]) for j in range(len(names))]
+
+
+def _layer_table(fp32, quantized, plans, x: np.ndarray) -> list[LayerError]:
+    """Each conv output against fp32 on the eval images (the QDQ graph unfused, every output exposed).
+
+    A quantizer that folds the ReLU into the conv writes the ReLU's output name from the conv node (the clamp
+    moves into the Q/DQ pair after it): the tensor compared is whatever the quantized conv node (found by
+    name) writes, taken from both graphs, with the ReLU applied where fp32 has one."""
+    from .graph import with_outputs
+    from .proof import sqnr_db
+
+    fp32_tensors = {o for n in fp32.graph.node for o in n.output}
+    relu_out = {n.output[0] for n in fp32.graph.node if n.op_type == "Relu"}
+    by_name = {n.name: n.output[0] for n in quantized.graph.node if n.op_type == "Conv"}
+    # the split form's Add writes the conv's original output; otherwise what the conv node itself writes
+    tensor = {p.name: p.output if p.form == "int8-split" else by_name.get(p.name) for p in plans}
+    tensor = {k: v for k, v in tensor.items() if v in fp32_tensors}
+    names = sorted(set(tensor.values()))
+    ref = dict(zip(names, _ort_logits(with_outputs(fp32, names), x, outputs=names))) if names else {}
+    got = dict(zip(names, _ort_logits(with_outputs(quantized, names), x, optimized=False, outputs=names))) if names else {}
+    for name in names:  # the removed ReLU: its clamp lives in the Q/DQ pair that follows the conv
+        if name in relu_out:
+            got[name] = np.maximum(got[name], 0)
+    return [LayerError(p.name, p.form, sqnr_db(ref[tensor[p.name]], got[tensor[p.name]]) if p.name in tensor else None,
+                       p.weight_sqnr_db.get(p.form if p.form != FP32 else "int8"), p.identity_dominance)
+            for p in plans]
+
+
+def check_combination(precision: str, method: str, target: str) -> None:
+    if (precision, method, target) not in COMBINATIONS:
+        raise OptionError(f"--precision {precision} --method {method} --target {target} is not built; choose one of "
+                          + ", ".join(f"{p}/{m}/{t}" for p, m, t in sorted(COMBINATIONS)))
+
+
+def build_artifact(fp32, precision: str, method: str, target: str, calib: Dataset, evaluation: Dataset, *,
+                   min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+                   min_sqnr_db: float | None = None, layer_table: bool = True) -> Artifact:
+    """Build the artifact from the fp32 ONNX `fp32` and prove it on `evaluation` (nothing is written).
+
+    Raises:
+        OptionError: a combination this tool does not build, or bf16 on a CPU that cannot run it.
+    """
+    check_combination(precision, method, target)
+    (ref,) = _ort_logits(fp32, evaluation.x)
+    kw = dict(precision=precision, method=method, data=evaluation.source, min_agreement=min_agreement,
+              max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db)
+    types, plans, notes = None, None, []
+    if precision == "int8" and method in ("identity", "naive"):
+        if method == "naive":
+            model = quantize_naive(fp32, calib.x)
+            plans = choose_forms(fp32, plain_floor_db=-np.inf)  # every conv plain: the table reports the naive form
+        else:
+            model, plans, types = quantize_identity(fp32, calib.x)
+        if target == "openvino":
+            from .openvino import ov_model, run
+
+            model = ov_model(model)
+            got = run(model, evaluation.x)
+        else:
+            (got,) = _ort_logits(model, evaluation.x)
+    elif precision == "int8":  # nncf
+        from .openvino import nncf_int8, run
+
+        model = nncf_int8(fp32, calib.x)
+        got = run(model, evaluation.x)
+    elif precision == "fp16":
+        from ..export.fp16_onnx import to_fp16
+
+        model = to_fp16(fp32)
+        (got,) = _ort_logits(model, evaluation.x)
+    else:  # bf16 / fp32 on OpenVINO
+        from .openvino import bf16_supported, ov_model, run, with_precision
+
+        hint = "bf16" if precision == "bf16" else "f32"
+        if precision == "bf16" and not bf16_supported():
+            notes.append("this CPU has no bf16 support in OpenVINO (its capabilities list no BF16): the plugin "
+                         "runs the model in fp32 here, so this proof is of fp32 arithmetic")
+        model = with_precision(ov_model(fp32), hint)
+        got = run(model, evaluation.x, precision=hint)
+    proof = logits_proof(ref, got, evaluation.labels, **kw)
+    proof.notes += notes
+    if types:
+        proof.notes.append(f"int8 types {types} ({'VNNI' if types == 's8s8' else 'no VNNI'} on this CPU)")
+    if layer_table and plans is not None and target == "onnxruntime":
+        proof.layers = _layer_table(fp32, model, plans, evaluation.x)
+    elif plans is not None:
+        proof.layers = [LayerError(p.name, p.form, None, p.weight_sqnr_db.get(p.form), p.identity_dominance)
+                        for p in plans]
+    return Artifact(precision, method, target, model, proof, types)
+
+
+def _onnx_bytes(art: Artifact, fp32, meta_props: dict, probe_x: np.ndarray) -> bytes:
+    from ..onnxfile import PROBE_KEY, probe_record
+
+    model = art.model
+    (logits,) = _ort_logits(model, probe_x)
+    props = {**meta_props, "dirac_deploy.graph": f"quantized-{art.precision}", "dirac_deploy.precision": art.precision,
+             "dirac_deploy.method": art.method, "dirac_deploy.low_precision_proof": json.dumps(art.proof.to_dict()),
+             PROBE_KEY: probe_record(logits), "dirac_deploy.probe_rtol": repr(PROBE_RTOL)}
+    if art.int8_types:
+        props["dirac_deploy.int8_types"] = art.int8_types
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=str(v))
+    model.producer_name = "dirac-deploy"
+    return model.SerializeToString()
+
+
+def quantize_file(model_path: str | Path, output: str | Path, *, precision: str = "int8", method: str | None = None,
+                  target: str | None = None, calib: str = "embedded", evaluation: str = "embedded", options=None,
+                  min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+                  min_sqnr_db: float | None = None, calib_limit: int = 256,
+                  progress: Callable[[str], None] = lambda step: None) -> QuantizeReport:
+    """Read MODEL (a checkpoint, plain.pth or .onnx from export), build the low-precision artifact, prove it on
+    `evaluation` data, and write OUTPUT (.onnx, or .xml + .bin for OpenVINO) only if the proof passes.
+
+    Raises:
+        OptionError: bad combination, data or thresholds. EquivalenceError: the proof failed (nothing written).
+        MissingDependencyError: onnxruntime, openvino or nncf missing for what was asked.
+    """
+    from ..export.from_file import verified_onnx
+    from ..onnxfile import probe_inputs
+    from ..pipeline import load_model
+
+    model_path, output = Path(model_path), Path(output)
+    if precision not in DEFAULT_TARGET:
+        raise OptionError(f"unknown --precision {precision!r}; choose int8, fp16, bf16 or fp32")
+    target = target or DEFAULT_TARGET[precision]
+    method = method or DEFAULT_METHOD.get((precision, target), "none")
+    check_combination(precision, method, target)
+    if not 0 <= min_agreement <= 1 or not 0 <= max_accuracy_drop <= 100:
+        raise OptionError("--min-agreement must be in 0..1 and --max-accuracy-drop in 0..100 (points)")
+    suffix = ".onnx" if target == "onnxruntime" else ".xml"
+    if output.suffix != suffix:
+        raise OptionError(f"a {target} artifact is written as {suffix}, got {output.name}")
+    check_output_path(output, model_path)
+    if target == "openvino":
+        check_output_path(output.with_suffix(".bin"), model_path)
+        require("openvino")
+        if method == "nncf":
+            require("nncf")
+    require("onnxruntime")
+    progress(f"loading {model_path.name} (a checkpoint is folded and verified first)")
+    loaded = load_model(model_path, options)
+    fp32 = verified_onnx(loaded).model
+    sha = loaded.meta.get("source", {}).get("sha256", "") if isinstance(loaded.meta.get("source"), dict) else ""
+    if loaded.onnx is not None:
+        sha = loaded.meta.get("dirac_deploy.source_sha256", "")
+    mean = loaded.meta.get("mean") or _json_list(loaded.meta.get("dirac_deploy.mean"))
+    std = loaded.meta.get("std") or _json_list(loaded.meta.get("dirac_deploy.std"))
+    cal = load_data(calib, loaded.input_shape, mean=mean, std=std, role="calib", source_sha256=sha, limit=calib_limit)
+    ev = load_data(evaluation, loaded.input_shape, mean=mean, std=std, role="eval", source_sha256=sha)
+    progress(f"building {precision} ({method}, {target}) and proving it on {len(ev)} images")
+    art = build_artifact(fp32, precision, method, target, cal, ev, min_agreement=min_agreement,
+                         max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db)
+    _chain_names(art.proof.layers, loaded.plain)
+    if not art.proof.ok:
+        worst = ", ".join(f"{layer.name} {layer.output_sqnr_db:.1f} dB ({layer.form})" for layer in art.proof.worst_layers())
+        raise EquivalenceError(f"the {precision} artifact misses its thresholds ({'; '.join(art.proof.failures)}): "
+                               f"{art.proof.describe()}; nothing written."
+                               + (f" Layers losing the most: {worst}" if worst else ""))
+    progress("writing")
+    meta_props = {p.key: p.value for p in fp32.metadata_props if p.key != "dirac_deploy.parity_probe"}
+    if target == "onnxruntime":
+        data = _onnx_bytes(art, fp32, meta_props, probe_inputs(2, loaded.input_shape))
+        written = write_all({output: lambda tmp: tmp.write_bytes(data)})
+    else:
+        written = _write_ir(art, output, meta_props, probe_inputs(2, loaded.input_shape))
+    return QuantizeReport(model_path, loaded.name, art, cal.source, written)
+
+
+def _chain_names(layers: list[LayerError], plain) -> None:
+    """Name the table's convs as the plain chain does (group1_block0_conv, ...), not as the exporter did, when
+    the chain is at hand and its convs correspond one to one (same order)."""
+    if plain is None:
+        return
+    import torch
+
+    names = [n for n, m in plain.named_children() if isinstance(m, torch.nn.Conv2d)]
+    if len(names) == len(layers):
+        for layer, name in zip(layers, names):
+            layer.name = name
+
+
+def _json_list(text):
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
+
+
+def _write_ir(art: Artifact, output: Path, meta_props: dict, probe_x: np.ndarray) -> list[Path]:
+    """The IR with the ONNX metadata under rt_info `dirac_deploy/...` and its own parity probe (its logits on
+    the seeded probe images, as OpenVINO computes them at the precision the IR records), checked by `serve`."""
+    import tempfile
+
+    from ..onnxfile import probe_record
+    from .openvino import run, save_ir
+
+    model = art.model
+    logits = run(model, probe_x, batch=len(probe_x))
+    for k, v in {**meta_props, "precision": art.precision, "method": art.method,
+                 "low_precision_proof": json.dumps(art.proof.to_dict()), "parity_probe": probe_record(logits),
+                 "probe_rtol": repr(PROBE_RTOL)}.items():
+        model.set_rt_info(str(v), ["dirac_deploy", k.removeprefix("dirac_deploy.")])
+    with tempfile.TemporaryDirectory(prefix="dirac-deploy-ir-", dir=output.parent) as tmp:
+        xml = Path(tmp) / "model.xml"
+        save_ir(model, xml)
+        xml_bytes, bin_bytes = xml.read_bytes(), xml.with_suffix(".bin").read_bytes()
+    # The .xml names its weights file by the .xml's own name: model.xml -> model.bin, so rename both together.
+    return write_all({output: lambda tmp: tmp.write_bytes(xml_bytes),
+                      output.with_suffix(".bin"): lambda tmp: tmp.write_bytes(bin_bytes)})

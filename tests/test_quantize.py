@@ -1,0 +1,241 @@
+"""Low-precision artifacts: identity-aware int8, the naive anchor, fp16, OpenVINO (IR, NNCF, bf16), their
+proofs and refusals, the per-layer report, serving them, and the bench's low-precision rows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from dirac_deploy import data
+from dirac_deploy._optional import available
+from dirac_deploy.cli import main
+from dirac_deploy.kernels import identity_dominance
+from dirac_deploy.onnxfile import check_artifact, read_onnx
+from dirac_deploy.quantize.graph import conv_layers, fake_int8, rewrite_split, split_diag
+from dirac_deploy.runtime import ort_session
+
+DIGITS = data.embedded_checkpoint()
+NOISY = data.noisy_checkpoint()
+needs_openvino = pytest.mark.skipif(not (available("openvino") and available("nncf")),
+                                    reason="OpenVINO / NNCF not installed (pip install 'dirac-deploy[openvino]')")
+
+
+def _quantize(*args):
+    return CliRunner().invoke(main, ["quantize", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def digits_int8(tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "digits-int8.onnx"
+    res = CliRunner().invoke(main, ["quantize", str(DIGITS), "-o", str(out), "--json", str(out.with_suffix(".json"))])
+    assert res.exit_code == 0, res.output
+    return out, json.loads(out.with_suffix(".json").read_text())
+
+
+def test_identity_int8_on_digits_is_written_with_its_proof(digits_int8):
+    out, report = digits_int8
+    proof = report["proof"]
+    assert report["precision"] == "int8" and report["method"] == "identity" and proof["ok"]
+    assert proof["agreement"] >= 0.99 and proof["accuracy_drop"] <= 0.5 and proof["images"] == 360
+    assert "held-out" in proof["data"] and "128 training images" in report["calibration"]
+    art = read_onnx(out)
+    meta = art.metadata
+    assert meta["dirac_deploy.graph"] == "quantized-int8" and meta["dirac_deploy.method"] == "identity"
+    assert json.loads(meta["dirac_deploy.low_precision_proof"])["agreement"] == proof["agreement"]
+    ops = {n.op_type for n in art.model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    check_artifact(art)  # the audit for quantized graphs and the artifact's own probe, in a fresh ORT session
+
+
+def test_per_layer_report_names_chain_layers_and_their_form(digits_int8):
+    _, report = digits_int8
+    layers = report["proof"]["layers"]
+    assert [layer["name"] for layer in layers][:2] == ["stem_conv", "group0_block0_conv"]
+    assert {layer["form"] for layer in layers} <= {"int8", "int8-split", "fp32"}
+    assert all(layer["output_sqnr_db"] is not None and layer["output_sqnr_db"] > 10 for layer in layers)
+    assert layers[0]["identity_dominance"] == 0  # the stem has no identity
+    assert all(layer["identity_dominance"] > 1 for layer in layers[1:])
+
+
+def test_deliberately_bad_threshold_refuses_and_writes_nothing(tmp_path):
+    out = tmp_path / "q.onnx"
+    res = _quantize(DIGITS, "-o", out, "--min-sqnr-db", "90")
+    assert res.exit_code == 1
+    assert "misses its thresholds" in res.output and "nothing written" in res.output
+    assert "Layers losing the most: group" in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_naive_int8_loses_accuracy_where_identity_int8_does_not(tmp_path, digits_int8):
+    res = _quantize(DIGITS, "-o", tmp_path / "naive.onnx", "--method", "naive")
+    assert res.exit_code == 1 and "misses its thresholds" in res.output  # ORT's quantize_static defaults
+    res = _quantize(DIGITS, "-o", tmp_path / "naive.onnx", "--method", "naive", "--min-agreement", "0",
+                    "--max-accuracy-drop", "100", "--json", "-")
+    naive = json.loads(res.output)["proof"]
+    identity = digits_int8[1]["proof"]
+    assert naive["logit_sqnr_db"] + 6 < identity["logit_sqnr_db"]
+    assert naive["accuracy_drop"] > identity["accuracy_drop"]
+
+
+def test_wide_noisy_model_passes_identity_int8(tmp_path):
+    """The second embedded model: widths 32/64/128, fp32 held-out accuracy below 100%."""
+    out = tmp_path / "noisy-int8.onnx"
+    res = _quantize(NOISY, "-o", out, "--json", "-")
+    assert res.exit_code == 0, res.output
+    proof = json.loads(res.output)["proof"]
+    assert 0.85 < proof["accuracy_fp32"] < 1.0
+    assert proof["agreement"] >= 0.99 and proof["accuracy_drop"] <= 0.5
+    assert max(layer["identity_dominance"] for layer in proof["layers"]) > 30  # the identity dominates
+    assert out.is_file()
+
+
+def test_fp16_from_an_exported_onnx(tmp_path):
+    onnx_path = tmp_path / "m.onnx"
+    assert CliRunner().invoke(main, ["export", str(DIGITS), "--onnx", str(onnx_path)]).exit_code == 0
+    out = tmp_path / "m16.onnx"
+    res = _quantize(onnx_path, "-o", out, "--precision", "fp16", "--json", "-")
+    assert res.exit_code == 0, res.output
+    proof = json.loads(res.output)["proof"]
+    assert proof["agreement"] >= 0.995 and proof["logit_sqnr_db"] > 40
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx.load(str(out)).graph.initializer)
+
+
+def test_bad_inputs_are_one_line_and_write_nothing(tmp_path):
+    cases = [
+        (["--calib", str(tmp_path / "missing.npz")], "not 'embedded'"),
+        (["--precision", "bf16", "--target", "onnxruntime"], "is not built"),
+        (["--precision", "int8", "--target", "onnxruntime", "-o", str(tmp_path / "x.xml")], "written as .onnx"),
+    ]
+    for extra, needle in cases:
+        args = ["quantize", str(DIGITS), "-o", str(tmp_path / "q.onnx"), *extra]
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code != 0 and needle in res.output, res.output
+        assert "Traceback" not in res.output
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 3, 8, 8), np.float32))
+    res = _quantize(DIGITS, "-o", tmp_path / "q.onnx", "--eval", tmp_path / "wrong.npy")
+    assert res.exit_code == 1 and "expected uint8 images or float32 [N, 3, 32, 32]" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wrong.npy"]
+
+
+def test_calibration_from_an_npz_of_uint8_images(tmp_path):
+    images, labels = data.load_noisy("holdout")
+    np.savez(tmp_path / "eval.npz", images=images[:64], labels=labels[:64])
+    res = _quantize(NOISY, "-o", tmp_path / "q.onnx", "--eval", tmp_path / "eval.npz", "--json", "-")
+    assert res.exit_code == 0, res.output
+    proof = json.loads(res.output)["proof"]
+    assert proof["images"] == 64 and proof["accuracy"] is not None and "labelled" in proof["data"]
+
+
+def test_split_form_is_exact_in_fp32():
+    """conv(x, R) + c * x equals conv(x, W) (the rewrite changes nothing before quantization)."""
+    from dirac_deploy.export.from_file import verified_onnx
+    from dirac_deploy.pipeline import load_model
+
+    fp32 = verified_onnx(load_model(DIGITS)).model
+    split = rewrite_split(fp32, {layer.node for layer in conv_layers(fp32) if layer.splittable})
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    a = ort_session(fp32).run(None, {"input": x})[0]
+    b = ort_session(split).run(None, {"input": x})[0]
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_identity_dominance_and_why_plain_int8_erases_the_learned_part():
+    rng = np.random.default_rng(0)
+    c = 128
+    w = 0.01 * rng.standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)
+    w[np.arange(c), np.arange(c), 1, 1] += 1.0
+    dom = identity_dominance(w)
+    assert dom.shape == (c,) and np.median(dom) > 127
+    _, r = split_diag(w)
+    _, plain_rest = split_diag(fake_int8(w))  # what plain per-channel int8 keeps of the learned part
+    plain_err = np.linalg.norm(r - plain_rest)
+    split_err = np.linalg.norm(r - fake_int8(r))
+    assert plain_err > 10 * split_err
+
+
+def test_inspect_layers_shows_identity_dominance(tmp_path):
+    res = CliRunner().invoke(main, ["inspect", str(DIGITS), "--layers", "--json", "-"])
+    assert res.exit_code == 0, res.output
+    layers = json.loads(res.output)["layers"]
+    assert layers[0]["identity_dominance"] == 0 and layers[1]["identity_dominance"] > 1
+    assert all(layer["identity_dominance_max"] >= layer["identity_dominance"] for layer in layers)
+    res = CliRunner().invoke(main, ["inspect", str(DIGITS), "--layers"])
+    assert "id. dominance" in res.output
+
+
+@needs_openvino
+def test_openvino_int8_ir_is_written_and_served(tmp_path):
+    from dirac_deploy.serve.model import ModelSource, load_served_model
+
+    xml = tmp_path / "digits-int8.xml"
+    res = _quantize(DIGITS, "-o", xml, "--target", "openvino", "--method", "nncf", "--json", "-")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["proof"]["agreement"] >= 0.99
+    assert xml.is_file() and xml.with_suffix(".bin").is_file()
+    served = load_served_model(ModelSource("d", xml), "openvino")
+    assert served.info["verified"] == "parity probe" and served.info["precision"] == "int8"
+    assert served.input_shape == (3, 32, 32) and served.num_classes == 10
+    x, y = data.load_holdout()
+    logits = served.infer(x[:16].numpy())
+    assert (logits.argmax(1) == y[:16].numpy()).mean() >= 0.9
+    # a tampered weights file fails the IR's own probe at start
+    blob = bytearray(xml.with_suffix(".bin").read_bytes())
+    for i in range(0, len(blob), 7):
+        blob[i] ^= 0x55
+    xml.with_suffix(".bin").write_bytes(bytes(blob))
+    with pytest.raises(Exception, match="does not reproduce|cannot"):
+        load_served_model(ModelSource("d", xml), "openvino")
+
+
+@needs_openvino
+def test_openvino_serves_onnx_and_checkpoints_like_onnxruntime(digits_int8):
+    from dirac_deploy.serve.model import ModelSource, load_served_model
+
+    out, _ = digits_int8
+    x = np.random.default_rng(3).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    ort = load_served_model(ModelSource("a", DIGITS), "onnxruntime").infer(x)
+    ov = load_served_model(ModelSource("b", DIGITS), "openvino").infer(x)
+    np.testing.assert_allclose(ov, ort, rtol=1e-3, atol=1e-3 * np.abs(ort).max())
+    q = load_served_model(ModelSource("c", out), "openvino")  # the QDQ int8 ONNX, audited and probed
+    assert q.info["verified"] == "audit and parity probe" and q.infer(x).shape == (4, 10)
+
+
+@needs_openvino
+def test_bf16_says_what_this_cpu_runs(tmp_path):
+    from dirac_deploy.quantize.openvino import bf16_supported
+
+    xml = tmp_path / "bf16.xml"
+    res = _quantize(DIGITS, "-o", xml, "--precision", "bf16", "--json", "-")
+    assert res.exit_code == 0, res.output
+    proof = json.loads(res.output)["proof"]
+    assert proof["agreement"] >= 0.995
+    if not bf16_supported():
+        assert any("runs the model in fp32" in n for n in proof["notes"])
+    else:
+        assert proof["logit_sqnr_db"] < 80  # bf16 arithmetic is visible in the logits
+
+
+def test_bench_low_precision_rows(tmp_path):
+    out = tmp_path / "b.json"
+    res = CliRunner().invoke(main, ["bench", str(DIGITS), "--backends", "onnxruntime", "--batch", "1", "--rounds", "2",
+                                    "--iters", "4", "--max-seconds", "0.5", "--precision", "int8,fp16,bf16",
+                                    "--json", str(out), "--no-plot"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    rows = {r["name"]: r for r in doc["lowp_rows"]}
+    assert rows["fp32-onnxruntime"]["status"] == "ok" and rows["fp32-onnxruntime"]["vs_fp32_ort"] is None
+    for name in ("int8-identity-onnxruntime", "int8-naive-onnxruntime", "fp16-onnxruntime"):
+        r = rows[name]
+        assert r["status"] == "ok" and r["ms"] > 0 and r["speedup_vs_fp32_ort"] > 0
+        assert 0 <= r["quality"]["agreement"] <= 1 and r["quality"]["images"] == 360
+    assert rows["int8-identity-onnxruntime"]["quality"]["agreement"] >= 0.99
+    bf16 = rows["bf16-openvino"]
+    assert bf16["status"] == "ok" or bf16["status"].startswith("skipped: ")
+    assert doc["env"]["lowp"]["evaluation"].startswith("embedded digits")
+    assert "Low precision" in res.output and "speed-up vs fp32 ORT" in res.output
+    # the headline rows ignore the low-precision records
+    assert {r["backend"] for r in doc["rows"]} == {"onnxruntime"} and len(doc["rows"]) == 1
