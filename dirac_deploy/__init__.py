@@ -9,6 +9,7 @@ Public API (the CLI is a thin layer over these):
     load_plain(path)                plain.pth -> nn.Module (eval mode)
     fold_module(model, example)     any nn.Module: Dirac convs (and their BNs) -> plain convs, verified
     export_onnx(plain, path, ...)   plain chain -> audited, parity-checked ONNX
+    quantize_file(model, out, ...)  int8 / fp16 / bf16 artifact, proven on held-out data before it is written
 
 Names are imported on first use (PEP 562), so `import dirac_deploy` is cheap and the torch-free parts of the
 package (serving an exported .onnx) work without PyTorch installed.
@@ -34,7 +35,7 @@ _EXPORTS = {
     "ScaledIdentityNet": "models.scaled_identity", "resnet": "models.resnet",
     "load_plain": "plainfile", "read_plain": "plainfile", "save_plain": "plainfile",
     "DiracNetSpec": "spec", "ScaledIdentitySpec": "spec", "cifar_spec": "spec", "imagenet_spec": "spec",
-    "export_onnx": "export.onnx",
+    "export_onnx": "export.onnx", "quantize_file": "quantize.run",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -400,3 +400,27 @@ def test_benchmark_floor_server_answers_tritonclient_like_a_server():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_serving_an_onnx_needs_no_torch(model_dir, expected, tmp_path):
+    """What the slim image relies on: the CLI serves .onnx files (and refuses a checkpoint with one line) in a
+    process where torch, onnxscript and onnxsim cannot be imported."""
+    blocked = ("torch", "onnxscript", "onnxsim")
+    with running_server(str(model_dir), block=blocked) as (url, proc):
+        c = triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=30.0)
+        x = _x(3, seed=5)
+        inp = triton.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=True)
+        got = c.infer("digits", [inp]).as_numpy("logits")
+        c.close()
+        np.testing.assert_allclose(got, expected(x), rtol=1e-5, atol=1e-6)
+    import subprocess
+    import sys
+
+    from serving import _BLOCKING_MAIN
+
+    proc = subprocess.run([sys.executable, "-c", _BLOCKING_MAIN, ",".join(blocked), "serve",
+                           str(embedded_checkpoint()), "--port", str(free_port())],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "torch" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
