@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint image-test clean
+.PHONY: install demo test test-fast lint image-test wheel-test clean
 
 install: $(STAMP)
 
@@ -25,13 +25,18 @@ test: install
 
 # The inner loop: everything but the `slow` tests (ImageNet-size models).
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not image" --durations=10
+	$(BIN)/python -m pytest -q -m "not slow and not image and not wheel" --durations=10
 
 # Build the slim and full serving images with podman (or docker) and run them for real (tests/test_image.py);
 # skips with the reason where no engine can run containers. Image sizes go to demo-out/images.json.
 image-test: install
 	mkdir -p demo-out
 	DIRAC_IMAGE_REPORT=demo-out/images.json $(BIN)/python -m pytest -q -rs -m image tests/test_image.py
+
+# A user's install: the built wheel in a fresh venv, plain (the demo must run) and with extras (the README
+# walk-through must pass), tests/test_wheel.py.
+wheel-test: install
+	$(BIN)/python -m pytest -q -rs -m wheel tests/test_wheel.py
 
 # Layers run one way (import-linter contracts in pyproject.toml) and a small ruff rule set.
 lint: install

@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/run_bench.py --device cpu --depth 18     # ~20 min on a 2-core VM (torch.compile)
     .venv/bin/python benchmarks/run_bench.py --device cpu --depth 34
     .venv/bin/python benchmarks/run_bench.py --device cuda --depth 18    # on a GPU machine
+    # low precision against fp32 ONNX Runtime (the fp32 matrix reduced to ONNX Runtime):
+    .venv/bin/python benchmarks/run_bench.py --depth 18 --batch 1,8 --backends onnxruntime --precision all
+    .venv/bin/python benchmarks/run_bench.py --model noisy --batch 1,8 --backends onnxruntime --precision all
     .venv/bin/python benchmarks/render_tables.py                         # the README tables from results/
 
 Results go to benchmarks/results/<device>-diracnet<depth>.{json,png}. Run on an otherwise idle machine:
@@ -30,13 +33,22 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (ratios are per-round medians)")
     ap.add_argument("--backends", help="comma-separated subset (default: every backend this machine has)")
+    ap.add_argument("--model", help="a checkpoint or plain.pth, or 'digits' / 'noisy' for the embedded models "
+                                    "[default: ImageNet DiracNet-<depth>, random weights]")
+    ap.add_argument("--precision", default="", help="low-precision rows: comma-separated int8,fp16,bf16,fp32 or all")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    cfg = BenchConfig(depth=args.depth, device=args.device, batches=tuple(int(b) for b in args.batch.split(",")),
+    from dirac_deploy import data
+
+    model = data.EMBEDDED[args.model]() if args.model in data.EMBEDDED else (Path(args.model) if args.model else None)
+    precisions = ("int8", "fp16", "bf16", "fp32") if args.precision == "all" else tuple(
+        p for p in args.precision.split(",") if p)
+    cfg = BenchConfig(model_path=model, precisions=precisions, depth=args.depth, device=args.device, batches=tuple(int(b) for b in args.batch.split(",")),
                       iters=args.iters, max_seconds=args.max_seconds, rounds=args.rounds,
                       backends=tuple(args.backends.split(",")) if args.backends else None)
     result = run_benchmark(cfg, lambda msg: print(msg, file=sys.stderr, flush=True))
-    stem = args.out / f"{args.device}-diracnet{args.depth}"
+    name = args.model if args.model in data.EMBEDDED else (Path(args.model).stem if args.model else f"diracnet{args.depth}")
+    stem = args.out / f"{args.device}-{'lowp-' if precisions else ''}{name}"
     write_json(stem.with_suffix(".json"), result.to_json())
     env = result.env
     hardware = env.get("gpu", {}).get("name") or env["cpu"]

@@ -13,7 +13,7 @@ __all__ = ["INPUT_NAME", "OUTPUT_NAME", "openvino_compiled", "openvino_model", "
 
 
 def ort_session(model, *, threads: int | None = None, optimized: bool = True, device: str = "cpu",
-                sequential: bool = True):
+                sequential: bool = True, spinning: bool = True):
     """An `onnxruntime.InferenceSession` for `model` (a ModelProto, serialized bytes or a path).
 
     Args:
@@ -22,6 +22,8 @@ def ort_session(model, *, threads: int | None = None, optimized: bool = True, de
             (`ORT_DISABLE_ALL`: the graph runs op for op, which shows what an optimizer would have fused).
         device: "cpu", or "cuda" for the CUDA execution provider (raises RuntimeError when it is missing).
         sequential: run nodes one after another (a chain has no parallel branches; inter-op threads would idle).
+        spinning: let idle intra-op threads spin for the next call (ONNX Runtime's default; lowest latency
+            when it runs alone). Off where other runtimes share the cores, so idle threads do not steal them.
     """
     ort = require("onnxruntime")
 
@@ -31,6 +33,8 @@ def ort_session(model, *, threads: int | None = None, optimized: bool = True, de
     if sequential:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if not optimized:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if device == "cuda":

@@ -4,7 +4,8 @@ Every artifact is built exactly as `dirac-deploy quantize` builds it (`quantize.
 calibration, same proof) with its thresholds off, so a bad artifact still gets timed and its agreement and
 SQNR say how bad it is. Per batch, all of them and the fp32 reference (the folded chain's audited ONNX on ONNX
 Runtime with its default optimizations) are timed in the same interleaved rounds; `vs_fp32_ort` is the median
-of the per-round ratios t_artifact / t_reference (below 1: faster than fp32).
+of the per-round ratios t_artifact / t_reference (below 1: faster than fp32). Every ONNX Runtime session here
+has intra-op spinning off, so that its idle threads do not take the cores from the runtime timed next.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def prepare_call(art: LowpArtifact | None, fp32_onnx, x: np.ndarray, threads: in
     from ..runtime import INPUT_NAME, OUTPUT_NAME, openvino_compiled, ort_session
 
     if art is None or art.target == "onnxruntime":
-        session = ort_session(fp32_onnx if art is None else art.model, threads=threads)
+        # No spinning: ONNX Runtime's idle threads would otherwise keep both cores busy while the next
+        # artifact, maybe on OpenVINO, is timed in the same round.
+        session = ort_session(fp32_onnx if art is None else art.model, threads=threads, spinning=False)
         return lambda: session.run([OUTPUT_NAME], {INPUT_NAME: x})
     hint = {"bf16": "bf16"}.get(art.precision, "f32" if art.precision == "fp32" else None)
     request = openvino_compiled(art.model.clone(), threads=threads, batch=len(x), precision=hint).create_infer_request()

@@ -133,6 +133,7 @@ def build_models(model_path: str | Path | None, depth: int, options: LoadOptions
     options = options or LoadOptions()
     if model_path is None:
         spec = imagenet_spec(depth)
+        torch.manual_seed(0)  # the same random net in every run, so runs can be compared
         unfolded = calibrate_bn(DiracNet(spec), (3, 224, 224))
         plain, meta, absorbed = fold(unfolded).plain, {}, None
         description = f"{spec.name}, random weights, BN calibrated on random images"
