@@ -120,3 +120,12 @@ def test_get_model_config_over_http_and_grpc(files):
         assert g.config.output[0].dims == [10] and g.config.max_batch_size > 0
         r = httpx.get(f"{url}/v2/models/nope/config", timeout=10)
         assert r.status_code == 404 and "error" in r.json()
+
+
+def test_skipped_steps_keep_the_extra_in_their_install_hint(capsys):
+    """Rich reads `[export]` as markup; the demo's skip lines must print the install command whole."""
+    from dirac_deploy.cli.demo import _skipped
+    from dirac_deploy.demo import DemoStep
+
+    _skipped(DemoStep(skipped=[("ONNX export", "needs onnxruntime: pip install 'dirac-deploy[export]'")]))
+    assert "pip install 'dirac-deploy[export]'" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from . import main
 from .render import console, err_console, human, input_rows, kv_table, print_bench
@@ -12,7 +13,7 @@ from .render import console, err_console, human, input_rows, kv_table, print_ben
 
 def _skipped(step) -> None:
     for what, why in step.skipped:
-        console().print(f"[yellow]skipped[/yellow] {what}: {why}")
+        console().print(f"[yellow]skipped[/yellow] {escape(what)}: {escape(why)}")  # hints hold [extras]
 
 
 @main.command()

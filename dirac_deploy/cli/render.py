@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -147,7 +148,7 @@ def print_bench(out: Console, result) -> None:
     out.print(table)
     for name, v in env.get("variants", {}).items():
         if v.get("missing"):
-            out.print(f"[dim]{name}: {v['missing']}[/dim]")
+            out.print(f"[dim]{name}: {escape(v['missing'])}[/dim]")
         else:
             exp = f", ONNX in {v['export_s']:.1f} s" if v.get("export_s") else ""
             out.print(f"[dim]{name}: {v['description']} ({v['params']:,} parameters, {human(v['flops'])}FLOPs{exp})[/dim]")
@@ -155,11 +156,11 @@ def print_bench(out: Console, result) -> None:
     out.print(f"practical peak (conv3x3 256->256, 56x56, batch 8): {peaks or 'n/a'}")
     noisy = list(dict.fromkeys(w for r in rows for w in r.warnings))
     for w in noisy[:10]:
-        out.print(f"[yellow]noisy:[/yellow] {w}")
+        out.print(f"[yellow]noisy:[/yellow] {escape(w)}")
     if len(noisy) > 10:
         out.print(f"[yellow]noisy:[/yellow] ... and {len(noisy) - 10} more (all in the JSON)")
     for key, status in skipped([r for r in result.records if not r.get("lowp")]).items():
-        out.print(f"[dim]{key}: {status}[/dim]")
+        out.print(f"[dim]{escape(key)}: {escape(status)}[/dim]")
     _print_lowp(out, result)
 
 
@@ -170,7 +171,7 @@ def _print_lowp(out: Console, result) -> None:
     info = result.env.get("lowp")
     if not rows:
         if info and info.get("status", "ok") != "ok":
-            out.print(f"[dim]low precision: {info['status']}[/dim]")
+            out.print(f"[dim]low precision: {escape(info['status'])}[/dim]")
         return
     table = Table(title="Low precision: p50 latency (ms); speed-up = t_fp32_ort / t_artifact (median of per-round "
                         "ratios, IQR); agreement and logit SQNR against fp32 on the eval images", title_justify="left")
@@ -186,7 +187,7 @@ def _print_lowp(out: Console, result) -> None:
         table.add_row(r.name, str(r.batch), _fmt(r.ms, ".2f"), speed,
                       "-" if q.get("agreement") is None else f"{100 * q['agreement']:.2f}%",
                       _fmt(q.get("logit_sqnr_db"), ".1f"), acc,
-                      r.status if r.status != "ok" else ("[yellow]noisy[/yellow]" if r.warnings else ""))
+                      escape(r.status) if r.status != "ok" else ("[yellow]noisy[/yellow]" if r.warnings else ""))
     out.print(table)
     if info:
         out.print(f"[dim]calibration: {info['calibration']}; evaluation: {info['evaluation']}[/dim]")
