@@ -71,6 +71,16 @@ def probe_record(logits: np.ndarray, seed: int = 0) -> str:
                        "logits": [[float(v) for v in row] for row in np.asarray(logits, dtype=np.float32)]})
 
 
+def parse_probe(raw: str, input_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(inputs, reference logits) from a `probe_record` value, or None when it cannot be read."""
+    try:
+        rec = json.loads(raw)
+        ref = np.asarray(rec["logits"], dtype=np.float32)
+        return probe_inputs(int(rec["batch"]), input_shape, int(rec["seed"])), ref
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 @dataclass
 class OnnxArtifact:
     """An ONNX file as the server and the pipeline see it (no torch)."""
@@ -102,12 +112,10 @@ class OnnxArtifact:
         raw = self.metadata.get(PROBE_KEY)
         if not raw:
             return None
-        try:
-            rec = json.loads(raw)
-            ref = np.asarray(rec["logits"], dtype=np.float32)
-            return probe_inputs(int(rec["batch"]), self.input_shape, int(rec["seed"])), ref
-        except (ValueError, KeyError, TypeError):
-            raise CheckpointError(f"{self.path}: damaged parity probe in the metadata") from None
+        probe = parse_probe(raw, self.input_shape)
+        if probe is None:
+            raise CheckpointError(f"{self.path}: damaged parity probe in the metadata")
+        return probe
 
 
 def _dims(value_info) -> list:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,30 +29,13 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+# the original train.py's flat naming, written once in the default model's training script
+from train_digits import DATA, to_original_params  # scripts/ is on sys.path when a script runs
+
 from dirac_deploy.models.dirac import DiracNet
 from dirac_deploy.spec import cifar_spec
 
-DATA = Path(__file__).resolve().parents[1] / "dirac_deploy" / "data"
 SIZE = 32
-
-
-def to_original_params(model: DiracNet) -> dict[str, torch.Tensor]:
-    """Our module's state_dict in the original flat naming, one eye{no}_{ni}_{k}_{k} delta per weight shape."""
-    flat = {}
-    for k, v in model.state_dict().items():
-        if k.endswith("num_batches_tracked"):
-            continue
-        if k.endswith(".conv.delta"):
-            flat["eye" + "_".join(map(str, v.shape))] = v.clone()
-        elif k == "conv.weight":
-            flat["conv"] = v.clone()
-        elif k.endswith(".conv.weight"):
-            flat[k[: -len(".weight")]] = v.clone()
-        elif k.endswith(".conv.alpha") or k.endswith(".conv.beta"):
-            flat[k.replace(".conv.", ".")] = v.clone()
-        else:
-            flat[k] = v.clone()
-    return flat
 
 
 def corrupt(images: np.ndarray, pool: np.ndarray, seed: int) -> np.ndarray:

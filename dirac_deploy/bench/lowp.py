@@ -63,8 +63,9 @@ def build_artifacts(fp32_onnx, calib, evaluation, precisions: tuple[str, ...],
     """The low-precision artifacts of `fp32_onnx` for the asked precisions ("fp32" adds OpenVINO fp32)."""
     import time
 
-    from ..quantize.run import build_artifact
+    from ..quantize.run import build_artifact, ort_logits
 
+    (ref,) = ort_logits(fp32_onnx, evaluation.x)  # one fp32 reference for every artifact's proof
     out = []
     for name, precision, method, target in ROWS:
         if precision not in precisions:
@@ -74,7 +75,7 @@ def build_artifacts(fp32_onnx, calib, evaluation, precisions: tuple[str, ...],
             progress(f"{name}: building and proving on {len(evaluation)} images")
             t0 = time.perf_counter()
             built = build_artifact(fp32_onnx, precision, method, target, calib, evaluation, min_agreement=0.0,
-                                   max_accuracy_drop=100.0, layer_table=False)
+                                   max_accuracy_drop=100.0, layer_table=False, ref=ref)
             art.build_s = time.perf_counter() - t0
             art.model = built.model
             p = built.proof

@@ -120,15 +120,11 @@ def _build(model, calib, plans, kind):
                             op_types_to_quantize=["Conv", "Gemm"], nodes_to_exclude=keep)
 
 
-def _sqnr(ref, got) -> float:
-    noise = float(((ref.astype(np.float64) - got) ** 2).sum())
-    return float("inf") if noise == 0 else 10 * np.log10(float((ref.astype(np.float64) ** 2).sum()) / noise)
-
-
 def _layer_sqnr(fp32, quantized, plans, x) -> tuple[float, list[float]]:
     """Logit SQNR (the graph as it runs) and each conv output's SQNR (the QDQ graph unfused) on `x`."""
     from ..runtime import ort_session
     from .graph import with_outputs
+    from .proof import sqnr_db
 
     names = [p.output for p in plans]
 
@@ -140,7 +136,7 @@ def _layer_sqnr(fp32, quantized, plans, x) -> tuple[float, list[float]]:
     ref = outputs(fp32, True, names)
     logits = outputs(quantized, True, [])[0]
     got = outputs(quantized, False, names)
-    return _sqnr(ref[0], logits), [_sqnr(r, g) for r, g in zip(ref[1:], got[1:])]
+    return sqnr_db(ref[0], logits), [sqnr_db(r, g) for r, g in zip(ref[1:], got[1:])]
 
 
 def quantize_identity(model, calib: np.ndarray, plans: list[LayerPlan] | None = None, *, vnni: bool | None = None,

@@ -22,13 +22,6 @@ def bf16_supported() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def ov_model(onnx_model):
-    """An OpenVINO model read from an ONNX ModelProto."""
-    from ..runtime import openvino_model
-
-    return openvino_model(onnx_model)
-
-
 def with_precision(model, precision: str):
     """Record the CPU inference precision ("f32" or "bf16") in the model's runtime options."""
     model.set_rt_info(precision, ["runtime_options", HINT])
@@ -42,7 +35,9 @@ def nncf_int8(onnx_model, calib: np.ndarray):
     import logging
 
     nncf = require("nncf")
-    model = ov_model(onnx_model)
+    from ..runtime import openvino_model
+
+    model = openvino_model(onnx_model)
     dataset = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
     nncf.set_log_level(logging.ERROR)
     # NNCF draws progress bars on stdout, which `--json -` owns; the command shows its own progress.

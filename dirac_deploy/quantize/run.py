@@ -69,7 +69,7 @@ class QuantizeReport:
                 "proof": a.proof.to_dict(), "written": [str(p) for p in self.written]}
 
 
-def _ort_logits(model, x: np.ndarray, optimized: bool = True, outputs: list[str] | None = None, batch: int = 16):
+def ort_logits(model, x: np.ndarray, optimized: bool = True, outputs: list[str] | None = None, batch: int = 16):
     from ..runtime import ort_session
 
     session = ort_session(model, optimized=optimized)
@@ -94,8 +94,8 @@ def _layer_table(fp32, quantized, plans, x: np.ndarray) -> list[LayerError]:
     tensor = {p.name: p.output if p.form == "int8-split" else by_name.get(p.name) for p in plans}
     tensor = {k: v for k, v in tensor.items() if v in fp32_tensors}
     names = sorted(set(tensor.values()))
-    ref = dict(zip(names, _ort_logits(with_outputs(fp32, names), x, outputs=names))) if names else {}
-    got = dict(zip(names, _ort_logits(with_outputs(quantized, names), x, optimized=False, outputs=names))) if names else {}
+    ref = dict(zip(names, ort_logits(with_outputs(fp32, names), x, outputs=names))) if names else {}
+    got = dict(zip(names, ort_logits(with_outputs(quantized, names), x, optimized=False, outputs=names))) if names else {}
     for name in names:  # the removed ReLU: its clamp lives in the Q/DQ pair that follows the conv
         if name in relu_out:
             got[name] = np.maximum(got[name], 0)
@@ -112,14 +112,16 @@ def check_combination(precision: str, method: str, target: str) -> None:
 
 def build_artifact(fp32, precision: str, method: str, target: str, calib: Dataset, evaluation: Dataset, *,
                    min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
-                   min_sqnr_db: float | None = None, layer_table: bool = True) -> Artifact:
+                   min_sqnr_db: float | None = None, layer_table: bool = True, ref: np.ndarray | None = None) -> Artifact:
     """Build the artifact from the fp32 ONNX `fp32` and prove it on `evaluation` (nothing is written).
+    `ref`: fp32 logits on `evaluation` when the caller already has them (several artifacts, one reference).
 
     Raises:
         OptionError: a combination this tool does not build, or bf16 on a CPU that cannot run it.
     """
     check_combination(precision, method, target)
-    (ref,) = _ort_logits(fp32, evaluation.x)
+    if ref is None:
+        (ref,) = ort_logits(fp32, evaluation.x)
     kw = dict(precision=precision, method=method, data=evaluation.source, min_agreement=min_agreement,
               max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db)
     types, plans, notes = None, None, []
@@ -130,12 +132,13 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
         else:
             model, plans, types = quantize_identity(fp32, calib.x)
         if target == "openvino":
-            from .openvino import ov_model, run
+            from ..runtime import openvino_model
+            from .openvino import run
 
-            model = ov_model(model)
+            model = openvino_model(model)
             got = run(model, evaluation.x)
         else:
-            (got,) = _ort_logits(model, evaluation.x)
+            (got,) = ort_logits(model, evaluation.x)
     elif precision == "int8":  # nncf
         from .openvino import nncf_int8, run
 
@@ -145,15 +148,16 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
         from ..export.fp16_onnx import to_fp16
 
         model = to_fp16(fp32)
-        (got,) = _ort_logits(model, evaluation.x)
+        (got,) = ort_logits(model, evaluation.x)
     else:  # bf16 / fp32 on OpenVINO
-        from .openvino import bf16_supported, ov_model, run, with_precision
+        from ..runtime import openvino_model
+        from .openvino import bf16_supported, run, with_precision
 
         hint = "bf16" if precision == "bf16" else "f32"
         if precision == "bf16" and not bf16_supported():
             notes.append("this CPU has no bf16 support in OpenVINO (its capabilities list no BF16): the plugin "
                          "runs the model in fp32 here, so this proof is of fp32 arithmetic")
-        model = with_precision(ov_model(fp32), hint)
+        model = with_precision(openvino_model(fp32), hint)
         got = run(model, evaluation.x, precision=hint)
     proof = logits_proof(ref, got, evaluation.labels, **kw)
     proof.notes += notes
@@ -171,7 +175,7 @@ def _onnx_bytes(art: Artifact, fp32, meta_props: dict, probe_x: np.ndarray) -> b
     from ..onnxfile import PROBE_KEY, probe_record
 
     model = art.model
-    (logits,) = _ort_logits(model, probe_x)
+    (logits,) = ort_logits(model, probe_x)
     props = {**meta_props, "dirac_deploy.graph": f"quantized-{art.precision}", "dirac_deploy.precision": art.precision,
              "dirac_deploy.method": art.method, "dirac_deploy.low_precision_proof": json.dumps(art.proof.to_dict()),
              PROBE_KEY: probe_record(logits), "dirac_deploy.probe_rtol": repr(PROBE_RTOL)}

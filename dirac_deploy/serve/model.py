@@ -147,7 +147,7 @@ def _ir_model(source: ModelSource, runtime: str, threads: int | None, instances:
     """An OpenVINO IR from `quantize`: its input and classes from the graph, checked against the probe it
     records (there is no ONNX graph to audit; the probe is the check)."""
     from .._optional import require
-    from ..onnxfile import probe_inputs
+    from ..onnxfile import parse_probe
     from ..proof import compare_logits
 
     if runtime != "openvino":
@@ -173,16 +173,15 @@ def _ir_model(source: ModelSource, runtime: str, threads: int | None, instances:
     info = {"architecture": rt("architecture") or "OpenVINO IR", "source": "OpenVINO IR",
             "source_sha256": rt("source_sha256"), "precision": rt("precision") or "fp32"}
     if verify:
-        import json
-
+        probe = parse_probe(rt("parity_probe"), input_shape)
         try:
-            rec = json.loads(rt("parity_probe"))
-            ref = np.asarray(rec["logits"], dtype=np.float32)
-            x = probe_inputs(int(rec["batch"]), input_shape, int(rec["seed"]))
             rtol = float(rt("probe_rtol") or 0.05)
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
+            probe = None
+        if probe is None:
             raise DiracDeployError(f"{source.path} records no readable parity probe (it was not written by "
-                                   f"`dirac-deploy quantize`); serve it with --no-verify to skip the check") from None
+                                   f"`dirac-deploy quantize`); serve it with --no-verify to skip the check")
+        x, ref = probe
         got = runners[0](x)
         proof = compare_logits(ref, got, rtol=rtol, reference_name="logits recorded at quantize")
         if got.shape != ref.shape or not proof.ok:
