@@ -293,6 +293,22 @@ def load_model(path: str | Path, options: LoadOptions | None = None, *, check_ba
                        None if loaded.folded_source else loaded.model, fold=report)
 
 
+def source_sha256(path: str | Path, options: LoadOptions | None = None) -> str:
+    """The sha256 of the checkpoint a model file comes from, without folding anything: the file's own for a
+    checkpoint, the recorded one for a plain.pth or an exported .onnx ('' when none is recorded)."""
+    from .fileio import sha256_file
+
+    path = Path(path)
+    options = options or LoadOptions()
+    if model_file_kind(path) == "onnx":
+        return str(read_onnx(path).metadata.get("dirac_deploy.source_sha256", ""))
+    obj = load_torch_file(path, trust=options.trust_checkpoint)
+    if is_plain_file(obj):
+        source = obj.get("meta", {}).get("source") if isinstance(obj.get("meta"), dict) else None
+        return str(source.get("sha256", "")) if isinstance(source, dict) else ""
+    return sha256_file(path)
+
+
 def inspect_file(path: str | Path, options: LoadOptions | None = None) -> InspectReport | FileReport:
     """What any model file holds, without folding a checkpoint: an `InspectReport` for a checkpoint, a
     `FileReport` for a plain.pth (its layers, size and provenance) or an .onnx (its ops, the audit and the

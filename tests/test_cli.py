@@ -187,3 +187,31 @@ def test_load_plain_rejects_a_checkpoint_that_is_not_plain(tmp_path, good_ckpt):
 
     with pytest.raises(CheckpointError, match="not a dirac-deploy plain file"):
         load_plain(good_ckpt)
+
+
+def test_json_report_path_is_checked_before_anything_is_written(tmp_path, good_ckpt):
+    """A --json in a missing directory, or naming the input or the output, fails before the fold: the plain
+    file is not written, the input is unchanged."""
+    before = _sha(good_ckpt)
+    out = tmp_path / "plain.pth"
+    for bad, needle in ((tmp_path / "nodir" / "f.json", "does not exist"), (good_ckpt, "is the input file"),
+                        (out, "is the input file")):
+        for cmd in (["fold", str(good_ckpt), "-o", str(out)], ["export", str(good_ckpt), "--onnx", str(out)]):
+            res = CliRunner().invoke(main, [*cmd, "--json", str(bad)])
+            assert res.exit_code != 0 and needle in res.output, res.output
+            assert not out.exists() and _sha(good_ckpt) == before
+    res = CliRunner().invoke(main, ["inspect", str(good_ckpt), "--json", str(good_ckpt)])
+    assert res.exit_code != 0 and _sha(good_ckpt) == before
+
+
+def test_user_text_is_printed_as_text_not_markup(tmp_path, good_ckpt):
+    """Paths and notes holding [tags] (a v1 fold note says `[relu(x), 0]`) print verbatim."""
+    odd = tmp_path / "a[bold]b[" / "x]"  # the path holds "[bold]" and "[/x]"
+    odd.mkdir(parents=True)
+    ckpt = odd / "m[red].pt7"
+    ckpt.write_bytes(good_ckpt.read_bytes())
+    res = CliRunner().invoke(main, ["fold", str(ckpt), "-o", str(odd / "p[dim].pth")], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    assert "m[red].pt7" in res.output and "[/x]/p[dim].pth" in res.output
+    res = CliRunner().invoke(main, ["inspect", str(odd / "p[dim].pth")], env={"COLUMNS": "300"})
+    assert res.exit_code == 0 and "p[dim].pth" in res.output, res.output

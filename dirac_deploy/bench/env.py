@@ -8,15 +8,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from ..cpuinfo import cpu_features
 
 
 def _version(dist: str) -> str | None:
@@ -39,8 +31,10 @@ def collect_env(device: str, threads: int) -> dict:
     """Everything needed to interpret the numbers; recorded in the JSON's `env`."""
     import torch
 
+    features = cpu_features()
     env = {
-        "cpu": _cpu_model(),
+        "cpu": features.model,
+        "cpu_features": features.to_dict(),
         "cores": os.cpu_count(),
         "threads": threads,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -9,7 +9,7 @@ import click
 from ..export import DEFAULT_OPSET, MAX_PARITY_BATCH
 from . import main
 from .options import checkpoint_options, load_options
-from .render import console, emit_json, json_option, kv_table, progress_status
+from .render import check_json_path, console, emit_json, json_option, kv_table, progress_status
 
 
 def _histogram(nodes: dict[str, int]) -> str:
@@ -48,6 +48,7 @@ def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo
     from ..export.from_file import export_file
     from ..export.tensorrt import BatchRange
 
+    check_json_path(json_path, model, onnx_path, trt_path, triton_repo)
     status, progress = progress_status(f"exporting {model} ...")
     with status:
         r = export_file(model, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo, name=name,

@@ -8,7 +8,17 @@ import click
 
 from . import main
 from .options import checkpoint_options, load_options
-from .render import console, emit_json, human, input_rows, inspect_rows, json_option, kv_table, progress_status
+from .render import (
+    check_json_path,
+    console,
+    emit_json,
+    human,
+    input_rows,
+    inspect_rows,
+    json_option,
+    kv_table,
+    progress_status,
+)
 
 
 @main.command()
@@ -29,6 +39,7 @@ def fold(checkpoint, output, check_batch, json_path, **opts):
     """
     from ..pipeline import fold_checkpoint
 
+    check_json_path(json_path, checkpoint, output)
     status, _ = progress_status(f"folding {checkpoint} ...")
     with status:
         r = fold_checkpoint(checkpoint, output, load_options(**opts), check_batch=check_batch)
@@ -62,6 +73,7 @@ def inspect(model, layers, plot, json_path, **opts):
     """
     if plot and not layers:
         raise click.UsageError("--plot goes with --layers")
+    check_json_path(json_path, model, plot)
     if layers:
         _inspect_layers(model, plot, load_options(**opts), json_path)
         return

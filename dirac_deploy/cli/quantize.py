@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from ..quantize import METHODS, PRECISIONS, TARGETS
 from . import main
 from .options import checkpoint_options, load_options
-from .render import console, emit_json, json_option, kv_table, progress_status
+from .render import check_json_path, console, emit_json, json_option, kv_table, progress_status
 
 
 def _db(v) -> str:
@@ -27,27 +28,41 @@ def _db(v) -> str:
                    "cast. bf16: hint. fp32: none.")
 @click.option("--target", type=click.Choice(TARGETS),
               help="Runtime the artifact is for [default: onnxruntime for int8/fp16, openvino for bf16/fp32].")
-@click.option("--calib", default="embedded", show_default=True,
-              help="Calibration data: embedded (the embedded models' own), random[:N], a .npz/.npy file or a "
-                   "directory of images (one subdirectory per class).")
-@click.option("--eval", "evaluation", default="embedded", show_default=True,
-              help="Held-out data the proof runs on (same forms as --calib; labels give accuracy).")
+@click.option("--calib",
+              help="Calibration data: random[:N] (seeded N(0,1) images, for random-weight nets), a .npz/.npy "
+                   "file, or a directory of images; embedded: the bundled models' own [default: embedded for "
+                   "the bundled models; required for any other].")
+@click.option("--eval", "evaluation",
+              help="Held-out data the proof runs on (same forms; labels give accuracy) [default: the bundled "
+                   "models' held-out split; for random calibration, other random images; else a seeded quarter "
+                   "of --calib, held out from calibration]. Never the calibration images.")
+@click.option("--crop-fraction", type=click.FloatRange(0.1, 1.0), default=0.875, show_default=True,
+              help="uint8 images not at the input size: shorter side resized to size / this, then a centre crop "
+                   "(torchvision Resize(256) + CenterCrop(224) at 0.875; 1.0: no margin).")
 @click.option("--calib-limit", type=click.IntRange(1, 100_000), default=256, show_default=True,
               help="Use at most this many calibration images.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
               help="Refuse below this top-1 agreement with the fp32 chain.")
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 100), default=0.5, show_default=True,
               help="Refuse above this accuracy drop, in percentage points (when --eval has labels).")
-@click.option("--min-sqnr-db", type=float, help="Also refuse below this logit SQNR (dB) against fp32.")
+@click.option("--min-sqnr-db", type=float, default=15.0, show_default=True,
+              help="Refuse below this logit SQNR (dB) against fp32 (0 or less: no floor).")
 @json_option
 @checkpoint_options
-def quantize(model, output, precision, method, target, calib, evaluation, calib_limit, min_agreement,
+def quantize(model, output, precision, method, target, calib, evaluation, crop_fraction, calib_limit, min_agreement,
              max_accuracy_drop, min_sqnr_db, json_path, **opts):
     """Write a low-precision artifact of MODEL (a checkpoint, plain.pth or .onnx from export), proven first.
 
     The artifact is built from the audited fp32 ONNX of the folded chain and compared with it on the --eval
     images: top-1 agreement, accuracy where labels exist, logit SQNR and, for int8 on onnxruntime, each conv
     output's SQNR. Below the thresholds nothing is written and the layers that lose the most are named.
+    Every option and data source is checked before the model is folded or exported.
+
+    \b
+    Data: a .npz holds `x` or `images` (uint8 [N,H,W,C] / [N,C,H,W] in 0..255, or preprocessed float32
+    [N,C,H,W]) and optionally `labels`; a directory holds images, or one subdirectory per class whose
+    sorted names are labels 0..K-1 (torchvision's ImageFolder). uint8 images are resized and centre-cropped
+    (--crop-fraction), scaled to 0..1 and normalized with the mean/std the model records.
 
     \b
     Identity-aware int8 (the default): a folded DiracNet kernel is diag(c) delta + R, and per-channel int8
@@ -57,12 +72,14 @@ def quantize(model, output, precision, method, target, calib, evaluation, calib_
     """
     from ..quantize.run import quantize_file
 
+    check_json_path(json_path, model, output, output.with_suffix(".bin"), calib, evaluation)
     status, progress = progress_status(f"quantizing {model} ...")
     with status:
         r = quantize_file(model, output, precision=precision, method=method, target=target, calib=calib,
                           evaluation=evaluation, options=load_options(**opts), min_agreement=min_agreement,
-                          max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db, calib_limit=calib_limit,
-                          progress=progress)
+                          max_accuracy_drop=max_accuracy_drop,
+                          min_sqnr_db=None if min_sqnr_db <= 0 else min_sqnr_db, calib_limit=calib_limit,
+                          crop_fraction=crop_fraction, progress=progress)
     if emit_json(json_path, r.to_json()):
         return
     a, p = r.artifact, r.artifact.proof
@@ -70,6 +87,7 @@ def quantize(model, output, precision, method, target, calib, evaluation, calib_
             ("artifact", f"{a.precision}, method {a.method}, for {a.target}"
                          + (f" ({a.int8_types})" if a.int8_types else "")),
             ("calibration", r.calibration), ("proof", p.describe()),
+            *([("convs", f"{len(p.layers)}, of which {r.fp32_layers} stay fp32")] if p.layers else []),
             ("thresholds", f"agreement >= {p.min_agreement:.2%}, accuracy drop <= {p.max_accuracy_drop:g} points"
                            + (f", SQNR >= {p.min_sqnr_db:g} dB" if p.min_sqnr_db is not None else ""))]
     rows += [("note", n) for n in p.notes]
@@ -83,5 +101,5 @@ def quantize(model, output, precision, method, target, calib, evaluation, calib_
             table.add_column(col, justify="left" if col in ("layer", "form") else "right")
         for layer in p.layers:
             dom = "-" if layer.identity_dominance is None else f"{layer.identity_dominance:.3g}"
-            table.add_row(layer.name, layer.form, _db(layer.output_sqnr_db), _db(layer.weight_sqnr_db), dom)
+            table.add_row(escape(layer.name), layer.form, _db(layer.output_sqnr_db), _db(layer.weight_sqnr_db), dom)
         console().print(table)

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,28 @@ def err_console() -> Console:
 
 def progress_status(first: str):
     """A spinner on stderr for long library calls, and a `progress(step)` callback that updates it."""
-    status = err_console().status(first)
+    status = err_console().status(escape(first))  # messages name user files: text, never markup
 
     def progress(step: str) -> None:
-        status.update(f"{step} ...")
+        status.update(f"{escape(step)} ...")
 
     return status, progress
 
 
 def json_option(f):
     return click.option("--json", "json_path", type=click.Path(path_type=Path),
-                        help="Also write the report as JSON to this file ('-': stdout, and no table). The "
-                             "schema is in the README (Machine-readable reports).")(f)
+                        help="Also write the report as JSON to this file ('-': stdout, and no table). Schemas: "
+                             "docs/reports.md.")(f)
+
+
+def check_json_path(json_path: Path | None, *others) -> None:
+    """Refuse a --json path that cannot be written, or that is an input or another output, before any work
+    (a report that fails after the artifact was written would break all-or-nothing)."""
+    if json_path is None or str(json_path) == "-":
+        return
+    from ..fileio import check_output_path
+
+    check_output_path(json_path, *[o for o in others if o is not None])
 
 
 def emit_json(json_path: Path | None, payload: dict) -> bool:
@@ -73,25 +84,29 @@ def human(n: float, unit: str = "") -> str:
     return f"{n:g} {unit}".strip()
 
 
-def kv_table(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+def kv_table(title: str, rows: list[tuple[str, str | Text]]) -> Table:
+    """Two columns, key and value. Values are text, never markup: they hold paths, file metadata and notes
+    such as `[relu(x), 0]` that rich would otherwise read as tags (pass a `Text` to style one)."""
+    table = Table(title=Text(title), title_justify="left", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(Text(k), v if isinstance(v, Text) else Text(str(v)))
     return table
 
 
-def _source(text: str) -> str:
-    return "" if not text or text == "checkpoint" else f" [{'yellow' if text.startswith('assumed') else 'dim'}]({text})[/]"
+def _source(text: str) -> Text:
+    if not text or text == "checkpoint":
+        return Text("")
+    return Text(f" ({text})", style="yellow" if text.startswith("assumed") else "dim")
 
 
-def input_rows(shape, mean, std, provenance: dict) -> list[tuple[str, str]]:
+def input_rows(shape, mean, std, provenance: dict) -> list[tuple[str, Text]]:
     """Input size and normalization, each marked with where it came from (assumed values stand out)."""
     c, h, w = shape
-    return [("input", f"{c}x{h}x{w}{_source(provenance.get('input_size', ''))}"),
-            ("normalization", f"mean {list(mean or [])}, std {list(std or [])}"
-                              f"{_source(provenance.get('normalization', ''))}")]
+    return [("input", Text(f"{c}x{h}x{w}") + _source(provenance.get("input_size", ""))),
+            ("normalization", Text(f"mean {list(mean or [])}, std {list(std or [])}")
+             + _source(provenance.get("normalization", "")))]
 
 
 def inspect_rows(report) -> list[tuple[str, str]]:
@@ -190,4 +205,4 @@ def _print_lowp(out: Console, result) -> None:
                       escape(r.status) if r.status != "ok" else ("[yellow]noisy[/yellow]" if r.warnings else ""))
     out.print(table)
     if info:
-        out.print(f"[dim]calibration: {info['calibration']}; evaluation: {info['evaluation']}[/dim]")
+        out.print(Text(f"calibration: {info['calibration']}; evaluation: {info['evaluation']}", style="dim"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from . import main
 from .options import checkpoint_options, load_options
@@ -65,13 +66,13 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     spinner = status.status("loading ...")
 
     def loading(name, path):
-        spinner.update(f"loading {name} from {path} (checkpoints are folded and verified first) ...")
+        spinner.update(escape(f"loading {name} from {path} (checkpoints are folded and verified first) ..."))
         spinner.start()
 
     def loaded(m):
         spinner.stop()
         verified = m.info.get("verified", "")
-        out.print(f"loaded [bold]{m.name}[/bold]: {m.source} -> input [-1, {', '.join(map(str, m.input_shape))}], "
+        out.print(f"loaded [bold]{m.name}[/bold]: {escape(str(m.source))} -> input [-1, {', '.join(map(str, m.input_shape))}], "
                   f"{m.num_classes} classes ({m.runtime}, {m.instances.size} instance(s), max batch {m.max_batch})"
                   + (f"; verified: {verified}" if verified else ""))
         if verified.startswith("no"):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .._optional import require
+from ..cpuinfo import cpu_features
 from .graph import conv_layers, identity_dominance, rewrite_split, weight, weight_sqnr_db
 
 PLAIN, SPLIT, FP32 = "int8", "int8-split", "fp32"
@@ -41,18 +42,8 @@ class LayerPlan:
     identity_dominance: float = 0.0  # median over output channels
 
 
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def has_vnni() -> bool:
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return cpu_features().vnni
 
 
 def choose_forms(model, *, plain_floor_db: float = 40.0, split_floor_db: float = 30.0) -> list[LayerPlan]:

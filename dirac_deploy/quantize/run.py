@@ -16,8 +16,10 @@ thresholds. Precisions, methods and where each runs:
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +28,7 @@ import numpy as np
 from .._optional import require
 from ..errors import EquivalenceError, OptionError
 from ..fileio import check_output_path, write_all
-from .data import Dataset, load_data
+from .data import DEFAULT_CROP_FRACTION, Dataset, check_source, embedded_model, holdout_split, load_data
 from .int8 import FP32, choose_forms, quantize_identity, quantize_naive
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
 
@@ -37,6 +39,10 @@ DEFAULT_METHOD = {("int8", "onnxruntime"): "identity", ("int8", "openvino"): "nn
                   ("bf16", "openvino"): "hint", ("fp32", "openvino"): "none"}
 DEFAULT_TARGET = {"int8": "onnxruntime", "fp16": "onnxruntime", "bf16": "openvino", "fp32": "openvino"}
 PROBE_RTOL = 0.05  # a low-precision artifact's own probe: kernels differ a little between CPUs
+# Below this a low-precision artifact's logits are mostly noise even when top-1 still agrees (15 dB: the error's
+# RMS is 18% of the logits'); the measured artifacts are at 19-33 dB (int8) and 60+ dB (fp16). --min-sqnr-db 0 or
+# lower turns it off.
+DEFAULT_MIN_SQNR_DB = 15.0
 
 
 @dataclass
@@ -60,12 +66,18 @@ class QuantizeReport:
     artifact: Artifact
     calibration: str
     written: list[Path]
+    cpu: dict = field(default_factory=dict)  # `cpuinfo.CpuFeatures.to_dict()` of the machine that proved it
+
+    @property
+    def fp32_layers(self) -> int:
+        return sum(layer.form == FP32 for layer in self.artifact.proof.layers)
 
     def to_json(self) -> dict:
         a = self.artifact
-        return {"schema": "dirac-deploy/quantize", "version": 1, "model": str(self.model),
+        return {"schema": "dirac-deploy/quantize", "version": 2, "model": str(self.model),
                 "architecture": self.architecture, "precision": a.precision, "method": a.method,
                 "target": a.target, "int8_types": a.int8_types, "calibration": self.calibration,
+                "convs": len(a.proof.layers), "convs_fp32": self.fp32_layers, "cpu": self.cpu,
                 "proof": a.proof.to_dict(), "written": [str(p) for p in self.written]}
 
 
@@ -104,10 +116,31 @@ def _layer_table(fp32, quantized, plans, x: np.ndarray) -> list[LayerError]:
             for p in plans]
 
 
-def check_combination(precision: str, method: str, target: str) -> None:
+def check_combination(precision: str, method: str | None, target: str) -> None:
+    """`method` None: the user gave none (the message then does not name the default it would have taken)."""
+    if method is None:
+        if (precision, target) not in DEFAULT_METHOD:
+            built = sorted({t for p, _, t in COMBINATIONS if p == precision})
+            raise OptionError(f"--precision {precision} --target {target} is not built; {precision} is built for "
+                              f"--target {' or '.join(built)}")
+        return
     if (precision, method, target) not in COMBINATIONS:
         raise OptionError(f"--precision {precision} --method {method} --target {target} is not built; choose one of "
                           + ", ".join(f"{p}/{m}/{t}" for p, m, t in sorted(COMBINATIONS)))
+
+
+def min_eval_images(min_agreement: float) -> int:
+    """The fewest evaluation images on which a `min_agreement` gate tolerates one disagreement,
+    ceil(1 / (1 - min_agreement)): with fewer, a single image decides the gate and it proves little."""
+    if min_agreement >= 1:
+        return 1
+    return max(1, math.ceil(1 / (1 - min_agreement) - 1e-9))
+
+
+def _image_overlap(a: np.ndarray, b: np.ndarray) -> int:
+    """How many images of `b` are also in `a` (byte-identical)."""
+    seen = {hashlib.sha256(img.tobytes()).digest() for img in a}
+    return sum(hashlib.sha256(img.tobytes()).digest() in seen for img in b)
 
 
 def build_artifact(fp32, precision: str, method: str, target: str, calib: Dataset, evaluation: Dataset, *,
@@ -162,7 +195,7 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
     proof = logits_proof(ref, got, evaluation.labels, **kw)
     proof.notes += notes
     if types:
-        proof.notes.append(f"int8 types {types} ({'VNNI' if types == 's8s8' else 'no VNNI'} on this CPU)")
+        proof.notes.append(f"int8 types {types} (chosen for a CPU {'with' if types == 's8s8' else 'without'} VNNI)")
     if layer_table and plans is not None and target == "onnxruntime":
         proof.layers = _layer_table(fp32, model, plans, evaluation.x)
     elif plans is not None:
@@ -188,18 +221,80 @@ def _onnx_bytes(art: Artifact, fp32, meta_props: dict, probe_x: np.ndarray) -> b
     return model.SerializeToString()
 
 
+@dataclass
+class _DataPlan:
+    calib: str
+    evaluation: str | None  # None: hold out part of calib
+    note: str = ""
+
+
+def _plan_data(model_path: Path, calib: str | None, evaluation: str | None, options) -> _DataPlan:
+    """Which data calibrates and which proves, decided (and every source's form checked) before any fold or
+    export. 'embedded' is the default only for the bundled models; without --eval the proof runs on data held
+    out from --calib."""
+    from ..pipeline import source_sha256
+
+    for spec, role in ((calib, "calib"), (evaluation, "eval")):
+        if spec is not None:
+            check_source(spec, role)
+    if calib is not None and evaluation is not None and calib == evaluation and calib != "embedded" \
+            and not calib.startswith("random"):
+        raise OptionError(f"--eval {evaluation} is the calibration data: a proof on the images the artifact was "
+                          f"calibrated on proves nothing about others; give a held-out set, or leave --eval out to "
+                          f"hold out part of --calib")
+    if calib is not None and evaluation is not None and Path(calib).exists() and Path(evaluation).exists():
+        if Path(calib).resolve() == Path(evaluation).resolve():
+            raise OptionError(f"--eval {evaluation} and --calib {calib} are the same data; give a held-out set, or "
+                              f"leave --eval out to hold out part of --calib")
+    needs_embedded = "embedded" in (calib, evaluation) or calib is None
+    bundled = embedded_model(source_sha256(model_path, options)) if needs_embedded else None
+    if calib is None:
+        if bundled is None:
+            raise OptionError(f"{model_path.name} is not one of the bundled models, so it needs calibration data: "
+                              f"--calib a .npz/.npy of images, a directory of images, or random:N for a "
+                              f"random-weight net (--eval then defaults to a held-out part of --calib)")
+        calib = "embedded"
+    if "embedded" in (calib, evaluation) and bundled is None:
+        raise OptionError(f"'embedded' data exists only for the bundled models, and {model_path.name} is not one; "
+                          f"give --calib (and --eval) as a .npz/.npy file, a directory of images or random:N")
+    if evaluation is None:
+        if calib == "embedded":
+            return _DataPlan(calib, "embedded", "")
+        if calib.startswith("random"):
+            return _DataPlan(calib, "random", "no --eval: the proof runs on seeded N(0, 1) images disjoint from "
+                                              "the calibration ones")
+        return _DataPlan(calib, None, "no --eval: the proof runs on a seeded quarter of --calib held out from "
+                                      "calibration")
+    return _DataPlan(calib, evaluation)
+
+
+def _eval_count(spec: str, min_agreement: float) -> str:
+    """random without N gets enough images for the agreement gate."""
+    if spec == "random":
+        return f"random:{max(64, min_eval_images(min_agreement))}"
+    return spec
+
+
 def quantize_file(model_path: str | Path, output: str | Path, *, precision: str = "int8", method: str | None = None,
-                  target: str | None = None, calib: str = "embedded", evaluation: str = "embedded", options=None,
+                  target: str | None = None, calib: str | None = None, evaluation: str | None = None, options=None,
                   min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
-                  min_sqnr_db: float | None = None, calib_limit: int = 256,
+                  min_sqnr_db: float | None = DEFAULT_MIN_SQNR_DB, calib_limit: int = 256,
+                  crop_fraction: float = DEFAULT_CROP_FRACTION,
                   progress: Callable[[str], None] = lambda step: None) -> QuantizeReport:
     """Read MODEL (a checkpoint, plain.pth or .onnx from export), build the low-precision artifact, prove it on
-    `evaluation` data, and write OUTPUT (.onnx, or .xml + .bin for OpenVINO) only if the proof passes.
+    held-out data, and write OUTPUT (.onnx, or .xml + .bin for OpenVINO) only if the proof passes.
+
+    `calib` None: the bundled models' own data ('embedded'); any other model must be given some. `evaluation`
+    None: the bundled models' held-out split, disjoint random images for `random[:N]`, else a seeded quarter
+    of `calib` held out from calibration. Every option and data source is checked before the model is folded
+    or exported. The evaluation set must hold at least `min_eval_images(min_agreement)` images, and may not
+    be the calibration data.
 
     Raises:
         OptionError: bad combination, data or thresholds. EquivalenceError: the proof failed (nothing written).
         MissingDependencyError: onnxruntime, openvino or nncf missing for what was asked.
     """
+    from ..cpuinfo import cpu_features
     from ..export.from_file import verified_onnx
     from ..onnxfile import probe_inputs
     from ..pipeline import load_model
@@ -207,34 +302,71 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     model_path, output = Path(model_path), Path(output)
     if precision not in DEFAULT_TARGET:
         raise OptionError(f"unknown --precision {precision!r}; choose int8, fp16, bf16 or fp32")
+    target_given = target is not None
     target = target or DEFAULT_TARGET[precision]
-    method = method or DEFAULT_METHOD.get((precision, target), "none")
     check_combination(precision, method, target)
+    method = method or DEFAULT_METHOD[(precision, target)]
     if not 0 <= min_agreement <= 1 or not 0 <= max_accuracy_drop <= 100:
         raise OptionError("--min-agreement must be in 0..1 and --max-accuracy-drop in 0..100 (points)")
+    if min_sqnr_db is not None and not math.isfinite(min_sqnr_db):
+        raise OptionError(f"--min-sqnr-db must be a finite number of dB, got {min_sqnr_db}")
+    if not 0.1 <= crop_fraction <= 1:
+        raise OptionError(f"--crop-fraction must be in 0.1..1, got {crop_fraction}")
     suffix = ".onnx" if target == "onnxruntime" else ".xml"
     if output.suffix != suffix:
-        raise OptionError(f"a {target} artifact is written as {suffix}, got {output.name}")
-    check_output_path(output, model_path)
+        hint = ""
+        if output.suffix == ".xml" and not target_given:
+            hint = "; for an OpenVINO IR add --target openvino"
+        elif output.suffix == ".onnx" and target == "openvino":
+            hint = f"; for ONNX Runtime use --target onnxruntime{'' if precision != 'bf16' else ' (bf16 is OpenVINO only)'}"
+        raise OptionError(f"a {target} artifact is written as {suffix}, got {output.name}{hint}")
+    data_files = [Path(d) for d in (calib, evaluation) if d and Path(d).exists()]
+    check_output_path(output, model_path, *data_files)
     if target == "openvino":
-        check_output_path(output.with_suffix(".bin"), model_path)
+        check_output_path(output.with_suffix(".bin"), model_path, *data_files)
         require("openvino")
         if method == "nncf":
             require("nncf")
     require("onnxruntime")
+    plan = _plan_data(model_path, calib, evaluation, options)
     progress(f"loading {model_path.name} (a checkpoint is folded and verified first)")
     loaded = load_model(model_path, options)
-    fp32 = verified_onnx(loaded).model
     sha = loaded.meta.get("source", {}).get("sha256", "") if isinstance(loaded.meta.get("source"), dict) else ""
     if loaded.onnx is not None:
         sha = loaded.meta.get("dirac_deploy.source_sha256", "")
     mean = loaded.meta.get("mean") or _json_list(loaded.meta.get("dirac_deploy.mean"))
     std = loaded.meta.get("std") or _json_list(loaded.meta.get("dirac_deploy.std"))
-    cal = load_data(calib, loaded.input_shape, mean=mean, std=std, role="calib", source_sha256=sha, limit=calib_limit)
-    ev = load_data(evaluation, loaded.input_shape, mean=mean, std=std, role="eval", source_sha256=sha)
+    kw = dict(mean=mean, std=std, source_sha256=sha, crop_fraction=crop_fraction)
+    progress("reading the calibration and evaluation data")
+    if plan.evaluation is None:
+        cal, ev = holdout_split(load_data(plan.calib, loaded.input_shape, role="calib", **kw))
+        if len(cal) > calib_limit:
+            cal = Dataset(cal.x[:calib_limit], None, f"{cal.source}, first {calib_limit}")
+    else:
+        cal = load_data(plan.calib, loaded.input_shape, role="calib", limit=calib_limit, **kw)
+        ev = load_data(_eval_count(plan.evaluation, min_agreement), loaded.input_shape, role="eval", **kw)
+    notes = [plan.note] if plan.note else []
+    overlap = _image_overlap(cal.x, ev.x)
+    if overlap == len(ev):
+        raise OptionError(f"every one of the {len(ev)} evaluation images is also a calibration image: a proof on "
+                          f"the images the artifact was calibrated on proves nothing about others; give a held-out "
+                          f"--eval set, or leave --eval out to hold out part of --calib")
+    if overlap:
+        notes.append(f"{overlap} of the {len(ev)} evaluation images are also calibration images")
+    need = min_eval_images(min_agreement)
+    if len(ev) < need:
+        raise OptionError(f"the proof would run on {len(ev)} images, where one disagreement is "
+                          f"{1 / len(ev):.1%}: a {min_agreement:.0%} agreement gate needs at least {need}; give "
+                          f"more held-out images (--eval, or a larger --calib to hold out from) or lower "
+                          f"--min-agreement to {1 - 1 / len(ev):.3f} or less")
+    progress("exporting the fp32 chain (audited, parity-checked)")
+    fp32 = verified_onnx(loaded).model
     progress(f"building {precision} ({method}, {target}) and proving it on {len(ev)} images")
     art = build_artifact(fp32, precision, method, target, cal, ev, min_agreement=min_agreement,
                          max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db)
+    art.proof.notes[:0] = notes
+    features = cpu_features()
+    art.proof.notes.append(f"proved on {features.model} ({features.describe()})")
     _chain_names(art.proof.layers, loaded.plain)
     if not art.proof.ok:
         worst = ", ".join(f"{layer.name} {layer.output_sqnr_db:.1f} dB ({layer.form})" for layer in art.proof.worst_layers())
@@ -248,7 +380,7 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         written = write_all({output: lambda tmp: tmp.write_bytes(data)})
     else:
         written = _write_ir(art, output, meta_props, probe_inputs(2, loaded.input_shape))
-    return QuantizeReport(model_path, loaded.name, art, cal.source, written)
+    return QuantizeReport(model_path, loaded.name, art, cal.source, written, features.to_dict())
 
 
 def _chain_names(layers: list[LayerError], plain) -> None:

@@ -1,0 +1,155 @@
+"""`quantize` on a user's own model: which data calibrates and which proves, every option checked before any
+fold or export, the proof's caveats (eval == calib, too few images, the SQNR floor), and the messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from reference import as_flat_params, define_params
+
+import dirac_deploy.pipeline
+from dirac_deploy import data
+from dirac_deploy.cli import main
+from dirac_deploy.quantize.data import holdout_split, load_data, resize_crop
+from dirac_deploy.quantize.run import min_eval_images
+
+DIGITS = data.embedded_checkpoint()
+
+
+def _quantize(*args):
+    return CliRunner().invoke(main, ["quantize", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def user_ckpt(tmp_path_factory):
+    """A user's own checkpoint: a random-weight CIFAR DiracNet-10 in the original train.py layout."""
+    path = tmp_path_factory.mktemp("user") / "mine.pt7"
+    torch.save(as_flat_params(define_params("cifar", 10, seed=3)), path)
+    return path
+
+
+@pytest.fixture
+def no_fold(monkeypatch):
+    """Any fold or export from here on fails the test: the options must be refused before."""
+    import dirac_deploy.bench.models  # noqa: F401  (modules that bind load_model at import stay unpatched)
+    import dirac_deploy.export.from_file  # noqa: F401
+    import dirac_deploy.layer_analysis  # noqa: F401
+
+    def boom(*a, **k):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(dirac_deploy.pipeline, "load_model", boom)
+
+
+def _files(path):
+    return sorted(p.name for p in path.iterdir())
+
+
+def test_user_model_without_calib_is_told_what_to_give_before_any_fold(tmp_path, user_ckpt, no_fold):
+    res = _quantize(user_ckpt, "-o", tmp_path / "q.onnx")
+    assert res.exit_code == 1 and "not one of the bundled models" in res.output and "--calib" in res.output
+    assert "Traceback" not in res.output and _files(tmp_path) == []
+    res = _quantize(user_ckpt, "-o", tmp_path / "q.onnx", "--calib", "embedded")
+    assert res.exit_code == 1 and "only for the bundled models" in res.output
+
+
+def test_bad_options_fail_before_any_fold(tmp_path, no_fold):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "one.png")
+    cases = [(["--calib", "random:0"], "N must be in 1..100000"),
+             (["--calib", "random:x"], "random:N with N a whole number"),
+             (["--eval", str(tmp_path / "one.png")], "a single image cannot"),
+             (["--json", str(tmp_path / "nodir" / "r.json")], "does not exist"),
+             (["--json", str(DIGITS)], "is the input file"),
+             (["--min-sqnr-db", "nan"], "finite"),
+             (["-o", str(tmp_path / "q.xml")], "add --target openvino"),
+             (["--precision", "fp16", "--target", "openvino"], "fp16 is built for --target onnxruntime")]
+    for extra, needle in cases:
+        res = _quantize(DIGITS, "-o", tmp_path / "q.onnx", *extra)
+        assert res.exit_code != 0 and needle in res.output, (extra, res.output)
+        assert "Traceback" not in res.output and "--method none" not in res.output
+    assert _files(tmp_path) == ["one.png"]
+
+
+def test_eval_that_is_the_calibration_data_is_refused(tmp_path, user_ckpt):
+    x = np.random.default_rng(0).standard_normal((200, 3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", x)
+    np.save(tmp_path / "copy.npy", x)
+    res = _quantize(user_ckpt, "-o", tmp_path / "q.onnx", "--calib", tmp_path / "calib.npy", "--eval",
+                    tmp_path / "calib.npy")
+    assert res.exit_code == 1 and "is the calibration data" in res.output
+    res = _quantize(user_ckpt, "-o", tmp_path / "q.onnx", "--calib", tmp_path / "calib.npy", "--eval",
+                    tmp_path / "copy.npy")  # another file, the same images
+    assert res.exit_code == 1 and "also a calibration image" in res.output
+    assert _files(tmp_path) == ["calib.npy", "copy.npy"]
+
+
+def test_too_few_evaluation_images_for_the_agreement_gate_are_refused(tmp_path, user_ckpt):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "calib.npy", rng.standard_normal((64, 3, 32, 32)).astype(np.float32))
+    np.save(tmp_path / "eval.npy", rng.standard_normal((20, 3, 32, 32)).astype(np.float32))
+    res = _quantize(user_ckpt, "-o", tmp_path / "q.onnx", "--calib", tmp_path / "calib.npy", "--eval",
+                    tmp_path / "eval.npy")
+    assert res.exit_code == 1 and "on 20 images" in res.output and "needs at least 100" in res.output
+    assert not (tmp_path / "q.onnx").exists()
+    assert min_eval_images(0.99) == 100 and min_eval_images(0.95) == 20 and min_eval_images(1.0) == 1
+
+
+def test_calib_alone_holds_out_a_quarter_for_the_proof(tmp_path, user_ckpt):
+    x = np.random.default_rng(0).standard_normal((400, 3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", x)
+    res = _quantize(user_ckpt, "-o", tmp_path / "q.onnx", "--calib", tmp_path / "calib.npy", "--min-agreement",
+                    "0.5", "--min-sqnr-db", "0", "--json", tmp_path / "q.json")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "q.json").read_text())
+    proof = report["proof"]
+    assert proof["images"] == 100 and "held-out part" in proof["data"]
+    assert "calibration part" in report["calibration"] and "256" in report["calibration"]  # 300 left, limit 256
+    assert any("held out from calibration" in n for n in proof["notes"])
+    assert report["cpu"]["summary"] and any("proved on" in n for n in proof["notes"])
+    res = _quantize(user_ckpt, "-o", tmp_path / "q2.onnx", "--calib", tmp_path / "calib.npy", "--min-agreement",
+                    "0.5", "--min-sqnr-db", "0")
+    assert "held out from calibration" in res.output and "stay fp32" in res.output
+
+
+def test_the_default_sqnr_floor_is_recorded_and_enforced(tmp_path):
+    res = _quantize(DIGITS, "-o", tmp_path / "q.onnx", "--precision", "int8", "--json", "-")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["proof"]["min_sqnr_db"] == 15.0
+
+
+def test_holdout_split_is_disjoint_and_seeded():
+    from dirac_deploy.quantize.data import Dataset
+
+    ds = Dataset(np.arange(40, dtype=np.float32).reshape(40, 1, 1, 1), np.arange(40), "x")
+    cal, ev = holdout_split(ds)
+    assert len(ev) == 10 and len(cal) == 30
+    assert not set(cal.labels) & set(ev.labels) and set(cal.labels) | set(ev.labels) == set(range(40))
+    np.testing.assert_array_equal(holdout_split(ds)[1].x, ev.x)
+
+
+def test_images_are_resized_by_the_shorter_side_and_centre_cropped():
+    img = np.zeros((1, 1, 40, 80), np.float32)
+    img[..., :, 16:64] = 1.0  # a centred 40x48 block; squashing would pull the black sides in
+    out = resize_crop(torch.as_tensor(img), (32, 32), crop_fraction=1.0)
+    assert out.shape == (1, 1, 32, 32) and float(out.min()) > 0.99
+    same = torch.rand(1, 3, 32, 32)
+    assert resize_crop(same, (32, 32)) is same  # already at the input size: untouched
+
+
+def test_image_folder_labels_come_from_sorted_class_names(tmp_path):
+    from PIL import Image
+
+    for cls, value in (("dog", 200), ("cat", 50)):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((48, 64, 3), value, np.uint8)).save(tmp_path / cls / f"{i}.png")
+    ds = load_data(str(tmp_path), (3, 32, 32), mean=[0.5] * 3, std=[0.25] * 3)
+    assert ds.x.shape == (6, 3, 32, 32) and list(ds.labels) == [0, 0, 0, 1, 1, 1]
+    assert "cat=0, dog=1" in ds.source
+    assert abs(float(ds.x[0].mean()) - (50 / 255 - 0.5) / 0.25) < 1e-3
