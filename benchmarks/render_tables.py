@@ -78,7 +78,7 @@ def render_lowp(env: dict, rows) -> list[str]:
             lines.append(f"| {r.name} | {r.batch} | {r.status.removeprefix('skipped: ')} | | | | |")
             continue
         speed = "reference" if r.name == "fp32-onnxruntime" else (
-            f"**{r.speedup:.2f}x** ({1 / r.vs_fp32_ort.iqr[1]:.2f}–{1 / r.vs_fp32_ort.iqr[0]:.2f})")
+            f"**{r.speedup:.2f}x** ({r.speedup_vs_fp32_ort.iqr[0]:.2f}–{r.speedup_vs_fp32_ort.iqr[1]:.2f})")
         acc = "–" if q.get("accuracy") is None else f"{100 * q['accuracy']:.2f}% ({100 * q['accuracy_fp32']:.2f}%)"
         agree = "–" if q.get("agreement") is None else f"{100 * q['agreement']:.2f}%"
         sqnr = "–" if q.get("logit_sqnr_db") is None else f"{q['logit_sqnr_db']:.1f} dB"

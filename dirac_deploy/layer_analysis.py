@@ -110,6 +110,7 @@ def plot_layers(stats: list[LayerStats], path, title: str):
     import matplotlib.pyplot as plt
 
     from .fileio import atomic_write
+    from .plotting import readable_log_axis
 
     idx = list(range(len(stats)))
     fig, axes = plt.subplots(2, 3, figsize=(16, 7), sharex=True)
@@ -124,8 +125,12 @@ def plot_layers(stats: list[LayerStats], path, title: str):
         pts = [(i, v) for i, v in zip(idx, values) if v is not None and v == v and v != float("inf")]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
         ax.set_title(label, fontsize=10)
+        if label.startswith("identity dominance"):
+            ax.axhline(127, color="tab:red", ls="--", lw=1, label="127: per-channel int8 keeps no learned part")
+            ax.legend(fontsize=7, loc="lower right")
         if log:
             ax.set_yscale("log")
+            readable_log_axis(ax)
         ax.grid(True, alpha=0.3)
     for ax in axes[1]:
         ax.set_xticks(idx, [s.name.removesuffix("_conv") for s in stats], rotation=70, fontsize=7)

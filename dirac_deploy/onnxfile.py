@@ -147,7 +147,9 @@ def read_onnx(path: str | Path) -> OnnxArtifact:
     if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
         raise CheckpointError(f"{path}: expected one input '{INPUT_NAME}' and one output '{OUTPUT_NAME}' (as "
                               f"`dirac-deploy export` writes), found inputs {[i.name for i in inputs]} and outputs "
-                              f"{[o.name for o in outputs]}")
+                              f"{[o.name for o in outputs]}; for your own graph, export it with torch.onnx.export(..., "
+                              f"input_names=['{INPUT_NAME}'], output_names=['{OUTPUT_NAME}'], dynamic_axes={{'"
+                              f"{INPUT_NAME}': {{0: 'batch'}}, '{OUTPUT_NAME}': {{0: 'batch'}}}})")
     dims, out = _dims(inputs[0]), _dims(outputs[0])
     fixed = all(isinstance(d, int) and d > 0 for d in dims[1:]) if len(dims) == 4 else False
     if not fixed or len(out) != 2 or not (isinstance(out[1], int) and out[1] > 0):
@@ -162,7 +164,10 @@ def audit_artifact(art: OnnxArtifact) -> None:
     violations = art.audit()
     if violations:
         raise ExportError(f"{art.path} failed the audit for a {art.graph_kind} graph: {len(violations)} node(s) "
-                          f"outside it: {', '.join(violations[:8])}{' ...' if len(violations) > 8 else ''}")
+                          f"outside it: {', '.join(violations[:8])}{' ...' if len(violations) > 8 else ''}"
+                          + ("" if art.metadata.get(META_PREFIX + "graph") else
+                             f" (it was not written by dirac-deploy; `dirac-deploy serve {art.path.name} --no-verify` "
+                             f"serves it unverified)"))
 
 
 def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=None) -> Proof:
@@ -182,7 +187,10 @@ def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=Non
     probe = art.probe()
     if probe is None:
         raise ExportError(f"{art.path} has no parity probe in its metadata (it was not written by `dirac-deploy "
-                          f"export`), so it cannot be verified; export it from its plain.pth or checkpoint")
+                          f"export`), so it cannot be verified. To serve it as it is: `dirac-deploy serve "
+                          f"{art.path.name} --no-verify`; to quantize or export it, start from its checkpoint or "
+                          f"plain.pth (`dirac-deploy fold`), or for any other net, from your own module "
+                          f"(`dirac_deploy.fold_module`)")
     x, ref = probe
     try:
         session = session or ort_session(art.model)

@@ -27,7 +27,7 @@ from .plainfile import is_plain_file, plain_from_payload, save_plain
 from .spec import MAX_INPUT_SIZE, DiracNetSpec, ScaledIdentitySpec
 from .summary import count_flops, count_parameters
 
-REPORT_VERSION = 1  # of the --json reports (README: "Machine-readable reports")
+REPORT_VERSION = 1  # of the --json reports (docs/reports.md)
 
 
 @dataclass
@@ -98,15 +98,23 @@ class FileReport:
     ops: dict[str, int]  # layer kinds (plain) or ONNX op types
     meta: dict
     checks: list[tuple[str, str]] = field(default_factory=list)  # (what was checked, the result)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    provenance: dict = field(default_factory=dict)  # where mean/std and the input size came from
+
+    @property
+    def ok(self) -> bool:
+        """False when a check run on the file failed (`inspect` then exits 1)."""
+        return not any(result.startswith("FAILED") for _, result in self.checks)
 
     def to_json(self) -> dict:
         return {"schema": "dirac-deploy/inspect", "version": REPORT_VERSION, "kind": self.kind,
                 "path": str(self.path), "architecture": {"name": self.name}, "input": {
-                    "shape": list(self.input_shape), "mean": self.meta.get("mean"), "std": self.meta.get("std"),
-                    "provenance": self.meta.get("provenance", {})},
+                    "shape": list(self.input_shape), "mean": self.mean, "std": self.std,
+                    "provenance": dict(self.provenance)},
                 "num_classes": self.num_classes, "parameters": self.parameters, "flops": self.flops,
                 "ops": dict(self.ops), "checks": [{"check": c, "result": r} for c, r in self.checks],
-                "meta": self.meta}
+                "ok": self.ok, "meta": self.meta}
 
 
 @dataclass
@@ -326,8 +334,12 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
                       ("parity probe", f"passed: {proof.describe()}")]
         except DiracDeployError as e:
             checks = [("audit and parity probe", f"FAILED: {e}")]
+        meta = loaded.meta
+        provenance = {k: meta[f"dirac_deploy.{k}_source"] for k in ("normalization", "input_size")
+                      if meta.get(f"dirac_deploy.{k}_source")}
         return FileReport(path, "onnx", loaded.name, loaded.input_shape, loaded.num_classes, None, None,
-                          op_histogram(art.model), loaded.meta, checks)
+                          op_histogram(art.model), meta, checks, _json_floats(meta.get("dirac_deploy.mean")),
+                          _json_floats(meta.get("dirac_deploy.std")), provenance)
     obj = load_torch_file(path, trust=options.trust_checkpoint)
     if not is_plain_file(obj):
         return inspect_checkpoint(path, options)
@@ -338,6 +350,21 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
     if isinstance(proof, dict) and "max_rel_error" in proof:
         checks.append(("fold proof (recorded)", f"max |logit error| {proof['max_rel_error']:.3g} of max|logit|, "
                                                 f"top-1 agreement {proof.get('top1_agreement', 0):.0%}"))
+    meta = loaded.meta
     return FileReport(path, "plain file", loaded.name, loaded.input_shape, loaded.num_classes,
                       count_parameters(plain), count_flops(plain, loaded.input_shape[0], loaded.input_shape[1]),
-                      _layer_histogram(plain), loaded.meta, checks)
+                      _layer_histogram(plain), meta, checks, meta.get("mean"), meta.get("std"),
+                      meta.get("provenance", {}))
+
+
+def _json_floats(text) -> list[float] | None:
+    """A list of numbers recorded as JSON text in ONNX metadata (None when absent or not such a list)."""
+    import json
+
+    try:
+        value = json.loads(text) if isinstance(text, str) and len(text) < 10_000 else None
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return [float(v) for v in value]
+    return None

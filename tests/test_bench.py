@@ -3,6 +3,7 @@ No timing assertions (noisy CI): speed is measured by benchmarks/, never asserte
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -210,3 +211,42 @@ def test_cuda_backends_run_on_a_gpu(tiny_ckpt):
             continue
         assert r["status"] == "ok", r
         assert r["peak_mem_mb"] is not None
+
+
+def test_tables_keep_their_headline_whole_at_100_columns():
+    """The committed results rendered on an 80- and a 100-column terminal: every headline speed-up and every
+    low-precision speed-up is printed whole (median and IQR), nothing in those columns is cut with '…'."""
+    import io
+
+    from rich.console import Console
+
+    from dirac_deploy.bench.report import headline_rows, lowp_rows
+    from dirac_deploy.bench.run import BenchResult
+    from dirac_deploy.cli.render import print_bench
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    for name in ("cpu-diracnet18.json", "cpu-lowp-noisy.json"):
+        doc = json.loads((results / name).read_text())
+        for width in (80, 100):
+            buf = io.StringIO()
+            print_bench(Console(file=buf, width=width, highlight=False), BenchResult(doc["env"], doc["records"]))
+            text = buf.getvalue()
+            assert max(len(line) for line in text.splitlines()) <= width
+            for row in headline_rows(doc["records"]):
+                r = row.best_alternative
+                assert f"{r.median:.2f}x ({r.iqr[0]:.2f}-{r.iqr[1]:.2f})" in text, (name, width)
+            for row in lowp_rows(doc["records"]):
+                if row.speedup_vs_fp32_ort:
+                    s = row.speedup_vs_fp32_ort
+                    assert f"{s.median:.2f}x ({s.iqr[0]:.2f}-{s.iqr[1]:.2f})" in text, (name, width)
+
+
+def test_lowp_speedups_read_the_same_way_in_old_and_new_files():
+    """Version 2 files recorded t_artifact / t_fp32 (`vs_fp32_ort`); version 3 records the speed-up."""
+    from dirac_deploy.bench.report import lowp_rows
+
+    base = {"lowp": True, "lowp_name": "int8", "batch": 1, "status": "ok", "latency_ms": {"p50": 1.0}}
+    old = lowp_rows([{**base, "vs_fp32_ort": {"median": 0.5, "iqr": [0.4, 0.8]}}])[0]
+    new = lowp_rows([{**base, "speedup_vs_fp32_ort": {"median": 2.0, "iqr": [1.25, 2.5]}}])[0]
+    assert old.speedup == new.speedup == 2.0
+    assert old.speedup_vs_fp32_ort.iqr == new.speedup_vs_fp32_ort.iqr == (1.25, 2.5)

@@ -138,7 +138,7 @@ def test_bad_input_as_subprocess(tmp_path, kind):
 def test_unknown_layout_names_seen_and_expected_keys(tmp_path):
     src, _ = _make_bad("unknown-layout", tmp_path)
     res = CliRunner().invoke(main, ["inspect", str(src)])
-    assert "Keys seen: conv1.weight, bn1.weight" in res.stderr
+    assert "keys seen conv1.weight, bn1.weight" in res.stderr
     for layout in ("v2-flat-params", "v2-params-stats", "v2-folded", "dirac-deploy"):
         assert layout in res.stderr
 
@@ -215,3 +215,44 @@ def test_user_text_is_printed_as_text_not_markup(tmp_path, good_ckpt):
     assert "m[red].pt7" in res.output and "[/x]/p[dim].pth" in res.output
     res = CliRunner().invoke(main, ["inspect", str(odd / "p[dim].pth")], env={"COLUMNS": "300"})
     assert res.exit_code == 0 and "p[dim].pth" in res.output, res.output
+
+
+def test_inspect_onnx_shows_its_normalization_and_fails_when_a_check_fails(tmp_path):
+    import json
+
+    import onnx
+
+    from dirac_deploy import data
+
+    onnx_path = tmp_path / "m.onnx"
+    assert CliRunner().invoke(main, ["export", str(data.embedded_checkpoint()), "--onnx", str(onnx_path)]).exit_code == 0
+    res = CliRunner().invoke(main, ["inspect", str(onnx_path), "--json", "-"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["ok"] and doc["input"]["mean"] == pytest.approx(list(data.DIGITS_MEAN))
+    assert doc["input"]["std"] == pytest.approx(list(data.DIGITS_STD))
+    res = CliRunner().invoke(main, ["inspect", str(onnx_path)], env={"COLUMNS": "200"})
+    assert "mean [0.3054" in res.output
+    model = onnx.load(str(onnx_path))
+    init = model.graph.initializer[0]
+    w = onnx.numpy_helper.to_array(init) * 1.5  # an edited weight: the recorded parity probe no longer holds
+    init.CopyFrom(onnx.numpy_helper.from_array(w, init.name))
+    onnx.save(model, str(tmp_path / "edited.onnx"))
+    for extra in ([], ["--json", "-"]):
+        res = CliRunner().invoke(main, ["inspect", str(tmp_path / "edited.onnx"), *extra])
+        assert res.exit_code == 1 and "failed its checks" in res.output, res.output
+
+
+def test_every_docs_page_the_help_names_exists():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    named = set()
+    for name, cmd in main.commands.items():
+        res = CliRunner().invoke(main, [name, "--help"], env={"COLUMNS": "300"})
+        assert res.exit_code == 0, name
+        assert "Machine-readable reports" not in res.output
+        named |= set(re.findall(r"docs/[\w-]+\.md", res.output))
+    assert "docs/reports.md" in named
+    for page in named:
+        assert (root / page).is_file(), page

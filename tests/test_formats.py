@@ -1,6 +1,7 @@
 """Every checkpoint layout, written by the independent reference, folds to a chain equal to the original forward."""
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +145,16 @@ def test_tensors_saved_on_cuda_load_on_a_cpu_only_machine(tmp_path):
             torch.load(tmp_path / "cuda.pt7", weights_only=True)
     fold_checkpoint(tmp_path / "cuda.pt7", tmp_path / "plain.pth")
     _assert_equivalent(params, load_plain(tmp_path / "plain.pth"), 32, 2)
+
+
+def test_unknown_layout_message_is_short_and_points_to_fold_module(tmp_path):
+    from click.testing import CliRunner
+
+    from dirac_deploy.cli import main
+
+    path = tmp_path / "odd.pth"
+    torch.save({f"layer{i}.weight": torch.zeros(2) for i in range(200)}, path)
+    res = CliRunner().invoke(main, ["fold", str(path), "-o", str(tmp_path / "p.pth")])
+    assert res.exit_code == 1 and "unknown checkpoint layout" in res.output
+    assert "fold_module" in res.output and "docs/formats.md" in res.output and len(res.output) < 700
+    assert (Path(__file__).resolve().parents[1] / "docs" / "formats.md").is_file()

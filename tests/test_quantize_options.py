@@ -3,19 +3,20 @@ fold or export, the proof's caveats (eval == calib, too few images, the SQNR flo
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from reference import as_flat_params, define_params
 
-import dirac_deploy.pipeline
 from dirac_deploy import data
 from dirac_deploy.cli import main
 from dirac_deploy.quantize.data import holdout_split, load_data, resize_crop
 from dirac_deploy.quantize.run import min_eval_images
+
+from reference import as_flat_params, define_params
 
 DIGITS = data.embedded_checkpoint()
 
@@ -35,14 +36,13 @@ def user_ckpt(tmp_path_factory):
 @pytest.fixture
 def no_fold(monkeypatch):
     """Any fold or export from here on fails the test: the options must be refused before."""
-    import dirac_deploy.bench.models  # noqa: F401  (modules that bind load_model at import stay unpatched)
-    import dirac_deploy.export.from_file  # noqa: F401
-    import dirac_deploy.layer_analysis  # noqa: F401
+    for module in ("dirac_deploy.bench.models", "dirac_deploy.export.from_file", "dirac_deploy.layer_analysis"):
+        importlib.import_module(module)  # they bind load_model at import: imported first, they keep the real one
 
     def boom(*a, **k):
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr(dirac_deploy.pipeline, "load_model", boom)
+    monkeypatch.setattr("dirac_deploy.pipeline.load_model", boom)
 
 
 def _files(path):

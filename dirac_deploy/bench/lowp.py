@@ -3,8 +3,9 @@
 Every artifact is built exactly as `dirac-deploy quantize` builds it (`quantize.run.build_artifact`, same
 calibration, same proof) with its thresholds off, so a bad artifact still gets timed and its agreement and
 SQNR say how bad it is. Per batch, all of them and the fp32 reference (the folded chain's audited ONNX on ONNX
-Runtime with its default optimizations) are timed in the same interleaved rounds; `vs_fp32_ort` is the median
-of the per-round ratios t_artifact / t_reference (below 1: faster than fp32). Every ONNX Runtime session here
+Runtime with its default optimizations) are timed in the same interleaved rounds; `speedup_vs_fp32_ort` is the
+median of the per-round ratios t_reference / t_artifact (above 1: faster than fp32, the direction of every
+ratio in the bench JSON). Every ONNX Runtime session here
 has intra-op spinning off, so that its idle threads do not take the cores from the runtime timed next.
 """
 
@@ -29,6 +30,10 @@ ROWS = (
     ("bf16-openvino", "bf16", "hint", "openvino"),
 )
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")
+
+
+def rows_for(precisions: tuple[str, ...]) -> list[tuple[str, str, str, str]]:
+    return [row for row in ROWS if row[1] in precisions]
 
 
 @dataclass
@@ -67,12 +72,10 @@ def build_artifacts(fp32_onnx, calib, evaluation, precisions: tuple[str, ...],
 
     (ref,) = ort_logits(fp32_onnx, evaluation.x)  # one fp32 reference for every artifact's proof
     out = []
-    for name, precision, method, target in ROWS:
-        if precision not in precisions:
-            continue
+    for name, precision, method, target in rows_for(precisions):
         art = LowpArtifact(name, precision, method, target, missing=_why_not(precision, method, target))
+        progress(f"{name}: {'skipped' if art.missing else f'building and proving on {len(evaluation)} images'}")
         if not art.missing:
-            progress(f"{name}: building and proving on {len(evaluation)} images")
             t0 = time.perf_counter()
             built = build_artifact(fp32_onnx, precision, method, target, calib, evaluation, min_agreement=0.0,
                                    max_accuracy_drop=100.0, layer_table=False, ref=ref)

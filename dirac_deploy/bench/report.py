@@ -92,19 +92,28 @@ class LowpRow:
     name: str  # precision-method-runtime, e.g. int8-identity-onnxruntime
     batch: int
     ms: float | None
-    vs_fp32_ort: Ratio | None  # t_artifact / t_fp32_ort: below 1 is faster
+    speedup_vs_fp32_ort: Ratio | None  # t_fp32_ort / t_artifact, like every ratio here: above 1 is faster
     quality: dict | None
     status: str
     warnings: list[str] = field(default_factory=list)
 
     @property
     def speedup(self) -> float | None:
-        return 1 / self.vs_fp32_ort.median if self.vs_fp32_ort else None
+        return self.speedup_vs_fp32_ort.median if self.speedup_vs_fp32_ort else None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["speedup_vs_fp32_ort"] = self.speedup
-        return d
+        return asdict(self)
+
+
+def _speedup(rec: dict) -> Ratio | None:
+    """The record's speed-up over fp32 ORT; a version-2 file recorded the inverse (`vs_fp32_ort`)."""
+    if rec.get("speedup_vs_fp32_ort"):
+        r = rec["speedup_vs_fp32_ort"]
+        return Ratio(r["median"], tuple(r["iqr"]), "fp32-onnxruntime")
+    if rec.get("vs_fp32_ort"):
+        r = rec["vs_fp32_ort"]
+        return Ratio(1 / r["median"], (1 / r["iqr"][1], 1 / r["iqr"][0]), "fp32-onnxruntime")
+    return None
 
 
 def lowp_rows(records: list[dict]) -> list[LowpRow]:
@@ -113,10 +122,8 @@ def lowp_rows(records: list[dict]) -> list[LowpRow]:
     for r in records:
         if not r.get("lowp"):
             continue
-        ratio = r.get("vs_fp32_ort")
         rows.append(LowpRow(r["lowp_name"], r["batch"], r["latency_ms"]["p50"] if r["status"] == "ok" else None,
-                            Ratio(ratio["median"], tuple(ratio["iqr"]), "fp32-onnxruntime") if ratio else None,
-                            r.get("quality"), r["status"], list(r.get("warnings", []))))
+                            _speedup(r), r.get("quality"), r["status"], list(r.get("warnings", []))))
     return sorted(rows, key=lambda row: (row.batch, row.name != "fp32-onnxruntime"))
 
 
@@ -139,13 +146,18 @@ def write_plot(path: str | Path, records: list[dict], title: str) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    from ..plotting import readable_log_axis
+
+    lowp = lowp_rows(records)
     records = [r for r in records if not r.get("lowp")]
     rows = headline_rows(records)
     backends = sorted({r.backend for r in rows if r.folded}, key=_order)
     batches = sorted({r.batch for r in rows})
     colors = {b: plt.get_cmap("tab10")(i) for i, b in enumerate(backends)}
     index = {(r["variant"], r["backend"], r["batch"]): r for r in records if r["status"] == "ok"}
-    fig, (ax_lat, ax_ratio) = plt.subplots(1, 2, figsize=(13, 5))
+    panels = 3 if any(r.speedup_vs_fp32_ort for r in lowp) else 2
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5))
+    ax_lat, ax_ratio = axes[0], axes[1]
     for b in backends:
         own = [r for r in rows if r.backend == b and r.folded]
         ax_lat.plot([r.batch for r in own], [r.folded for r in own], "-o", color=colors[b])
@@ -157,6 +169,7 @@ def write_plot(path: str | Path, records: list[dict], title: str) -> Path:
     ax_lat.set_yscale("log")
     ax_lat.set_xticks(batches, [str(b) for b in batches])
     ax_lat.minorticks_off()
+    readable_log_axis(ax_lat)
     ax_lat.set_xlabel("batch size")
     ax_lat.set_ylabel("latency p50 (ms, log)")
     ax_lat.grid(True, which="both", alpha=0.3)
@@ -180,9 +193,44 @@ def write_plot(path: str | Path, records: list[dict], title: str) -> Path:
     ax_ratio.set_title(f"bars left to right: batch {', '.join(map(str, batches))}; whiskers: IQR over rounds",
                        fontsize=9)
     ax_ratio.grid(True, axis="y", alpha=0.3)
+    if panels == 3:
+        _plot_lowp(axes[2], lowp)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     finally:
         plt.close(fig)
+
+
+def _plot_lowp(ax, rows: list[LowpRow]) -> None:
+    """Low precision: the speed-up over fp32 ONNX Runtime per artifact (a bar per batch, IQR whiskers), each
+    labelled with its logit SQNR and top-1 agreement, so speed and accuracy are read together."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r.name for r in rows if r.speedup_vs_fp32_ort))
+    batches = sorted({r.batch for r in rows})
+    height = 0.8 / max(len(batches), 1)
+    cmap = plt.get_cmap("Blues")
+    for j, batch in enumerate(batches):
+        for i, name in enumerate(names):
+            r = next((r for r in rows if r.name == name and r.batch == batch and r.speedup_vs_fp32_ort), None)
+            if r is None:
+                continue
+            s = r.speedup_vs_fp32_ort
+            y = i + (j - (len(batches) - 1) / 2) * height
+            ax.barh(y, s.median, height * 0.9, color=cmap(0.4 + 0.5 * (j + 1) / len(batches)),
+                    xerr=[[s.median - s.iqr[0]], [s.iqr[1] - s.median]], capsize=2,
+                    label=f"batch {batch}" if i == 0 else None)
+            if j == len(batches) - 1 and r.quality:
+                q = r.quality
+                ax.text(max(s.iqr[1], s.median) * 1.02, i, f"{q['logit_sqnr_db']:.0f} dB, {100 * q['agreement']:.1f}%",
+                        va="center", fontsize=7)
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("speed-up over fp32 ONNX Runtime (t_fp32 / t_artifact)")
+    ax.set_title("low precision: speed-up; labels: logit SQNR, top-1 agreement", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_xlim(0, max(r.speedup_vs_fp32_ort.iqr[1] for r in rows if r.speedup_vs_fp32_ort) * 1.45)

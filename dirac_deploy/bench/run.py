@@ -61,7 +61,9 @@ class BenchResult:
     def to_json(self) -> dict:
         from .report import headline_rows, lowp_rows
 
-        return {"schema": "dirac-deploy/bench", "version": 2, "env": self.env, "records": self.records,
+        # version 3: every ratio is a speed-up, t_other / t_this (> 1: this is faster); version 2's
+        # lowp `vs_fp32_ort` ran the other way (docs/reports.md)
+        return {"schema": "dirac-deploy/bench", "version": 3, "env": self.env, "records": self.records,
                 "rows": [row.to_dict() for row in headline_rows(self.records)],
                 "lowp_rows": [row.to_dict() for row in lowp_rows(self.records)]}
 
@@ -167,7 +169,27 @@ def _warnings(recs: dict[str, dict], env: dict, where: str) -> list[str]:
     return out
 
 
-def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg: None) -> BenchResult:
+def _lowp_runs(cfg: BenchConfig, models) -> bool:
+    from .._optional import available
+
+    folded = models.variants.get(FOLDED)
+    return bool(cfg.precisions) and cfg.device == "cpu" and folded is not None and folded.onnx is not None \
+        and available("onnxruntime")
+
+
+def count_steps(cfg: BenchConfig, backends, models) -> int:
+    """How many times `run_benchmark` calls `progress` (after 'building models'), for a bar that ends full."""
+    from .lowp import rows_for
+
+    steps = len(backends) * (1 + len(cfg.batches) * (len(models.variants) + 1))
+    if _lowp_runs(cfg, models):
+        artifacts = len(rows_for(cfg.precisions))
+        steps += artifacts + len(cfg.batches) * (artifacts + 2)
+    return steps
+
+
+def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg: None,
+                  on_total: Callable[[int], None] = lambda steps: None) -> BenchResult:
     """Run the whole matrix and return records in the documented JSON schema. Never raises for a backend that
     cannot run; its records say `skipped: <reason>`.
 
@@ -206,6 +228,7 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg
                              "export_s": v.export_s, "missing": v.missing or None}
                          for n, v in models.variants.items()},
                thresholds={"max_spread": MAX_SPREAD, "max_ratio_spread": MAX_RATIO_SPREAD, "max_idle_load": MAX_IDLE_LOAD})
+    on_total(1 + count_steps(cfg, backends, models))  # the first step, 'building models', is done
     result = BenchResult(env)
     sync = sync_for(device)
     for backend in backends:
@@ -228,8 +251,8 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg
                 calls[name] = call
                 recs[name] = _record(name, backend, device, batch, "ok", peak_mem_mb=mem, prepare_s=seconds,
                                      export_s=v.export_s if backend in ONNX_BACKENDS else None, **extra)
+            progress(f"{backend} / batch {batch}: {len(calls)} variant(s) x {cfg.rounds} rounds")
             if calls:
-                progress(f"{backend} / batch {batch}: {len(calls)} variant(s) x {cfg.rounds} rounds")
                 samples = _time_rounds(calls, cfg, sync)
                 for name, rounds in samples.items():
                     v, rec = models.variants[name], recs[name]
@@ -271,11 +294,10 @@ def _lowp_data(cfg: BenchConfig, models, role: str):
 
 def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchResult, progress) -> None:
     """The low-precision rows (see `bench.lowp`): every artifact and the fp32 ORT reference, interleaved."""
-    from .._optional import available
     from .lowp import REFERENCE, build_artifacts, prepare_call
 
     folded = models.variants.get(FOLDED)
-    if cfg.device != "cpu" or folded is None or folded.onnx is None or not available("onnxruntime"):
+    if not _lowp_runs(cfg, models):
         why = ("low-precision rows run on the CPU" if cfg.device != "cpu" else
                "needs ONNX Runtime and the folded chain's ONNX graph (pip install 'dirac-deploy[export]')")
         env["lowp"] = {"status": f"skipped: {why}"}
@@ -296,10 +318,10 @@ def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchRe
                         method=art.method if art else "none", quality=art.quality if art else None, threads=threads)
             variant = FOLDED if art is None else f"{FOLDED}-{art.precision}-{art.method}"
             backend = "onnxruntime" if art is None else art.target
+            progress(f"{name} / batch {batch}: {'skipped' if art is not None and art.missing else 'prepare'}")
             if art is not None and art.missing:
                 recs[name] = _record(variant, backend, "cpu", batch, f"skipped: {art.missing}", **base)
                 continue
-            progress(f"{name} / batch {batch}: prepare")
             call, seconds, mem = _measure_prepare(lambda art=art: prepare_call(art, folded.onnx, x, threads), "cpu",
                                                   cfg.warmup, sync)
             calls[name] = call
@@ -311,9 +333,9 @@ def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchRe
             lat = summarize([t for r in rounds for t in r])
             rec.update(latency_ms=lat.to_dict(), iters=lat.count, throughput=batch / (lat.p50 / 1e3),
                        round_p50_ms=[float(np.median(r)) for r in rounds])
-            if name != REFERENCE:
-                rec["vs_fp32_ort"] = _ratio_stats(rounds, samples[REFERENCE])
-        warnings = _warnings({n: {**r, "vs_folded": r.get("vs_fp32_ort")} for n, r in recs.items()}, env,
+            if name != REFERENCE:  # the same direction as vs_folded: > 1 means the artifact is faster
+                rec["speedup_vs_fp32_ort"] = _ratio_stats(samples[REFERENCE], rounds)
+        warnings = _warnings({n: {**r, "vs_folded": r.get("speedup_vs_fp32_ort")} for n, r in recs.items()}, env,
                              f"low precision batch {batch}")
         for rec in recs.values():
             if rec["status"] == "ok":

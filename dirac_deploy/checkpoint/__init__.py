@@ -79,8 +79,11 @@ def detect_layout(obj):
             f"conv(s) with alpha, beta and delta, e.g. {user_convs[0]!r}); a bare state_dict does not say how its "
             f"layers connect, so it cannot be folded on its own. Load it into the module it came from and call "
             f"dirac_deploy.fold_module(model.eval(), example_input) (see the README: Any module)")
-    expected = "; ".join(f"{layout.NAME}: {layout.EXPECTED}" for layout in LAYOUTS)
-    raise UnknownLayoutError(f"unknown checkpoint layout. Keys seen: {_describe_keys(obj)}. Expected one of: {expected}")
+    names = ", ".join(layout.NAME for layout in LAYOUTS)
+    raise UnknownLayoutError(f"unknown checkpoint layout: keys seen {_describe_keys(obj)[:200]}; none of the "
+                             f"{len(LAYOUTS)} known layouts ({names}; each described in docs/formats.md) matches. "
+                             f"For a model of your own, load it into its module and call "
+                             f"dirac_deploy.fold_module(model.eval(), example_input)")
 
 
 def _checked(spec):

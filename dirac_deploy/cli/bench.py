@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from ..bench import ALL_BACKENDS, CPU_BACKENDS, MAX_BENCH_BATCH
+from ..bench import ALL_BACKENDS, MAX_BENCH_BATCH
 from . import main
 from .options import checkpoint_options, load_options
 from .render import console, err_console, print_bench
@@ -73,14 +75,18 @@ def _backends(ctx, param, value):
 @click.option("--eval", "evaluation", default="auto", show_default=True,
               help="With --precision: the images agreement and SQNR are measured on (auto: embedded, else random:64).")
 @click.option("--tf32/--no-tf32", default=False, show_default=True, help="Allow TF32 on CUDA (off: strict fp32).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True,
-              help="Records as JSON ('-': stdout; the table then goes to stderr).")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=Path("bench.png"), show_default=True,
-              help="Latency and throughput plot (needs matplotlib: the plot extra).")
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("bench-out"),
+              show_default=True, help="Where bench.json and bench.png go (created if missing).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Records as JSON here instead ('-': stdout; the table then goes to stderr) [default: "
+                   "OUT_DIR/bench.json].")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path),
+              help="Latency and speed-up plot here instead (needs matplotlib: the plot extra) [default: "
+                   "OUT_DIR/bench.png].")
 @click.option("--no-plot", "no_plot", is_flag=True, help="Write no plot.")
 @checkpoint_options
 def bench(model, device, depth, batches, backends, threads, rounds, iters, warmup, max_seconds, precisions, calib,
-          evaluation, tf32, json_path, plot_path, no_plot, **opts):
+          evaluation, tf32, out_dir, json_path, plot_path, no_plot, **opts):
     """Benchmark the folded chain against what a user could run instead, per backend and batch, in one run.
 
     \b
@@ -93,36 +99,42 @@ def bench(model, device, depth, batches, backends, threads, rounds, iters, warmu
     norm. MODEL may be a checkpoint or a plain.pth (no unfolded variants). Variants are timed in interleaved
     rounds; each speed-up is the median of per-round ratios with its interquartile range, and noisy rows are
     flagged. With --precision, low-precision artifacts built as `quantize` builds them are timed against
-    fp32 ONNX Runtime of the folded chain, with their top-1 agreement and logit SQNR. Writes a JSON file with one record per (variant, backend, device, batch) and a PNG plot.
+    fp32 ONNX Runtime of the folded chain, with their top-1 agreement and logit SQNR. Writes OUT_DIR/bench.json
+    (one record per variant, backend, device and batch; schema in docs/reports.md) and OUT_DIR/bench.png.
     """
     from ..bench.report import write_json, write_plot
-    from ..errors import MissingDependencyError
-
-    plot_path = None if no_plot else plot_path
     from ..bench.run import BenchConfig, run_benchmark
-    from ..fileio import check_output_path
+    from ..errors import MissingDependencyError
+    from ..fileio import check_not_input, check_output_path
 
+    json_path = json_path or out_dir / "bench.json"
+    plot_path = None if no_plot else (plot_path or out_dir / "bench.png")
     to_stdout = str(json_path) == "-"
     if not to_stdout and plot_path is not None and json_path.resolve() == plot_path.resolve():
         raise click.UsageError(f"--json and --plot name the same file ({json_path}); give two paths")
-    for out in ([] if to_stdout else [json_path]) + ([] if plot_path is None else [plot_path]):
-        check_output_path(out, *([model] if model else []))
+    outputs = ([] if to_stdout else [json_path]) + ([] if plot_path is None else [plot_path])
+    inputs = [p for p in (model, calib, evaluation) if p and Path(p).exists()]
+    in_out_dir = any(o.parent == out_dir for o in outputs)
+    if in_out_dir and not out_dir.exists() and not out_dir.resolve().parent.is_dir():
+        raise click.UsageError(f"--out-dir {out_dir}: its parent directory does not exist")
+    for out in outputs:
+        check_not_input(out, *inputs)
+        if not (in_out_dir and out.parent == out_dir and not out_dir.exists()):  # out_dir is made before writing
+            check_output_path(out, *inputs)
     cfg = BenchConfig(model_path=model, depth=int(depth), device=device, batches=batches, backends=backends,
                       threads=threads, rounds=rounds, warmup=warmup, iters=iters, max_seconds=max_seconds,
                       tf32=tf32, options=load_options(**opts), precisions=precisions, calib=calib,
                       evaluation=evaluation)
-    n_backends = len(backends or (ALL_BACKENDS if device == "cuda" else CPU_BACKENDS))
-    total = 1 + n_backends * (1 + len(batches) * (len(cfg.variants) + 1))
-    if precisions:
-        total += 8 + len(batches) * 9
     with Progress(TextColumn("{task.description:<44}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console(), transient=True) as bar:
-        task = bar.add_task("benchmark", total=total)
+        task = bar.add_task("benchmark", total=None)  # the library announces its step count once models are built
 
         def progress(msg: str) -> None:
-            bar.update(task, description=msg, advance=1)
+            bar.update(task, description=escape(msg), advance=1)
 
-        result = run_benchmark(cfg, progress)
+        result = run_benchmark(cfg, progress, on_total=lambda steps: bar.update(task, total=steps))
+    if in_out_dir:
+        out_dir.mkdir(exist_ok=True)
     if to_stdout:
         click.echo(json.dumps(result.to_json(), indent=1))
     else:
@@ -136,7 +148,7 @@ def bench(model, device, depth, batches, backends, threads, rounds, iters, warmu
         try:
             wrote.append(str(write_plot(plot_path, result.records, title)))
         except MissingDependencyError as e:
-            out.print(f"plot skipped: {e}")
+            out.print(Text(f"plot skipped: {e}"))
     print_bench(out, result)
     if wrote:
-        out.print(f"wrote {' and '.join(wrote)}")
+        out.print(Text(f"wrote {' and '.join(wrote)}"))

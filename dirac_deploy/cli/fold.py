@@ -83,6 +83,7 @@ def inspect(model, layers, plot, json_path, **opts):
     with status:
         r = inspect_file(model, load_options(**opts))
     if emit_json(json_path, r.to_json()):
+        _fail_on_failed_checks(r)
         return
     if isinstance(r, InspectReport):
         size = r.spec.input_size
@@ -92,7 +93,7 @@ def inspect(model, layers, plot, json_path, **opts):
         return
     meta = r.meta
     rows = [("file", f"{r.path} ({r.kind})"), ("architecture", r.name),
-            *input_rows(r.input_shape, meta.get("mean"), meta.get("std"), meta.get("provenance", {})),
+            *input_rows(r.input_shape, r.mean, r.std, r.provenance),
             ("classes", str(r.num_classes))]
     if r.parameters is not None:
         rows += [("parameters", f"{r.parameters:,}"), ("FLOPs", f"{human(r.flops)} per image")]
@@ -106,6 +107,13 @@ def inspect(model, layers, plot, json_path, **opts):
             rows.append((key.removeprefix("dirac_deploy."), str(meta[key])[:80]))
     rows += list(r.checks)
     console().print(kv_table(r.name, rows))
+    _fail_on_failed_checks(r)
+
+
+def _fail_on_failed_checks(r) -> None:
+    if not getattr(r, "ok", True):
+        failed = "; ".join(f"{check}: {result}" for check, result in r.checks if result.startswith("FAILED"))
+        raise click.ClickException(" ".join(f"{r.path} failed its checks ({failed})".split()))
 
 
 def _inspect_layers(path, plot, options, json_path):

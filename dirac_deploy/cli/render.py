@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -127,55 +128,76 @@ def _fmt(v, spec=".1f", suffix=""):
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
-def _ratio(r) -> str:
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.2f}" if v < 100 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+def _ratio(r, iqr: bool = True) -> str:
     if r is None:
         return "-"
-    return f"{r.median:.2f}x ({r.iqr[0]:.2f}-{r.iqr[1]:.2f})"
+    return f"{r.median:.2f}x ({r.iqr[0]:.2f}-{r.iqr[1]:.2f})" if iqr else f"{r.median:.2f}x"
 
 
-_SHORT = {"unfolded-as-trained": "as trained", "unfolded-exported": "exported+onnxsim"}
+_SHORT = {"unfolded-as-trained": "as trained", "unfolded-exported": "exported"}
+WIDE = 140  # from this console width on, the tables show every column and every interquartile range
+
+
+def _table(title: str, out: Console) -> Table:
+    # no vertical rules: at 80-100 columns every character goes to the numbers
+    return Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                 collapse_padding=True, show_edge=False)
 
 
 def print_bench(out: Console, result) -> None:
-    """The headline table (ratios within one run), the variants, the practical peaks, warnings, skip reasons."""
+    """The headline table (ratios within one run), the variants, the practical peaks, warnings, skip reasons.
+
+    The headline column, the speed-up over the best alternative with its IQR, never wraps; below `WIDE`
+    columns the secondary ratios lose their IQR and the GFLOP/s columns go (all of it is in the JSON)."""
     from ..bench.report import headline_rows, skipped
 
     env = result.env
+    wide = out.width >= WIDE
     rows = headline_rows(result.records)
     v1 = any(r.vs_absorbed for r in rows)
-    table = Table(title=f"{env['model']} on {env['device']}: p50 latency (ms); speed-up = t_other / t_folded "
-                        f"(median of {env.get('rounds', 1)} interleaved rounds, IQR in brackets; > 1: folded is faster)",
-                  title_justify="left")
-    cols = ["backend", "batch", "folded ms", "best alternative", "ms", "vs best alternative", "vs as-trained",
-            "vs ResNet"] + (["absorbed form"] if v1 else []) + ["GFLOP/s", "of peak", ""]
+    table = _table(f"{env['model']} on {env['device']}: p50 latency (ms) and speed-ups t_other / t_folded (> 1: "
+                   f"folded is faster; median of {env.get('rounds', 1)} interleaved rounds, IQR in brackets)", out)
+    cols = ["backend", "batch", "folded ms", "vs best alternative", "which", "its ms", "vs as-trained", "vs ResNet"]
+    cols += (["absorbed form"] if v1 else []) + (["GFLOP/s", "of peak"] if wide else []) + [""]
     for col in cols:
-        table.add_column(col, justify="left" if col in ("backend", "best alternative", "") else "right",
-                         no_wrap=col in ("backend", "best alternative"))
+        table.add_column(col, justify="left" if col in ("backend", "which", "") else "right",
+                         no_wrap=col in ("backend", "vs best alternative", "which", "folded ms"))
     for r in rows:
         best = _SHORT.get(r.best_alternative.against, r.best_alternative.against) if r.best_alternative else "-"
-        cells = [r.backend, str(r.batch), _fmt(r.folded, ".2f"), best, _fmt(r.best_alternative_ms, ".2f"),
-                 _ratio(r.best_alternative), _ratio(r.vs_as_trained), _ratio(r.vs_resnet)]
+        cells = [r.backend, str(r.batch), _ms(r.folded), _ratio(r.best_alternative), best, _ms(r.best_alternative_ms), _ratio(r.vs_as_trained, wide), _ratio(r.vs_resnet, wide)]
         if v1:
-            cells.append(_ratio(r.vs_absorbed))
-        cells += [_fmt(r.folded_gflops, ".0f"), _fmt(r.folded_peak_fraction and 100 * r.folded_peak_fraction, ".0f", "%"),
-                  "[yellow]noisy[/yellow]" if r.warnings else ""]
+            cells.append(_ratio(r.vs_absorbed, wide))
+        if wide:
+            cells += [_fmt(r.folded_gflops, ".0f"),
+                      _fmt(r.folded_peak_fraction and 100 * r.folded_peak_fraction, ".0f", "%")]
+        cells.append("[yellow]noisy[/yellow]" if r.warnings else "")
         table.add_row(*cells)
     out.print(table)
+    out.print(Text("which: the fastest alternative on that backend (as trained: the unfolded DiracNet; exported: "
+                   "torch.onnx.export defaults + onnxsim)", style="dim"))
     for name, v in env.get("variants", {}).items():
         if v.get("missing"):
-            out.print(f"[dim]{name}: {escape(v['missing'])}[/dim]")
+            out.print(Text(f"{name}: {v['missing']}", style="dim"))
         else:
             exp = f", ONNX in {v['export_s']:.1f} s" if v.get("export_s") else ""
-            out.print(f"[dim]{name}: {v['description']} ({v['params']:,} parameters, {human(v['flops'])}FLOPs{exp})[/dim]")
+            out.print(Text(f"{name}: {v['description']} ({v['params']:,} parameters, {human(v['flops'])}FLOPs{exp})",
+                           style="dim"))
     peaks = ", ".join(f"{b} {p['gflops']:.0f} GFLOP/s" for b, p in env["peak"].items() if p["gflops"])
     out.print(f"practical peak (conv3x3 256->256, 56x56, batch 8): {peaks or 'n/a'}")
+    features = env.get("cpu_features", {}).get("summary")
+    if features:
+        out.print(Text(f"CPU: {env.get('cpu', '?')} ({features}), {env.get('threads')} threads", style="dim"))
     noisy = list(dict.fromkeys(w for r in rows for w in r.warnings))
     for w in noisy[:10]:
         out.print(f"[yellow]noisy:[/yellow] {escape(w)}")
     if len(noisy) > 10:
         out.print(f"[yellow]noisy:[/yellow] ... and {len(noisy) - 10} more (all in the JSON)")
     for key, status in skipped([r for r in result.records if not r.get("lowp")]).items():
-        out.print(f"[dim]{escape(key)}: {escape(status)}[/dim]")
+        out.print(Text(f"{key}: {status}", style="dim"))
     _print_lowp(out, result)
 
 
@@ -186,23 +208,32 @@ def _print_lowp(out: Console, result) -> None:
     info = result.env.get("lowp")
     if not rows:
         if info and info.get("status", "ok") != "ok":
-            out.print(f"[dim]low precision: {escape(info['status'])}[/dim]")
+            out.print(Text(f"low precision: {info['status']}", style="dim"))
         return
-    table = Table(title="Low precision: p50 latency (ms); speed-up = t_fp32_ort / t_artifact (median of per-round "
-                        "ratios, IQR); agreement and logit SQNR against fp32 on the eval images", title_justify="left")
-    for col in ("artifact", "batch", "ms", "speed-up vs fp32 ORT", "top-1 agreement", "logit SQNR dB", "accuracy", ""):
-        table.add_column(col, justify="left" if col in ("artifact", "") else "right", no_wrap=col == "artifact")
+    table = _table("Low precision: p50 latency (ms); speed-up = t_fp32_ort / t_artifact (> 1: faster; median of "
+                   "per-round ratios, IQR); agreement, logit SQNR and accuracy against fp32 on the eval images", out)
+    for col in ("artifact", "batch", "ms", "speed-up vs fp32 ORT", "agreement", "SQNR dB", "accuracy", ""):
+        table.add_column(col, justify="left" if col in ("artifact", "") else "right",
+                         no_wrap=col in ("artifact", "speed-up vs fp32 ORT"))
+    skipped: dict[str, str] = {}
+    fp32_accuracy = None
     for r in rows:
         q = r.quality or {}
-        speed = "-" if r.vs_fp32_ort is None else (f"{r.speedup:.2f}x ({1 / r.vs_fp32_ort.iqr[1]:.2f}-"
-                                                   f"{1 / r.vs_fp32_ort.iqr[0]:.2f})")
-        if r.name == "fp32-onnxruntime":
-            speed = "reference"
-        acc = "-" if q.get("accuracy") is None else f"{100 * q['accuracy']:.2f}% (fp32 {100 * q['accuracy_fp32']:.2f}%)"
-        table.add_row(r.name, str(r.batch), _fmt(r.ms, ".2f"), speed,
+        speed = "reference" if r.name == "fp32-onnxruntime" else _ratio(r.speedup_vs_fp32_ort)
+        fp32_accuracy = q.get("accuracy_fp32", fp32_accuracy)
+        acc = "-" if q.get("accuracy") is None else f"{100 * q['accuracy']:.2f}%"
+        if r.status != "ok":
+            skipped[r.name] = r.status
+            flag = r.status.split(":")[0]
+        else:
+            flag = "[yellow]noisy[/yellow]" if r.warnings else ""
+        table.add_row(r.name, str(r.batch), _ms(r.ms), speed,
                       "-" if q.get("agreement") is None else f"{100 * q['agreement']:.2f}%",
-                      _fmt(q.get("logit_sqnr_db"), ".1f"), acc,
-                      escape(r.status) if r.status != "ok" else ("[yellow]noisy[/yellow]" if r.warnings else ""))
+                      _fmt(q.get("logit_sqnr_db"), ".1f"), acc, flag)
     out.print(table)
+    if fp32_accuracy is not None:
+        out.print(Text(f"fp32 accuracy on the eval images: {100 * fp32_accuracy:.2f}%", style="dim"))
+    for name, status in skipped.items():
+        out.print(Text(f"{name}: {status}", style="dim"))
     if info:
         out.print(Text(f"calibration: {info['calibration']}; evaluation: {info['evaluation']}", style="dim"))

@@ -16,9 +16,10 @@ from .render import console, err_console
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--grpc-port", type=click.IntRange(1, 65535),
               help="Also serve the protocol over gRPC (inference.GRPCInferenceService) on this port [default: off].")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "openvino", "torch"]), default="onnxruntime",
-              show_default=True, help="openvino (pip install 'dirac-deploy[openvino]') also serves an IR .xml from "
-                                      "`quantize --target openvino`, at the precision it records.")
+@click.option("--runtime", type=click.Choice(["onnxruntime", "openvino", "torch"]),
+              help="Runtime for every model that names none with MODEL@RUNTIME [default: per file: an OpenVINO IR "
+                   ".xml (from `quantize --target openvino`, run at the precision it records) on openvino, "
+                   "anything else on onnxruntime]. openvino needs pip install 'dirac-deploy[openvino]'.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Intra-op threads per instance [default: all cores for one instance, else cores / instances].")
 @click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -47,9 +48,11 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
     \b
-    Each MODEL is a plain.pth, an .onnx from export (served without torch), any checkpoint fold reads
-    (folded and verified at start), or a directory of such files; NAME=PATH sets the name (default: the
-    file name without suffixes).
+    Each MODEL is a plain.pth, an .onnx from export or quantize (served without torch), an OpenVINO IR .xml,
+    any checkpoint fold reads (folded and verified at start), or a directory of such files; NAME=PATH sets
+    the name (default: the file name without suffixes) and PATH@RUNTIME its runtime, so an int8 ONNX and an
+    IR can be served side by side: `serve q.onnx@onnxruntime q.xml@openvino`. Every model is checked before
+    the first one loads.
     Endpoints: /v2/health/{live,ready}, /v2, /v2/models/NAME[/ready|/config], POST /v2/models/NAME/infer,
     /metrics; with --grpc-port also inference.GRPCInferenceService (live, ready, metadata, config, infer).
     """
@@ -72,8 +75,14 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     def loaded(m):
         spinner.stop()
         verified = m.info.get("verified", "")
+        from ..serve.model import max_request_batch
+
+        per_request = max_request_batch(m.input_shape, limits.max_body_bytes)
+        batching = (f"requests batched up to {m.max_batch} images" if m.max_batch > 1
+                    else "no dynamic batching")
         out.print(f"loaded [bold]{m.name}[/bold]: {escape(str(m.source))} -> input [-1, {', '.join(map(str, m.input_shape))}], "
-                  f"{m.num_classes} classes ({m.runtime}, {m.instances.size} instance(s), max batch {m.max_batch})"
+                  f"{m.num_classes} classes ({m.runtime}, {m.instances.size} instance(s); up to {per_request} images "
+                  f"per request (--max-body-mb); {batching} (--max-batch))"
                   + (f"; verified: {verified}" if verified else ""))
         if verified.startswith("no"):
             out.print("[yellow]warning:[/yellow] not verified: nothing proves this graph is a folded chain or that "

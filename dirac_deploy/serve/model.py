@@ -34,12 +34,26 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 class ModelSource:
     name: str
     path: Path
+    runtime: str | None = None  # None: `default_runtime` of the file
 
 
-def parse_model_args(args: list[str]) -> list[ModelSource]:
-    """`PATH`, `NAME=PATH` or a directory (every .onnx / .pth / .pt / .pt7 inside) -> named sources."""
+def default_runtime(path: Path) -> str:
+    """The runtime a file is served on when none is named: an OpenVINO IR on OpenVINO, anything else (an
+    .onnx from export or quantize, a plain.pth, a checkpoint) on ONNX Runtime."""
+    return "openvino" if model_file_kind(path) == "openvino-ir" else "onnxruntime"
+
+
+def _split_runtime(arg: str) -> tuple[str, str | None]:
+    head, at, tail = arg.rpartition("@")
+    return (head, tail) if at and tail in RUNTIMES else (arg, None)
+
+
+def parse_model_args(args: list[str], runtime: str | None = None) -> list[ModelSource]:
+    """`[NAME=]PATH[@RUNTIME]` or a directory (every .onnx / .xml / .pth / .pt / .pt7 inside) -> named sources.
+    A model's runtime: its own `@RUNTIME`, else `runtime` (the --runtime option), else `default_runtime`."""
     sources: list[ModelSource] = []
     for arg in args:
+        arg, own = _split_runtime(arg)
         name, sep, path = arg.partition("=")
         if not sep:
             name, path = "", arg
@@ -48,9 +62,9 @@ def parse_model_args(args: list[str]) -> list[ModelSource]:
             files = sorted(f for f in p.iterdir() if f.suffix in (".onnx", ".xml", ".pth", ".pt", ".pt7") and f.is_file())
             if not files:
                 raise DiracDeployError(f"no models in directory {p} (expected .onnx, .xml, .pth, .pt or .pt7 files)")
-            sources += [ModelSource(f.name.split(".")[0], f) for f in files]
+            sources += [ModelSource(f.name.split(".")[0], f, own or runtime) for f in files]
         else:
-            sources.append(ModelSource(name or p.name.split(".")[0], p))
+            sources.append(ModelSource(name or p.name.split(".")[0], p, own or runtime))
     seen = set()
     for s in sources:
         if not _NAME.match(s.name):
@@ -59,6 +73,41 @@ def parse_model_args(args: list[str]) -> list[ModelSource]:
             raise DiracDeployError(f"two models are named {s.name!r}; name them explicitly with NAME=PATH")
         seen.add(s.name)
     return sources
+
+
+def check_sources(sources: list[ModelSource]) -> list[ModelSource]:
+    """Every model's file, kind, runtime and dependencies checked before any model loads; each source gets its
+    runtime settled. A failure names the model and the fix.
+
+    Raises:
+        DiracDeployError: a missing or unreadable file, a runtime that cannot run that kind of file, or a
+            runtime that is not installed.
+    """
+    checked = []
+    for s in sources:
+        kind = model_file_kind(s.path)  # missing, empty, unknown content: one line naming the file
+        runtime = s.runtime or default_runtime(s.path)
+        if runtime not in RUNTIMES:
+            raise DiracDeployError(f"{s.name}: unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        if kind == "openvino-ir" and runtime != "openvino":
+            raise DiracDeployError(f"{s.name}: {s.path} is an OpenVINO IR; serve it on openvino ({s.path}@openvino, "
+                                   f"or leave the runtime out: an IR defaults to openvino)")
+        if kind == "onnx" and runtime == "torch":
+            raise DiracDeployError(f"{s.name}: {s.path} is ONNX; serve it on onnxruntime or openvino "
+                                   f"({s.path}@onnxruntime)")
+        if runtime == "openvino" and not available("openvino"):
+            raise MissingDependencyError(f"{s.name} is to run on OpenVINO, which is not installed: pip install "
+                                         f"'dirac-deploy[openvino]'")
+        if runtime == "onnxruntime" and not available("onnxruntime"):
+            raise MissingDependencyError(f"{s.name} is to run on ONNX Runtime, which is not installed: pip install "
+                                         f"'dirac-deploy[export]'")
+        if kind == "torch" and not available("torch"):
+            raise MissingDependencyError(f"{s.name}: {s.path} is a PyTorch file; serving it needs PyTorch, which is "
+                                         f"not installed here (the slim image serves exported .onnx only): export "
+                                         f"it with `dirac-deploy export {s.path.name} --onnx {s.path.stem}.onnx` "
+                                         f"where torch is installed, or use the full image")
+        checked.append(ModelSource(s.name, s.path, runtime))
+    return checked
 
 
 class ServedModel:
@@ -92,6 +141,12 @@ class ServedModel:
                                "max_batch": str(self.max_batch)}}
 
 
+def max_request_batch(input_shape: tuple[int, ...], max_body_bytes: int) -> int:
+    """The most images one request may carry: as many fp32 images as fit in the body limit."""
+    per_image = 4 * int(np.prod(input_shape, dtype=np.float64))
+    return max(1, int(max_body_bytes // per_image))
+
+
 def model_config(model: ServedModel, max_body_bytes: int):
     """Triton's `ModelConfig` for a served model (tritonclient's protobuf; get_model_config over HTTP and gRPC).
 
@@ -100,9 +155,9 @@ def model_config(model: ServedModel, max_body_bytes: int):
     """
     pb = model_config_pb2()
 
-    per_image = 4 * int(np.prod(model.input_shape))
     platform = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino"}.get(model.runtime, "pytorch_libtorch")
-    config = pb.ModelConfig(name=model.name, platform=platform, max_batch_size=max(1, max_body_bytes // per_image))
+    config = pb.ModelConfig(name=model.name, platform=platform,
+                            max_batch_size=max_request_batch(model.input_shape, max_body_bytes))
     config.input.add(name=INPUT_NAME, data_type=pb.TYPE_FP32, dims=list(model.input_shape))
     config.output.add(name=OUTPUT_NAME, data_type=pb.TYPE_FP32, dims=[model.num_classes])
     config.instance_group.add(count=model.instances.size, kind=pb.ModelInstanceGroup.KIND_CPU)
@@ -249,7 +304,7 @@ class _RunnerSession:
         return [self.runner(feeds[INPUT_NAME])]
 
 
-def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads: int | None = None,
+def load_served_model(source: ModelSource, runtime: str | None = None, threads: int | None = None,
                       options=None, instances: int = 1, max_batch: int = 1, verify: bool = True) -> ServedModel:
     """Load, verify and prepare one model for serving, as `instances` independent runners with `threads`
     intra-op threads each (default: `default_threads(instances)`), batching concurrent requests up to
@@ -261,6 +316,7 @@ def load_served_model(source: ModelSource, runtime: str = "onnxruntime", threads
     """
     if instances < 1 or max_batch < 1:
         raise DiracDeployError(f"instances and max_batch must be at least 1, got {instances} and {max_batch}")
+    runtime = runtime or source.runtime or default_runtime(source.path)
     threads = threads or default_threads(instances)
     if runtime not in RUNTIMES:
         raise DiracDeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")

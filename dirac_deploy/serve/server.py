@@ -15,17 +15,20 @@ from typing import Callable
 
 from ..errors import DiracDeployError
 from .limits import ServeLimits
-from .model import ServedModel, load_served_model, parse_model_args
+from .model import ServedModel, check_sources, load_served_model, parse_model_args
 
 
-def load_models(model_args: list[str], runtime: str, threads: int | None, options=None,
+def load_models(model_args: list[str], runtime: str | None, threads: int | None, options=None,
                 on_loaded: Callable[[ServedModel], None] = lambda m: None, instances: int = 1,
                 max_batch: int = 1, verify: bool = True,
                 on_loading: Callable[[str, object], None] = lambda name, path: None) -> dict[str, ServedModel]:
+    """Every model checked first (files, runtimes, dependencies: `check_sources`), then each loaded on its own
+    runtime (`[NAME=]PATH@RUNTIME`, else `runtime`, else the file's default)."""
     models = {}
-    for source in parse_model_args(model_args):
+    for source in check_sources(parse_model_args(model_args, runtime)):
         on_loading(source.name, source.path)
-        models[source.name] = load_served_model(source, runtime, threads, options, instances, max_batch, verify)
+        models[source.name] = load_served_model(source, source.runtime, threads, options, instances, max_batch,
+                                                verify)
         on_loaded(models[source.name])
     return models
 
@@ -48,7 +51,7 @@ class _Stopped(Exception):
 
 
 def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = None,
-                 runtime: str = "onnxruntime", threads: int | None = None, instances: int = 1, max_batch: int = 1,
+                 runtime: str | None = None, threads: int | None = None, instances: int = 1, max_batch: int = 1,
                  verify: bool = True, options=None, limits: ServeLimits = ServeLimits(),
                  on_loading: Callable[[str, object], None] = lambda name, path: None,
                  on_loaded: Callable[[ServedModel], None] = lambda m: None,

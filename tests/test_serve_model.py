@@ -1,0 +1,75 @@
+"""serve.model: which runtime each model runs on (MODEL@RUNTIME, --runtime, or the file's kind) and that every
+model is checked before the first one loads."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from dirac_deploy import data
+from dirac_deploy._optional import available
+from dirac_deploy.cli import main
+from dirac_deploy.errors import DiracDeployError
+from dirac_deploy.serve.model import check_sources, parse_model_args
+from dirac_deploy.serve.server import load_models
+
+DIGITS = data.embedded_checkpoint()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("served")
+    assert CliRunner().invoke(main, ["export", str(DIGITS), "--onnx", str(d / "fp32.onnx")]).exit_code == 0
+    if available("openvino"):
+        res = CliRunner().invoke(main, ["quantize", str(d / "fp32.onnx"), "-o", str(d / "q.xml"), "--target",
+                                        "openvino", "--precision", "fp32"])
+        assert res.exit_code == 0, res.output
+    return d
+
+
+def test_model_arguments_name_their_runtime():
+    got = parse_model_args(["a=x.onnx@openvino", "y.onnx", "w=w@v.onnx", "z.pth@torch"], runtime=None)
+    assert [(s.name, str(s.path), s.runtime) for s in got] == [
+        ("a", "x.onnx", "openvino"), ("y", "y.onnx", None), ("w", "w@v.onnx", None), ("z", "z.pth", "torch")]
+    assert parse_model_args(["y.onnx"], runtime="openvino")[0].runtime == "openvino"
+
+
+@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
+def test_an_onnx_and_an_ir_are_served_side_by_side_each_on_its_runtime(artifacts):
+    models = load_models([str(artifacts / "fp32.onnx"), str(artifacts / "q.xml")], None, 1)
+    assert {m.name: m.runtime for m in models.values()} == {"fp32": "onnxruntime", "q": "openvino"}
+    models = load_models([f"{artifacts / 'fp32.onnx'}@openvino"], None, 1)
+    assert models["fp32"].runtime == "openvino"
+    with pytest.raises(DiracDeployError, match="is an OpenVINO IR; serve it on openvino"):
+        check_sources(parse_model_args([f"{artifacts / 'q.xml'}@onnxruntime"]))
+
+
+def test_every_model_is_checked_before_the_first_loads(artifacts, tmp_path):
+    loading = []
+    for bad, needle in ((tmp_path / "missing.onnx", "no such file"), (f"{DIGITS}@nonsense", "no such file"),
+                        (f"other={artifacts / 'fp32.onnx'}@torch", "is ONNX; serve it on onnxruntime or openvino")):
+        with pytest.raises(DiracDeployError, match=needle):
+            load_models([str(artifacts / "fp32.onnx"), str(bad)], None, 1,
+                        on_loading=lambda name, path: loading.append(name))
+    assert loading == []
+
+
+def test_a_foreign_onnx_is_pointed_to_no_verify(tmp_path):
+    """The user's own torch.onnx.export graph: serve, quantize and export say how to go on, and --no-verify
+    serves it."""
+    import torch
+
+    from dirac_deploy.serve.model import ModelSource, load_served_model
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 10)).eval()
+    path = tmp_path / "mine.onnx"
+    torch.onnx.export(net, torch.randn(1, 3, 32, 32), str(path), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    for cmd in (["serve", str(path), "--port", "0"], ["quantize", str(path), "-o", str(tmp_path / "q.onnx"),
+                                                       "--calib", "random:200"],
+                ["export", str(path), "--onnx", str(tmp_path / "e.onnx")]):
+        res = CliRunner().invoke(main, cmd)
+        assert res.exit_code == 1 and "--no-verify" in res.output, res.output
+    served = load_served_model(ModelSource("mine", path), verify=False)
+    assert served.infer(torch.randn(2, 3, 32, 32).numpy()).shape == (2, 10)
