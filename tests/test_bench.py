@@ -174,6 +174,16 @@ def test_bench_cli_writes_json_plot_and_table(tmp_path, tiny_ckpt):
         assert column in res.stdout
 
 
+def test_bench_writes_into_its_own_directory_by_default(tmp_path, tiny_ckpt, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["bench", str(tiny_ckpt), "--batch", "1", "--threads", "1", "--iters", "3",
+                                    "--rounds", "1", "--warmup", "1", "--max-seconds", "0.1", "--backends", "torch"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench-out"]
+    assert sorted(p.name for p in (tmp_path / "bench-out").iterdir()) == ["bench.json", "bench.png"]
+    assert "CPU: " in res.output and "VNNI" in res.output  # the features every result is read against
+
+
 def test_bench_json_to_stdout(tiny_ckpt):
     res = CliRunner().invoke(main, ["bench", str(tiny_ckpt), "--batch", "1", "--threads", "1", "--iters", "3",
                                     "--rounds", "1", "--warmup", "1", "--max-seconds", "0.1", "--backends", "torch",
@@ -250,3 +260,13 @@ def test_lowp_speedups_read_the_same_way_in_old_and_new_files():
     new = lowp_rows([{**base, "speedup_vs_fp32_ort": {"median": 2.0, "iqr": [1.25, 2.5]}}])[0]
     assert old.speedup == new.speedup == 2.0
     assert old.speedup_vs_fp32_ort.iqr == new.speedup_vs_fp32_ort.iqr == (1.25, 2.5)
+
+
+def test_progress_ends_at_the_total_the_run_announces():
+    from dirac_deploy import data
+
+    steps, totals = [], []
+    cfg = BenchConfig(model_path=data.embedded_checkpoint(), batches=(1, 2), threads=1,
+                      backends=("torch", "onnxruntime"), precisions=("int8", "bf16"), **FAST)
+    run_benchmark(cfg, steps.append, on_total=totals.append)
+    assert totals == [len(steps)] and len(steps) > 10
