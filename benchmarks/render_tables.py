@@ -32,6 +32,9 @@ def render(path: Path) -> str:
     hardware = env.get("gpu", {}).get("name") or env["cpu"]
     rows = headline_rows(records)
     v1 = any(r.vs_absorbed for r in rows)
+    features = env.get("cpu_features", {}).get("summary")
+    if features:
+        hardware += f" ({features})"
     lines = [f"**{env['model']}** on {env['device']}: {hardware}, {env['threads']} threads, torch "
              f"{env['versions']['torch']}, onnxruntime {env['versions']['onnxruntime']}, "
              f"{env.get('rounds', 1)} interleaved rounds, git {str(env['git_sha'])[:8]}"

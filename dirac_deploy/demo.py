@@ -97,7 +97,9 @@ def demo_export(out_dir: str | Path) -> DemoStep:
     if why:
         step.skipped.append(("Triton repository", why))
     else:
-        triton = out_dir / "triton"
+        # not "triton": a folder of that name in the working directory shadows the triton package that
+        # torch.compile / torch.export import, and breaks them for anyone who runs Python there
+        triton = out_dir / "model_repository"
     step.result = export_file(embedded_checkpoint(), out_dir / "digits.onnx", unfolded=True, triton_repo=triton,
                               name="digits_diracnet")
     return step

@@ -27,3 +27,6 @@ def test_demo_command(tmp_path):
     res = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "held-out accuracy" in res.stdout and "predictions identical: yes" in res.stdout
+    # no folder named like a package torch imports (a `triton/` in the working directory breaks torch.export)
+    assert (tmp_path / "model_repository" / "digits_diracnet" / "config.pbtxt").is_file()
+    assert not (tmp_path / "triton").exists()

@@ -73,7 +73,11 @@ def test_readme_walkthrough_runs_as_written(tmp_path):
     out = proc.stdout
     assert "refused, nothing written" in out and "ready" in out and "stopped, exit 0" in out
     assert "digits-int8 [" in out and "gRPC [" in out
-    assert json.loads((tmp_path / "fold.json").read_text())["schema"] == "dirac-deploy/fold"
+    work = tmp_path / "demo-out"  # the walk-through works there, leaving the checkout clean
+    assert json.loads((work / "fold.json").read_text())["schema"] == "dirac-deploy/fold"
     for f in ("plain.pth", "layers.png", "digits.onnx", "digits-int8.onnx", "models/digits/config.pbtxt",
-              "bench.json", "bench.png", "plain2.pth", "plain2.onnx", "plain2-int8.onnx"):
-        assert (tmp_path / f).is_file(), f
+              "bench-out/bench.json", "bench-out/bench.png", "plain2.pth", "plain2.onnx", "plain2-int8.onnx"):
+        assert (work / f).is_file(), f
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".venv", "README.md", "demo-out", "walkthrough.sh"]
+    bench = json.loads((work / "bench-out" / "bench.json").read_text())
+    assert all(row["best_alternative"] for row in bench["rows"])  # a checkpoint: every headline column filled
