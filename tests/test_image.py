@@ -34,16 +34,28 @@ STOP_BOUND_S = 30
 
 
 def _engine() -> tuple[list[str], str]:
-    name = os.environ.get("DIRAC_IMAGE_ENGINE") or next((e for e in ("podman", "docker") if shutil.which(e)), "")
-    if not name:
-        pytest.skip("no container engine (podman or docker) is installed")
-    cmd = [name]
-    if name == "podman":
-        os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "docker" / "containers.conf"))
-    probe = subprocess.run([*cmd, "info"], capture_output=True, text=True, timeout=120)
-    if probe.returncode != 0:
-        pytest.skip(f"{name} cannot run here: {(probe.stderr.strip().splitlines() or ['?'])[-1][:200]}")
-    return cmd, name
+    """The first engine that can actually run containers (`info` answers): DIRAC_IMAGE_ENGINE if set, else
+    podman, else docker. A `docker` command with no daemon behind it is passed over, not chosen and skipped.
+    With DIRAC_REQUIRE_IMAGE_ENGINE=1 (set by .ci/run) no working engine is a failure, not a skip."""
+    wanted = os.environ.get("DIRAC_IMAGE_ENGINE")
+    reasons = []
+    for name in ([wanted] if wanted else ["podman", "docker"]):
+        if not shutil.which(name):
+            reasons.append(f"{name}: not installed")
+            continue
+        env = dict(os.environ)
+        if name == "podman":
+            env.setdefault("CONTAINERS_CONF", str(ROOT / "docker" / "containers.conf"))
+        probe = subprocess.run([name, "info"], capture_output=True, text=True, timeout=120, env=env)
+        if probe.returncode == 0:
+            if name == "podman":
+                os.environ.setdefault("CONTAINERS_CONF", env["CONTAINERS_CONF"])
+            return [name], name
+        reasons.append(f"{name}: cannot run containers here ({(probe.stderr.strip().splitlines() or ['?'])[-1][:160]})")
+    why = "no container engine can run containers: " + "; ".join(reasons)
+    if os.environ.get("DIRAC_REQUIRE_IMAGE_ENGINE") == "1":
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 def _run(cmd, timeout=1800, check=True, **kw):

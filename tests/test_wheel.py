@@ -48,6 +48,20 @@ def _env():
     return env
 
 
+def test_cpu_install_recipe_keeps_the_cpu_torch(fresh):
+    """The README's pip recipe for CPU machines: the CPU torch first, then the package (here the local CPU
+    wheel stands in for PyTorch's CPU index). pip must keep that torch and bring no CUDA package."""
+    import json
+
+    _, env_dir, _, _ = fresh
+    proc = _run([str(env_dir / "bin" / "python"), "-m", "pip", "list", "--format=json"])
+    installed = {p["name"].lower(): p["version"] for p in json.loads(proc.stdout)}
+    assert installed["torch"].endswith("+cpu"), installed["torch"]
+    assert not [name for name in installed if name.startswith("nvidia") or name == "triton"]
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in readme
+
+
 def test_plain_install_runs_the_demo(fresh):
     root, env_dir, _, _ = fresh
     work = root / "plain"
