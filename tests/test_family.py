@@ -421,3 +421,16 @@ def test_released_v1_18_075_folds_to_the_notebooks_parameter_count(tmp_path):
     torch.save(reference.as_v1_hkl_naming(params), tmp_path / "v1.pt7")
     report = fold_checkpoint(tmp_path / "v1.pt7", None, LoadOptions(input_size=64))
     assert report.parameters_after == 12_753_640 and report.proof.ok
+
+
+def test_v1_fold_note_prints_its_brackets(tmp_path):
+    """The note on the CIFAR stem's NCReLU names `[relu(x), 0]`; the CLI prints it as text, not markup."""
+    from click.testing import CliRunner
+
+    from dirac_deploy.cli import main
+
+    torch.save(reference.as_v1_hkl_naming(reference.define_params_v1("cifar", 16, seed=3)), tmp_path / "v1.pt7")
+    res = CliRunner().invoke(main, ["fold", str(tmp_path / "v1.pt7"), "-o", str(tmp_path / "p.pth")],
+                             env={"COLUMNS": "400"})
+    assert res.exit_code == 0, res.output
+    assert "[relu(x), 0]" in res.output
