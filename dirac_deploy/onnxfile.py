@@ -37,6 +37,30 @@ GRAPH_OPS = {
 
 META_PREFIX = "dirac_deploy."
 PROBE_KEY = META_PREFIX + "parity_probe"
+# The parity probe's tolerance for a low-precision graph (its kernels differ a little between CPUs). Decided
+# here, from what the graph holds; a file's own `probe_rtol` metadata may only make it stricter.
+LOW_PRECISION_PROBE_RTOL = 0.05
+_QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+_LOW_PRECISION_TYPES = (10, 16)  # TensorProto.FLOAT16, TensorProto.BFLOAT16
+
+
+def content_kind(model) -> str:
+    """What the graph itself holds: "quantized" (quantize/dequantize nodes or fp16/bf16 weights), else
+    "folded". Never read from metadata, which an edited file could set to anything."""
+    if any(n.op_type in _QUANTIZED_OPS for n in model.graph.node):
+        return "quantized"
+    if any(t.data_type in _LOW_PRECISION_TYPES for t in model.graph.initializer):
+        return "quantized"
+    return "folded"
+
+
+def narrowed_rtol(tool_rtol: float, recorded: str | None) -> float:
+    """The tool's tolerance, or the file's recorded one when that is stricter (a finite positive number)."""
+    try:
+        value = float(recorded) if recorded else None
+    except ValueError:
+        value = None
+    return min(tool_rtol, value) if value is not None and 0 < value < float("inf") else tool_rtol
 
 
 def allowed_ops(layer_kinds) -> frozenset[str]:
@@ -93,7 +117,12 @@ class OnnxArtifact:
 
     @property
     def graph_kind(self) -> str:
-        return self.metadata.get(META_PREFIX + "graph", "folded" if self.from_dirac_deploy else "unknown")
+        """The op set the audit allows: what the graph holds (`content_kind`), narrowed by the metadata's
+        `graph` (a file may declare itself folded, never widen itself to quantized)."""
+        declared = self.metadata.get(META_PREFIX + "graph", "folded" if self.from_dirac_deploy else "unknown")
+        if declared.split("-")[0] == "quantized" and content_kind(self.model) == "quantized":
+            return declared
+        return declared if declared.split("-")[0] != "quantized" else "folded"
 
     @property
     def from_dirac_deploy(self) -> bool:
@@ -180,10 +209,9 @@ def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=Non
         EquivalenceError: ONNX Runtime does not reproduce the recorded logits, or returns another shape.
     """
     audit_artifact(art)
-    try:  # a low-precision artifact records a looser tolerance for its own probe (kernels differ between CPUs)
-        rtol = max(rtol, float(art.metadata.get(META_PREFIX + "probe_rtol", rtol)))
-    except ValueError:
-        pass
+    if art.graph_kind.startswith("quantized"):  # the audit passed: the graph really is low precision
+        rtol = max(rtol, LOW_PRECISION_PROBE_RTOL)
+    rtol = narrowed_rtol(rtol, art.metadata.get(META_PREFIX + "probe_rtol"))
     probe = art.probe()
     if probe is None:
         raise ExportError(f"{art.path} has no parity probe in its metadata (it was not written by `dirac-deploy "

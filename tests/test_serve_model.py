@@ -73,3 +73,24 @@ def test_a_foreign_onnx_is_pointed_to_no_verify(tmp_path):
         assert res.exit_code == 1 and "--no-verify" in res.output, res.output
     served = load_served_model(ModelSource("mine", path), verify=False)
     assert served.infer(torch.randn(2, 3, 32, 32).numpy()).shape == (2, 10)
+
+
+@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
+def test_an_ir_cannot_loosen_its_own_parity_check(artifacts, tmp_path):
+    from dirac_deploy.serve.model import ModelSource, load_served_model
+
+    import html
+    import json
+    import re
+    import shutil
+
+    text = (artifacts / "q.xml").read_text().replace('<probe_rtol value="0.05" />', '<probe_rtol value="inf" />')
+    m = re.search(r'<parity_probe value="([^"]*)"', text)
+    probe = json.loads(html.unescape(m.group(1)))
+    probe["logits"] = [[2 * v + 1 for v in row] for row in probe["logits"]]  # logits the IR does not compute
+    text = text.replace(m.group(1), html.escape(json.dumps(probe), quote=True))
+    xml = tmp_path / "q.xml"
+    xml.write_text(text)
+    shutil.copy(artifacts / "q.bin", tmp_path / "q.bin")
+    with pytest.raises(DiracDeployError, match="does not reproduce"):
+        load_served_model(ModelSource("q", xml))

@@ -28,6 +28,7 @@ import numpy as np
 from .._optional import require
 from ..errors import EquivalenceError, OptionError
 from ..fileio import check_output_path, write_all
+from ..onnxfile import LOW_PRECISION_PROBE_RTOL
 from .data import DEFAULT_CROP_FRACTION, Dataset, check_source, embedded_model, holdout_split, load_data
 from .int8 import FP32, choose_forms, quantize_identity, quantize_naive
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
@@ -38,7 +39,7 @@ COMBINATIONS = {("int8", "identity", "onnxruntime"), ("int8", "naive", "onnxrunt
 DEFAULT_METHOD = {("int8", "onnxruntime"): "identity", ("int8", "openvino"): "nncf", ("fp16", "onnxruntime"): "cast",
                   ("bf16", "openvino"): "hint", ("fp32", "openvino"): "none"}
 DEFAULT_TARGET = {"int8": "onnxruntime", "fp16": "onnxruntime", "bf16": "openvino", "fp32": "openvino"}
-PROBE_RTOL = 0.05  # a low-precision artifact's own probe: kernels differ a little between CPUs
+PROBE_RTOL = LOW_PRECISION_PROBE_RTOL  # recorded for readers; the checks use the tool's own value
 # Below this a low-precision artifact's logits are mostly noise even when top-1 still agrees (15 dB: the error's
 # RMS is 18% of the logits'); the measured artifacts are at 19-33 dB (int8) and 60+ dB (fp16). --min-sqnr-db 0 or
 # lower turns it off.

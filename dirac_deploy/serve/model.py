@@ -202,7 +202,7 @@ def _ir_model(source: ModelSource, runtime: str, threads: int | None, instances:
     """An OpenVINO IR from `quantize`: its input and classes from the graph, checked against the probe it
     records (there is no ONNX graph to audit; the probe is the check)."""
     from .._optional import require
-    from ..onnxfile import parse_probe
+    from ..onnxfile import LOW_PRECISION_PROBE_RTOL, narrowed_rtol, parse_probe
     from ..proof import compare_logits
 
     if runtime != "openvino":
@@ -229,10 +229,8 @@ def _ir_model(source: ModelSource, runtime: str, threads: int | None, instances:
             "source_sha256": rt("source_sha256"), "precision": rt("precision") or "fp32"}
     if verify:
         probe = parse_probe(rt("parity_probe"), input_shape)
-        try:
-            rtol = float(rt("probe_rtol") or 0.05)
-        except ValueError:
-            probe = None
+        # the tool's tolerance for an IR (OpenVINO may run it in bf16 or int8); its rt_info may only narrow it
+        rtol = narrowed_rtol(LOW_PRECISION_PROBE_RTOL, rt("probe_rtol"))
         if probe is None:
             raise DiracDeployError(f"{source.path} records no readable parity probe (it was not written by "
                                    f"`dirac-deploy quantize`); serve it with --no-verify to skip the check")
