@@ -55,12 +55,37 @@ def model_file_kind(path: str | Path) -> str:
                           f"zip archive (torch.save), a legacy torch pickle, an ONNX model or an OpenVINO IR (.xml)")
 
 
+def referenced_files(path: str | os.PathLike) -> list[Path]:
+    """The files a model file reads besides itself: an OpenVINO IR's weights (.bin beside the .xml), an ONNX
+    model's external-data files. Read without loading any tensor; [] for anything else or unreadable."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            return []
+        if path.suffix.lower() == ".xml":
+            return [path.with_suffix(".bin")]
+        with open(path, "rb") as f:
+            head = f.read(1)
+        if path.suffix.lower() != ".onnx" and head != b"\x08":
+            return []
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX after all, or unreadable: the reader says why, later
+        return []
+    locations = {entry.value for t in model.graph.initializer if t.data_location == 1  # TensorProto.EXTERNAL
+                 for entry in t.external_data if entry.key == "location"}
+    return [path.parent / loc for loc in sorted(locations)]
+
+
 def check_not_input(out: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
-    """Refuse an output that is one of the inputs (also through `..`, symlinks and hard links)."""
+    """Refuse an output that is one of the inputs or a file an input reads (`referenced_files`: an IR's .bin,
+    an ONNX model's external data), also through `..`, symlinks and hard links."""
     out = Path(out)
     if len(out.name.encode()) > 255:
         raise OutputPathError(f"cannot write {out.name[:40]}...: a file name is at most 255 bytes, this one is "
                               f"{len(out.name.encode())}")
+    inputs = tuple(inputs) + tuple(ref for inp in inputs for ref in referenced_files(inp))
     for inp in inputs:
         inp = Path(inp)
         try:
@@ -68,7 +93,8 @@ def check_not_input(out: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
         except OSError as e:
             raise OutputPathError(f"cannot use {str(out)[:300]} as an output: {e.strerror}") from None
         if same:
-            raise OutputPathError(f"output {out} is the input file; choose another output path (inputs are never overwritten)")
+            raise OutputPathError(f"output {out} is the input file {inp}; choose another output path (inputs, and "
+                                  f"the files they read, are never overwritten)")
     return out
 
 
@@ -103,7 +129,8 @@ def _publish(tmp: Path, path: Path) -> None:
 def write_all(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
     """Write several outputs all or nothing: every `write(tmp)` runs on a temp file beside its target first,
     and only when all succeeded are they renamed into place. On any error every temp file is removed and no
-    target is touched."""
+    target is touched; if a rename itself fails (a target that cannot be replaced), the targets already
+    replaced get their previous contents back (or are removed if they did not exist)."""
     staged: list[tuple[Path, Path]] = []
     try:
         for path, write in writes.items():
@@ -111,13 +138,43 @@ def write_all(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
             tmp = _temp_beside(path)
             staged.append((tmp, path))
             write(tmp)
-        for tmp, path in staged:
-            _publish(tmp, path)
+        _publish_all(staged)
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
         raise
     return [path for _, path in staged]
+
+
+def _publish_all(staged: list[tuple[Path, Path]]) -> None:
+    """Rename every temp file over its target; undo the ones done when one fails."""
+    done: list[tuple[Path, Path | None]] = []  # (target, backup of its previous contents or None)
+    try:
+        for tmp, path in staged:
+            backup = None
+            if path.is_file() and len(staged) > 1:  # one output alone needs no undo: os.replace is atomic
+                backup = _temp_beside(path)
+                os.replace(path, backup)
+            try:
+                _publish(tmp, path)
+            except BaseException:
+                if backup is not None:
+                    os.replace(backup, path)
+                raise
+            done.append((path, backup))
+    except BaseException as e:
+        failed = path
+        for path, backup in reversed(done):
+            if backup is not None:
+                os.replace(backup, path)
+            else:
+                path.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OutputPathError(f"cannot write {failed}: {e.strerror or e}; nothing was changed") from None
+        raise
+    for _, backup in done:
+        if backup is not None:
+            backup.unlink(missing_ok=True)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

@@ -95,13 +95,27 @@ def probe_record(logits: np.ndarray, seed: int = 0) -> str:
                        "logits": [[float(v) for v in row] for row in np.asarray(logits, dtype=np.float32)]})
 
 
+MAX_PROBE_BATCH = 64  # export and quantize record 2; a file claiming more is not theirs
+MAX_PROBE_CHARS = 4 << 20
+
+
 def parse_probe(raw: str, input_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(inputs, reference logits) from a `probe_record` value, or None when it cannot be read."""
+    """(inputs, reference logits) from a `probe_record` value, or None when it cannot be read: a flat record
+    of a small batch whose logits are a [batch, classes] matrix of finite numbers, checked before any image
+    is generated."""
+    if not isinstance(raw, str) or len(raw) > MAX_PROBE_CHARS:
+        return None
     try:
         rec = json.loads(raw)
+        batch, seed = rec["batch"], rec["seed"]
+        if not (isinstance(batch, int) and isinstance(seed, int) and 1 <= batch <= MAX_PROBE_BATCH
+                and 0 <= seed < 2**32 and isinstance(rec["logits"], list) and len(rec["logits"]) == batch):
+            return None
         ref = np.asarray(rec["logits"], dtype=np.float32)
-        return probe_inputs(int(rec["batch"]), input_shape, int(rec["seed"])), ref
-    except (ValueError, KeyError, TypeError):
+        if ref.ndim != 2 or not np.isfinite(ref).all():
+            return None
+        return probe_inputs(batch, input_shape, seed), ref
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -147,6 +161,55 @@ class OnnxArtifact:
         return probe
 
 
+# Bounds for files from strangers, checked before anything is allocated. A folded DiracNet-34 has under 100
+# nodes, its int8 form a few hundred; ImageNet inputs are 3x224x224.
+MAX_NODES = 20_000
+MAX_EXTERNAL_BYTES = 2 << 30
+MAX_METADATA_CHARS = 16 << 20
+MAX_CHANNELS, MAX_SIDE, MAX_CLASSES = 4096, 4096, 1_000_000
+
+
+def _element_size(data_type: int) -> int:
+    from onnx import helper
+
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def _check_external_data(model, path: Path) -> None:
+    """Each external tensor's file is a regular file inside the model's folder, and holds the bytes its shape
+    needs at the declared offset; all of them together within MAX_EXTERNAL_BYTES. Checked before reading."""
+    base = path.parent.resolve()
+    total = 0
+    for t in model.graph.initializer:
+        if t.data_location != 1:  # TensorProto.EXTERNAL
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        where = f"{path}: tensor {t.name[:80]!r} keeps its data in {loc[:120]!r}"
+        target = (path.parent / loc)
+        if not loc or Path(loc).is_absolute() or ".." in Path(loc).parts or base not in target.resolve().parents:
+            raise CheckpointError(f"{where}, outside the model's folder; refused")
+        if target.is_symlink() or not target.is_file():
+            raise CheckpointError(f"{where}, which is not a regular file; refused")
+        try:
+            offset, length = int(info.get("offset", 0)), info.get("length")
+            length = None if length is None else int(length)
+        except ValueError:
+            raise CheckpointError(f"{where} at a malformed offset or length") from None
+        count = int(np.prod([max(int(d), 0) for d in t.dims], dtype=np.float64)) if t.dims else 1
+        need = count * _element_size(t.data_type)
+        size = target.stat().st_size
+        if need == 0 or (length is not None and length != need) or offset < 0 or offset + need > size:
+            raise CheckpointError(f"{where}: its shape {list(t.dims)[:8]} needs {need:,} bytes at offset {offset:,}, "
+                                  f"the file has {size:,} bytes (declared length {length}); refused")
+        total += need
+        if total > MAX_EXTERNAL_BYTES:
+            raise CheckpointError(f"{path}: external data over {MAX_EXTERNAL_BYTES:,} bytes; not a folded chain")
+
+
 def _dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
             for d in value_info.type.tensor_type.shape.dim]
@@ -165,7 +228,19 @@ def read_onnx(path: str | Path) -> OnnxArtifact:
     if not path.is_file():
         raise CheckpointError(f"no such file: {path}")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf decode errors share no base class
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a valid ONNX model: {first[:300]}") from None
+    nodes = len(model.graph.node)
+    if nodes > MAX_NODES:
+        raise CheckpointError(f"{path} has {nodes:,} nodes; a folded chain has at most a few hundred (limit "
+                              f"{MAX_NODES:,}), so it is refused before any runtime sees it")
+    if sum(len(p.key) + len(p.value) for p in model.metadata_props) > MAX_METADATA_CHARS:
+        raise CheckpointError(f"{path}: metadata over {MAX_METADATA_CHARS:,} characters; refused")
+    _check_external_data(model, path)
+    try:
+        onnx.load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
     except Exception as e:  # protobuf decode errors and checker errors share no base class
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -184,6 +259,10 @@ def read_onnx(path: str | Path) -> OnnxArtifact:
     if not fixed or len(out) != 2 or not (isinstance(out[1], int) and out[1] > 0):
         raise CheckpointError(f"{path}: input must be [batch, C, H, W] and output [batch, classes] with fixed C, H, W "
                               f"and classes; found {dims} and {out}")
+    if dims[1] > MAX_CHANNELS or max(dims[2], dims[3]) > MAX_SIDE or out[1] > MAX_CLASSES:
+        raise CheckpointError(f"{path}: input [batch, {dims[1]}, {dims[2]}, {dims[3]}] with {out[1]} classes is beyond "
+                              f"what this tool serves (at most {MAX_CHANNELS} channels, {MAX_SIDE} pixels a side, "
+                              f"{MAX_CLASSES:,} classes)")
     metadata = {p.key: p.value for p in model.metadata_props}
     return OnnxArtifact(path, model, (dims[1], dims[2], dims[3]), out[1], metadata)
 

@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 
 from dirac_deploy import data
 from dirac_deploy.cli import main
-from dirac_deploy.errors import EquivalenceError, ExportError
+from dirac_deploy.errors import CheckpointError, EquivalenceError, ExportError
 from dirac_deploy.onnxfile import check_artifact, content_kind, narrowed_rtol, read_onnx
 
 
@@ -60,3 +60,53 @@ def test_the_tolerance_is_narrowed_never_widened():
     assert narrowed_rtol(0.05, "0.001") == 0.001
     for junk in ("nan", "-1", "0", "x", "", None):
         assert narrowed_rtol(0.05, junk) == 0.05
+
+
+def _with_meta(src, dst, key, value):
+    model = onnx.load(str(src))
+    next(p for p in model.metadata_props if p.key == key).value = value
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_external_data_is_checked_against_the_file_before_it_is_read(exported, tmp_path):
+    model = onnx.load(str(exported))
+    onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="ext.bin", size_threshold=0)
+    assert read_onnx(tmp_path / "ext.onnx").input_shape == (3, 32, 32)  # a well-formed one loads
+    big = onnx.load(str(tmp_path / "ext.onnx"), load_external_data=False)
+    t = next(t for t in big.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+    del t.dims[:]
+    t.dims.extend([1000, 1000, 1000])  # 4e9 bytes declared ...
+    for e in t.external_data:
+        if e.key == "length":
+            e.value = str(4 * 10**9)
+    onnx.save(big, str(tmp_path / "big.onnx"))
+    with open(tmp_path / "ext.bin", "r+b") as f:  # ... over a sparse file that claims to hold them
+        f.truncate(4 * 10**9 + 100)
+    with pytest.raises(CheckpointError, match="external data over|needs"):
+        read_onnx(tmp_path / "big.onnx")
+    res = CliRunner().invoke(main, ["inspect", str(tmp_path / "big.onnx")])
+    assert res.exit_code == 1 and "Traceback" not in res.output and len(res.output.splitlines()) == 1
+
+
+def test_graphs_and_probes_beyond_the_bounds_are_refused_before_running(exported, tmp_path):
+    huge = onnx.load(str(exported))
+    last = huge.graph.node[-1]
+    last.output[0] = "r0"
+    huge.graph.node.extend(helper.make_node("Relu", [f"r{i}"], [f"r{i + 1}" if i < 20_000 else "logits"])
+                           for i in range(20_001))
+    onnx.save(huge, str(tmp_path / "huge.onnx"))
+    with pytest.raises(CheckpointError, match="nodes"):
+        read_onnx(tmp_path / "huge.onnx")
+    wide = onnx.load(str(exported))
+    for d, v in zip(wide.graph.input[0].type.tensor_type.shape.dim[2:], (60000, 60000)):
+        d.dim_value = v
+    onnx.save(wide, str(tmp_path / "wide.onnx"))
+    with pytest.raises(CheckpointError, match="beyond what this tool serves"):
+        read_onnx(tmp_path / "wide.onnx")
+    for name, probe in (("batch", '{"seed": 0, "batch": 1000000, "logits": []}'),
+                        ("deep", "[" * 100_000 + "]" * 100_000),
+                        ("shape", '{"seed": 0, "batch": 2, "logits": [[1, 2], [3]]}')):
+        path = _with_meta(exported, tmp_path / f"{name}.onnx", "dirac_deploy.parity_probe", probe)
+        with pytest.raises(CheckpointError, match="damaged parity probe"):
+            check_artifact(read_onnx(path))
