@@ -77,12 +77,12 @@ def test_a_foreign_onnx_is_pointed_to_no_verify(tmp_path):
 
 @pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
 def test_an_ir_cannot_loosen_its_own_parity_check(artifacts, tmp_path):
-    from dirac_deploy.serve.model import ModelSource, load_served_model
-
     import html
     import json
     import re
     import shutil
+
+    from dirac_deploy.serve.model import ModelSource, load_served_model
 
     text = (artifacts / "q.xml").read_text().replace('<probe_rtol value="0.05" />', '<probe_rtol value="inf" />')
     m = re.search(r'<parity_probe value="([^"]*)"', text)
