@@ -26,9 +26,10 @@ def ort_session(model, *, threads: int | None = None, optimized: bool = True, de
             when it runs alone). Off where other runtimes share the cores, so idle threads do not steal them.
     """
     ort = require("onnxruntime")
-
+    # ONNX Runtime's own ERROR lines would print before the one line our callers raise with its message
+    ort.set_default_logger_severity(4)
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4
     opts.intra_op_num_threads = threads or 0
     if sequential:
         opts.inter_op_num_threads = 1

@@ -153,3 +153,51 @@ def test_image_folder_labels_come_from_sorted_class_names(tmp_path):
     assert ds.x.shape == (6, 3, 32, 32) and list(ds.labels) == [0, 0, 0, 1, 1, 1]
     assert "cat=0, dog=1" in ds.source
     assert abs(float(ds.x[0].mean()) - (50 / 255 - 0.5) / 0.25) < 1e-3
+
+
+def _npy_with_header(path, shape, dtype="<f4", payload=b""):
+    """A .npy whose header declares `shape` over `payload` (no real array of that size is ever made)."""
+    header = {"descr": dtype, "fortran_order": False, "shape": tuple(shape)}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(payload)
+    return path
+
+
+def test_calibration_files_from_strangers_are_one_line_before_they_are_loaded(tmp_path):
+    """Each case fails with one line naming the file, without loading what the file declares."""
+    import zipfile
+
+    from PIL import Image
+
+    good = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "ok.npz", images=good)
+    blob = bytearray((tmp_path / "ok.npz").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (tmp_path / "crc.npz").write_bytes(bytes(blob))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "ok.npz").read_bytes()[:900])
+    (tmp_path / "notzip.npz").write_bytes(b"hello, not a zip archive")
+    np.savez(tmp_path / "objects.npz", images=np.array([{"a": 1}, None], dtype=object))
+    _npy_with_header(tmp_path / "huge.npy", (100_000_000, 3, 32, 32))
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z:
+        z.write(_npy_with_header(tmp_path / "member.npy", (100_000_000, 3, 32, 32)), "images.npy")
+    np.savez(tmp_path / "flat.npz", images=np.zeros((4, 0, 32, 3), np.uint8))
+    np.savez(tmp_path / "strlabels.npz", images=good, labels=np.array(["cat"] * 8))
+    np.savez(tmp_path / "nanlabels.npz", images=good, labels=np.full(8, np.nan))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3, 32, 32), np.float32))
+    (tmp_path / "random.npy").write_bytes(np.random.default_rng(1).bytes(500))
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    Image.new("1", (12000, 12000)).save(folder / "bomb.png")
+    ppm = tmp_path / "ppm"
+    ppm.mkdir()
+    (ppm / "zero.ppm").write_bytes(b"P6\n2 2\n0\n" + bytes(12))
+    cases = {"crc.npz": "corrupt", "cut.npz": "corrupt", "notzip.npz": "corrupt", "objects.npz": "Python objects",
+             "huge.npy": "GiB", "huge.npz": "GiB", "flat.npz": "no pixels", "strlabels.npz": "whole numbers",
+             "nanlabels.npz": "whole numbers", "empty.npy": "no images", "random.npy": "not a readable",
+             "bomb": "cannot read image", "ppm": "cannot read image"}
+    for name, needle in cases.items():
+        res = _quantize(DIGITS, "-o", tmp_path / "q.onnx", "--eval", tmp_path / name)
+        assert res.exit_code == 1 and needle in res.output, (name, res.output)
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output, (name, res.output)
+    assert not (tmp_path / "q.onnx").exists()

@@ -122,6 +122,21 @@ def test_body_limit_counts_streamed_chunks_without_a_content_length():
     assert r.status_code == 413 and "exceeds the limit of 1000 bytes" in r.json()["error"]
 
 
+def test_long_json_integers_and_oversized_json_are_4xx_not_500():
+    app = create_app({"m": _model([lambda x: np.zeros((x.shape[0], 4), np.float32)])}, max_json_bytes=4096)
+    big = "9" * 5000
+    for body in ('{"id": %s, "inputs": []}' % big, '{"inputs": [{"name": "input", "shape": [%s], "datatype": "FP32", '
+                 '"data": [1]}]}' % big, '{"%s": 1}' % big.replace("9", "a"), '{"inputs": [], "x": 1e99999999}',
+                 '{"inputs": [{"name": "input", "shape": [1, 1, 2, 2], "datatype": "FP32", "data": [%s, 1, 1, 1]}]}'
+                 % big):
+        r = _call(app, "POST", "/v2/models/m/infer", content=body.encode())
+        assert 400 <= r.status_code < 500 and "error" in r.json(), (body[:40], r.status_code, r.text[:200])
+    r = _call(app, "POST", "/v2/models/m/infer", json=_json_request(np.zeros((300, 1, 2, 2), np.float32)))
+    assert r.status_code == 413 and "--max-json-mb" in r.json()["error"]
+    r = _call(app, "POST", "/v2/models/m/infer", json=_json_request(np.zeros((1, 1, 2, 2), np.float32)))
+    assert r.status_code == 200
+
+
 @pytest.mark.parametrize("runtime,instances", [("onnxruntime", 1), ("onnxruntime", 3), ("torch", 2)])
 def test_served_model_instances_give_identical_answers(runtime, instances):
     """Every instance computes the same function: concurrent calls over all of them agree exactly."""

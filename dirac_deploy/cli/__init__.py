@@ -1,8 +1,9 @@
 """`dirac-deploy` command line: each command parses options, calls one library function and prints its result.
 
-User errors (`DiracDeployError`) become one line on stderr and exit status 1; anything else is a bug and
-keeps its traceback. Command modules import the library inside their functions, so `--help` does not load
-torch or onnx.
+User errors (`DiracDeployError`) become one line on stderr and exit status 1. Anything else is a bug or a
+case nobody foresaw: it too is one line (its type, its message's first line, the command and its file
+arguments) with exit status 2, and `-v` prints the traceback. Command modules import the library inside their
+functions, so `--help` does not load torch or onnx.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from .render import Settings
 
 
 class _Group(click.Group):
+    def parse_args(self, ctx, args):
+        ctx.meta["dirac_deploy.argv"] = list(args)  # for the one line an unexpected error becomes
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         from ..errors import DiracDeployError
 
@@ -26,6 +31,17 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as e:
+            settings = ctx.find_object(Settings)
+            if settings is not None and settings.verbose:
+                raise
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            args = " ".join(a for a in ctx.meta.get("dirac_deploy.argv", []) if not a.startswith("-"))[:200]
+            click.echo(f"Error: unexpected {type(e).__name__}: {first} (in `dirac-deploy {args}`; run with -v for "
+                       f"the traceback, and please report it)", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

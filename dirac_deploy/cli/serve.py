@@ -31,6 +31,9 @@ from .render import console, err_console
                    "many images (a lone request never waits). 1 turns it off.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001, max=4096), default=64.0, show_default=True,
               help="Reject request bodies larger than this (HTTP 413, gRPC RESOURCE_EXHAUSTED).")
+@click.option("--max-json-mb", type=click.FloatRange(min=0.001, max=4096), default=16.0, show_default=True,
+              help="Reject HTTP requests whose JSON part is larger (413): decoded JSON numbers take 10-30x their "
+                   "text in memory. Binary tensors (Triton's extension, tritonclient's default) are not JSON.")
 @click.option("--max-connections", type=click.IntRange(1, 100_000), default=512, show_default=True,
               help="Open HTTP connections; one more gets 503 and is closed (keep it below the open-files limit).")
 @click.option("--header-timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True,
@@ -43,7 +46,7 @@ from .render import console, err_console
               help="Audit each .onnx and re-run the parity probe its export recorded; --no-verify serves an ONNX "
                    "that was not written by `dirac-deploy export` (nothing then proves it is a folded chain).")
 @checkpoint_options
-def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, max_connections,
+def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, max_json_mb, max_connections,
           header_timeout, body_timeout, drain_seconds, verify, **opts):
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
@@ -64,7 +67,8 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     from ..serve.server import serve_models
 
     out, status = console(), err_console()
-    limits = ServeLimits(max_body_bytes=int(max_body_mb * 2**20), max_connections=max_connections,
+    limits = ServeLimits(max_body_bytes=int(max_body_mb * 2**20), max_json_bytes=int(max_json_mb * 2**20),
+                         max_connections=max_connections,
                          header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds)
     spinner = status.status("loading ...")
 

@@ -33,6 +33,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
 DEFAULT_CROP_FRACTION = 0.875  # torchvision's Resize(256) + CenterCrop(224); timm's default crop_pct
 MAX_RANDOM = 100_000
 HOLDOUT_FRACTION = 0.25  # of --calib, held out for the proof when no --eval is given
+MAX_DATA_BYTES = 2 << 30  # one data source in memory, checked from the file's headers before it is read
+MAX_IMAGE_PIXELS = 40_000_000  # one image file (a 6000x6000 photo fits; decompression bombs do not)
+IMAGE_KEYS = ("x", "images", "{role}_images", "holdout_images", "calib_images")
+LABEL_KEYS = ("labels", "y", "holdout_labels")
 
 
 @dataclass
@@ -88,6 +92,8 @@ def _from_arrays(images, labels, input_shape, mean, std, where: str,
         images = x
     else:
         images = np.asarray(images)
+    if images.ndim == 4 and min(images.shape[1:]) == 0:
+        raise OptionError(f"{where}: images of shape {list(images.shape[1:])} have no pixels")
     if images.dtype == np.uint8:
         x = _normalize(images, input_shape, mean, std, where, crop_fraction)
     elif images.dtype.kind == "f" and images.ndim == 4 and tuple(images.shape[1:]) == tuple(input_shape):
@@ -178,6 +184,8 @@ def _labels(labels, n: int, where: str) -> np.ndarray:
         raise OptionError(f"{where}: {len(labels)} labels for {n} images")
     if len(labels) and labels.min() < 0:
         raise OptionError(f"{where}: labels must be class indices >= 0, found {int(labels.min())}")
+    if len(labels) and labels.max() >= 1_000_000:
+        raise OptionError(f"{where}: a label of {int(labels.max())} is no class index")
     return labels
 
 
@@ -195,6 +203,9 @@ def load_data(spec: str, input_shape: tuple[int, int, int], *, mean=None, std=No
         x, labels, source = _embedded(role, source_sha256, input_shape, mean, std, where)
     elif spec == "random" or spec.startswith("random:"):
         n = _random_count(spec, where)
+        if n * 4 * int(np.prod(input_shape)) > MAX_DATA_BYTES:
+            raise OptionError(f"{where}: {n} images of {'x'.join(map(str, input_shape))} take more than "
+                              f"{MAX_DATA_BYTES >> 20} MiB; ask for fewer")
         seed = 1 if role == "calib" else 2  # calibration and evaluation never share images
         x = np.random.default_rng(seed).standard_normal((n, *input_shape)).astype(np.float32)
         labels, source = None, f"{n} seeded N(0, 1) images (seed {seed})"
@@ -204,21 +215,7 @@ def load_data(spec: str, input_shape: tuple[int, int, int], *, mean=None, std=No
             images, labels, classes = _read_folder(path, input_shape)
             x, labels = _from_arrays(images, labels, input_shape, mean, std, where, crop_fraction)
         else:
-            try:
-                arrays = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise OptionError(f"{where}: cannot read it ({e})") from None
-            if isinstance(arrays, np.ndarray):
-                images, labels = arrays, None
-            else:
-                with arrays:
-                    key = next((k for k in ("x", "images", f"{role}_images", "holdout_images", "calib_images")
-                                if k in arrays.files), None)
-                    if key is None:
-                        raise OptionError(f"{where}: no image array (keys 'x', 'images') among {arrays.files[:6]}")
-                    images = arrays[key]
-                    lkey = next((k for k in ("labels", "y", "holdout_labels") if k in arrays.files), None)
-                    labels = arrays[lkey] if lkey else None
+            images, labels = _read_arrays(path, role, limit, where)
             x, labels = _from_arrays(images, labels, input_shape, mean, std, where, crop_fraction)
             classes = []
         source = f"{path} ({len(x)} images{', labelled' if labels is not None else ''})"
@@ -231,6 +228,76 @@ def load_data(spec: str, input_shape: tuple[int, int, int], *, mean=None, std=No
     if len(x) == 0:
         raise OptionError(f"{where}: no images")
     return Dataset(x, labels, source)
+
+
+def _npy_header(stream, where: str, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = npy.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = npy.read_array_header_2_0(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise OptionError(f"{where}: {name} is not a readable .npy array ({str(e)[:120]})") from None
+    if dtype.hasobject:
+        raise OptionError(f"{where}: {name} holds Python objects (reading them needs pickle, which is refused); "
+                          f"save plain numeric arrays")
+    return shape, dtype
+
+
+def _checked_size(shape, dtype, where: str, name: str, limit: int | None) -> int:
+    """The bytes `name` will take (the first `limit` images of an image array), refused above the budget."""
+    n = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if limit is not None and shape and name.split(".")[0] not in LABEL_KEYS and shape[0] > limit:
+        n = n // shape[0] * limit
+    if n > MAX_DATA_BYTES:
+        raise OptionError(f"{where}: {name} declares {list(shape)} {dtype} ({n / 2**30:.1f} GiB), over the "
+                          f"{MAX_DATA_BYTES >> 30} GiB a data source may take; use a subset")
+    return n
+
+
+def _read_arrays(path: Path, role: str, limit: int | None, where: str):
+    """(images, labels or None) of a .npy / .npz, each member's header checked against the budget (and, for a
+    .npz, against the size its archive entry declares) before anything is loaded; never unpickles."""
+    import zipfile
+
+    try:
+        if path.suffix.lower() == ".npy":
+            with open(path, "rb") as f:
+                shape, dtype = _npy_header(f, where, path.name)
+                _checked_size(shape, dtype, where, path.name, limit)
+            images = np.load(path, allow_pickle=False, mmap_mode="r")
+            return np.array(images[:limit] if limit is not None else images), None
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            image_keys = [k.format(role=role) for k in IMAGE_KEYS]
+            key = next((k for k in image_keys if k in members), None)
+            if key is None:
+                raise OptionError(f"{where}: no image array (keys 'x', 'images') among {sorted(members)[:6]}")
+            lkey = next((k for k in LABEL_KEYS if k in members), None)
+            out = {}
+            for name in [key] + ([lkey] if lkey else []):
+                info = members[name]
+                with archive.open(info) as stream:
+                    shape, dtype = _npy_header(stream, where, name)
+                _checked_size(shape, dtype, where, name, None if name == lkey else limit)
+                if info.file_size < int(np.prod(shape, dtype=np.float64)) * dtype.itemsize:
+                    raise OptionError(f"{where}: {name} declares {list(shape)} {dtype} but its entry holds "
+                                      f"{info.file_size:,} bytes (truncated)")
+                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > MAX_DATA_BYTES:
+                    raise OptionError(f"{where}: {name} is over {MAX_DATA_BYTES >> 30} GiB")
+                with archive.open(info) as stream:
+                    arr = np.lib.format.read_array(stream, allow_pickle=False)
+                out[name] = arr[:limit] if limit is not None and name == key else arr
+            return out[key], out.get(lkey)
+    except OptionError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError, NotImplementedError,
+            RuntimeError) as e:
+        raise OptionError(f"{where}: cannot read it: corrupt or truncated ({type(e).__name__}: "
+                          f"{(str(e).splitlines() or [''])[0][:160]})") from None
 
 
 def holdout_split(data: Dataset, fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -271,12 +338,19 @@ def _read_folder(path: Path, input_shape) -> tuple[list[np.ndarray], np.ndarray 
     c = input_shape[0]
     mode = "RGB" if c == 3 else "L"
     images = []
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS // 2  # PIL refuses (DecompressionBombError) above twice this
+    total = 0
     for f, _ in files[:MAX_RANDOM]:
         try:
             with Image.open(f) as img:
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise ValueError(f"{img.width}x{img.height} pixels, over {MAX_IMAGE_PIXELS:,}")
                 a = np.asarray(img.convert(mode), dtype=np.uint8)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise OptionError(f"cannot read image {f}: {e}") from None
+        except Exception as e:  # PIL's decoders raise many types (OSError, ValueError, SyntaxError, bombs...)
+            raise OptionError(f"cannot read image {f}: {type(e).__name__}: {str(e)[:160]}") from None
+        total += a.size
+        if total > MAX_DATA_BYTES:
+            raise OptionError(f"{path}: the images take more than {MAX_DATA_BYTES >> 30} GiB; use a subset")
         images.append(a[..., None] if a.ndim == 2 else a)
     labels = np.array([i for _, i in files[:MAX_RANDOM]], dtype=np.int64)
     return images, (None if (labels < 0).all() else labels), [d.name for d in classes]

@@ -18,13 +18,14 @@ from .. import __version__
 from .infer_http import InferEndpoint, infer_target
 from .metrics import ServeMetrics
 from .model import ServedModel, model_config
-from .protocol import ProtocolError
+from .protocol import DEFAULT_MAX_JSON_BYTES, ProtocolError
 
 DEFAULT_MAX_BODY = 64 << 20
 
 
 def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_MAX_BODY,
-               grpc_address: str | None = None, body_timeout: float = 10.0):
+               grpc_address: str | None = None, body_timeout: float = 10.0,
+               max_json_bytes: int = DEFAULT_MAX_JSON_BYTES):
     """An ASGI app serving `models` over the Open Inference Protocol (HTTP), with Prometheus metrics.
 
     With `grpc_address` ("host:port") the gRPC service runs on the same event loop, started and stopped with
@@ -106,7 +107,7 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
     async def metrics_route():
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    infer = InferEndpoint(models, metrics, max_body_bytes, body_timeout)
+    infer = InferEndpoint(models, metrics, max_body_bytes, body_timeout, max_json_bytes)
 
     async def app(scope, receive, send):
         name = infer_target(scope) if scope["type"] == "http" else None

@@ -22,7 +22,7 @@ import time
 from .inference import infer_observed, select_outputs, validate_input
 from .metrics import UNKNOWN_MODEL, ServeMetrics
 from .model import ServedModel
-from .protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
+from .protocol import DEFAULT_MAX_JSON_BYTES, HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
 
 _PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$")
 _log = logging.getLogger("dirac_deploy.serve")
@@ -53,9 +53,9 @@ async def _send_error(send, status: int, message: str) -> None:
 
 class InferEndpoint:
     def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics, max_body_bytes: int,
-                 body_timeout: float = 10.0):
+                 body_timeout: float = 10.0, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES):
         self.models, self.metrics, self.max_body_bytes = models, metrics, max_body_bytes
-        self.body_timeout = body_timeout
+        self.body_timeout, self.max_json_bytes = body_timeout, max_json_bytes
 
     async def _body(self, receive, declared: str | None) -> bytes:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -86,7 +86,7 @@ class InferEndpoint:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             body = await self._body(receive, headers.get("content-length"))
             t_body = time.perf_counter()
-            req = parse_infer_request(body, headers.get(HEADER_LENGTH))
+            req = parse_infer_request(body, headers.get(HEADER_LENGTH), self.max_json_bytes)
             x = validate_input(model, req)
             logits, run = await infer_observed(model, x, self.metrics)
             t_inferred = time.perf_counter()

@@ -11,6 +11,8 @@ class ServeLimits:
 
     Attributes:
         max_body_bytes: request bodies larger than this get 413 (HTTP) or RESOURCE_EXHAUSTED (gRPC).
+        max_json_bytes: the JSON part of an HTTP request (all of it without the binary extension) larger than
+            this gets 413: decoded, JSON numbers cost 10-30x their text in memory.
         max_connections: open HTTP connections; one more gets 503 and is closed.
         header_timeout: seconds for a request's headers to arrive (408 after).
         body_timeout: seconds between two chunks of a request body (408 after).
@@ -19,6 +21,7 @@ class ServeLimits:
     """
 
     max_body_bytes: int = 64 << 20
+    max_json_bytes: int = 16 << 20
     max_connections: int = 512
     header_timeout: float = 10.0
     body_timeout: float = 10.0

@@ -60,13 +60,28 @@ class InferRequest:
     binary_output_default: bool = False
 
 
-def _json(data: bytes, what: str) -> dict:
+MAX_JSON_DIGITS = 40  # an integer in a request is a shape, an index or an id: never longer than this
+DEFAULT_MAX_JSON_BYTES = 16 << 20  # decoded JSON costs ~10-30x its size in Python objects
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_JSON_DIGITS:
+        raise ProtocolError(f"a JSON integer with {len(text)} digits; at most {MAX_JSON_DIGITS} are accepted")
+    return int(text)
+
+
+def _json(data: bytes, what: str, max_bytes: int = DEFAULT_MAX_JSON_BYTES) -> dict:
+    if len(data) > max_bytes:
+        raise ProtocolError(f"{what} is {len(data):,} bytes of JSON; at most {max_bytes:,} are accepted (send "
+                            f"tensors as binary data, Triton's binary tensor extension, or raise --max-json-mb)", 413)
     try:
-        obj = json.loads(data)
+        obj = json.loads(data, parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProtocolError(f"malformed JSON in {what}: {e}") from None
     except RecursionError:
         raise ProtocolError(f"malformed JSON in {what}: nested too deeply") from None
+    except ValueError as e:  # e.g. a float literal too long to convert
+        raise ProtocolError(f"malformed JSON in {what}: {str(e)[:200]}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what} must be a JSON object, got {type(obj).__name__}")
     return obj
@@ -130,7 +145,8 @@ def _params(value, what: str) -> dict:
     return value
 
 
-def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
+def parse_infer_request(body: bytes, header_length: str | None,
+                        max_json_bytes: int = DEFAULT_MAX_JSON_BYTES) -> InferRequest:
     """Decode an HTTP v2 infer request (JSON or binary extension) into numpy tensors.
 
     Raises:
@@ -143,9 +159,9 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             raise ProtocolError(f"invalid Inference-Header-Content-Length {header_length[:40]!r}: not an integer") from None
         if not 0 < n <= len(body):
             raise ProtocolError(f"invalid Inference-Header-Content-Length {n}: the body has {len(body)} bytes")
-        header, binary = _json(body[:n], "the inference header"), memoryview(body)[n:]
+        header, binary = _json(body[:n], "the inference header", max_json_bytes), memoryview(body)[n:]
     else:
-        header, binary = _json(body, "the request body"), memoryview(b"")
+        header, binary = _json(body, "the request body", max_json_bytes), memoryview(b"")
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError("request has no 'inputs' list")
