@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ _PREFIXES = ("module.", "_orig_mod.")
 # allowed global" and (torch >= 2.10 for blocked modules) "Trying to load unsupported GLOBAL posix.system
 # whose module posix is blocked".
 _GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
+_UNPICKLER = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 MAX_ELEMENTS = 4_000_000_000  # 16 GB of fp32: far beyond any DiracNet (DiracNet-34 has 22 M parameters)
 _SLACK = 1 << 20  # zip headers and pickle bytes a stored archive adds to its entries
 
@@ -101,7 +103,9 @@ def load_torch_file(path: str | Path, *, trust: bool = False):
     if zipfile.is_zipfile(path):
         _check_archive(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+        with warnings.catch_warnings():  # torch's warnings (pickle protocol, deprecated storages) are not ours
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
         m = _GLOBAL.search(str(e))
         if m and not trust:
@@ -109,6 +113,12 @@ def load_torch_file(path: str | Path, *, trust: bool = False):
                 f"{path} stores a Python object ({m.group(1)}) that only full unpickling can load, and unpickling "
                 f"can run arbitrary code; if you trust where the file came from, re-run with --trust-checkpoint"
             ) from None
+        reason = _UNPICKLER.search(str(e))
+        if reason and not trust:  # safe loading refused the file for another reason (an opcode, a protocol)
+            raise UnsafeCheckpointError(
+                f"{path} cannot be read by safe (weights-only) loading: {reason.group(1).strip()[:200]}; only full "
+                f"unpickling could load it, and that can run arbitrary code: if you trust where the file came "
+                f"from, re-run with --trust-checkpoint") from None
         raise CheckpointError(f"cannot read {path}: truncated or corrupt torch file ({_first_line(e)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError, IndexError, KeyError,
             TypeError, OverflowError, MemoryError, NotImplementedError) as e:
