@@ -253,11 +253,24 @@ def _input_shape(plain: PlainNet, meta: dict, where: str) -> tuple[int, int, int
     return (int(first.args["in_channels"]), size, size)
 
 
+def _check_runs(plain: PlainNet, shape: tuple[int, int, int], where: str) -> None:
+    """One image through the chain at its recorded input size, so an input too small for its pooling (or any
+    other inconsistency) is one line here, not an exporter's log later."""
+    try:
+        with torch.no_grad():
+            plain(torch.zeros(1, *shape))
+    except (RuntimeError, ValueError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"{where}: the chain does not run on a {shape[0]}x{shape[1]}x{shape[2]} input ({first}); "
+                              f"pass the size it was trained at with --input-size") from None
+
+
 def _from_plain(path: Path, obj, options: LoadOptions) -> LoadedModel:
     plain, meta = plain_from_payload(obj, str(path))
     if options.input_size is not None:
         meta = {**meta, "input_size": options.input_size}
     shape = _input_shape(plain, meta, str(path))
+    _check_runs(plain, shape, str(path))
     name = meta.get("architecture", {}).get("name", "plain chain") if isinstance(meta.get("architecture"), dict) \
         else "plain chain"
     return LoadedModel(path, "plain file", "plain file", name, shape, int(plain.layers[-1].args["out_features"]),

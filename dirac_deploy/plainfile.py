@@ -61,6 +61,7 @@ def plain_from_payload(obj, where: str) -> tuple[PlainNet, dict]:
     return plain.eval(), _check_meta(obj.get("meta", {}), where, plain)
 
 
+_POSITIVE = {"kernel_size", "stride", "in_channels", "out_channels", "in_features", "out_features"}
 _WEIGHT_SHAPES = {"conv": lambda a: (a["out_channels"], a["in_channels"], a["kernel_size"], a["kernel_size"]),
                   "linear": lambda a: (a["out_features"], a["in_features"])}
 
@@ -70,14 +71,23 @@ def _check_layers(layers: list[LayerSpec], state_dict) -> None:
     what the file holds)."""
     if not isinstance(state_dict, dict) or not layers:
         raise ValueError("no layers or no state_dict")
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and not value.is_floating_point():
+            raise ValueError(f"{key} holds {value.dtype} values; a folded chain's tensors are floating point")
     for layer in layers:
         if not isinstance(layer.name, str) or not isinstance(layer.args, dict):
             raise ValueError(f"layer {layer.name!r} has malformed fields")
         for key, value in layer.args.items():
-            if isinstance(value, bool) or key == "negative_slope":
+            if key == "negative_slope":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"layer {layer.name!r}: negative_slope = {value!r:.40} is not a finite number")
+                continue
+            if isinstance(value, bool):
                 continue
             if value is not None and (not isinstance(value, int) or not 0 <= value <= 1 << 20):
-                raise ValueError(f"layer {layer.name!r}: {key} = {value!r} is not a small non-negative integer")
+                raise ValueError(f"layer {layer.name!r}: {key} = {value!r:.40} is not a small non-negative integer")
+            if key in _POSITIVE and value is not None and value < 1:
+                raise ValueError(f"layer {layer.name!r}: {key} = {value} (must be at least 1)")
         if layer.kind in _WEIGHT_SHAPES:
             w = state_dict.get(f"{layer.name}.weight")
             shape = _WEIGHT_SHAPES[layer.kind](layer.args)
