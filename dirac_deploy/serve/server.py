@@ -46,8 +46,9 @@ def _within_open_files(limits: ServeLimits) -> ServeLimits:
     return dataclasses.replace(limits, max_connections=max(1, soft - 64))  # sessions, model files, gRPC
 
 
-class _Stopped(Exception):
-    """SIGTERM or Ctrl-C arrived while the models were still loading."""
+class _Stopped(BaseException):
+    """SIGTERM or Ctrl-C arrived while the models were still loading. A BaseException, so that no library's
+    `except Exception` (the ONNX exporter has several) can swallow it or wrap it into an export error."""
 
 
 def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = None,
@@ -70,7 +71,10 @@ def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 
             raise DiracDeployError(f"--grpc-port {grpc_port} is the HTTP --port too; give two ports")
         check_bindable(host, grpc_port, "gRPC")
 
+    stopping: list[int] = []
+
     def stop(signum, frame):
+        stopping.append(signum)
         raise _Stopped()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -79,9 +83,15 @@ def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 
                              on_loading)
     except _Stopped:
         return False
+    except BaseException:
+        if stopping:  # the stop surfaced as a library's error (the exporter wraps what its tracer raises)
+            return False
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if stopping:  # a handler's exception that something swallowed all the same: the signal still counts
+        return False
     run_server(models, host, port, limits=limits, grpc_port=grpc_port,
                on_started=lambda bound: on_started(models, bound))
     return True
