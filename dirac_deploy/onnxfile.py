@@ -278,7 +278,8 @@ def audit_artifact(art: OnnxArtifact) -> None:
                              f"serves it unverified)"))
 
 
-def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=None) -> Proof:
+def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=None,
+                   engine: str = "ONNX Runtime") -> Proof:
     """Re-check an ONNX file from `export` without its source: the audit for its kind of graph, then ONNX
     Runtime (`session`, or a new CPU session) against the parity probe recorded in it.
 
@@ -304,14 +305,14 @@ def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=Non
         (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
     except Exception as e:  # ORT raises its own exception types for graphs it cannot load or run
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"ONNX Runtime cannot run {art.path}: {first[:300]}") from None
+        raise ExportError(f"{engine} cannot run {art.path}: {first[:300]}") from None
     got = np.asarray(got)
     if got.shape != ref.shape or got.shape[1] != art.num_classes:
-        raise EquivalenceError(f"{art.path}: ONNX Runtime returns logits of shape {list(got.shape)} for a batch of "
+        raise EquivalenceError(f"{art.path}: {engine} returns logits of shape {list(got.shape)} for a batch of "
                                f"{len(x)}, but the graph declares {art.num_classes} classes and export recorded "
                                f"{list(ref.shape)}")
     proof = compare_logits(ref, got, rtol=rtol, input_shape=tuple(x.shape), reference_name="logits recorded at export")
     if not proof.ok:
-        raise EquivalenceError(f"{art.path} does not reproduce the logits recorded at export in ONNX Runtime: "
+        raise EquivalenceError(f"{art.path} does not reproduce the logits recorded at export in {engine}: "
                                f"{proof.describe()}")
     return proof

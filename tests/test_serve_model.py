@@ -94,3 +94,28 @@ def test_an_ir_cannot_loosen_its_own_parity_check(artifacts, tmp_path):
     shutil.copy(artifacts / "q.bin", tmp_path / "q.bin")
     with pytest.raises(DiracDeployError, match="does not reproduce"):
         load_served_model(ModelSource("q", xml))
+
+
+@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
+def test_ir_files_from_strangers_are_one_line_before_openvino_reads_them(artifacts, tmp_path):
+    import os
+    import shutil
+
+    from dirac_deploy.serve.model import ModelSource, load_served_model
+
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    shutil.copy(artifacts / "q.xml", fifo / "q.xml")
+    os.mkfifo(fifo / "q.bin")  # reading it would block forever
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "q.xml").write_text('<?xml version="1.0"?>\n<net name="x" version="11"><layers/><edges/></net>\n')
+    (empty / "q.bin").write_bytes(b"")
+    many = tmp_path / "many"
+    many.mkdir()
+    (many / "q.xml").write_text('<?xml version="1.0"?>\n<net name="x" version="11"><layers>'
+                                + '<layer id="0" />' * 20_001 + "</layers></net>\n")
+    (many / "q.bin").write_bytes(b"")
+    for folder, needle in ((fifo, "not a regular file"), (empty, "one input and one output"), (many, "layers")):
+        with pytest.raises(DiracDeployError, match=needle):
+            load_served_model(ModelSource("q", folder / "q.xml"))

@@ -69,7 +69,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _model(self, name, context) -> ServedModel:
         if name not in self.models:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model '{name}'; served: {', '.join(sorted(self.models))}")
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                _details(f"unknown model '{name[:100]}'; served: {', '.join(sorted(self.models))}"))
         return self.models[name]
 
     async def ModelMetadata(self, request, context):
@@ -96,11 +97,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             outputs = select_outputs(model, req, logits)
         except ProtocolError as e:
             self.metrics.count(model.name, "grpc", GRPC_TO_HTTP["INVALID_ARGUMENT"])
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _details(str(e)))
         except Exception as e:  # a bug or a runtime failure: answer INTERNAL, log, keep serving
             _log.exception("gRPC infer on model %r failed", model.name)
             self.metrics.count(model.name, "grpc", GRPC_TO_HTTP["INTERNAL"])
-            await context.abort(grpc.StatusCode.INTERNAL, f"inference failed: {type(e).__name__}: {e}"[:500])
+            await context.abort(grpc.StatusCode.INTERNAL, _details(f"inference failed: {type(e).__name__}: {e}"))
         response = pb.ModelInferResponse(model_name=model.name, model_version="1", id=request.id)
         for name, arr, _ in outputs:
             arr = np.ascontiguousarray(arr)
@@ -111,6 +112,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return response
 
 
+def _details(text: str) -> str:
+    """An error's details travel in an HTTP/2 trailer, which clients cap at a few KB (a longer one arrives as
+    'Stream removed'): messages that echo a client's names are cut to fit."""
+    return text if len(text) <= 1000 else text[:1000] + " ..."
+
+
 async def start_grpc(models: dict[str, ServedModel], address: str, metrics: ServeMetrics,
                      max_body_bytes: int = 64 << 20) -> grpc.aio.Server:
     """Start a grpc.aio server on the running event loop (the HTTP server's); the caller stops it.
@@ -118,7 +125,11 @@ async def start_grpc(models: dict[str, ServedModel], address: str, metrics: Serv
     Requests larger than `max_body_bytes` (the HTTP body limit) are refused by gRPC with RESOURCE_EXHAUSTED.
     """
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_body_bytes),
-                                      ("grpc.max_send_message_length", 256 << 20)])
+                                      ("grpc.max_send_message_length", 256 << 20),
+                                      # bounds per connection; idle connections are closed after a minute
+                                      ("grpc.max_concurrent_streams", 64),
+                                      ("grpc.max_connection_idle_ms", 60_000),
+                                      ("grpc.max_metadata_size", 16 << 10)])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(models, metrics, max_body_bytes), server)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot bind gRPC to {address}")

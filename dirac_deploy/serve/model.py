@@ -197,6 +197,33 @@ def _openvino_runners(model, threads: int | None, instances: int, precision: str
     return [runner() for _ in range(instances)]
 
 
+MAX_IR_XML_BYTES = 64 << 20
+MAX_IR_LAYERS = 20_000  # as onnxfile.MAX_NODES: a folded chain's IR has a few hundred layers at most
+
+
+def openvino_reason(e: BaseException) -> str:
+    """OpenVINO's messages start with a source location ('Exception from src/inference/...:84:'); the reason
+    is on a later line."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check '")) and "src/" not in line]
+    return (useful[0] if useful else lines[-1] if lines else type(e).__name__)[:300]
+
+
+def _check_ir_files(xml: Path) -> None:
+    """The .xml and its .bin are regular files of bounded size, and the graph has a bounded layer count, before
+    OpenVINO reads either (a FIFO would block it; a huge graph can crash it)."""
+    bin_path = xml.with_suffix(".bin")
+    for f in (xml, bin_path):
+        if f.is_symlink() or not f.is_file():
+            raise DiracDeployError(f"{f} is not a regular file; an IR is an .xml and a .bin beside it")
+    if xml.stat().st_size > MAX_IR_XML_BYTES:
+        raise DiracDeployError(f"{xml} is over {MAX_IR_XML_BYTES >> 20} MiB of XML; not a folded chain's IR")
+    layers = xml.read_bytes().count(b"<layer ")
+    if layers > MAX_IR_LAYERS:
+        raise DiracDeployError(f"{xml} has {layers:,} layers; a folded chain's IR has at most a few hundred "
+                               f"(limit {MAX_IR_LAYERS:,})")
+
+
 def _ir_model(source: ModelSource, runtime: str, threads: int | None, instances: int, max_batch: int,
               verify: bool) -> ServedModel:
     """An OpenVINO IR from `quantize`: its input and classes from the graph, checked against the probe it
@@ -208,11 +235,14 @@ def _ir_model(source: ModelSource, runtime: str, threads: int | None, instances:
     if runtime != "openvino":
         raise DiracDeployError(f"{source.path} is an OpenVINO IR; serve it with --runtime openvino")
     ov = require("openvino")
+    _check_ir_files(source.path)
     try:
         net = ov.Core().read_model(str(source.path))
     except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line messages
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DiracDeployError(f"OpenVINO cannot read {source.path}: {first[:300]}") from None
+        raise DiracDeployError(f"OpenVINO cannot read {source.path}: {openvino_reason(e)}") from None
+    if len(net.inputs) != 1 or len(net.outputs) != 1:
+        raise DiracDeployError(f"{source.path}: an IR to serve has one input and one output; this one has "
+                               f"{len(net.inputs)} and {len(net.outputs)}")
 
     def rt(key: str) -> str:
         return net.get_rt_info(["dirac_deploy", key]).astype(str) if net.has_rt_info(["dirac_deploy", key]) else ""
@@ -279,13 +309,12 @@ def _onnx_model(source: ModelSource, runtime: str, threads: int | None, instance
     except DiracDeployError:
         raise
     except Exception as e:  # runtimes raise their own types for graphs they cannot load (custom ops, attributes)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DiracDeployError(f"{engine} cannot load {source.path}: {first[:300]}") from None
+        raise DiracDeployError(f"{engine} cannot load {source.path}: {openvino_reason(e)}") from None
     info = {"architecture": art.architecture, "source": "ONNX file",
             "source_sha256": art.metadata.get("dirac_deploy.source_sha256", "")}
     if verify:
         probe = art.probe()
-        check_artifact(art, session=_RunnerSession(runners[0]) if probe is not None else None)
+        check_artifact(art, session=_RunnerSession(runners[0]) if probe is not None else None, engine=engine)
         info["verified"] = "audit and parity probe"
     else:
         info["verified"] = "no (--no-verify)"
