@@ -241,6 +241,52 @@ def test_silent_and_stalled_connections_are_timed_out(endpoints, expected):
     _still_correct(url, expected)
 
 
+def _healthy(url) -> bool:
+    return httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200
+
+
+def test_endless_headers_are_cut_at_the_header_cap(endpoints, expected):
+    url, _, _ = endpoints
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as flood:
+        flood.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\n")
+        sent = 0
+        try:
+            while sent < 1 << 20:  # 1 MiB of header lines, well inside the 1 s header timeout
+                sent += flood.send(b"X-Pad: " + b"a" * 1000 + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        reply = _read_until_closed(flood)
+        assert sent < 1 << 20 or reply.startswith(b"HTTP/1.1 431"), reply[:200]
+        assert reply.startswith(b"HTTP/1.1 431") and b"exceed" in reply, reply[:200]
+    assert _healthy(url)
+    _still_correct(url, expected)
+
+
+def test_a_trickled_body_is_cut_at_the_minimum_rate(endpoints, expected):
+    url, _, _ = endpoints
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as slow:
+        slow.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        t0, reply = time.monotonic(), b""
+        while time.monotonic() - t0 < 8 and not reply:  # one byte every 0.4 s: inside the 1 s stall timeout
+            try:
+                slow.sendall(b"{")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            slow.settimeout(0.4)
+            try:
+                reply = slow.recv(4096)
+            except TimeoutError:
+                pass
+            assert _healthy(url)
+        slow.settimeout(10)
+        reply += _read_until_closed(slow)
+        assert b" 408 " in reply.split(b"\r\n")[0] and b"bytes/s" in reply, reply[:300]
+        assert time.monotonic() - t0 < 5, (time.monotonic() - t0, reply)
+    _still_correct(url, expected)
+
+
 def test_connections_beyond_the_cap_get_503_json(endpoints, expected):
     url, _, _ = endpoints
     host, port = url.removeprefix("http://").split(":")

@@ -40,6 +40,11 @@ from .render import console, err_console
               help="Seconds for a request's headers to arrive (408 after).")
 @click.option("--body-timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True,
               help="Seconds a request body may stall between chunks (408 after).")
+@click.option("--min-body-rate", type=click.FloatRange(min=0), default=1024.0, show_default=True,
+              help="Bytes per second a request body must average once it has taken --body-timeout seconds (408 "
+                   "below it; 0: no minimum).")
+@click.option("--max-header-kb", type=click.FloatRange(min=1, max=1024), default=64.0, show_default=True,
+              help="Largest request headers, request line included (431 above it).")
 @click.option("--drain-seconds", type=click.FloatRange(min=0, max=3600), default=10.0, show_default=True,
               help="On SIGTERM or Ctrl-C, how long in-flight requests may finish before they are dropped.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
@@ -47,7 +52,7 @@ from .render import console, err_console
                    "that was not written by `dirac-deploy export` (nothing then proves it is a folded chain).")
 @checkpoint_options
 def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, max_json_mb, max_connections,
-          header_timeout, body_timeout, drain_seconds, verify, **opts):
+          header_timeout, body_timeout, min_body_rate, max_header_kb, drain_seconds, verify, **opts):
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
     \b
@@ -69,7 +74,8 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     out, status = console(), err_console()
     limits = ServeLimits(max_body_bytes=int(max_body_mb * 2**20), max_json_bytes=int(max_json_mb * 2**20),
                          max_connections=max_connections,
-                         header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds)
+                         header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds,
+                         min_body_rate=min_body_rate, max_header_bytes=int(max_header_kb * 1024))
     spinner = status.status("loading ...")
 
     def loading(name, path):

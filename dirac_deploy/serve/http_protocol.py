@@ -5,6 +5,9 @@
 - A header timeout: a connection whose request headers have not all arrived within `header_timeout` seconds
   gets `408 {"error": ...}` and is closed (an idle keep-alive connection is closed by uvicorn's keep-alive
   timeout; a slow body is bounded by the infer handler's body timeout).
+- A header size cap (`ServeLimits.max_header_bytes`): a request whose headers (request line included) run
+  past it gets `431 {"error": ...}` and is closed, so one connection cannot grow the parser's buffers
+  without bound inside the header timeout.
 - A request uvicorn cannot parse gets `400 {"error": ...}` instead of uvicorn's plain text.
 """
 
@@ -18,7 +21,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .limits import ServeLimits
 
 _log = logging.getLogger("dirac_deploy.serve")
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable"}
 
 
 def _raw_response(status: int, message: str) -> bytes:
@@ -32,6 +36,22 @@ def guarded_protocol(limits: ServeLimits) -> type:
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _header_timer = None
+        _awaiting_headers = True
+        _header_bytes = 0
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self._awaiting_headers or self.transport.is_closing():
+                return
+            # bytes that left the headers incomplete: the parser holds them until the blank line
+            self._header_bytes += len(data)
+            if self._header_bytes > limits.max_header_bytes:
+                self._cancel_header_timer()
+                self._reply_and_close(431, f"request headers exceed {limits.max_header_bytes} bytes")
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._awaiting_headers, self._header_bytes = True, 0
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -67,6 +87,7 @@ def guarded_protocol(limits: ServeLimits) -> type:
 
         def on_headers_complete(self) -> None:
             self._cancel_header_timer()
+            self._awaiting_headers, self._header_bytes = False, 0
             super().on_headers_complete()
 
         def connection_lost(self, exc) -> None:

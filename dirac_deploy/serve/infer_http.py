@@ -48,19 +48,23 @@ async def _send(send, status: int, body: bytes, headers: dict[str, str]) -> None
 
 
 async def _send_error(send, status: int, message: str) -> None:
-    await _send(send, status, json.dumps({"error": message}).encode(), {"content-type": "application/json"})
+    headers = {"content-type": "application/json"}
+    if status in (408, 413):  # the body was not read to its end: the connection cannot carry another request
+        headers["connection"] = "close"
+    await _send(send, status, json.dumps({"error": message}).encode(), headers)
 
 
 class InferEndpoint:
     def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics, max_body_bytes: int,
-                 body_timeout: float = 10.0, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES):
+                 body_timeout: float = 10.0, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+                 min_body_rate: float = 1024.0):
         self.models, self.metrics, self.max_body_bytes = models, metrics, max_body_bytes
-        self.body_timeout, self.max_json_bytes = body_timeout, max_json_bytes
+        self.body_timeout, self.max_json_bytes, self.min_body_rate = body_timeout, max_json_bytes, min_body_rate
 
     async def _body(self, receive, declared: str | None) -> bytes:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise ProtocolError(f"request body of {declared} bytes exceeds the limit of {self.max_body_bytes}", 413)
-        chunks, size = [], 0
+        chunks, size, started = [], 0, time.monotonic()
         while True:
             try:
                 message = await asyncio.wait_for(receive(), self.body_timeout)
@@ -70,6 +74,11 @@ class InferEndpoint:
                 raise ClientGone()
             chunk = message.get("body", b"")
             size += len(chunk)
+            elapsed = time.monotonic() - started
+            if elapsed > self.body_timeout and size < self.min_body_rate * elapsed:
+                raise ProtocolError(f"the request body arrives at {size / elapsed:.0f} bytes/s, below the "
+                                    f"{self.min_body_rate:g} bytes/s a body must average after "
+                                    f"{self.body_timeout:g} s", 408)
             if size > self.max_body_bytes:
                 raise ProtocolError(f"request body exceeds the limit of {self.max_body_bytes} bytes", 413)
             chunks.append(chunk)

@@ -16,6 +16,9 @@ class ServeLimits:
         max_connections: open HTTP connections; one more gets 503 and is closed.
         header_timeout: seconds for a request's headers to arrive (408 after).
         body_timeout: seconds between two chunks of a request body (408 after).
+        min_body_rate: bytes per second a request body must average once it has taken `body_timeout` seconds
+            (408 below it), so a client trickling a byte now and then cannot hold a connection for ever.
+        max_header_bytes: a request's headers, request line included (431 above it).
         keep_alive: seconds an idle keep-alive connection stays open.
         drain_seconds: on SIGTERM, how long in-flight requests may take before they are cancelled.
     """
@@ -25,5 +28,7 @@ class ServeLimits:
     max_connections: int = 512
     header_timeout: float = 10.0
     body_timeout: float = 10.0
+    min_body_rate: float = 1024.0
+    max_header_bytes: int = 64 << 10
     keep_alive: float = 5.0
     drain_seconds: float = 10.0
