@@ -337,8 +337,9 @@ def test_sigterm_while_a_plain_file_is_exported_exits_zero(tmp_path):
     must not swallow the stop."""
     import torch
 
-    import reference
     from dirac_deploy import fold_checkpoint
+
+    import reference
 
     torch.save(reference.as_params_stats(reference.define_params("imagenet", 34, 1.0, seed=1)), tmp_path / "big.pt7")
     fold_checkpoint(tmp_path / "big.pt7", tmp_path / "big.pth")

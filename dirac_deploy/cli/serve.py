@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from rich.markup import escape
 
 from . import main
 from .options import checkpoint_options, load_options
-from .render import console, err_console
+from .render import console, err_console, settings
 
 
 @main.command()
@@ -98,6 +100,15 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
             out.print("[yellow]warning:[/yellow] not verified: nothing proves this graph is a folded chain or that "
                       "it reproduces its source")
 
+    def stopped_while_loading():
+        # from a signal handler, mid-load: nothing has been written, so the process ends here (os._exit skips
+        # the runtimes' teardown, which could be interrupted mid-call)
+        if os.isatty(2):  # the spinner hid the cursor; its thread may hold the console's lock: no rich here
+            os.write(2, b"\r\x1b[2K\x1b[?25h")
+        if not settings().quiet:
+            os.write(1, b"stopped before serving (signal while loading)\n")
+        os._exit(0)
+
     def started(served, bound):
         grpc = f" and gRPC {host}:{grpc_port}" if grpc_port else ""
         out.print(f"serving {len(served)} model(s) on http://{host}:{bound}/v2{grpc} (Ctrl-C or SIGTERM to stop)")
@@ -106,7 +117,7 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
         served = serve_models(list(models), host=host, port=port, grpc_port=grpc_port, runtime=runtime,
                               threads=threads, instances=instances, max_batch=max_batch, verify=verify,
                               options=load_options(**opts), limits=limits, on_loading=loading, on_loaded=loaded,
-                              on_started=started)
+                              on_started=started, on_stopped=stopped_while_loading)
     finally:
         spinner.stop()
     out.print("stopped" if served else "stopped before serving (signal while loading)")

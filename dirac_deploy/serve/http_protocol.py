@@ -38,12 +38,14 @@ def guarded_protocol(limits: ServeLimits) -> type:
         _header_timer = None
         _awaiting_headers = True
         _header_bytes = 0
+        _headers_seen = 0  # requests whose headers completed on this connection
 
         def data_received(self, data: bytes) -> None:
+            seen = self._headers_seen
             super().data_received(data)
-            if not self._awaiting_headers or self.transport.is_closing():
-                return
-            # bytes that left the headers incomplete: the parser holds them until the blank line
+            if self._headers_seen != seen or not self._awaiting_headers or self.transport.is_closing():
+                return  # headers completed in this chunk (whatever followed them was body or the next request)
+            # a chunk that left the headers incomplete: the parser holds it until the blank line
             self._header_bytes += len(data)
             if self._header_bytes > limits.max_header_bytes:
                 self._cancel_header_timer()
@@ -88,6 +90,7 @@ def guarded_protocol(limits: ServeLimits) -> type:
         def on_headers_complete(self) -> None:
             self._cancel_header_timer()
             self._awaiting_headers, self._header_bytes = False, 0
+            self._headers_seen += 1
             super().on_headers_complete()
 
         def connection_lost(self, exc) -> None:

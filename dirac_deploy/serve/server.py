@@ -46,20 +46,19 @@ def _within_open_files(limits: ServeLimits) -> ServeLimits:
     return dataclasses.replace(limits, max_connections=max(1, soft - 64))  # sessions, model files, gRPC
 
 
-class _Stopped(BaseException):
-    """SIGTERM or Ctrl-C arrived while the models were still loading. A BaseException, so that no library's
-    `except Exception` (the ONNX exporter has several) can swallow it or wrap it into an export error."""
-
-
 def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = None,
                  runtime: str | None = None, threads: int | None = None, instances: int = 1, max_batch: int = 1,
                  verify: bool = True, options=None, limits: ServeLimits = ServeLimits(),
                  on_loading: Callable[[str, object], None] = lambda name, path: None,
                  on_loaded: Callable[[ServedModel], None] = lambda m: None,
-                 on_started: Callable[[dict[str, ServedModel], int], None] = lambda models, port: None) -> bool:
+                 on_started: Callable[[dict[str, ServedModel], int], None] = lambda models, port: None,
+                 on_stopped: Callable[[], None] | None = None) -> bool:
     """Check the ports, load every model (verifying each), serve until SIGTERM / Ctrl-C, drain, return.
 
-    Returns False when a stop signal arrived before serving began (nothing was served), else True.
+    Returns False when a stop signal arrived before serving began (nothing was served), else True. A signal
+    while the models load calls `on_stopped` at once, if given (the CLI's ends the process: loading writes
+    nothing, so there is nothing to undo); else loading finishes and the function returns False. No exception
+    is raised from the signal handler: raised inside a runtime's C++ frames it would abort the process.
 
     Raises:
         DiracDeployError: a port that cannot be bound, a model that cannot be loaded or verified.
@@ -75,22 +74,21 @@ def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 
 
     def stop(signum, frame):
         stopping.append(signum)
-        raise _Stopped()
+        if on_stopped is not None:
+            on_stopped()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         models = load_models(model_args, runtime, threads, options, on_loaded, instances, max_batch, verify,
                              on_loading)
-    except _Stopped:
-        return False
-    except BaseException:
-        if stopping:  # the stop surfaced as a library's error (the exporter wraps what its tracer raises)
+    except Exception:
+        if stopping:  # a library may turn an interrupted call into its own error: the signal still counts
             return False
         raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if stopping:  # a handler's exception that something swallowed all the same: the signal still counts
+    if stopping:
         return False
     run_server(models, host, port, limits=limits, grpc_port=grpc_port,
                on_started=lambda bound: on_started(models, bound))
