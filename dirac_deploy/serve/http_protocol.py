@@ -38,13 +38,13 @@ def guarded_protocol(limits: ServeLimits) -> type:
         _header_timer = None
         _awaiting_headers = True
         _header_bytes = 0
-        _headers_seen = 0  # requests whose headers completed on this connection
+        _events = 0  # headers or messages completed on this connection
 
         def data_received(self, data: bytes) -> None:
-            seen = self._headers_seen
+            events = self._events
             super().data_received(data)
-            if self._headers_seen != seen or not self._awaiting_headers or self.transport.is_closing():
-                return  # headers completed in this chunk (whatever followed them was body or the next request)
+            if self._events != events or not self._awaiting_headers or self.transport.is_closing():
+                return  # headers or a message completed in this chunk: its bytes were not all header bytes
             # a chunk that left the headers incomplete: the parser holds it until the blank line
             self._header_bytes += len(data)
             if self._header_bytes > limits.max_header_bytes:
@@ -54,6 +54,7 @@ def guarded_protocol(limits: ServeLimits) -> type:
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._awaiting_headers, self._header_bytes = True, 0
+            self._events += 1
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -90,7 +91,7 @@ def guarded_protocol(limits: ServeLimits) -> type:
         def on_headers_complete(self) -> None:
             self._cancel_header_timer()
             self._awaiting_headers, self._header_bytes = False, 0
-            self._headers_seen += 1
+            self._events += 1
             super().on_headers_complete()
 
         def connection_lost(self, exc) -> None:
