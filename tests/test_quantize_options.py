@@ -193,7 +193,7 @@ def test_calibration_files_from_strangers_are_one_line_before_they_are_loaded(tm
     ppm.mkdir()
     (ppm / "zero.ppm").write_bytes(b"P6\n2 2\n0\n" + bytes(12))
     cases = {"crc.npz": "corrupt", "cut.npz": "corrupt", "notzip.npz": "corrupt", "objects.npz": "Python objects",
-             "huge.npy": "GiB", "huge.npz": "GiB", "flat.npz": "no pixels", "strlabels.npz": "whole numbers",
+             "huge.npy": "truncated", "huge.npz": "truncated", "flat.npz": "no pixels", "strlabels.npz": "whole numbers",
              "nanlabels.npz": "whole numbers", "empty.npy": "no images", "random.npy": "not a readable",
              "bomb": "cannot read image", "ppm": "cannot read image"}
     for name, needle in cases.items():
@@ -201,3 +201,12 @@ def test_calibration_files_from_strangers_are_one_line_before_they_are_loaded(tm
         assert res.exit_code == 1 and needle in res.output, (name, res.output)
         assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output, (name, res.output)
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_the_proof_runs_on_at_most_eval_limit_images(tmp_path):
+    res = _quantize(DIGITS, "-o", tmp_path / "q.onnx", "--eval", "random:100000", "--eval-limit", "150",
+                    "--min-agreement", "0.5", "--max-accuracy-drop", "100", "--min-sqnr-db", "0", "--json", "-")
+    assert res.exit_code == 0, res.output
+    proof = json.loads(res.output)["proof"]
+    assert proof["images"] == 150
+    assert all(layer["output_sqnr_db"] is not None for layer in proof["layers"])  # on its first 64 images

@@ -40,7 +40,9 @@ def _db(v) -> str:
               help="uint8 images not at the input size: shorter side resized to size / this, then a centre crop "
                    "(torchvision Resize(256) + CenterCrop(224) at 0.875; 1.0: no margin).")
 @click.option("--calib-limit", type=click.IntRange(1, 100_000), default=256, show_default=True,
-              help="Use at most this many calibration images.")
+              help="Use at most this many calibration images (the first ones).")
+@click.option("--eval-limit", type=click.IntRange(1, 100_000), default=2000, show_default=True,
+              help="Prove on at most this many evaluation images (the first ones).")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
               help="Refuse below this top-1 agreement with the fp32 chain.")
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 100), default=0.5, show_default=True,
@@ -49,7 +51,8 @@ def _db(v) -> str:
               help="Refuse below this logit SQNR (dB) against fp32 (0 or less: no floor).")
 @json_option
 @checkpoint_options
-def quantize(model, output, precision, method, target, calib, evaluation, crop_fraction, calib_limit, min_agreement,
+def quantize(model, output, precision, method, target, calib, evaluation, crop_fraction, calib_limit, eval_limit,
+             min_agreement,
              max_accuracy_drop, min_sqnr_db, json_path, **opts):
     """Write a low-precision artifact of MODEL (a checkpoint, plain.pth or .onnx from export), proven first.
 
@@ -79,7 +82,7 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
                           evaluation=evaluation, options=load_options(**opts), min_agreement=min_agreement,
                           max_accuracy_drop=max_accuracy_drop,
                           min_sqnr_db=None if min_sqnr_db <= 0 else min_sqnr_db, calib_limit=calib_limit,
-                          crop_fraction=crop_fraction, progress=progress)
+                          crop_fraction=crop_fraction, eval_limit=eval_limit, progress=progress)
     if emit_json(json_path, r.to_json()):
         return
     a, p = r.artifact, r.artifact.proof

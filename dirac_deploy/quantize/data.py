@@ -203,6 +203,7 @@ def load_data(spec: str, input_shape: tuple[int, int, int], *, mean=None, std=No
         x, labels, source = _embedded(role, source_sha256, input_shape, mean, std, where)
     elif spec == "random" or spec.startswith("random:"):
         n = _random_count(spec, where)
+        n = n if limit is None else min(n, limit)
         if n * 4 * int(np.prod(input_shape)) > MAX_DATA_BYTES:
             raise OptionError(f"{where}: {n} images of {'x'.join(map(str, input_shape))} take more than "
                               f"{MAX_DATA_BYTES >> 20} MiB; ask for fewer")
@@ -268,6 +269,10 @@ def _read_arrays(path: Path, role: str, limit: int | None, where: str):
             with open(path, "rb") as f:
                 shape, dtype = _npy_header(f, where, path.name)
                 _checked_size(shape, dtype, where, path.name, limit)
+                declared, held = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize, path.stat().st_size - f.tell()
+            if declared > held:
+                raise OptionError(f"{where}: declares {list(shape)} {dtype} ({declared:,} bytes) but holds {held:,} "
+                                  f"(truncated)")
             images = np.load(path, allow_pickle=False, mmap_mode="r")
             return np.array(images[:limit] if limit is not None else images), None
         with zipfile.ZipFile(path) as archive:

@@ -44,6 +44,8 @@ PROBE_RTOL = LOW_PRECISION_PROBE_RTOL  # recorded for readers; the checks use th
 # RMS is 18% of the logits'); the measured artifacts are at 19-33 dB (int8) and 60+ dB (fp16). --min-sqnr-db 0 or
 # lower turns it off.
 DEFAULT_MIN_SQNR_DB = 15.0
+DEFAULT_EVAL_LIMIT = 2000  # images the proof runs on at most (the first ones): 1 disagreement is 0.05%
+LAYER_TABLE_IMAGES = 64  # the per-layer SQNR table's images (it holds every conv output at once)
 
 
 @dataclass
@@ -198,7 +200,8 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
     if types:
         proof.notes.append(f"int8 types {types} (chosen for a CPU {'with' if types == 's8s8' else 'without'} VNNI)")
     if layer_table and plans is not None and target == "onnxruntime":
-        proof.layers = _layer_table(fp32, model, plans, evaluation.x)
+        # every conv output of every image is held at once: a diagnostic needs a few dozen, not the whole set
+        proof.layers = _layer_table(fp32, model, plans, evaluation.x[:LAYER_TABLE_IMAGES])
     elif plans is not None:
         proof.layers = [LayerError(p.name, p.form, None, p.weight_sqnr_db.get(p.form), p.identity_dominance)
                         for p in plans]
@@ -280,6 +283,7 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
                   target: str | None = None, calib: str | None = None, evaluation: str | None = None, options=None,
                   min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
                   min_sqnr_db: float | None = DEFAULT_MIN_SQNR_DB, calib_limit: int = 256,
+                  eval_limit: int = DEFAULT_EVAL_LIMIT,
                   crop_fraction: float = DEFAULT_CROP_FRACTION,
                   progress: Callable[[str], None] = lambda step: None) -> QuantizeReport:
     """Read MODEL (a checkpoint, plain.pth or .onnx from export), build the low-precision artifact, prove it on
@@ -340,12 +344,17 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     kw = dict(mean=mean, std=std, source_sha256=sha, crop_fraction=crop_fraction)
     progress("reading the calibration and evaluation data")
     if plan.evaluation is None:
-        cal, ev = holdout_split(load_data(plan.calib, loaded.input_shape, role="calib", **kw))
+        cal, ev = holdout_split(load_data(plan.calib, loaded.input_shape, role="calib",
+                                          limit=4 * (calib_limit + eval_limit), **kw))
         if len(cal) > calib_limit:
             cal = Dataset(cal.x[:calib_limit], None, f"{cal.source}, first {calib_limit}")
+        if len(ev) > eval_limit:
+            ev = Dataset(ev.x[:eval_limit], None if ev.labels is None else ev.labels[:eval_limit],
+                         f"{ev.source}, first {eval_limit}")
     else:
         cal = load_data(plan.calib, loaded.input_shape, role="calib", limit=calib_limit, **kw)
-        ev = load_data(_eval_count(plan.evaluation, min_agreement), loaded.input_shape, role="eval", **kw)
+        ev = load_data(_eval_count(plan.evaluation, min_agreement), loaded.input_shape, role="eval",
+                       limit=eval_limit, **kw)
     notes = [plan.note] if plan.note else []
     overlap = _image_overlap(cal.x, ev.x)
     if overlap == len(ev):
