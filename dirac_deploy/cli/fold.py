@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from . import main
 from .options import checkpoint_options, load_options
@@ -141,7 +142,7 @@ def _inspect_layers(path, plot, options, json_path):
         return "-" if v is None else ("inf" if v == float("inf") else f"{v:.3g}")
 
     for s in stats:
-        table.add_row(s.name, "x".join(map(str, s.shape)), str(s.input_size), f(s.identity_distance),
+        table.add_row(escape(s.name), "x".join(map(str, s.shape)), str(s.input_size), f(s.identity_distance),
                       f"{s.identity_dominance:.3g} / {s.identity_dominance_max:.3g}", f(s.spectral_norm), f(s.condition_number), f(s.activation_rms))
     console().print(table)
     console().print("spectra are exact for circular padding at the layer's input size n; '-' marks strided convs.\n"
