@@ -1,6 +1,7 @@
 """The serving app in-process (no sockets): the instance pool and the infer handler's edge cases."""
 
 import asyncio
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -135,6 +136,33 @@ def test_long_json_integers_and_oversized_json_are_4xx_not_500():
     assert r.status_code == 413 and "--max-json-mb" in r.json()["error"]
     r = _call(app, "POST", "/v2/models/m/infer", json=_json_request(np.zeros((1, 1, 2, 2), np.float32)))
     assert r.status_code == 200
+
+
+def test_request_bodies_held_at_once_are_bounded():
+    """Bodies in flight share one budget: a request that would go past it gets a JSON 503, and the budget is
+    given back when a request is answered."""
+    app = create_app({"m": _model([lambda x: np.zeros((x.shape[0], 4), np.float32)])}, max_inflight_bytes=1500)
+    body = json.dumps(_json_request(np.zeros((1, 1, 2, 2), np.float32))).encode()
+    release = asyncio.Event()
+
+    async def slow_body():
+        yield body[:len(body) // 2] + b" " * 1000  # JSON allows the whitespace; 1000+ bytes held from here on
+        await release.wait()
+        yield body[len(body) // 2:]
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            first = asyncio.create_task(c.post("/v2/models/m/infer", content=slow_body()))
+            await asyncio.sleep(0.2)
+            refused = await c.post("/v2/models/m/infer", content=body + b" " * 600)
+            release.set()
+            done = await first
+            again = await c.post("/v2/models/m/infer", content=body + b" " * 600)
+            return refused, done, again
+
+    refused, done, again = asyncio.run(go())
+    assert refused.status_code == 503 and "--max-inflight-mb" in refused.json()["error"]
+    assert done.status_code == 200 and again.status_code == 200
 
 
 @pytest.mark.parametrize("runtime,instances", [("onnxruntime", 1), ("onnxruntime", 3), ("torch", 2)])

@@ -36,6 +36,9 @@ from .render import console, err_console, settings
 @click.option("--max-json-mb", type=click.FloatRange(min=0.001, max=4096), default=16.0, show_default=True,
               help="Reject HTTP requests whose JSON part is larger (413): decoded JSON numbers take 10-30x their "
                    "text in memory. Binary tensors (Triton's extension, tritonclient's default) are not JSON.")
+@click.option("--max-inflight-mb", type=click.FloatRange(min=1, max=1 << 20), default=512.0, show_default=True,
+              help="Request bodies held in memory at once over all HTTP connections; a request past it gets 503 "
+                   "(at least --max-body-mb).")
 @click.option("--max-connections", type=click.IntRange(1, 100_000), default=512, show_default=True,
               help="Open HTTP connections; one more gets 503 and is closed (keep it below the open-files limit).")
 @click.option("--header-timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True,
@@ -53,7 +56,8 @@ from .render import console, err_console, settings
               help="Audit each .onnx and re-run the parity probe its export recorded; --no-verify serves an ONNX "
                    "that was not written by `dirac-deploy export` (nothing then proves it is a folded chain).")
 @checkpoint_options
-def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, max_json_mb, max_connections,
+def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, max_json_mb,
+          max_inflight_mb, max_connections,
           header_timeout, body_timeout, min_body_rate, max_header_kb, drain_seconds, verify, **opts):
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
@@ -74,7 +78,11 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     from ..serve.server import serve_models
 
     out, status = console(), err_console()
+    if max_inflight_mb < max_body_mb:
+        raise click.BadParameter(f"{max_inflight_mb:g} is below --max-body-mb {max_body_mb:g}: no request that size "
+                                 f"could ever be held", param_hint="--max-inflight-mb")
     limits = ServeLimits(max_body_bytes=int(max_body_mb * 2**20), max_json_bytes=int(max_json_mb * 2**20),
+                         max_inflight_bytes=int(max_inflight_mb * 2**20),
                          max_connections=max_connections,
                          header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds,
                          min_body_rate=min_body_rate, max_header_bytes=int(max_header_kb * 1024))

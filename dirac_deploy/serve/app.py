@@ -25,7 +25,8 @@ DEFAULT_MAX_BODY = 64 << 20
 
 def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_MAX_BODY,
                grpc_address: str | None = None, body_timeout: float = 10.0,
-               max_json_bytes: int = DEFAULT_MAX_JSON_BYTES, min_body_rate: float = 1024.0):
+               max_json_bytes: int = DEFAULT_MAX_JSON_BYTES, min_body_rate: float = 1024.0,
+               max_inflight_bytes: int = 512 << 20):
     """An ASGI app serving `models` over the Open Inference Protocol (HTTP), with Prometheus metrics.
 
     With `grpc_address` ("host:port") the gRPC service runs on the same event loop, started and stopped with
@@ -107,7 +108,8 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
     async def metrics_route():
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    infer = InferEndpoint(models, metrics, max_body_bytes, body_timeout, max_json_bytes, min_body_rate)
+    infer = InferEndpoint(models, metrics, max_body_bytes, body_timeout, max_json_bytes, min_body_rate,
+                          max_inflight_bytes)
 
     async def app(scope, receive, send):
         name = infer_target(scope) if scope["type"] == "http" else None

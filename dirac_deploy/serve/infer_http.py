@@ -49,7 +49,7 @@ async def _send(send, status: int, body: bytes, headers: dict[str, str]) -> None
 
 async def _send_error(send, status: int, message: str) -> None:
     headers = {"content-type": "application/json"}
-    if status in (408, 413):  # the body was not read to its end: the connection cannot carry another request
+    if status in (408, 413, 503):  # the body may be unread: the connection cannot carry another request
         headers["connection"] = "close"
     await _send(send, status, json.dumps({"error": message}).encode(), headers)
 
@@ -57,11 +57,21 @@ async def _send_error(send, status: int, message: str) -> None:
 class InferEndpoint:
     def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics, max_body_bytes: int,
                  body_timeout: float = 10.0, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
-                 min_body_rate: float = 1024.0):
+                 min_body_rate: float = 1024.0, max_inflight_bytes: int = 512 << 20):
         self.models, self.metrics, self.max_body_bytes = models, metrics, max_body_bytes
         self.body_timeout, self.max_json_bytes, self.min_body_rate = body_timeout, max_json_bytes, min_body_rate
+        # request bodies held in memory at once, over all connections (the server's main memory bound)
+        self.max_inflight_bytes, self.inflight_bytes = max_inflight_bytes, 0
 
-    async def _body(self, receive, declared: str | None) -> bytes:
+    def _hold(self, n: int, held: list[int]) -> None:
+        if self.inflight_bytes + n > self.max_inflight_bytes:
+            raise ProtocolError(f"the server already holds {self.inflight_bytes:,} bytes of request bodies (limit "
+                                f"{self.max_inflight_bytes:,}, --max-inflight-mb); send the request again shortly",
+                                503)
+        self.inflight_bytes += n
+        held[0] += n
+
+    async def _body(self, receive, declared: str | None, held: list[int]) -> bytes:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise ProtocolError(f"request body of {declared} bytes exceeds the limit of {self.max_body_bytes}", 413)
         chunks, size, started = [], 0, time.monotonic()
@@ -81,6 +91,7 @@ class InferEndpoint:
                                     f"{self.body_timeout:g} s", 408)
             if size > self.max_body_bytes:
                 raise ProtocolError(f"request body exceeds the limit of {self.max_body_bytes} bytes", 413)
+            self._hold(len(chunk), held)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -88,12 +99,13 @@ class InferEndpoint:
     async def __call__(self, scope, receive, send, name: str) -> None:
         start = time.perf_counter()
         status = 500
+        held = [0]  # bytes of this request's body counted in `inflight_bytes`, released when it is answered
         try:
             if name not in self.models:
                 raise ProtocolError(f"unknown model '{name}'; served: {', '.join(sorted(self.models))}", status=404)
             model = self.models[name]
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            body = await self._body(receive, headers.get("content-length"))
+            body = await self._body(receive, headers.get("content-length"), held)
             t_body = time.perf_counter()
             req = parse_infer_request(body, headers.get(HEADER_LENGTH), self.max_json_bytes)
             x = validate_input(model, req)
@@ -123,6 +135,7 @@ class InferEndpoint:
             _log.exception("infer on model %r failed", name)
             await _send_error(send, 500, f"inference failed: {type(e).__name__}: {e}")
         finally:
+            self.inflight_bytes -= held[0]
             self.metrics.count(name if name in self.models else UNKNOWN_MODEL, "http", status)
             if status == 200:
                 self.metrics.observe(name, time.perf_counter() - start)

@@ -11,6 +11,8 @@ class ServeLimits:
 
     Attributes:
         max_body_bytes: request bodies larger than this get 413 (HTTP) or RESOURCE_EXHAUSTED (gRPC).
+        max_inflight_bytes: request bodies held in memory at once over all connections; a request that would
+            go past it gets 503 (the server's memory bound for requests).
         max_json_bytes: the JSON part of an HTTP request (all of it without the binary extension) larger than
             this gets 413: decoded, JSON numbers cost 10-30x their text in memory.
         max_connections: open HTTP connections; one more gets 503 and is closed.
@@ -25,6 +27,7 @@ class ServeLimits:
 
     max_body_bytes: int = 64 << 20
     max_json_bytes: int = 16 << 20
+    max_inflight_bytes: int = 512 << 20
     max_connections: int = 512
     header_timeout: float = 10.0
     body_timeout: float = 10.0
