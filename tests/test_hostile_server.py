@@ -301,6 +301,28 @@ def test_a_trickled_body_is_cut_at_the_minimum_rate(endpoints, expected):
     _still_correct(url, expected)
 
 
+def test_grpc_connections_are_capped_and_the_rest_keeps_working(endpoints, expected):
+    """Idle TCP connections to the gRPC port beyond --max-connections (16 here) are closed by gRPC core at once:
+    the server's open files stay bounded, HTTP keeps answering, and gRPC answers again once they go."""
+    import os
+
+    url, address, proc = endpoints
+    host, port = address.split(":")
+    before = len(os.listdir(f"/proc/{proc.pid}/fd"))
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(60)]
+    time.sleep(1.0)
+    assert len(os.listdir(f"/proc/{proc.pid}/fd")) - before <= 16 + 4
+    assert _healthy(url)
+    for s in idle:
+        s.close()
+    time.sleep(0.5)
+    channel = grpc.insecure_channel(address)
+    stub = pb_grpc.GRPCInferenceServiceStub(channel)
+    assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live
+    channel.close()
+    _still_correct(url, expected)
+
+
 def test_connections_beyond_the_cap_get_503_json(endpoints, expected):
     url, _, _ = endpoints
     host, port = url.removeprefix("http://").split(":")

@@ -40,7 +40,8 @@ from .render import console, err_console, settings
               help="Request bodies held in memory at once over all HTTP connections; a request past it gets 503 "
                    "(at least --max-body-mb).")
 @click.option("--max-connections", type=click.IntRange(1, 100_000), default=512, show_default=True,
-              help="Open HTTP connections; one more gets 503 and is closed (keep it below the open-files limit).")
+              help="Open HTTP connections (one more gets 503 and is closed) and, separately, open gRPC connections "
+                   "(gRPC closes the rest before any handshake); kept below the open-files limit.")
 @click.option("--header-timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True,
               help="Seconds for a request's headers to arrive (408 after).")
 @click.option("--body-timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True,

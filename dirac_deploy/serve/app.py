@@ -26,7 +26,7 @@ DEFAULT_MAX_BODY = 64 << 20
 def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_MAX_BODY,
                grpc_address: str | None = None, body_timeout: float = 10.0,
                max_json_bytes: int = DEFAULT_MAX_JSON_BYTES, min_body_rate: float = 1024.0,
-               max_inflight_bytes: int = 512 << 20):
+               max_inflight_bytes: int = 512 << 20, max_grpc_connections: int = 512):
     """An ASGI app serving `models` over the Open Inference Protocol (HTTP), with Prometheus metrics.
 
     With `grpc_address` ("host:port") the gRPC service runs on the same event loop, started and stopped with
@@ -41,7 +41,7 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
             return
         from .grpc_service import start_grpc
 
-        server = await start_grpc(models, grpc_address, metrics, max_body_bytes)
+        server = await start_grpc(models, grpc_address, metrics, max_body_bytes, max_grpc_connections)
         try:
             yield
         finally:

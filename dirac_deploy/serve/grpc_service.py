@@ -119,17 +119,20 @@ def _details(text: str) -> str:
 
 
 async def start_grpc(models: dict[str, ServedModel], address: str, metrics: ServeMetrics,
-                     max_body_bytes: int = 64 << 20) -> grpc.aio.Server:
+                     max_body_bytes: int = 64 << 20, max_connections: int = 512) -> grpc.aio.Server:
     """Start a grpc.aio server on the running event loop (the HTTP server's); the caller stops it.
 
     Requests larger than `max_body_bytes` (the HTTP body limit) are refused by gRPC with RESOURCE_EXHAUSTED.
+    At most `max_connections` connections are accepted (gRPC core closes the rest before any handshake), so
+    idle connections cannot use up the open-files limit the HTTP side shares.
     """
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_body_bytes),
                                       ("grpc.max_send_message_length", 256 << 20),
                                       # bounds per connection; idle connections are closed after a minute
                                       ("grpc.max_concurrent_streams", 64),
                                       ("grpc.max_connection_idle_ms", 60_000),
-                                      ("grpc.max_metadata_size", 16 << 10)])
+                                      ("grpc.max_metadata_size", 16 << 10),
+                                      ("grpc.max_allowed_incoming_connections", max_connections)])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(models, metrics, max_body_bytes), server)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot bind gRPC to {address}")
