@@ -119,3 +119,14 @@ def test_ir_files_from_strangers_are_one_line_before_openvino_reads_them(artifac
     for folder, needle in ((fifo, "not a regular file"), (empty, "one input and one output"), (many, "layers")):
         with pytest.raises(DiracDeployError, match=needle):
             load_served_model(ModelSource("q", folder / "q.xml"))
+
+
+def test_connection_caps_fit_the_open_files_limit_for_both_listeners(monkeypatch):
+    import resource
+
+    from dirac_deploy.serve.limits import ServeLimits
+    from dirac_deploy.serve.server import _within_open_files
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 1024))
+    assert _within_open_files(ServeLimits(max_connections=512), 1).max_connections == 512
+    assert _within_open_files(ServeLimits(max_connections=512), 2).max_connections == (1024 - 64) // 2

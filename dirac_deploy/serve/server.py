@@ -33,17 +33,18 @@ def load_models(model_args: list[str], runtime: str | None, threads: int | None,
     return models
 
 
-def _within_open_files(limits: ServeLimits) -> ServeLimits:
-    """Cap the connection limit below the process's open-files limit, so the cap, not the kernel, refuses."""
+def _within_open_files(limits: ServeLimits, listeners: int = 1) -> ServeLimits:
+    """Cap the connection limit below the process's open-files limit, so the cap, not the kernel, refuses: each
+    of `listeners` (HTTP, and gRPC when on) may hold that many connections."""
     try:
         import resource
 
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     except (ImportError, OSError, ValueError):
         return limits
-    if soft == resource.RLIM_INFINITY or soft - 64 >= limits.max_connections:
+    if soft == resource.RLIM_INFINITY or soft - 64 >= listeners * limits.max_connections:
         return limits
-    return dataclasses.replace(limits, max_connections=max(1, soft - 64))  # sessions, model files, gRPC
+    return dataclasses.replace(limits, max_connections=max(1, (soft - 64) // listeners))  # sessions, model files
 
 
 def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = None,
@@ -63,7 +64,7 @@ def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 
     Raises:
         DiracDeployError: a port that cannot be bound, a model that cannot be loaded or verified.
     """
-    limits = _within_open_files(limits)
+    limits = _within_open_files(limits, 2 if grpc_port is not None else 1)
     check_bindable(host, port, "HTTP")
     if grpc_port is not None:
         if grpc_port == port:
