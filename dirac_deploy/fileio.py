@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import os
 import tempfile
@@ -126,6 +128,42 @@ def _publish(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
+# Inside `transaction()`: the staged (temp, target) pairs and the directories made for them, published together
+# when the transaction ends. Outside one, each `write_all` publishes its own files at once.
+_TRANSACTION: contextvars.ContextVar[tuple[list[tuple[Path, Path]], list[Path]] | None] = contextvars.ContextVar(
+    "dirac_deploy_output_transaction", default=None)
+
+
+@contextlib.contextmanager
+def transaction():
+    """Every file written inside (by `write_all`, `atomic_write`, `write_with_dirs`, at any depth) is staged and
+    published only when the block ends without an error, all together (with `write_all`'s undo if a rename
+    fails). A command's artifacts and its `--json` report are one transaction: either all land, or none."""
+    if _TRANSACTION.get() is not None:  # nested: the outer one publishes
+        yield
+        return
+    staged: list[tuple[Path, Path]] = []
+    made: list[Path] = []
+    token = _TRANSACTION.set((staged, made))
+    try:
+        yield
+        _TRANSACTION.reset(token)
+        token = None
+        _publish_all(staged)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        for d in reversed(made):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise
+    finally:
+        if token is not None:
+            _TRANSACTION.reset(token)
+
+
 def write_all(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
     """Write several outputs all or nothing: every `write(tmp)` runs on a temp file beside its target first,
     and only when all succeeded are they renamed into place. On any error every temp file is removed and no
@@ -138,6 +176,10 @@ def write_all(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
             tmp = _temp_beside(path)
             staged.append((tmp, path))
             write(tmp)
+        tx = _TRANSACTION.get()
+        if tx is not None:  # published with the rest of the transaction
+            tx[0].extend(staged)
+            return [path for _, path in staged]
         _publish_all(staged)
     except BaseException:
         for tmp, _ in staged:
@@ -198,7 +240,11 @@ def write_with_dirs(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
                 except OSError as e:
                     raise OutputPathError(f"cannot create directory {d}: {e.strerror}") from None
                 created.append(d)
-        return write_all(writes)
+        written = write_all(writes)
+        tx = _TRANSACTION.get()
+        if tx is not None:  # removed again if the transaction fails
+            tx[1].extend(created)
+        return written
     except BaseException:
         for d in reversed(created):
             try:

@@ -60,3 +60,33 @@ def test_a_rename_that_fails_undoes_the_ones_before(tmp_path, monkeypatch):
                    tmp_path / "c.txt": lambda t: t.write_text("c")})
     assert (tmp_path / "a.txt").read_text() == "old a"
     assert sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+def test_a_transaction_publishes_everything_or_nothing(tmp_path):
+    from dirac_deploy.fileio import atomic_write, transaction, write_with_dirs
+
+    (tmp_path / "keep.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with transaction():
+            write_all({tmp_path / "keep.txt": lambda t: t.write_text("new")})
+            write_with_dirs({tmp_path / "sub" / "dir" / "f.txt": lambda t: t.write_text("f")})
+            assert not (tmp_path / "sub" / "dir" / "f.txt").exists()  # staged, not published
+            raise RuntimeError("the report could not be written")
+    assert (tmp_path / "keep.txt").read_text() == "old" and sorted(os.listdir(tmp_path)) == ["keep.txt"]
+    with transaction():
+        atomic_write(tmp_path / "a.txt", lambda t: t.write_text("a"))
+        write_with_dirs({tmp_path / "sub" / "b.txt": lambda t: t.write_text("b")})
+    assert (tmp_path / "a.txt").read_text() == "a" and (tmp_path / "sub" / "b.txt").read_text() == "b"
+
+
+def test_a_report_that_fails_takes_the_artifact_with_it(tmp_path, monkeypatch):
+    from dirac_deploy.pipeline import FoldReport
+
+    def full(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(FoldReport, "to_json", full)
+    res = CliRunner().invoke(main, ["fold", str(data.embedded_checkpoint()), "-o", str(tmp_path / "p.pth"),
+                                    "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 2 and "No space left" in res.output and len(res.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

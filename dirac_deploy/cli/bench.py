@@ -105,7 +105,7 @@ def bench(model, device, depth, batches, backends, threads, rounds, iters, warmu
     from ..bench.report import write_json, write_plot
     from ..bench.run import BenchConfig, run_benchmark
     from ..errors import MissingDependencyError
-    from ..fileio import check_not_input, check_output_path
+    from ..fileio import check_not_input, check_output_path, transaction
 
     json_path = json_path or out_dir / "bench.json"
     plot_path = None if no_plot else (plot_path or out_dir / "bench.png")
@@ -135,20 +135,21 @@ def bench(model, device, depth, batches, backends, threads, rounds, iters, warmu
         result = run_benchmark(cfg, progress, on_total=lambda steps: bar.update(task, total=steps))
     if in_out_dir:
         out_dir.mkdir(exist_ok=True)
-    if to_stdout:
-        click.echo(json.dumps(result.to_json(), indent=1))
-    else:
-        write_json(json_path, result.to_json())
     out = console() if not to_stdout else err_console()
     wrote = [] if to_stdout else [str(json_path)]
-    if plot_path is not None:
-        env = result.env
-        title = (f"{env['model']} — {device} ({env.get('gpu', {}).get('name') or env['cpu']}, "
-                 f"{env['threads']} threads)")
-        try:
-            wrote.append(str(write_plot(plot_path, result.records, title)))
-        except MissingDependencyError as e:
-            out.print(Text(f"plot skipped: {e}"))
+    with transaction():  # the JSON and the plot land together or not at all
+        if to_stdout:
+            click.echo(json.dumps(result.to_json(), indent=1))
+        else:
+            write_json(json_path, result.to_json())
+        if plot_path is not None:
+            env = result.env
+            title = (f"{env['model']} — {device} ({env.get('gpu', {}).get('name') or env['cpu']}, "
+                     f"{env['threads']} threads)")
+            try:
+                wrote.append(str(write_plot(plot_path, result.records, title)))
+            except MissingDependencyError as e:
+                out.print(Text(f"plot skipped: {e}"))
     print_bench(out, result)
     if wrote:
         out.print(Text(f"wrote {' and '.join(wrote)}"))

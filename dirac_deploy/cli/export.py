@@ -9,7 +9,7 @@ import click
 from ..export import DEFAULT_OPSET, MAX_PARITY_BATCH
 from . import main
 from .options import checkpoint_options, load_options
-from .render import check_json_path, console, emit_json, json_option, kv_table, progress_status
+from .render import check_json_path, console, emit_json, json_option, kv_table, outputs_with_report, progress_status
 
 
 def _histogram(nodes: dict[str, int]) -> str:
@@ -50,11 +50,13 @@ def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo
 
     check_json_path(json_path, model, onnx_path, trt_path, triton_repo)
     status, progress = progress_status(f"exporting {model} ...")
-    with status:
-        r = export_file(model, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo, name=name,
-                        opset=opset, batch_range=BatchRange.parse(batch_range), workspace_mb=workspace_mb,
-                        fp16=fp16, options=load_options(**opts), progress=progress)
-    if emit_json(json_path, r.to_json()):
+    with outputs_with_report(json_path):  # every artifact and the report land together or not at all
+        with status:
+            r = export_file(model, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo,
+                            name=name, opset=opset, batch_range=BatchRange.parse(batch_range),
+                            workspace_mb=workspace_mb, fp16=fp16, options=load_options(**opts), progress=progress)
+        to_stdout = emit_json(json_path, r.to_json())
+    if to_stdout:
         return
     o = r.onnx
     rows = [("model", f"{r.model} ({r.source})"), ("architecture", r.architecture), ("opset", str(o.opset)),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from rich.markup import escape
+from rich.text import Text
 
 from . import main
 from .options import checkpoint_options, load_options
@@ -18,6 +19,7 @@ from .render import (
     inspect_rows,
     json_option,
     kv_table,
+    outputs_with_report,
     progress_status,
 )
 
@@ -42,9 +44,11 @@ def fold(checkpoint, output, check_batch, json_path, **opts):
 
     check_json_path(json_path, checkpoint, output)
     status, _ = progress_status(f"folding {checkpoint} ...")
-    with status:
-        r = fold_checkpoint(checkpoint, output, load_options(**opts), check_batch=check_batch)
-    if emit_json(json_path, r.to_json()):
+    with outputs_with_report(json_path):  # plain.pth and the report land together or not at all
+        with status:
+            r = fold_checkpoint(checkpoint, output, load_options(**opts), check_batch=check_batch)
+        to_stdout = emit_json(json_path, r.to_json())
+    if to_stdout:
         return
     size = r.spec.input_size
     rows = inspect_rows(r) + [
@@ -127,10 +131,13 @@ def _inspect_layers(path, plot, options, json_path):
 
         check_output_path(plot, path)
     status, _ = progress_status("folding and analysing ...")
-    with status:
-        title, shape, stats = inspect_layers(path, options)
-    if emit_json(json_path, {"schema": "dirac-deploy/inspect-layers", "version": 1, "model": title,
-                             "input_shape": list(shape), "layers": [vars(s) for s in stats]}):
+    with outputs_with_report(json_path):  # the plot and the report land together or not at all
+        with status:
+            title, shape, stats = inspect_layers(path, options)
+        wrote = plot_layers(stats, plot, title) if plot else None
+        to_stdout = emit_json(json_path, {"schema": "dirac-deploy/inspect-layers", "version": 1, "model": title,
+                                          "input_shape": list(shape), "layers": [vars(s) for s in stats]})
+    if to_stdout:
         return
     table = Table(title=f"{title}: per folded conv, input {shape[0]}x{shape[1]}x{shape[2]}", title_justify="left")
     for col in ("layer", "weight", "n", "identity dist.", "id. dominance", "spectral norm", "condition",
@@ -148,5 +155,5 @@ def _inspect_layers(path, plot, options, json_path):
     console().print("spectra are exact for circular padding at the layer's input size n; '-' marks strided convs.\n"
                     "id. dominance: |diagonal centre tap| / max |rest of the filter|, median / max over output "
                     "channels; above ~127 per-channel int8 erases the learned part (see `dirac-deploy quantize`)")
-    if plot:
-        console().print(f"wrote {plot_layers(stats, plot, title)}")
+    if wrote:
+        console().print(Text(f"wrote {wrote}"))

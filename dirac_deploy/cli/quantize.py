@@ -10,7 +10,7 @@ from rich.markup import escape
 from ..quantize import METHODS, PRECISIONS, TARGETS
 from . import main
 from .options import checkpoint_options, load_options
-from .render import check_json_path, console, emit_json, json_option, kv_table, progress_status
+from .render import check_json_path, console, emit_json, json_option, kv_table, outputs_with_report, progress_status
 
 
 def _db(v) -> str:
@@ -77,13 +77,15 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
 
     check_json_path(json_path, model, output, output.with_suffix(".bin"), calib, evaluation)
     status, progress = progress_status(f"quantizing {model} ...")
-    with status:
-        r = quantize_file(model, output, precision=precision, method=method, target=target, calib=calib,
-                          evaluation=evaluation, options=load_options(**opts), min_agreement=min_agreement,
-                          max_accuracy_drop=max_accuracy_drop,
-                          min_sqnr_db=None if min_sqnr_db <= 0 else min_sqnr_db, calib_limit=calib_limit,
-                          crop_fraction=crop_fraction, eval_limit=eval_limit, progress=progress)
-    if emit_json(json_path, r.to_json()):
+    with outputs_with_report(json_path):  # the artifact and the report land together or not at all
+        with status:
+            r = quantize_file(model, output, precision=precision, method=method, target=target, calib=calib,
+                              evaluation=evaluation, options=load_options(**opts), min_agreement=min_agreement,
+                              max_accuracy_drop=max_accuracy_drop,
+                              min_sqnr_db=None if min_sqnr_db <= 0 else min_sqnr_db, calib_limit=calib_limit,
+                              crop_fraction=crop_fraction, eval_limit=eval_limit, progress=progress)
+        to_stdout = emit_json(json_path, r.to_json())
+    if to_stdout:
         return
     a, p = r.artifact, r.artifact.proof
     rows = [("model", str(r.model)), ("architecture", r.architecture),

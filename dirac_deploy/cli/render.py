@@ -54,6 +54,18 @@ def json_option(f):
                              "docs/reports.md.")(f)
 
 
+def outputs_with_report(json_path: Path | None):
+    """The context a command runs its library call and `emit_json` in: a file transaction when the report goes
+    to a file (artifacts and report land together or not at all), else nothing."""
+    import contextlib
+
+    if json_path is None or str(json_path) == "-":
+        return contextlib.nullcontext()
+    from ..fileio import transaction
+
+    return transaction()
+
+
 def check_json_path(json_path: Path | None, *others) -> None:
     """Refuse a --json path that cannot be written, or that is an input or another output, before any work
     (a report that fails after the artifact was written would break all-or-nothing)."""
