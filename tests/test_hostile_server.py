@@ -21,6 +21,7 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+from dirac_deploy._optional import available
 from dirac_deploy.data import embedded_checkpoint
 from dirac_deploy.export.from_file import export_file
 from dirac_deploy.runtime import ort_session
@@ -438,3 +439,41 @@ def test_served_onnx_is_audited_and_checked_against_its_probe(onnx_path, tmp_pat
                               capture_output=True, text=True, timeout=60)  # bounded even if it wrongly serves
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1 and len(lines) == 1 and fragment in lines[0], (name, proc.stdout, proc.stderr)
+
+
+@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
+def test_low_precision_models_face_the_same_attacks(onnx_path, tmp_path):
+    """An int8 ONNX on ONNX Runtime and an int8 IR on OpenVINO, served side by side: the malformed requests
+    get 4xx JSON from both, oversized JSON and long integers too, and both still answer what they answer
+    in-process."""
+    from click.testing import CliRunner
+
+    from dirac_deploy.cli import main
+    from dirac_deploy.serve.model import ModelSource, load_served_model
+
+    q_onnx, q_xml = tmp_path / "q8.onnx", tmp_path / "ir8.xml"
+    for out, extra in ((q_onnx, []), (q_xml, ["--target", "openvino", "--method", "identity"])):
+        res = CliRunner().invoke(main, ["quantize", str(onnx_path), "-o", str(out), *extra])
+        assert res.exit_code == 0, res.output
+    with running_server(f"digits={q_onnx}", f"ir={q_xml}", "--max-json-mb", "1") as (url, proc):
+        with httpx.Client(timeout=30) as client:
+            for model in ("digits", "ir"):
+                for name, body, headers in [*_json_bodies(), *_mutations(seed=1, n=40)]:
+                    r = client.post(f"{url}/v2/models/{model}/infer", content=body, headers=headers)
+                    if name.startswith("mutation") and r.status_code == 200:
+                        continue
+                    assert 400 <= r.status_code < 500 and r.json()["error"], (model, name, r.status_code)
+                big = json.dumps({"inputs": [{"name": "input", "shape": [100, 3, 32, 32], "datatype": "FP32",
+                                              "data": [0.5] * (100 * 3072)}]}).encode()
+                r = client.post(f"{url}/v2/models/{model}/infer", content=big)
+                assert r.status_code == 413 and "--max-json-mb" in r.json()["error"]
+                r = client.post(f"{url}/v2/models/{model}/infer", content=b'{"id": %s}' % (b"9" * 5000))
+                assert r.status_code == 400
+                assert client.get(f"{url}/v2/health/ready").status_code == 200
+        x = np.random.default_rng(7).standard_normal(SHAPE).astype(np.float32)
+        for model, path in (("digits", q_onnx), ("ir", q_xml)):
+            r = httpx.post(f"{url}/v2/models/{model}/infer", json=_valid(x), timeout=30)
+            got = np.asarray(r.json()["outputs"][0]["data"], np.float32).reshape(1, -1)
+            want = load_served_model(ModelSource(model, path), threads=1).infer(x)
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
+        assert proc.poll() is None
