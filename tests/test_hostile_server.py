@@ -477,3 +477,33 @@ def test_low_precision_models_face_the_same_attacks(onnx_path, tmp_path):
             want = load_served_model(ModelSource(model, path), threads=1).infer(x)
             np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
         assert proc.poll() is None
+
+
+def test_grpc_calls_at_once_are_bounded_by_the_inflight_budget(onnx_path):
+    """--max-inflight-mb 32 over --max-body-mb 16: two gRPC calls at once; more get RESOURCE_EXHAUSTED and the
+    ones admitted are answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    grpc_port = free_port()
+    with running_server(str(onnx_path), "--grpc-port", str(grpc_port), "--max-body-mb", "16",
+                        "--max-inflight-mb", "32") as (url, proc):
+        x = np.zeros((1300, 3, 32, 32), np.float32)  # 16 MB: about a third of a second on one thread
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=[("grpc.max_send_message_length", 32 << 20),
+                                                                          ("grpc.max_receive_message_length", 32 << 20)])
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        req = pb.ModelInferRequest(model_name="digits", inputs=[pb.ModelInferRequest.InferInputTensor(
+            name="input", datatype="FP32", shape=list(x.shape))], raw_input_contents=[x.tobytes()])
+
+        def call(_):
+            try:
+                stub.ModelInfer(req, timeout=60)
+                return "ok"
+            except grpc.RpcError as e:
+                return e.code().name
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(call, range(8)))
+        channel.close()
+        assert codes.count("ok") >= 2 and "RESOURCE_EXHAUSTED" in codes, codes
+        assert set(codes) <= {"ok", "RESOURCE_EXHAUSTED"}, codes
+        assert _healthy(url)

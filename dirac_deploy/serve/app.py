@@ -41,7 +41,8 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
             return
         from .grpc_service import start_grpc
 
-        server = await start_grpc(models, grpc_address, metrics, max_body_bytes, max_grpc_connections)
+        server = await start_grpc(models, grpc_address, metrics, max_body_bytes, max_grpc_connections,
+                                  max_inflight_bytes)
         try:
             yield
         finally:

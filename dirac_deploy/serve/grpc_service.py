@@ -119,14 +119,18 @@ def _details(text: str) -> str:
 
 
 async def start_grpc(models: dict[str, ServedModel], address: str, metrics: ServeMetrics,
-                     max_body_bytes: int = 64 << 20, max_connections: int = 512) -> grpc.aio.Server:
+                     max_body_bytes: int = 64 << 20, max_connections: int = 512,
+                     max_inflight_bytes: int = 512 << 20) -> grpc.aio.Server:
     """Start a grpc.aio server on the running event loop (the HTTP server's); the caller stops it.
 
     Requests larger than `max_body_bytes` (the HTTP body limit) are refused by gRPC with RESOURCE_EXHAUSTED.
     At most `max_connections` connections are accepted (gRPC core closes the rest before any handshake), so
-    idle connections cannot use up the open-files limit the HTTP side shares.
+    idle connections cannot use up the open-files limit the HTTP side shares. At most
+    `max_inflight_bytes // max_body_bytes` calls run at once (others get RESOURCE_EXHAUSTED), so requests held
+    in memory stay within the same budget as HTTP's.
     """
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_body_bytes),
+    server = grpc.aio.server(maximum_concurrent_rpcs=max(1, max_inflight_bytes // max_body_bytes),
+                             options=[("grpc.max_receive_message_length", max_body_bytes),
                                       ("grpc.max_send_message_length", 256 << 20),
                                       # bounds per connection; idle connections are closed after a minute
                                       ("grpc.max_concurrent_streams", 64),
