@@ -184,6 +184,8 @@ def test_calibration_files_from_strangers_are_one_line_before_they_are_loaded(tm
     np.savez(tmp_path / "flat.npz", images=np.zeros((4, 0, 32, 3), np.uint8))
     np.savez(tmp_path / "strlabels.npz", images=good, labels=np.array(["cat"] * 8))
     np.savez(tmp_path / "nanlabels.npz", images=good, labels=np.full(8, np.nan))
+    np.savez(tmp_path / "biglabels.npz", images=np.repeat(good, 13, axis=0), labels=np.full(104, 10))
+    (tmp_path / "zero.npy").write_bytes(b"")
     np.save(tmp_path / "empty.npy", np.zeros((0, 3, 32, 32), np.float32))
     (tmp_path / "random.npy").write_bytes(np.random.default_rng(1).bytes(500))
     folder = tmp_path / "bomb"
@@ -195,6 +197,7 @@ def test_calibration_files_from_strangers_are_one_line_before_they_are_loaded(tm
     cases = {"crc.npz": "corrupt", "cut.npz": "corrupt", "notzip.npz": "corrupt", "objects.npz": "Python objects",
              "huge.npy": "truncated", "huge.npz": "truncated", "flat.npz": "no pixels", "strlabels.npz": "whole numbers",
              "nanlabels.npz": "whole numbers", "empty.npy": "no images", "random.npy": "not a readable",
+             "biglabels.npz": "10 classes", "zero.npy": "not a readable",
              "bomb": "cannot read image", "ppm": "cannot read image"}
     for name, needle in cases.items():
         res = _quantize(DIGITS, "-o", tmp_path / "q.onnx", "--eval", tmp_path / name)

@@ -356,6 +356,9 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         ev = load_data(_eval_count(plan.evaluation, min_agreement), loaded.input_shape, role="eval",
                        limit=eval_limit, **kw)
     notes = [plan.note] if plan.note else []
+    if ev.labels is not None and len(ev.labels) and int(ev.labels.max()) >= loaded.num_classes:
+        raise OptionError(f"--eval: a label of {int(ev.labels.max())} for a model with {loaded.num_classes} classes; "
+                          f"labels are class indices 0..{loaded.num_classes - 1}")
     overlap = _image_overlap(cal.x, ev.x)
     if overlap == len(ev):
         raise OptionError(f"every one of the {len(ev)} evaluation images is also a calibration image: a proof on "
