@@ -6,6 +6,13 @@ bug and keeps its traceback.
 """
 
 
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (its type's name when it has none), at most `limit`
+    characters: what a one-line error quotes from a library's multi-line message."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return (lines[0] if lines else type(e).__name__)[:limit]
+
+
 class DiracDeployError(Exception):
     """Base class: the message says what failed, what was seen and how to fix it."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError, EquivalenceError, ExportError
+from .errors import CheckpointError, EquivalenceError, ExportError, first_line
 from .proof import DEFAULT_RTOL, Proof, compare_logits
 from .runtime import ort_session
 from .spec import INPUT_NAME, OUTPUT_NAME
@@ -230,7 +230,7 @@ def read_onnx(path: str | Path) -> OnnxArtifact:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf decode errors share no base class
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CheckpointError(f"{path} is not a valid ONNX model: {first[:300]}") from None
     nodes = len(model.graph.node)
     if nodes > MAX_NODES:
@@ -243,7 +243,7 @@ def read_onnx(path: str | Path) -> OnnxArtifact:
         onnx.load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
     except Exception as e:  # protobuf decode errors and checker errors share no base class
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CheckpointError(f"{path} is not a valid ONNX model: {first[:300]}") from None
     initializers = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
@@ -304,7 +304,7 @@ def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=Non
         session = session or ort_session(art.model)
         (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
     except Exception as e:  # ORT raises its own exception types for graphs it cannot load or run
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ExportError(f"{engine} cannot run {art.path}: {first[:300]}") from None
     got = np.asarray(got)
     if got.shape != ref.shape or got.shape[1] != art.num_classes:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint.reading import load_torch_file
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 from .fileio import atomic_write
 from .models.plain import PlainNet
 from .spec import LayerSpec
@@ -53,7 +53,7 @@ def plain_from_payload(obj, where: str) -> tuple[PlainNet, dict]:
         plain = PlainNet(layers)
         plain.load_state_dict(obj["state_dict"], strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CheckpointError(f"{where} is a damaged plain file: {first[:300]}") from None
     for k, v in plain.state_dict().items():
         if not torch.isfinite(v).all():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import OptionError
+from .errors import OptionError, first_line
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -34,7 +34,7 @@ def count_flops(model: nn.Module, in_channels: int, size: int) -> int:
         device = next(model.parameters()).device
         model(torch.zeros(1, in_channels, size, size, device=device))
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise OptionError(f"the model cannot run on {size}x{size} inputs ({first[:200]}); the input size is "
                           f"probably too small for its pooling: choose a larger --input-size") from None
     finally:

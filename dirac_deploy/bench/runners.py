@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .._optional import available
+from ..errors import first_line
 from ..runtime import INPUT_NAME, OUTPUT_NAME, ort_session
 from . import ALL_BACKENDS, CPU_BACKENDS, CUDA_BACKENDS, ONNX_BACKENDS, TORCH_BACKENDS
 
@@ -166,6 +167,6 @@ def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int
         try:
             return _compiled_call(model, xd, "max-autotune" if backend == "torch-compile-max" else None)
         except Exception as e:  # inductor needs a C++ compiler on CPU; its failures have many types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise Skip(f"torch.compile failed here: {first[:200]}") from None
     return _cuda_graph_call(model, xd)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, UnsafeCheckpointError, first_line
 from ..fileio import model_file_kind
 
 _PREFIXES = ("module.", "_orig_mod.")
@@ -44,7 +44,7 @@ def _check_archive(path: Path) -> None:
     except zipfile.BadZipFile as e:
         raise CheckpointError(f"cannot read {path}: truncated or corrupt zip archive ({e})") from None
     except (OSError, EOFError, NotImplementedError, RuntimeError) as e:
-        raise CheckpointError(f"cannot read {path}: corrupt zip archive ({_first_line(e)})") from None
+        raise CheckpointError(f"cannot read {path}: corrupt zip archive ({first_line(e)})") from None
     if bad is not None:
         raise CheckpointError(f"cannot read {path}: entry {bad!r} fails its CRC check (the file is corrupt)")
 
@@ -74,11 +74,6 @@ def _check_tensors(obj, path: Path) -> None:
             total += item.numel()
             if total > MAX_ELEMENTS:
                 raise CheckpointError(f"{path} holds more than {MAX_ELEMENTS:,} tensor elements; not a DiracNet")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def load_torch_file(path: str | Path, *, trust: bool = False):
@@ -119,10 +114,10 @@ def load_torch_file(path: str | Path, *, trust: bool = False):
                 f"{path} cannot be read by safe (weights-only) loading: {reason.group(1).strip()[:200]}; only full "
                 f"unpickling could load it, and that can run arbitrary code: if you trust where the file came "
                 f"from, re-run with --trust-checkpoint") from None
-        raise CheckpointError(f"cannot read {path}: truncated or corrupt torch file ({_first_line(e)})") from None
+        raise CheckpointError(f"cannot read {path}: truncated or corrupt torch file ({first_line(e)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError, IndexError, KeyError,
             TypeError, OverflowError, MemoryError, NotImplementedError) as e:
-        raise CheckpointError(f"cannot read {path}: truncated or corrupt torch file ({_first_line(e)[:300]})") from None
+        raise CheckpointError(f"cannot read {path}: truncated or corrupt torch file ({first_line(e)[:300]})") from None
     _check_tensors(obj, path)
     return obj
 

@@ -23,7 +23,7 @@ import onnx
 import torch
 
 from .._optional import require
-from ..errors import EquivalenceError, ExportError
+from ..errors import EquivalenceError, ExportError, first_line
 from ..fileio import write_all
 from ..folding.verify import DEFAULT_RTOL, Proof, compare_logits, seeded_inputs
 from ..onnxfile import (
@@ -94,7 +94,7 @@ def to_onnx_proto(model: torch.nn.Module, example: torch.Tensor, *, opset: int, 
                                         output_names=[OUTPUT_NAME], opset_version=opset,
                                         dynamic_shapes=({0: "batch"},), optimize=optimize, verbose=False)
     except Exception as e:  # the exporter raises many types; all mean "could not export"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ExportError(f"torch.onnx.export failed: {first[:300]}") from None
     model = program.model_proto
     written = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)

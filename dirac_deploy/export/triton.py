@@ -12,7 +12,6 @@ from pathlib import Path
 
 from .._optional import model_config_pb2
 from ..errors import OutputPathError
-from ..fileio import write_with_dirs
 from ..spec import INPUT_NAME, OUTPUT_NAME
 
 
@@ -100,15 +99,3 @@ def repo_files(repo: str | Path, name: str, *, onnx_bytes: bytes, input_shape: t
         writes[config_path] = (lambda t: lambda tmp: tmp.write_text(t))(text)
         models.append(TritonModel(model_name, config_path, model_path, platform))
     return models, writes
-
-
-def write_triton_repo(repo: str | Path, name: str, *, onnx_path: str | Path, input_shape: tuple[int, int, int],
-                      num_classes: int, max_batch_size: int = 32, preferred_batch_sizes: tuple[int, ...] = (8,),
-                      plan_path: str | Path | None = None) -> list[TritonModel]:
-    """Write (or update) a Triton model repository for an exported model, all files or none (see `repo_files`)."""
-    models, writes = repo_files(repo, name, onnx_bytes=Path(onnx_path).read_bytes(), input_shape=input_shape,
-                                num_classes=num_classes, max_batch_size=max_batch_size,
-                                preferred_batch_sizes=preferred_batch_sizes,
-                                plan_bytes=None if plan_path is None else Path(plan_path).read_bytes())
-    write_with_dirs(writes)
-    return models

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import OptionError
+from ..errors import OptionError, first_line
 from ..proof import DEFAULT_RTOL, Proof, compare_logits
 
 __all__ = ["DEFAULT_RTOL", "Proof", "compare", "compare_logits", "seeded_inputs"]
@@ -32,7 +32,7 @@ def compare(reference: torch.nn.Module, candidate: torch.nn.Module, inputs: torc
         ref = reference(inputs)
         got = candidate(inputs)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise OptionError(f"the model cannot run on inputs of shape {list(inputs.shape)} ({first[:200]}); the input "
                           f"size is probably too small for its pooling: choose a larger --input-size") from None
     return compare_logits(ref, got, rtol=rtol, input_shape=tuple(inputs.shape), reference_name=reference_name)
