@@ -14,6 +14,7 @@ import pytest
 from dirac_deploy.data import embedded_checkpoint
 from dirac_deploy.serve.app import create_app
 from dirac_deploy.serve.instances import InstancePool
+from dirac_deploy.serve.limits import ServeLimits
 from dirac_deploy.serve.model import ModelSource, ServedModel, default_threads, load_served_model
 
 
@@ -113,7 +114,7 @@ def test_routes_besides_infer_stay_on_the_framework():
 
 
 def test_body_limit_counts_streamed_chunks_without_a_content_length():
-    app = create_app({"m": _model([lambda x: x])}, max_body_bytes=1000)
+    app = create_app({"m": _model([lambda x: x])}, limits=ServeLimits(max_body_bytes=1000))
 
     async def chunks():
         for _ in range(5):
@@ -124,7 +125,7 @@ def test_body_limit_counts_streamed_chunks_without_a_content_length():
 
 
 def test_long_json_integers_and_oversized_json_are_4xx_not_500():
-    app = create_app({"m": _model([lambda x: np.zeros((x.shape[0], 4), np.float32)])}, max_json_bytes=4096)
+    app = create_app({"m": _model([lambda x: np.zeros((x.shape[0], 4), np.float32)])}, limits=ServeLimits(max_json_bytes=4096))
     big = "9" * 5000
     for body in ('{"id": %s, "inputs": []}' % big, '{"inputs": [{"name": "input", "shape": [%s], "datatype": "FP32", '
                  '"data": [1]}]}' % big, '{"%s": 1}' % big.replace("9", "a"), '{"inputs": [], "x": 1e99999999}',
@@ -141,7 +142,8 @@ def test_long_json_integers_and_oversized_json_are_4xx_not_500():
 def test_request_bodies_held_at_once_are_bounded():
     """Bodies in flight share one budget: a request that would go past it gets a JSON 503, and the budget is
     given back when a request is answered."""
-    app = create_app({"m": _model([lambda x: np.zeros((x.shape[0], 4), np.float32)])}, max_inflight_bytes=1500)
+    app = create_app({"m": _model([lambda x: np.zeros((x.shape[0], 4), np.float32)])},
+                     limits=ServeLimits(max_inflight_bytes=1500))
     body = json.dumps(_json_request(np.zeros((1, 1, 2, 2), np.float32))).encode()
     release = asyncio.Event()
 

@@ -7,9 +7,12 @@ import os
 import click
 from rich.markup import escape
 
+from ..serve.limits import ServeLimits  # no dependencies: the defaults below are the library's
 from . import main
 from .options import checkpoint_options, load_options
 from .render import console, err_console, settings
+
+_LIMITS = ServeLimits()
 
 
 @main.command()
@@ -33,10 +36,12 @@ from .render import console, err_console, settings
                    "many images (a lone request never waits). 1 turns it off.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001, max=4096), default=64.0, show_default=True,
               help="Reject request bodies larger than this (HTTP 413, gRPC RESOURCE_EXHAUSTED).")
-@click.option("--max-json-mb", type=click.FloatRange(min=0.001, max=4096), default=16.0, show_default=True,
+@click.option("--max-json-mb", type=click.FloatRange(min=0.001, max=4096), default=_LIMITS.max_json_bytes / 2**20,
+              show_default=True,
               help="Reject HTTP requests whose JSON part is larger (413): decoded JSON numbers take 10-30x their "
                    "text in memory. Binary tensors (Triton's extension, tritonclient's default) are not JSON.")
-@click.option("--max-inflight-mb", type=click.FloatRange(min=1, max=1 << 20), default=512.0, show_default=True,
+@click.option("--max-inflight-mb", type=click.FloatRange(min=1, max=1 << 20),
+              default=_LIMITS.max_inflight_bytes / 2**20, show_default=True,
               help="Request bodies held in memory at once over all HTTP connections; a request past it gets 503 "
                    "(at least --max-body-mb).")
 @click.option("--max-connections", type=click.IntRange(1, 100_000), default=512, show_default=True,
@@ -46,10 +51,11 @@ from .render import console, err_console, settings
               help="Seconds for a request's headers to arrive (408 after).")
 @click.option("--body-timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True,
               help="Seconds a request body may stall between chunks (408 after).")
-@click.option("--min-body-rate", type=click.FloatRange(min=0), default=1024.0, show_default=True,
+@click.option("--min-body-rate", type=click.FloatRange(min=0), default=_LIMITS.min_body_rate, show_default=True,
               help="Bytes per second a request body must average once it has taken --body-timeout seconds (408 "
                    "below it; 0: no minimum).")
-@click.option("--max-header-kb", type=click.FloatRange(min=1, max=1024), default=64.0, show_default=True,
+@click.option("--max-header-kb", type=click.FloatRange(min=1, max=1024), default=_LIMITS.max_header_bytes / 1024,
+              show_default=True,
               help="Largest request headers, request line included (431 above it).")
 @click.option("--drain-seconds", type=click.FloatRange(min=0, max=3600), default=10.0, show_default=True,
               help="On SIGTERM or Ctrl-C, how long in-flight requests may finish before they are dropped.")

@@ -16,18 +16,16 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from .infer_http import InferEndpoint, infer_target
+from .limits import ServeLimits
 from .metrics import ServeMetrics
 from .model import ServedModel, model_config
-from .protocol import DEFAULT_MAX_JSON_BYTES, ProtocolError
-
-DEFAULT_MAX_BODY = 64 << 20
+from .protocol import ProtocolError
 
 
-def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_MAX_BODY,
-               grpc_address: str | None = None, body_timeout: float = 10.0,
-               max_json_bytes: int = DEFAULT_MAX_JSON_BYTES, min_body_rate: float = 1024.0,
-               max_inflight_bytes: int = 512 << 20, max_grpc_connections: int = 512):
-    """An ASGI app serving `models` over the Open Inference Protocol (HTTP), with Prometheus metrics.
+def create_app(models: dict[str, ServedModel], *, limits: ServeLimits = ServeLimits(),
+               grpc_address: str | None = None):
+    """An ASGI app serving `models` over the Open Inference Protocol (HTTP), with Prometheus metrics, enforcing
+    `limits` (the connection-level ones are the HTTP protocol's: `http_protocol`).
 
     With `grpc_address` ("host:port") the gRPC service runs on the same event loop, started and stopped with
     the app. Every error, on every route, is `{"error": "..."}` with a 4xx/5xx status.
@@ -41,8 +39,7 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
             return
         from .grpc_service import start_grpc
 
-        server = await start_grpc(models, grpc_address, metrics, max_body_bytes, max_grpc_connections,
-                                  max_inflight_bytes)
+        server = await start_grpc(models, grpc_address, metrics, limits)
         try:
             yield
         finally:
@@ -96,7 +93,7 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
     async def model_config_route(name: str, version: str = "1"):
         from google.protobuf import json_format
 
-        return json_format.MessageToDict(model_config(model_or_404(name), max_body_bytes),
+        return json_format.MessageToDict(model_config(model_or_404(name), limits.max_body_bytes),
                                          preserving_proto_field_name=True)
 
     @api.get("/v2/models/{name}/ready")
@@ -109,8 +106,7 @@ def create_app(models: dict[str, ServedModel], *, max_body_bytes: int = DEFAULT_
     async def metrics_route():
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    infer = InferEndpoint(models, metrics, max_body_bytes, body_timeout, max_json_bytes, min_body_rate,
-                          max_inflight_bytes)
+    infer = InferEndpoint(models, metrics, limits)
 
     async def app(scope, receive, send):
         name = infer_target(scope) if scope["type"] == "http" else None

@@ -17,6 +17,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from .. import __version__
 from .inference import infer_observed, select_outputs, validate_input
+from .limits import ServeLimits
 from .metrics import GRPC_TO_HTTP, UNKNOWN_MODEL, ServeMetrics
 from .model import ServedModel, model_config
 from .protocol import NP_TO_DTYPE, InferRequest, ProtocolError, RequestedOutput, decode_tensor
@@ -119,24 +120,24 @@ def _details(text: str) -> str:
 
 
 async def start_grpc(models: dict[str, ServedModel], address: str, metrics: ServeMetrics,
-                     max_body_bytes: int = 64 << 20, max_connections: int = 512,
-                     max_inflight_bytes: int = 512 << 20) -> grpc.aio.Server:
+                     limits: ServeLimits = ServeLimits()) -> grpc.aio.Server:
     """Start a grpc.aio server on the running event loop (the HTTP server's); the caller stops it.
 
-    Requests larger than `max_body_bytes` (the HTTP body limit) are refused by gRPC with RESOURCE_EXHAUSTED.
-    At most `max_connections` connections are accepted (gRPC core closes the rest before any handshake), so
-    idle connections cannot use up the open-files limit the HTTP side shares. At most
+    Requests larger than `limits.max_body_bytes` (the HTTP body limit) are refused by gRPC with
+    RESOURCE_EXHAUSTED. At most `limits.max_connections` connections are accepted (gRPC core closes the rest
+    before any handshake), so idle connections cannot use up the open-files limit the HTTP side shares. At most
     `max_inflight_bytes // max_body_bytes` calls run at once (others get RESOURCE_EXHAUSTED), so requests held
     in memory stay within the same budget as HTTP's.
     """
-    server = grpc.aio.server(maximum_concurrent_rpcs=max(1, max_inflight_bytes // max_body_bytes),
+    max_body_bytes = limits.max_body_bytes
+    server = grpc.aio.server(maximum_concurrent_rpcs=max(1, limits.max_inflight_bytes // max_body_bytes),
                              options=[("grpc.max_receive_message_length", max_body_bytes),
                                       ("grpc.max_send_message_length", 256 << 20),
                                       # bounds per connection; idle connections are closed after a minute
                                       ("grpc.max_concurrent_streams", 64),
                                       ("grpc.max_connection_idle_ms", 60_000),
                                       ("grpc.max_metadata_size", 16 << 10),
-                                      ("grpc.max_allowed_incoming_connections", max_connections)])
+                                      ("grpc.max_allowed_incoming_connections", limits.max_connections)])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(models, metrics, max_body_bytes), server)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot bind gRPC to {address}")

@@ -20,9 +20,10 @@ import re
 import time
 
 from .inference import infer_observed, select_outputs, validate_input
+from .limits import ServeLimits
 from .metrics import UNKNOWN_MODEL, ServeMetrics
 from .model import ServedModel
-from .protocol import DEFAULT_MAX_JSON_BYTES, HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
+from .protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
 
 _PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$")
 _log = logging.getLogger("dirac_deploy.serve")
@@ -55,13 +56,12 @@ async def _send_error(send, status: int, message: str) -> None:
 
 
 class InferEndpoint:
-    def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics, max_body_bytes: int,
-                 body_timeout: float = 10.0, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
-                 min_body_rate: float = 1024.0, max_inflight_bytes: int = 512 << 20):
-        self.models, self.metrics, self.max_body_bytes = models, metrics, max_body_bytes
-        self.body_timeout, self.max_json_bytes, self.min_body_rate = body_timeout, max_json_bytes, min_body_rate
+    def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics, limits: ServeLimits):
+        self.models, self.metrics = models, metrics
+        self.max_body_bytes, self.body_timeout = limits.max_body_bytes, limits.body_timeout
+        self.max_json_bytes, self.min_body_rate = limits.max_json_bytes, limits.min_body_rate
         # request bodies held in memory at once, over all connections (the server's main memory bound)
-        self.max_inflight_bytes, self.inflight_bytes = max_inflight_bytes, 0
+        self.max_inflight_bytes, self.inflight_bytes = limits.max_inflight_bytes, 0
 
     def _hold(self, n: int, held: list[int]) -> None:
         if self.inflight_bytes + n > self.max_inflight_bytes:

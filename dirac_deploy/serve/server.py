@@ -124,10 +124,7 @@ def run_server(models: dict[str, ServedModel], host: str, port: int, *, limits: 
     from .http_protocol import guarded_protocol
 
     grpc_address = None if grpc_port is None else f"{host}:{grpc_port}"
-    app = create_app(models, max_body_bytes=limits.max_body_bytes, grpc_address=grpc_address,
-                     body_timeout=limits.body_timeout, max_json_bytes=limits.max_json_bytes,
-                     min_body_rate=limits.min_body_rate, max_inflight_bytes=limits.max_inflight_bytes,
-                     max_grpc_connections=limits.max_connections)
+    app = create_app(models, limits=limits, grpc_address=grpc_address)
     # httptools (the serve extra installs it) through a subclass that adds the connection cap, the header
     # timeout and JSON errors. The loop stays asyncio: uvloop is optional and has crashed other servers.
     config = uvicorn.Config(app, host=host, port=port, http=guarded_protocol(limits), log_level="warning",
