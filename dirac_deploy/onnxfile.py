@@ -54,6 +54,18 @@ def content_kind(model) -> str:
     return "folded"
 
 
+def metadata_floats(text) -> list[float] | None:
+    """A list of numbers recorded as JSON text in metadata (`dirac_deploy.mean`, `.std`); None when absent or
+    not such a list."""
+    try:
+        value = json.loads(text) if isinstance(text, str) and len(text) < 10_000 else None
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return [float(v) for v in value]
+    return None
+
+
 def narrowed_rtol(tool_rtol: float, recorded: str | None) -> float:
     """The tool's tolerance, or the file's recorded one when that is stricter (a finite positive number)."""
     try:

@@ -22,7 +22,7 @@ from .folding.chain import canonicalize, folded_source_ops, name_activations, to
 from .folding.fold import fold
 from .folding.verify import DEFAULT_RTOL, Proof, compare, seeded_inputs
 from .models.plain import PlainNet
-from .onnxfile import OnnxArtifact, read_onnx
+from .onnxfile import OnnxArtifact, metadata_floats, read_onnx
 from .plainfile import is_plain_file, plain_from_payload, save_plain
 from .spec import MAX_INPUT_SIZE, DiracNetSpec, ScaledIdentitySpec
 from .summary import count_flops, count_parameters
@@ -351,8 +351,8 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
         provenance = {k: meta[f"dirac_deploy.{k}_source"] for k in ("normalization", "input_size")
                       if meta.get(f"dirac_deploy.{k}_source")}
         return FileReport(path, "onnx", loaded.name, loaded.input_shape, loaded.num_classes, None, None,
-                          op_histogram(art.model), meta, checks, _json_floats(meta.get("dirac_deploy.mean")),
-                          _json_floats(meta.get("dirac_deploy.std")), provenance)
+                          op_histogram(art.model), meta, checks, metadata_floats(meta.get("dirac_deploy.mean")),
+                          metadata_floats(meta.get("dirac_deploy.std")), provenance)
     obj = load_torch_file(path, trust=options.trust_checkpoint)
     if not is_plain_file(obj):
         return inspect_checkpoint(path, options)
@@ -368,16 +368,3 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
                       count_parameters(plain), count_flops(plain, loaded.input_shape[0], loaded.input_shape[1]),
                       _layer_histogram(plain), meta, checks, meta.get("mean"), meta.get("std"),
                       meta.get("provenance", {}))
-
-
-def _json_floats(text) -> list[float] | None:
-    """A list of numbers recorded as JSON text in ONNX metadata (None when absent or not such a list)."""
-    import json
-
-    try:
-        value = json.loads(text) if isinstance(text, str) and len(text) < 10_000 else None
-    except ValueError:
-        return None
-    if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        return [float(v) for v in value]
-    return None

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from dirac_deploy import data
 from dirac_deploy.cli import main
 from dirac_deploy.quantize.data import holdout_split, load_data, resize_crop
-from dirac_deploy.quantize.run import min_eval_images
+from dirac_deploy.quantize.proof_data import min_eval_images
 
 from reference import as_flat_params, define_params
 

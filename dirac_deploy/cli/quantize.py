@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from ..quantize import METHODS, PRECISIONS, TARGETS
+from ..quantize import DEFAULT_CROP_FRACTION, DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB, METHODS, PRECISIONS, TARGETS
 from . import main
 from .options import checkpoint_options, load_options
 from .render import check_json_path, console, emit_json, json_option, kv_table, outputs_with_report, progress_status
@@ -36,18 +36,18 @@ def _db(v) -> str:
               help="Held-out data the proof runs on (same forms; labels give accuracy) [default: the bundled "
                    "models' held-out split; for random calibration, other random images; else a seeded quarter "
                    "of --calib, held out from calibration]. Never the calibration images.")
-@click.option("--crop-fraction", type=click.FloatRange(0.1, 1.0), default=0.875, show_default=True,
+@click.option("--crop-fraction", type=click.FloatRange(0.1, 1.0), default=DEFAULT_CROP_FRACTION, show_default=True,
               help="uint8 images not at the input size: shorter side resized to size / this, then a centre crop "
                    "(torchvision Resize(256) + CenterCrop(224) at 0.875; 1.0: no margin).")
 @click.option("--calib-limit", type=click.IntRange(1, 100_000), default=256, show_default=True,
               help="Use at most this many calibration images (the first ones).")
-@click.option("--eval-limit", type=click.IntRange(1, 100_000), default=2000, show_default=True,
+@click.option("--eval-limit", type=click.IntRange(1, 100_000), default=DEFAULT_EVAL_LIMIT, show_default=True,
               help="Prove on at most this many evaluation images (the first ones).")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
               help="Refuse below this top-1 agreement with the fp32 chain.")
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 100), default=0.5, show_default=True,
               help="Refuse above this accuracy drop, in percentage points (when --eval has labels).")
-@click.option("--min-sqnr-db", type=float, default=15.0, show_default=True,
+@click.option("--min-sqnr-db", type=float, default=DEFAULT_MIN_SQNR_DB, show_default=True,
               help="Refuse below this logit SQNR (dB) against fp32 (0 or less: no floor).")
 @json_option
 @checkpoint_options

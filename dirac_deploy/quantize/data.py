@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OptionError
+from . import DEFAULT_CROP_FRACTION
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
-DEFAULT_CROP_FRACTION = 0.875  # torchvision's Resize(256) + CenterCrop(224); timm's default crop_pct
 MAX_RANDOM = 100_000
 HOLDOUT_FRACTION = 0.25  # of --calib, held out for the proof when no --eval is given
 MAX_DATA_BYTES = 2 << 30  # one data source in memory, checked from the file's headers before it is read

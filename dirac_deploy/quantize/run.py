@@ -16,7 +16,6 @@ thresholds. Precisions, methods and where each runs:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -29,9 +28,11 @@ from .._optional import require
 from ..errors import EquivalenceError, OptionError
 from ..fileio import check_output_path, write_all
 from ..onnxfile import LOW_PRECISION_PROBE_RTOL
-from .data import DEFAULT_CROP_FRACTION, Dataset, check_source, embedded_model, holdout_split, load_data
+from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
+from .data import DEFAULT_CROP_FRACTION, Dataset
 from .int8 import FP32, choose_forms, quantize_identity, quantize_naive
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
+from .proof_data import load_proof_data, plan_data
 
 COMBINATIONS = {("int8", "identity", "onnxruntime"), ("int8", "naive", "onnxruntime"),
                 ("int8", "identity", "openvino"), ("int8", "nncf", "openvino"), ("fp16", "cast", "onnxruntime"),
@@ -43,8 +44,8 @@ PROBE_RTOL = LOW_PRECISION_PROBE_RTOL  # recorded for readers; the checks use th
 # Below this a low-precision artifact's logits are mostly noise even when top-1 still agrees (15 dB: the error's
 # RMS is 18% of the logits'); the measured artifacts are at 19-33 dB (int8) and 60+ dB (fp16). --min-sqnr-db 0 or
 # lower turns it off.
-DEFAULT_MIN_SQNR_DB = 15.0
-DEFAULT_EVAL_LIMIT = 2000  # images the proof runs on at most (the first ones): 1 disagreement is 0.05%
+# DEFAULT_MIN_SQNR_DB and DEFAULT_EVAL_LIMIT (images the proof runs on at most, the first ones: one disagreement
+# is 0.05%) live in the package's import-free __init__, which the command line reads.
 LAYER_TABLE_IMAGES = 64  # the per-layer SQNR table's images (it holds every conv output at once)
 
 
@@ -132,20 +133,6 @@ def check_combination(precision: str, method: str | None, target: str) -> None:
                           + ", ".join(f"{p}/{m}/{t}" for p, m, t in sorted(COMBINATIONS)))
 
 
-def min_eval_images(min_agreement: float) -> int:
-    """The fewest evaluation images on which a `min_agreement` gate tolerates one disagreement,
-    ceil(1 / (1 - min_agreement)): with fewer, a single image decides the gate and it proves little."""
-    if min_agreement >= 1:
-        return 1
-    return max(1, math.ceil(1 / (1 - min_agreement) - 1e-9))
-
-
-def _image_overlap(a: np.ndarray, b: np.ndarray) -> int:
-    """How many images of `b` are also in `a` (byte-identical)."""
-    seen = {hashlib.sha256(img.tobytes()).digest() for img in a}
-    return sum(hashlib.sha256(img.tobytes()).digest() in seen for img in b)
-
-
 def build_artifact(fp32, precision: str, method: str, target: str, calib: Dataset, evaluation: Dataset, *,
                    min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
                    min_sqnr_db: float | None = None, layer_table: bool = True, ref: np.ndarray | None = None) -> Artifact:
@@ -225,60 +212,6 @@ def _onnx_bytes(art: Artifact, fp32, meta_props: dict, probe_x: np.ndarray) -> b
     return model.SerializeToString()
 
 
-@dataclass
-class _DataPlan:
-    calib: str
-    evaluation: str | None  # None: hold out part of calib
-    note: str = ""
-
-
-def _plan_data(model_path: Path, calib: str | None, evaluation: str | None, options) -> _DataPlan:
-    """Which data calibrates and which proves, decided (and every source's form checked) before any fold or
-    export. 'embedded' is the default only for the bundled models; without --eval the proof runs on data held
-    out from --calib."""
-    from ..pipeline import source_sha256
-
-    for spec, role in ((calib, "calib"), (evaluation, "eval")):
-        if spec is not None:
-            check_source(spec, role)
-    if calib is not None and evaluation is not None and calib == evaluation and calib != "embedded" \
-            and not calib.startswith("random"):
-        raise OptionError(f"--eval {evaluation} is the calibration data: a proof on the images the artifact was "
-                          f"calibrated on proves nothing about others; give a held-out set, or leave --eval out to "
-                          f"hold out part of --calib")
-    if calib is not None and evaluation is not None and Path(calib).exists() and Path(evaluation).exists():
-        if Path(calib).resolve() == Path(evaluation).resolve():
-            raise OptionError(f"--eval {evaluation} and --calib {calib} are the same data; give a held-out set, or "
-                              f"leave --eval out to hold out part of --calib")
-    needs_embedded = "embedded" in (calib, evaluation) or calib is None
-    bundled = embedded_model(source_sha256(model_path, options)) if needs_embedded else None
-    if calib is None:
-        if bundled is None:
-            raise OptionError(f"{model_path.name} is not one of the bundled models, so it needs calibration data: "
-                              f"--calib a .npz/.npy of images, a directory of images, or random:N for a "
-                              f"random-weight net (--eval then defaults to a held-out part of --calib)")
-        calib = "embedded"
-    if "embedded" in (calib, evaluation) and bundled is None:
-        raise OptionError(f"'embedded' data exists only for the bundled models, and {model_path.name} is not one; "
-                          f"give --calib (and --eval) as a .npz/.npy file, a directory of images or random:N")
-    if evaluation is None:
-        if calib == "embedded":
-            return _DataPlan(calib, "embedded", "")
-        if calib.startswith("random"):
-            return _DataPlan(calib, "random", "no --eval: the proof runs on seeded N(0, 1) images disjoint from "
-                                              "the calibration ones")
-        return _DataPlan(calib, None, "no --eval: the proof runs on a seeded quarter of --calib held out from "
-                                      "calibration")
-    return _DataPlan(calib, evaluation)
-
-
-def _eval_count(spec: str, min_agreement: float) -> str:
-    """random without N gets enough images for the agreement gate."""
-    if spec == "random":
-        return f"random:{max(64, min_eval_images(min_agreement))}"
-    return spec
-
-
 def quantize_file(model_path: str | Path, output: str | Path, *, precision: str = "int8", method: str | None = None,
                   target: str | None = None, calib: str | None = None, evaluation: str | None = None, options=None,
                   min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
@@ -333,45 +266,12 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         if method == "nncf":
             require("nncf")
     require("onnxruntime")
-    plan = _plan_data(model_path, calib, evaluation, options)
+    plan = plan_data(model_path, calib, evaluation, options)
     progress(f"loading {model_path.name} (a checkpoint is folded and verified first)")
     loaded = load_model(model_path, options)
-    sha = loaded.meta.get("source", {}).get("sha256", "") if isinstance(loaded.meta.get("source"), dict) else ""
-    if loaded.onnx is not None:
-        sha = loaded.meta.get("dirac_deploy.source_sha256", "")
-    mean = loaded.meta.get("mean") or _json_list(loaded.meta.get("dirac_deploy.mean"))
-    std = loaded.meta.get("std") or _json_list(loaded.meta.get("dirac_deploy.std"))
-    kw = dict(mean=mean, std=std, source_sha256=sha, crop_fraction=crop_fraction)
     progress("reading the calibration and evaluation data")
-    if plan.evaluation is None:
-        cal, ev = holdout_split(load_data(plan.calib, loaded.input_shape, role="calib",
-                                          limit=4 * (calib_limit + eval_limit), **kw))
-        if len(cal) > calib_limit:
-            cal = Dataset(cal.x[:calib_limit], None, f"{cal.source}, first {calib_limit}")
-        if len(ev) > eval_limit:
-            ev = Dataset(ev.x[:eval_limit], None if ev.labels is None else ev.labels[:eval_limit],
-                         f"{ev.source}, first {eval_limit}")
-    else:
-        cal = load_data(plan.calib, loaded.input_shape, role="calib", limit=calib_limit, **kw)
-        ev = load_data(_eval_count(plan.evaluation, min_agreement), loaded.input_shape, role="eval",
-                       limit=eval_limit, **kw)
-    notes = [plan.note] if plan.note else []
-    if ev.labels is not None and len(ev.labels) and int(ev.labels.max()) >= loaded.num_classes:
-        raise OptionError(f"--eval: a label of {int(ev.labels.max())} for a model with {loaded.num_classes} classes; "
-                          f"labels are class indices 0..{loaded.num_classes - 1}")
-    overlap = _image_overlap(cal.x, ev.x)
-    if overlap == len(ev):
-        raise OptionError(f"every one of the {len(ev)} evaluation images is also a calibration image: a proof on "
-                          f"the images the artifact was calibrated on proves nothing about others; give a held-out "
-                          f"--eval set, or leave --eval out to hold out part of --calib")
-    if overlap:
-        notes.append(f"{overlap} of the {len(ev)} evaluation images are also calibration images")
-    need = min_eval_images(min_agreement)
-    if len(ev) < need:
-        raise OptionError(f"the proof would run on {len(ev)} images, where one disagreement is "
-                          f"{1 / len(ev):.1%}: a {min_agreement:.0%} agreement gate needs at least {need}; give "
-                          f"more held-out images (--eval, or a larger --calib to hold out from) or lower "
-                          f"--min-agreement to {1 - 1 / len(ev):.3f} or less")
+    cal, ev, notes = load_proof_data(plan, loaded, min_agreement=min_agreement, calib_limit=calib_limit,
+                                     eval_limit=eval_limit, crop_fraction=crop_fraction)
     progress("exporting the fp32 chain (audited, parity-checked)")
     fp32 = verified_onnx(loaded).model
     progress(f"building {precision} ({method}, {target}) and proving it on {len(ev)} images")
@@ -407,14 +307,6 @@ def _chain_names(layers: list[LayerError], plain) -> None:
     if len(names) == len(layers):
         for layer, name in zip(layers, names):
             layer.name = name
-
-
-def _json_list(text):
-    try:
-        value = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return value if isinstance(value, list) else None
 
 
 def _write_ir(art: Artifact, output: Path, meta_props: dict, probe_x: np.ndarray) -> list[Path]:
