@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hashlib
 import os
 import tempfile
@@ -59,25 +60,36 @@ def model_file_kind(path: str | Path) -> str:
 
 def referenced_files(path: str | os.PathLike) -> list[Path]:
     """The files a model file reads besides itself: an OpenVINO IR's weights (.bin beside the .xml), an ONNX
-    model's external-data files. Read without loading any tensor; [] for anything else or unreadable."""
+    model's external-data files. Read without loading any tensor; [] for anything else or unreadable. A command
+    checks each output against its inputs: the ONNX is parsed once per file version, not once per output."""
     path = Path(path)
     try:
         if not path.is_file():
             return []
         if path.suffix.lower() == ".xml":
             return [path.with_suffix(".bin")]
+        st = path.stat()
+    except OSError:
+        return []
+    return list(_onnx_locations(str(path.resolve()), st.st_mtime_ns, st.st_size, str(path)))
+
+
+@functools.lru_cache(maxsize=64)
+def _onnx_locations(resolved: str, mtime_ns: int, size: int, given: str) -> tuple[Path, ...]:
+    path = Path(given)
+    try:
         with open(path, "rb") as f:
             head = f.read(1)
         if path.suffix.lower() != ".onnx" and head != b"\x08":
-            return []
+            return ()
         import onnx
 
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # not ONNX after all, or unreadable: the reader says why, later
-        return []
+        return ()
     locations = {entry.value for t in model.graph.initializer if t.data_location == 1  # TensorProto.EXTERNAL
                  for entry in t.external_data if entry.key == "location"}
-    return [path.parent / loc for loc in sorted(locations)]
+    return tuple(path.parent / loc for loc in sorted(locations))
 
 
 def check_not_input(out: str | os.PathLike, *inputs: str | os.PathLike) -> Path:

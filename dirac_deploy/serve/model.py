@@ -201,9 +201,9 @@ MAX_IR_XML_BYTES = 64 << 20
 MAX_IR_LAYERS = 20_000  # as onnxfile.MAX_NODES: a folded chain's IR has a few hundred layers at most
 
 
-def openvino_reason(e: BaseException) -> str:
-    """OpenVINO's messages start with a source location ('Exception from src/inference/...:84:'); the reason
-    is on a later line."""
+def runtime_reason(e: BaseException) -> str:
+    """A runtime's reason, one line: OpenVINO's messages start with a source location ('Exception from
+    src/inference/...:84:') and give the reason on a later line; other messages keep their first line."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith(("Exception from", "Check '")) and "src/" not in line]
     return (useful[0] if useful else lines[-1] if lines else type(e).__name__)[:300]
@@ -239,7 +239,7 @@ def _ir_model(source: ModelSource, runtime: str, threads: int | None, instances:
     try:
         net = ov.Core().read_model(str(source.path))
     except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line messages
-        raise DiracDeployError(f"OpenVINO cannot read {source.path}: {openvino_reason(e)}") from None
+        raise DiracDeployError(f"OpenVINO cannot read {source.path}: {runtime_reason(e)}") from None
     if len(net.inputs) != 1 or len(net.outputs) != 1:
         raise DiracDeployError(f"{source.path}: an IR to serve has one input and one output; this one has "
                                f"{len(net.inputs)} and {len(net.outputs)}")
@@ -309,7 +309,7 @@ def _onnx_model(source: ModelSource, runtime: str, threads: int | None, instance
     except DiracDeployError:
         raise
     except Exception as e:  # runtimes raise their own types for graphs they cannot load (custom ops, attributes)
-        raise DiracDeployError(f"{engine} cannot load {source.path}: {openvino_reason(e)}") from None
+        raise DiracDeployError(f"{engine} cannot load {source.path}: {runtime_reason(e)}") from None
     info = {"architecture": art.architecture, "source": "ONNX file",
             "source_sha256": art.metadata.get("dirac_deploy.source_sha256", "")}
     if verify:
