@@ -321,8 +321,14 @@ def source_sha256(path: str | Path, options: LoadOptions | None = None) -> str:
 
     path = Path(path)
     options = options or LoadOptions()
-    if model_file_kind(path) == "onnx":
-        return str(read_onnx(path).metadata.get("dirac_deploy.source_sha256", ""))
+    if model_file_kind(path) == "onnx":  # its metadata only: the full read and checks come with load_model
+        import onnx
+
+        try:
+            props = onnx.load(str(path), load_external_data=False).metadata_props
+        except Exception:  # protobuf errors share no base class; load_model reports the file properly
+            return ""
+        return next((p.value for p in props if p.key == "dirac_deploy.source_sha256"), "")
     obj = load_torch_file(path, trust=options.trust_checkpoint)
     if is_plain_file(obj):
         source = obj.get("meta", {}).get("source") if isinstance(obj.get("meta"), dict) else None

@@ -195,7 +195,7 @@ def test_calibration_files_from_strangers_are_one_line_before_they_are_loaded(tm
     ppm.mkdir()
     (ppm / "zero.ppm").write_bytes(b"P6\n2 2\n0\n" + bytes(12))
     cases = {"crc.npz": "corrupt", "cut.npz": "corrupt", "notzip.npz": "corrupt", "objects.npz": "Python objects",
-             "huge.npy": "truncated", "huge.npz": "truncated", "flat.npz": "no pixels", "strlabels.npz": "whole numbers",
+             "huge.npy": "truncated", "huge.npz": "GiB", "flat.npz": "no pixels", "strlabels.npz": "whole numbers",
              "nanlabels.npz": "whole numbers", "empty.npy": "no images", "random.npy": "not a readable",
              "biglabels.npz": "10 classes", "zero.npy": "not a readable",
              "bomb": "cannot read image", "ppm": "cannot read image"}
