@@ -29,7 +29,7 @@ class Ratio:
 class Row:
     """One (backend, batch) line of the headline table; p50 latencies in ms, None when not measured."""
 
-    backend: str
+    backend: str  # with its numeric format unless plain fp32: 'cuda-graph fp16' (bench.formats)
     batch: int
     folded: float | None
     best_alternative: Ratio | None = None
@@ -49,8 +49,18 @@ _BACKEND_ORDER = ("torch", "torch-compile", "torch-compile-max", "cuda-graph", "
                   "openvino", "tensorrt")
 
 
-def _order(backend: str) -> int:
-    return _BACKEND_ORDER.index(backend) if backend in _BACKEND_ORDER else len(_BACKEND_ORDER)
+def where(rec: dict) -> str:
+    """The row a record belongs to: its backend, plus its numeric format unless plain fp32 ('cuda-graph fp16')."""
+    fmt = rec.get("format", "fp32")
+    return rec["backend"] if fmt == "fp32" else f"{rec['backend']} {fmt}"
+
+
+def _order(label: str) -> tuple[int, int, str]:
+    from .formats import FORMATS
+
+    backend, _, fmt = label.partition(" ")
+    b = _BACKEND_ORDER.index(backend) if backend in _BACKEND_ORDER else len(_BACKEND_ORDER)
+    return b, FORMATS.index(fmt or "fp32") if (fmt or "fp32") in FORMATS else len(FORMATS), label
 
 
 def _ratio(rec: dict | None, name: str) -> Ratio | None:
@@ -64,8 +74,8 @@ def headline_rows(records: list[dict]) -> list[Row]:
     """Ratios taken within one run: each row compares variants on the same backend and batch (the
     low-precision records have their own rows, `lowp_rows`)."""
     records = [r for r in records if not r.get("lowp")]
-    index = {(r["variant"], r["backend"], r["batch"]): r for r in records}
-    keys = sorted({(r["backend"], r["batch"]) for r in records}, key=lambda k: (_order(k[0]), k[1]))
+    index = {(r["variant"], where(r), r["batch"]): r for r in records}
+    keys = sorted({(where(r), r["batch"]) for r in records}, key=lambda k: (_order(k[0]), k[1]))
     rows = []
     for backend, batch in keys:
         f = index.get((FOLDED, backend, batch))
@@ -83,6 +93,53 @@ def headline_rows(records: list[dict]) -> list[Row]:
         if ok:
             row.folded_gflops, row.folded_peak_fraction = f["gflops"], f["peak_fraction"]
             row.warnings = list(f.get("warnings", []))
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class BestRow:
+    """Per numeric format and batch, the fastest way to run the folded chain against the fastest way to run an
+    alternative (and the matched ResNet), whichever backends those are. Records from different backends were
+    timed in different interleaved groups, so `speedup` is a ratio of p50s, not a per-round median."""
+
+    format: str
+    batch: int
+    folded_ms: float
+    folded_backend: str
+    alternative_ms: float | None = None
+    alternative: str | None = None  # 'variant on backend'
+    speedup: float | None = None  # alternative_ms / folded_ms: above 1 the folded chain is faster
+    resnet_ms: float | None = None
+    resnet_backend: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def best_rows(records: list[dict]) -> list[BestRow]:
+    """The fastest measured folded run per (format, batch) against the fastest alternative and ResNet run."""
+    from .formats import FORMATS
+
+    ok = [r for r in records if not r.get("lowp") and r["status"] == "ok"]
+    rows = []
+    for fmt, batch in sorted({(r.get("format", "fp32"), r["batch"]) for r in ok},
+                             key=lambda k: (FORMATS.index(k[0]) if k[0] in FORMATS else len(FORMATS), k[1])):
+        group = [r for r in ok if r.get("format", "fp32") == fmt and r["batch"] == batch]
+
+        def fastest(names, group=group):
+            cands = [r for r in group if r["variant"] in names]
+            return min(cands, key=lambda r: r["latency_ms"]["p50"]) if cands else None
+
+        f, alt, res = fastest((FOLDED,)), fastest(ALTERNATIVES), fastest((RESNET,))
+        if f is None:
+            continue
+        row = BestRow(fmt, batch, f["latency_ms"]["p50"], f["backend"])
+        if alt is not None:
+            row.alternative_ms, row.alternative = alt["latency_ms"]["p50"], f"{alt['variant']} on {alt['backend']}"
+            row.speedup = row.alternative_ms / row.folded_ms
+        if res is not None:
+            row.resnet_ms, row.resnet_backend = res["latency_ms"]["p50"], res["backend"]
         rows.append(row)
     return rows
 
@@ -128,8 +185,8 @@ def lowp_rows(records: list[dict]) -> list[LowpRow]:
 
 
 def skipped(records: list[dict]) -> dict[str, str]:
-    """Unique skip reasons keyed by 'variant/backend'."""
-    return {f"{r['variant']}/{r['backend']}": r["status"] for r in records if r["status"] != "ok"}
+    """Unique skip reasons keyed by 'variant/backend' ('variant/backend format' for a non-fp32 format)."""
+    return {f"{r['variant']}/{where(r)}": r["status"] for r in records if r["status"] != "ok"}
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
@@ -153,8 +210,9 @@ def write_plot(path: str | Path, records: list[dict], title: str) -> Path:
     rows = headline_rows(records)
     backends = sorted({r.backend for r in rows if r.folded}, key=_order)
     batches = sorted({r.batch for r in rows})
-    colors = {b: plt.get_cmap("tab10")(i) for i, b in enumerate(backends)}
-    index = {(r["variant"], r["backend"], r["batch"]): r for r in records if r["status"] == "ok"}
+    cmap = plt.get_cmap("tab10" if len(backends) <= 10 else "tab20")
+    colors = {b: cmap(i % cmap.N) for i, b in enumerate(backends)}
+    index = {(r["variant"], where(r), r["batch"]): r for r in records if r["status"] == "ok"}
     panels = 3 if any(r.speedup_vs_fp32_ort for r in lowp) else 2
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5))
     ax_lat, ax_ratio = axes[0], axes[1]

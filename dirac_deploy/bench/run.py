@@ -11,6 +11,7 @@ before the run started (load average).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ import numpy as np
 import torch
 
 from ..checkpoint import LoadOptions
-from ..errors import DiracDeployError
+from ..errors import DiracDeployError, first_line
 from . import MAX_BENCH_BATCH, ONNX_BACKENDS
 from .env import collect_env
+from .formats import FORMATS, NumericFormat, agreement, tf32_allowed, uses_tf32
 from .models import FOLDED, VARIANTS, build_models, peak_conv
-from .runners import ALL_BACKENDS, Skip, default_backends, prepare, sync_for
+from .runners import ALL_BACKENDS, Skip, default_backends, prepare, sync_for, unavailable
 from .timing import PeakRSS, summarize
 
 MAX_SPREAD = 0.25  # a latency's (p75 - p25) / p50 above this: the row is noisy
@@ -46,7 +48,8 @@ class BenchConfig:
     warmup: int = 3
     iters: int = 30  # timed calls per variant and row, over all rounds (fewer when max_seconds runs out)
     max_seconds: float = 3.0  # per variant and row
-    tf32: bool = False
+    tf32: bool = False  # plain fp32 rows with TF32 allowed (the `tf32` format always allows it)
+    formats: tuple[str, ...] = ("fp32",)  # numeric formats of the PyTorch backends (bench.formats); GPU only
     options: LoadOptions | None = None
     precisions: tuple[str, ...] = ()  # low-precision rows (bench.lowp): any of int8, fp16, bf16, fp32 (OpenVINO)
     calib: str = "auto"  # their calibration / evaluation data (quantize's forms); auto: embedded, else random
@@ -59,12 +62,13 @@ class BenchResult:
     records: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        from .report import headline_rows, lowp_rows
+        from .report import best_rows, headline_rows, lowp_rows
 
         # version 3: every ratio is a speed-up, t_other / t_this (> 1: this is faster); version 2's
         # lowp `vs_fp32_ort` ran the other way (docs/reports.md)
         return {"schema": "dirac-deploy/bench", "version": 3, "env": self.env, "records": self.records,
                 "rows": [row.to_dict() for row in headline_rows(self.records)],
+                "best_rows": [row.to_dict() for row in best_rows(self.records)],
                 "lowp_rows": [row.to_dict() for row in lowp_rows(self.records)]}
 
 
@@ -177,11 +181,33 @@ def _lowp_runs(cfg: BenchConfig, models) -> bool:
         and available("onnxruntime")
 
 
+def _formats_for(backend: str, cfg: BenchConfig) -> list[NumericFormat]:
+    """The formats `backend` runs: all of them on PyTorch backends, fp32 only on ONNX ones."""
+    fmts = [NumericFormat(f) for f in cfg.formats]
+    return fmts if backend not in ONNX_BACKENDS else [f for f in fmts if f.is_reference][:1]
+
+
+def _format_agreement(models, cfg: BenchConfig) -> dict:
+    """Per non-fp32 format and PyTorch variant, its logits against strict fp32 on 16 seeded images."""
+    images = torch.randn(16, *models.input_shape, generator=torch.Generator().manual_seed(1234))
+    out: dict[str, dict] = {}
+    for name in cfg.formats:
+        fmt = NumericFormat(name)
+        if fmt.is_reference:
+            continue
+        out[name] = {v.name: agreement(v.model, fmt, images, cfg.device) for v in models.variants.values()
+                     if v.model is not None}
+    return out
+
+
 def count_steps(cfg: BenchConfig, backends, models) -> int:
     """How many times `run_benchmark` calls `progress` (after 'building models'), for a bar that ends full."""
     from .lowp import rows_for
 
-    steps = len(backends) * (1 + len(cfg.batches) * (len(models.variants) + 1))
+    steps = 0
+    for backend in backends:
+        groups = 0 if unavailable(backend, cfg.device) else len(_formats_for(backend, cfg)) * len(cfg.batches)
+        steps += 1 + groups * (len(models.variants) + 1)
     if _lowp_runs(cfg, models):
         artifacts = len(rows_for(cfg.precisions))
         steps += artifacts + len(cfg.batches) * (artifacts + 2)
@@ -205,6 +231,13 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg
         raise DiracDeployError(f"batch sizes must be in 1..{MAX_BENCH_BATCH}, got {list(cfg.batches)}")
     if cfg.rounds < 1:
         raise DiracDeployError(f"rounds must be at least 1, got {cfg.rounds}")
+    bad = [f for f in cfg.formats if f not in FORMATS]
+    if bad or not cfg.formats:
+        raise DiracDeployError(f"unknown format(s) {bad or '(none)'}; choose from {', '.join(FORMATS)}")
+    if device != "cuda" and tuple(cfg.formats) != ("fp32",):
+        raise DiracDeployError(f"formats {', '.join(cfg.formats)} are for --device cuda (PyTorch on a GPU); on the "
+                               "CPU, low precision is --precision (int8/fp16/bf16 artifacts on ONNX Runtime and "
+                               "OpenVINO)")
     threads = cfg.threads or os.cpu_count() or 1
     env_before = collect_env(device, threads)  # the load average before this process adds its own
     torch.set_num_threads(threads)
@@ -217,63 +250,85 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg
         raise DiracDeployError(f"unknown backend(s) {unknown}; choose from {', '.join(ALL_BACKENDS)}")
     from .._optional import available
 
-    wants_onnx = any(b in ONNX_BACKENDS for b in backends) and available("onnxruntime")
+    wants_onnx = any(b in ONNX_BACKENDS and not unavailable(b, device) for b in backends) and available("onnxruntime")
     progress("building models")
     models = build_models(cfg.model_path, cfg.depth, cfg.options, cfg.variants, onnx=wants_onnx)
     env = env_before
     env.update(model=models.description, input_shape=list(models.input_shape), baseline=models.baseline,
                rounds=cfg.rounds, warmup=cfg.warmup, iters=cfg.iters, max_seconds_per_variant=cfg.max_seconds,
-               tf32=cfg.tf32, peak={},
+               tf32=cfg.tf32, formats=list(cfg.formats), peak={},
                variants={n: {"description": v.description, "params": v.params, "flops": v.flops,
                              "export_s": v.export_s, "missing": v.missing or None}
                          for n, v in models.variants.items()},
                thresholds={"max_spread": MAX_SPREAD, "max_ratio_spread": MAX_RATIO_SPREAD, "max_idle_load": MAX_IDLE_LOAD})
     on_total(1 + count_steps(cfg, backends, models))  # the first step, 'building models', is done
     result = BenchResult(env)
-    sync = sync_for(device)
+    if any(f != "fp32" for f in cfg.formats):
+        env["format_agreement"] = _format_agreement(models, cfg)
     for backend in backends:
         progress(f"practical peak on {backend}")
+        why_not = unavailable(backend, device)
+        if why_not:
+            env["peak"][backend] = {"gflops": None, "status": f"skipped: {why_not}"}
+            result.records.extend(_record(name, backend, device, batch, f"skipped: {why_not}", threads=threads)
+                                  for batch in cfg.batches for name in models.variants)
+            continue
         peak, why = _peak(backend, device, cfg, threads)
         env["peak"][backend] = {"gflops": peak, "status": "ok" if peak else f"skipped: {why}",
                                 "probe": "conv3x3 256->256, 56x56, batch 8"}
-        for batch in cfg.batches:
-            extra = {"threads": threads}
-            calls, recs = {}, {}
-            for name, v in models.variants.items():
-                progress(f"{name} / {backend} / batch {batch}: prepare")
-                try:
-                    call, seconds, mem = _measure_prepare(
-                        lambda v=v: prepare(backend, device, v, models.input_shape, batch, threads), device,
-                        cfg.warmup, sync)
-                except Skip as e:
-                    recs[name] = _record(name, backend, device, batch, f"skipped: {e}", **extra)
-                    continue
-                calls[name] = call
-                recs[name] = _record(name, backend, device, batch, "ok", peak_mem_mb=mem, prepare_s=seconds,
-                                     export_s=v.export_s if backend in ONNX_BACKENDS else None, **extra)
-            progress(f"{backend} / batch {batch}: {len(calls)} variant(s) x {cfg.rounds} rounds")
-            if calls:
-                samples = _time_rounds(calls, cfg, sync)
-                for name, rounds in samples.items():
-                    v, rec = models.variants[name], recs[name]
-                    lat = summarize([t for r in rounds for t in r])
-                    seconds = lat.p50 / 1e3
-                    rec.update(latency_ms=lat.to_dict(), iters=lat.count, throughput=batch / seconds,
-                               gflops=v.flops * batch / seconds / 1e9,
-                               round_p50_ms=[float(np.median(r)) for r in rounds])
-                    if peak:
-                        rec["peak_fraction"] = rec["gflops"] / peak
-                    if FOLDED in samples and name != FOLDED:
-                        rec["vs_folded"] = _ratio_stats(rounds, samples[FOLDED])
-                warnings = _warnings(recs, env, f"{backend} batch {batch}")
-                for rec in recs.values():
-                    if rec["status"] == "ok":
-                        rec["warnings"] = warnings
-            result.records.extend(recs.values())
-            calls.clear()
+        for fmt in _formats_for(backend, cfg):
+            with tf32_allowed(uses_tf32(fmt, cfg.tf32)) if device == "cuda" else contextlib.nullcontext():
+                for batch in cfg.batches:
+                    result.records.extend(_time_group(cfg, models, backend, fmt, batch, threads, peak, env,
+                                                      progress))
     if cfg.precisions:
         _run_lowp(cfg, models, threads, env, result, progress)
     return result
+
+
+def _time_group(cfg: BenchConfig, models, backend: str, fmt: NumericFormat, batch: int, threads: int,
+                peak: float | None, env: dict, progress) -> list[dict]:
+    """Every variant on one (backend, format, batch): prepared, then timed in interleaved rounds."""
+    device, sync = cfg.device, sync_for(cfg.device)
+    extra = {"threads": threads, "format": fmt.name}
+    where = backend if fmt.is_reference else f"{backend} {fmt.name}"
+    calls, recs = {}, {}
+    for name, v in models.variants.items():
+        progress(f"{name} / {where} / batch {batch}: prepare")
+        try:
+            call, seconds, mem = _measure_prepare(
+                lambda v=v: prepare(backend, device, v, models.input_shape, batch, threads, fmt), device,
+                cfg.warmup, sync)
+        except Skip as e:
+            recs[name] = _record(name, backend, device, batch, f"skipped: {e}", **extra)
+            continue
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as e:  # a CUDA failure of one row, not of the run
+            if device != "cuda":
+                raise
+            recs[name] = _record(name, backend, device, batch, f"failed: {first_line(e)[:300]}", **extra)
+            continue
+        calls[name] = call
+        recs[name] = _record(name, backend, device, batch, "ok", peak_mem_mb=mem, prepare_s=seconds,
+                             export_s=v.export_s if backend in ONNX_BACKENDS else None, **extra)
+    progress(f"{where} / batch {batch}: {len(calls)} variant(s) x {cfg.rounds} rounds")
+    if calls:
+        samples = _time_rounds(calls, cfg, sync)
+        for name, rounds in samples.items():
+            v, rec = models.variants[name], recs[name]
+            lat = summarize([t for r in rounds for t in r])
+            seconds = lat.p50 / 1e3
+            rec.update(latency_ms=lat.to_dict(), iters=lat.count, throughput=batch / seconds,
+                       gflops=v.flops * batch / seconds / 1e9, round_p50_ms=[float(np.median(r)) for r in rounds])
+            if peak:
+                rec["peak_fraction"] = rec["gflops"] / peak
+            if FOLDED in samples and name != FOLDED:
+                rec["vs_folded"] = _ratio_stats(rounds, samples[FOLDED])
+        warnings = _warnings(recs, env, f"{where} batch {batch}")
+        for rec in recs.values():
+            if rec["status"] == "ok":
+                rec["warnings"] = warnings
+    calls.clear()
+    return list(recs.values())
 
 
 def _lowp_data(cfg: BenchConfig, models, role: str):

@@ -25,8 +25,12 @@ from .._optional import available
 from ..errors import first_line
 from ..runtime import INPUT_NAME, OUTPUT_NAME, ort_session
 from . import ALL_BACKENDS, CPU_BACKENDS, CUDA_BACKENDS, ONNX_BACKENDS, TORCH_BACKENDS
+from .formats import NumericFormat
 
-__all__ = ["ALL_BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "Skip", "default_backends", "prepare", "sync_for"]
+FP32 = NumericFormat("fp32")
+
+__all__ = ["ALL_BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "Skip", "default_backends", "prepare", "sync_for",
+           "unavailable"]
 
 
 class Skip(Exception):
@@ -36,6 +40,28 @@ class Skip(Exception):
 def default_backends(device: str) -> tuple[str, ...]:
     backends = CUDA_BACKENDS if device == "cuda" else CPU_BACKENDS
     return tuple(b for b in backends if b != "openvino" or available("openvino"))
+
+
+def unavailable(backend: str, device: str) -> str | None:
+    """Why `backend` cannot run on `device` here at all (None: it may), found without building anything, so a
+    run does not export ONNX graphs for a runtime that is not installed."""
+    if backend in ("cuda-graph", "torch-compile-max", "tensorrt") and device != "cuda":
+        return f"{backend} is a CUDA backend"
+    if backend == "openvino" and device != "cpu":
+        return "the OpenVINO backend runs on the CPU here"
+    if backend in ("onnxruntime", "onnxruntime-noopt"):
+        if not available("onnxruntime"):
+            return "onnxruntime is not installed (pip install 'dirac-deploy[export]')"
+        if device == "cuda":
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                return "onnxruntime has no CUDA provider here (pip install onnxruntime-gpu: the [gpu] extra)"
+    if backend == "openvino" and not available("openvino"):
+        return "OpenVINO is not installed (pip install 'dirac-deploy[openvino]')"
+    if backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed (pip install 'dirac-deploy[trt]')"
+    return None
 
 
 def sync_for(device: str) -> Callable[[], None]:
@@ -131,8 +157,9 @@ def _tensorrt_call(model, x: torch.Tensor):
 
 
 def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int], batch: int,
-            threads: int) -> Callable[[], object]:
-    """A zero-argument call running `batch` seeded images through `variant` on `backend`, inputs preallocated.
+            threads: int, fmt: NumericFormat = FP32) -> Callable[[], object]:
+    """A zero-argument call running `batch` seeded images through `variant` on `backend`, inputs preallocated,
+    in numeric format `fmt` (PyTorch backends; ONNX backends run the fp32 graph).
 
     Raises:
         Skip: the backend does not apply to this variant or device, or is not installed.
@@ -142,6 +169,8 @@ def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int
     gen = torch.Generator().manual_seed(batch)
     x = torch.randn(batch, *input_shape, generator=gen)
     if backend in ONNX_BACKENDS:
+        if not fmt.is_reference:
+            raise Skip(f"{backend} runs the fp32 ONNX graph; its low precision is `bench --precision`")
         if variant.onnx is None:
             raise Skip(variant.missing or "no ONNX graph for this variant")
         if backend in ("onnxruntime", "onnxruntime-noopt"):
@@ -159,8 +188,7 @@ def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int
         raise Skip(variant.missing or "an ONNX-only variant: it runs on the ONNX backends")
     if backend in ("cuda-graph", "torch-compile-max") and device != "cuda":
         raise Skip(f"{backend} is a CUDA backend")
-    xd = x.to(device)
-    model = variant.model.to(device).eval()
+    model, xd = fmt.apply(variant.model.to(device).eval(), x.to(device))
     if backend == "torch":
         return _torch_call(model, xd)
     if backend in ("torch-compile", "torch-compile-max"):

@@ -39,6 +39,16 @@ def _precisions(ctx, param, value):
     return names
 
 
+def _formats(ctx, param, value):
+    from ..bench.formats import FORMATS
+
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise click.BadParameter(f"unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
+    return names
+
+
 def _backends(ctx, param, value):
     if value is None:
         return None
@@ -74,7 +84,12 @@ def _backends(ctx, param, value):
                    "embedded model, else random:32).")
 @click.option("--eval", "evaluation", default="auto", show_default=True,
               help="With --precision: the images agreement and SQNR are measured on (auto: embedded, else random:64).")
-@click.option("--tf32/--no-tf32", default=False, show_default=True, help="Allow TF32 on CUDA (off: strict fp32).")
+@click.option("--tf32/--no-tf32", default=False, show_default=True,
+              help="Allow TF32 in the fp32 rows on CUDA (off: strict fp32; the tf32 format always allows it).")
+@click.option("--formats", "formats", default="fp32", show_default=True, callback=_formats,
+              help="With --device cuda: numeric formats of the PyTorch backends, comma-separated: fp32, tf32, fp16, "
+                   "bf16, each also with -cl (channels_last), e.g. fp32,tf32,fp16,bf16-cl. Each non-fp32 format's "
+                   "top-1 agreement and logit SQNR against fp32 are recorded.")
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("bench-out"),
               show_default=True, help="Where bench.json and bench.png go (created if missing).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
@@ -86,7 +101,7 @@ def _backends(ctx, param, value):
 @click.option("--no-plot", "no_plot", is_flag=True, help="Write no plot.")
 @checkpoint_options
 def bench(model, device, depth, batches, backends, threads, rounds, iters, warmup, max_seconds, precisions, calib,
-          evaluation, tf32, out_dir, json_path, plot_path, no_plot, **opts):
+          evaluation, tf32, formats, out_dir, json_path, plot_path, no_plot, **opts):
     """Benchmark the folded chain against what a user could run instead, per backend and batch, in one run.
 
     \b
@@ -123,7 +138,7 @@ def bench(model, device, depth, batches, backends, threads, rounds, iters, warmu
             check_output_path(out, *inputs)
     cfg = BenchConfig(model_path=model, depth=int(depth), device=device, batches=batches, backends=backends,
                       threads=threads, rounds=rounds, warmup=warmup, iters=iters, max_seconds=max_seconds,
-                      tf32=tf32, options=load_options(**opts), precisions=precisions, calib=calib,
+                      tf32=tf32, formats=formats, options=load_options(**opts), precisions=precisions, calib=calib,
                       evaluation=evaluation)
     with Progress(TextColumn("{task.description:<44}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console(), transient=True) as bar:

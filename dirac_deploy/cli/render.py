@@ -210,7 +210,37 @@ def print_bench(out: Console, result) -> None:
         out.print(f"[yellow]noisy:[/yellow] ... and {len(noisy) - 10} more (all in the JSON)")
     for key, status in skipped([r for r in result.records if not r.get("lowp")]).items():
         out.print(Text(f"{key}: {status}", style="dim"))
+    _print_best(out, result)
     _print_lowp(out, result)
+
+
+def _print_best(out: Console, result) -> None:
+    """Per numeric format and batch, the fastest folded run against the fastest alternative, whatever their
+    backends, and each format's agreement with fp32. Printed when there is more than one format or backend."""
+    from ..bench.report import best_rows
+
+    rows = best_rows(result.records)
+    if len({(r.format, r.batch) for r in rows}) == len({r.batch for r in rows}) and len(
+            {r["backend"] for r in result.records if r["status"] == "ok" and not r.get("lowp")}) < 2:
+        return
+    table = _table("Fastest of each: the folded chain on its best backend vs the best alternative on its best "
+                   "(p50 ms; a ratio of p50s across backends)", out)
+    for col in ("format", "batch", "folded ms", "on", "speed-up", "best alternative", "its ms", "ResNet ms"):
+        table.add_column(col, justify="left" if col in ("format", "on", "best alternative") else "right",
+                         no_wrap=col in ("format", "speed-up"))
+    for r in rows:
+        alt = r.alternative or "-"
+        for long, short in _SHORT.items():
+            alt = alt.replace(long, short)
+        table.add_row(r.format, str(r.batch), _ms(r.folded_ms), r.folded_backend,
+                      "-" if r.speedup is None else f"{r.speedup:.2f}x", alt, _ms(r.alternative_ms), _ms(r.resnet_ms))
+    out.print(table)
+    for fmt, per_variant in result.env.get("format_agreement", {}).items():
+        parts = [f"{_SHORT.get(v, v)} {100 * a['top1_agreement']:.0f}% / "
+                 f"{'exact' if a['logit_sqnr_db'] is None else format(a['logit_sqnr_db'], '.0f') + ' dB'}"
+                 for v, a in per_variant.items()]
+        out.print(Text(f"{fmt} vs fp32 (top-1 agreement / logit SQNR, {next(iter(per_variant.values()))['images']} "
+                       f"images): {', '.join(parts)}", style="dim"))
 
 
 def _print_lowp(out: Console, result) -> None:
