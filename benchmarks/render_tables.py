@@ -1,9 +1,11 @@
-"""Render benchmarks/results/*.json as the Markdown tables in the README (stdout).
+"""Render benchmarks/results/*.json as Markdown tables: to stdout, or into docs/benchmarks.md.
 
     .venv/bin/python benchmarks/render_tables.py [results/cpu-diracnet18.json ...]
+    .venv/bin/python benchmarks/render_tables.py --write docs/benchmarks.md
 
-Without arguments it renders every results/{cpu,cuda}-*.json. The numbers are the committed JSON's; the README
-quotes this output, so README and JSON agree.
+Without files it renders every bench result in results/ ({cpu,cuda}-*.json): the fp32 runs first, then the
+low-precision runs. `--write PAGE` replaces what lies between the page's `<!-- render_tables: begin -->` and
+`<!-- render_tables: end -->` lines, so the page and the committed JSON agree (a test checks it).
 """
 
 from __future__ import annotations
@@ -93,12 +95,48 @@ def render_lowp(env: dict, rows) -> list[str]:
     return lines
 
 
+BEGIN, END = "<!-- render_tables: begin -->", "<!-- render_tables: end -->"
+
+
+def bench_results(folder: Path = RESULTS) -> list[Path]:
+    """Every `dirac-deploy bench` result in `folder`: fp32 runs first, then low-precision runs, by name."""
+    paths = [p for p in sorted(folder.glob("cpu-*.json")) + sorted(folder.glob("cuda-*.json"))
+             if json.loads(p.read_text()).get("schema") == "dirac-deploy/bench"]
+    return sorted(paths, key=lambda p: ("-lowp-" in p.name, p.name))
+
+
+def render_all(paths: list[Path]) -> str:
+    """Each result under its own heading; a "Low precision" heading before the first low-precision run."""
+    parts, lowp_started = [], False
+    for p in paths:
+        if "-lowp-" in p.name and not lowp_started:
+            parts.append("### Low precision")
+            lowp_started = True
+        parts += [f"#### `{p.name}`", render(p)]
+    return "\n\n".join(parts)
+
+
+def replace_block(page: str, block: str) -> str:
+    """`page` with the text between its BEGIN and END lines replaced by `block`."""
+    head, sep, rest = page.partition(BEGIN + "\n")
+    _, sep2, tail = rest.partition(END)
+    if not sep or not sep2:
+        raise SystemExit(f"the page has no '{BEGIN}' ... '{END}' lines to write between")
+    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("results", nargs="*", type=Path, help="benchmark JSON files [default: results/{cpu,cuda}-*.json]")
+    ap.add_argument("results", nargs="*", type=Path, help="benchmark JSON files [default: every bench result in "
+                                                           "results/]")
+    ap.add_argument("--write", type=Path, metavar="PAGE", help="write the tables into PAGE between its markers")
     args = ap.parse_args()
-    paths = args.results or sorted(RESULTS.glob("cpu-*.json")) + sorted(RESULTS.glob("cuda-*.json"))
-    print("\n\n".join(render(p) for p in paths))
+    text = render_all(args.results or bench_results())
+    if args.write is None:
+        print(text)
+        return
+    args.write.write_text(replace_block(args.write.read_text(), text))
+    print(f"wrote the tables into {args.write}")
 
 
 if __name__ == "__main__":

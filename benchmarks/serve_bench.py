@@ -44,7 +44,8 @@ from dirac_deploy.export.from_file import export_file
 from dirac_deploy.export.onnx import export_onnx
 from dirac_deploy.folding.fold import fold
 from dirac_deploy.models.dirac import DiracNet
-from dirac_deploy.serve.model import ModelSource, load_served_model
+from dirac_deploy.serve.model import ModelSource
+from dirac_deploy.serve_files import load_served_model
 from dirac_deploy.spec import imagenet_spec
 
 from serving import free_port, running_server

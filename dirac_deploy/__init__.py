@@ -1,7 +1,9 @@
 """dirac-deploy: fold DiracNets into verified plain conv-ReLU chains, export, benchmark and serve them.
 
 Public API (the CLI is a thin layer over these):
-    load_model(path)                any checkpoint, plain.pth or .onnx -> LoadedModel (verified plain chain)
+    open_artifact(path)             any checkpoint, plain.pth, .onnx or IR -> PlainArtifact (a verified plain
+                                    chain: checkpoints are folded), OnnxArtifact or IrArtifact
+                                    (`load_model` is the same function under its earlier name)
     fold(model)                     DiracNet (eval) -> FoldResult(plain, proof)
     fold_checkpoint(path, output)   any supported checkpoint -> verified plain.pth
     inspect_checkpoint(path)        what a checkpoint holds, without folding
@@ -29,11 +31,13 @@ _EXPORTS = {
     "FoldResult": "folding.fold", "fold": "folding.fold",
     "DiracParametrization": "folding.module", "ModuleFoldResult": "folding.module", "fold_module": "folding.module",
     "Proof": "folding.verify",
-    "FoldReport": "pipeline", "InspectReport": "pipeline", "LoadedModel": "pipeline", "fold_checkpoint": "pipeline",
-    "inspect_checkpoint": "pipeline", "load_model": "pipeline",
+    "FoldReport": "pipeline", "InspectReport": "pipeline", "fold_checkpoint": "pipeline",
+    "inspect_checkpoint": "pipeline", "load_model": "artifacts.open", "open_artifact": "artifacts.open",
+    "inspect_file": "artifacts.open", "PlainArtifact": "artifacts.plain", "OnnxArtifact": "artifacts.onnx",
+    "IrArtifact": "artifacts.ir", "Provenance": "artifacts.provenance",
     "DiracConv2d": "models.dirac", "DiracNet": "models.dirac", "PlainNet": "models.plain",
     "ScaledIdentityNet": "models.scaled_identity", "resnet": "models.resnet",
-    "load_plain": "plainfile", "read_plain": "plainfile", "save_plain": "plainfile",
+    "load_plain": "artifacts.plain", "read_plain": "artifacts.plain", "save_plain": "artifacts.plain",
     "DiracNetSpec": "spec", "ScaledIdentitySpec": "spec", "cifar_spec": "spec", "imagenet_spec": "spec",
     "export_onnx": "export.onnx", "quantize_file": "quantize.run",
 }

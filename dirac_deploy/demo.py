@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from ._optional import INSTALL, available
+from .artifacts.plain import load_plain
 from .checkpoint import LoadOptions, load_checkpoint
 from .data import embedded_checkpoint, load_holdout
 from .errors import MissingDependencyError, OutputPathError
 from .pipeline import FoldReport, fold_checkpoint
-from .plainfile import load_plain
 
 CHECKPOINT_NAME = "digits_diracnet.pt7"  # a copy of the embedded checkpoint, for the README's commands
 

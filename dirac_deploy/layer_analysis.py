@@ -22,9 +22,11 @@ import torch
 from torch import nn
 
 from ._optional import require
+from .artifacts.kinds import kind_of
+from .artifacts.open import open_artifact
+from .artifacts.plain import PlainArtifact
 from .errors import DiracDeployError
 from .kernels import identity_dominance
-from .pipeline import load_model
 
 
 def conv_singular_values(weight: torch.Tensor, n: int) -> torch.Tensor:
@@ -67,10 +69,10 @@ class LayerStats:
 
 def inspect_layers(path, options=None) -> tuple[str, tuple[int, int, int], list[LayerStats]]:
     """(description, input shape, per-conv stats) for a plain.pth or any checkpoint `fold` reads."""
-    loaded = load_model(path, options)
-    if loaded.plain is None:
-        raise DiracDeployError(f"{path} is an ONNX file; per-layer analysis needs the PyTorch chain: give the "
-                               f"plain.pth or checkpoint it was exported from")
+    loaded = open_artifact(path, options)
+    if not isinstance(loaded, PlainArtifact):
+        raise DiracDeployError(f"{path} is {kind_of(path).description}; per-layer analysis needs the PyTorch chain: "
+                               f"give the plain.pth or checkpoint it was exported from")
     return f"{loaded.name} ({loaded.source})", loaded.input_shape, analyze_chain(loaded.plain, loaded.input_shape)
 
 

@@ -1,9 +1,7 @@
-"""Open any model file: a checkpoint (folded and verified on the way), a `plain.pth`, or an exported `.onnx`.
+"""Checkpoint -> verified plain chain: `fold_checkpoint` and `inspect_checkpoint` (the library side of
+`dirac-deploy fold` and `inspect`), `fold_loaded` for a checkpoint already read, and the reports they return.
 
-`load_model(path)` is the hub every stage uses (export, bench, serve, inspect, the CLI). It returns a
-`LoadedModel`: the verified plain chain, its input shape, class count, name, provenance metadata, and the
-unfolded model when the source has one. `fold_checkpoint` and `inspect_checkpoint` are the library side of
-`dirac-deploy fold` and `inspect`.
+Opening any model file (a checkpoint is folded here on the way) is `artifacts.open.open_artifact`.
 """
 
 from __future__ import annotations
@@ -12,19 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from .artifacts.plain import save_plain
+from .artifacts.provenance import Provenance
 from .checkpoint import LoadedCheckpoint, LoadOptions, checkpoint_from_object
 from .checkpoint.reading import load_torch_file
-from .errors import CheckpointError, DiracDeployError, EquivalenceError
-from .fileio import check_output_path, model_file_kind
+from .errors import EquivalenceError
+from .fileio import check_output_path
 from .folding.chain import canonicalize, folded_source_ops, name_activations, to_plain
 from .folding.fold import fold
 from .folding.verify import DEFAULT_RTOL, Proof, compare, seeded_inputs
 from .models.plain import PlainNet
-from .onnxfile import OnnxArtifact, metadata_floats, read_onnx
-from .plainfile import is_plain_file, plain_from_payload, save_plain
-from .spec import MAX_INPUT_SIZE, DiracNetSpec, ScaledIdentitySpec
+from .spec import DiracNetSpec, ScaledIdentitySpec
 from .summary import count_flops, count_parameters
 
 REPORT_VERSION = 1  # of the --json reports (docs/reports.md)
@@ -86,21 +83,19 @@ def _layer_histogram(plain: PlainNet) -> dict[str, int]:
 
 @dataclass
 class FileReport:
-    """What a plain.pth or an exported .onnx holds (`inspect FILE`), with the checks run on it."""
+    """What a plain.pth, an exported .onnx or an IR holds (`inspect FILE`), with the checks run on it."""
 
     path: Path
-    kind: str  # "plain file" or "onnx"
+    kind: str  # "plain file", "onnx" or "openvino-ir"
     name: str
     input_shape: tuple[int, int, int]
     num_classes: int
     parameters: int | None
     flops: int | None
     ops: dict[str, int]  # layer kinds (plain) or ONNX op types
-    meta: dict
+    provenance: Provenance
     checks: list[tuple[str, str]] = field(default_factory=list)  # (what was checked, the result)
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    provenance: dict = field(default_factory=dict)  # where mean/std and the input size came from
+    metadata: dict = field(default_factory=dict)  # the file's own metadata, as stored (for --json)
 
     @property
     def ok(self) -> bool:
@@ -108,48 +103,14 @@ class FileReport:
         return not any(result.startswith("FAILED") for _, result in self.checks)
 
     def to_json(self) -> dict:
+        p = self.provenance
         return {"schema": "dirac-deploy/inspect", "version": REPORT_VERSION, "kind": self.kind,
                 "path": str(self.path), "architecture": {"name": self.name}, "input": {
-                    "shape": list(self.input_shape), "mean": self.mean, "std": self.std,
-                    "provenance": dict(self.provenance)},
+                    "shape": list(self.input_shape), "mean": None if p.mean is None else list(p.mean),
+                    "std": None if p.std is None else list(p.std), "provenance": dict(p.origins)},
                 "num_classes": self.num_classes, "parameters": self.parameters, "flops": self.flops,
                 "ops": dict(self.ops), "checks": [{"check": c, "result": r} for c, r in self.checks],
-                "ok": self.ok, "meta": self.meta}
-
-
-@dataclass
-class LoadedModel:
-    """A model file, opened and verified: what export, bench and serve need, with nothing to re-derive.
-
-    Attributes:
-        path: the file.
-        kind: "checkpoint", "plain file" or "onnx".
-        source: how it was obtained, for humans ("checkpoint (v2-flat-params), folded and verified").
-        name: the architecture's name.
-        input_shape: (channels, height, width) of one image.
-        num_classes: width of the logits.
-        meta: provenance (the plain file's `meta`; for ONNX its metadata_props).
-        plain: the verified plain chain in eval mode (None for ONNX).
-        unfolded: the model as trained, when the source is an unfolded checkpoint.
-        onnx: the artifact, for an ONNX source.
-        fold: the fold and its proof, for a checkpoint.
-    """
-
-    path: Path
-    kind: str
-    source: str
-    name: str
-    input_shape: tuple[int, int, int]
-    num_classes: int
-    meta: dict
-    plain: PlainNet | None = None
-    unfolded: nn.Module | None = None
-    onnx: OnnxArtifact | None = None
-    fold: FoldReport | None = None
-
-    @property
-    def layer_kinds(self) -> set[str]:
-        return {layer.kind for layer in self.plain.layers} if self.plain is not None else set()
+                "ok": self.ok, "meta": self.metadata}
 
 
 def _flops(model, spec, measure: bool) -> int | None:
@@ -176,17 +137,17 @@ def _folded_chain(loaded: LoadedCheckpoint, ncrelu: str) -> PlainNet:
                                                    f"{loaded.layout} checkpoint"), ncrelu))
 
 
-def plain_meta(loaded: LoadedCheckpoint, proof: Proof, ncrelu: str = "keep") -> dict:
-    """Provenance stored with a folded chain: source hash, layout, architecture, fold proof and form, input spec."""
+def plain_provenance(loaded: LoadedCheckpoint, proof: Proof, ncrelu: str = "keep") -> Provenance:
+    """The provenance of a folded chain: source hash, layout, architecture, fold proof and form, input spec."""
     from . import __version__
 
     spec = loaded.spec
-    return {"source": {"file": loaded.path.name, "sha256": loaded.sha256}, "layout": loaded.layout,
-            "architecture": {"name": spec.name, **spec.to_dict()}, "fold_proof": proof.to_dict(),
-            "fold": {"ncrelu": ncrelu if getattr(spec, "version", 2) == 1 else None},
-            "input_size": spec.input_size, "in_channels": spec.in_channels, "num_classes": spec.num_classes,
-            "mean": list(spec.mean), "std": list(spec.std), "provenance": dict(loaded.provenance),
-            "dirac_deploy_version": __version__, "torch_version": str(torch.__version__)}
+    return Provenance(source_file=loaded.path.name, source_sha256=loaded.sha256, layout=loaded.layout,
+                      architecture=spec.name, spec=spec.to_dict(), input_size=spec.input_size,
+                      in_channels=spec.in_channels, num_classes=spec.num_classes, mean=tuple(spec.mean),
+                      std=tuple(spec.std), origins=dict(loaded.provenance), fold_proof=proof.to_dict(),
+                      fold_form=ncrelu if getattr(spec, "version", 2) == 1 else None, graph="folded",
+                      tool_version=__version__, torch_version=str(torch.__version__))
 
 
 def fold_loaded(loaded: LoadedCheckpoint, *, check_batch: int = 4, seed: int = 0,
@@ -237,140 +198,5 @@ def fold_checkpoint(path: str | Path, output: str | Path | None = None, options:
     loaded = checkpoint_from_object(load_torch_file(path, trust=options.trust_checkpoint), path, options)
     report = fold_loaded(loaded, check_batch=check_batch, seed=seed, rtol=rtol, ncrelu=options.ncrelu)
     if output is not None:
-        report.output = save_plain(output, report.plain, plain_meta(loaded, report.proof, options.ncrelu))
+        report.output = save_plain(output, report.plain, plain_provenance(loaded, report.proof, options.ncrelu))
     return report
-
-
-def _input_shape(plain: PlainNet, meta: dict, where: str) -> tuple[int, int, int]:
-    size = meta.get("input_size", 224)
-    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_INPUT_SIZE:
-        raise CheckpointError(f"{where}: metadata input_size {size!r} is not an image size (an integer in 1.."
-                              f"{MAX_INPUT_SIZE}); re-fold the checkpoint or pass --input-size")
-    first, last = plain.layers[0], plain.layers[-1]
-    if first.kind != "conv" or last.kind != "linear":
-        raise CheckpointError(f"{where}: a plain chain starts with a conv and ends with a linear layer; this one "
-                              f"goes from {first.kind!r} to {last.kind!r}")
-    return (int(first.args["in_channels"]), size, size)
-
-
-def _check_runs(plain: PlainNet, shape: tuple[int, int, int], where: str) -> None:
-    """One image through the chain at its recorded input size, so an input too small for its pooling (or any
-    other inconsistency) is one line here, not an exporter's log later."""
-    try:
-        with torch.no_grad():
-            plain(torch.zeros(1, *shape))
-    except (RuntimeError, ValueError, IndexError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise CheckpointError(f"{where}: the chain does not run on a {shape[0]}x{shape[1]}x{shape[2]} input ({first}); "
-                              f"pass the size it was trained at with --input-size") from None
-
-
-def _from_plain(path: Path, obj, options: LoadOptions) -> LoadedModel:
-    plain, meta = plain_from_payload(obj, str(path))
-    if options.input_size is not None:
-        meta = {**meta, "input_size": options.input_size}
-    shape = _input_shape(plain, meta, str(path))
-    _check_runs(plain, shape, str(path))
-    name = meta.get("architecture", {}).get("name", "plain chain") if isinstance(meta.get("architecture"), dict) \
-        else "plain chain"
-    return LoadedModel(path, "plain file", "plain file", name, shape, int(plain.layers[-1].args["out_features"]),
-                       meta, plain)
-
-
-def _from_onnx(path: Path) -> LoadedModel:
-    art = read_onnx(path)
-    meta = dict(art.metadata)
-    return LoadedModel(path, "onnx", "ONNX file", art.architecture, art.input_shape, art.num_classes, meta,
-                       onnx=art)
-
-
-def load_model(path: str | Path, options: LoadOptions | None = None, *, check_batch: int = 4,
-               measure: bool = False) -> LoadedModel:
-    """Open a checkpoint (folded and verified), a plain file or an ONNX file.
-
-    Args:
-        path: the file.
-        options: trust, BN eps and metadata overrides for checkpoints (`LoadOptions`).
-        check_batch: seeded images the fold proof runs on (checkpoints only).
-        measure: also count FLOPs before and after the fold (one extra forward pass each).
-
-    Raises:
-        CheckpointError: unreadable, unsafe, unknown layout or damaged file.
-        EquivalenceError: a checkpoint whose fold misses the tolerance.
-    """
-    path = Path(path)
-    options = options or LoadOptions()
-    if model_file_kind(path) == "onnx":
-        return _from_onnx(path)
-    obj = load_torch_file(path, trust=options.trust_checkpoint)
-    if is_plain_file(obj):
-        return _from_plain(path, obj, options)
-    loaded = checkpoint_from_object(obj, path, options)
-    report = fold_loaded(loaded, check_batch=check_batch, measure=measure, ncrelu=options.ncrelu)
-    spec = loaded.spec
-    meta = plain_meta(loaded, report.proof, options.ncrelu)
-    return LoadedModel(path, "checkpoint", f"checkpoint ({report.layout}), folded and verified", spec.name,
-                       (spec.in_channels, spec.input_size, spec.input_size), spec.num_classes, meta, report.plain,
-                       None if loaded.folded_source else loaded.model, fold=report)
-
-
-def source_sha256(path: str | Path, options: LoadOptions | None = None) -> str:
-    """The sha256 of the checkpoint a model file comes from, without folding anything: the file's own for a
-    checkpoint, the recorded one for a plain.pth or an exported .onnx ('' when none is recorded)."""
-    from .fileio import sha256_file
-
-    path = Path(path)
-    options = options or LoadOptions()
-    if model_file_kind(path) == "onnx":  # its metadata only: the full read and checks come with load_model
-        import onnx
-
-        try:
-            props = onnx.load(str(path), load_external_data=False).metadata_props
-        except Exception:  # protobuf errors share no base class; load_model reports the file properly
-            return ""
-        return next((p.value for p in props if p.key == "dirac_deploy.source_sha256"), "")
-    obj = load_torch_file(path, trust=options.trust_checkpoint)
-    if is_plain_file(obj):
-        source = obj.get("meta", {}).get("source") if isinstance(obj.get("meta"), dict) else None
-        return str(source.get("sha256", "")) if isinstance(source, dict) else ""
-    return sha256_file(path)
-
-
-def inspect_file(path: str | Path, options: LoadOptions | None = None) -> InspectReport | FileReport:
-    """What any model file holds, without folding a checkpoint: an `InspectReport` for a checkpoint, a
-    `FileReport` for a plain.pth (its layers, size and provenance) or an .onnx (its ops, the audit and the
-    parity probe re-run in ONNX Runtime)."""
-    path = Path(path)
-    options = options or LoadOptions()
-    if model_file_kind(path) == "onnx":
-        from .onnxfile import check_artifact, op_histogram
-
-        loaded = _from_onnx(path)
-        art = loaded.onnx
-        try:
-            proof = check_artifact(art)
-            checks = [("audit", f"passed: only {art.graph_kind} chain ops"),
-                      ("parity probe", f"passed: {proof.describe()}")]
-        except DiracDeployError as e:
-            checks = [("audit and parity probe", f"FAILED: {e}")]
-        meta = loaded.meta
-        provenance = {k: meta[f"dirac_deploy.{k}_source"] for k in ("normalization", "input_size")
-                      if meta.get(f"dirac_deploy.{k}_source")}
-        return FileReport(path, "onnx", loaded.name, loaded.input_shape, loaded.num_classes, None, None,
-                          op_histogram(art.model), meta, checks, metadata_floats(meta.get("dirac_deploy.mean")),
-                          metadata_floats(meta.get("dirac_deploy.std")), provenance)
-    obj = load_torch_file(path, trust=options.trust_checkpoint)
-    if not is_plain_file(obj):
-        return inspect_checkpoint(path, options)
-    loaded = _from_plain(path, obj, options)
-    plain = loaded.plain
-    checks = [("load", "rebuilt from plain data; tensors finite and matching their layers")]
-    proof = loaded.meta.get("fold_proof")
-    if isinstance(proof, dict) and "max_rel_error" in proof:
-        checks.append(("fold proof (recorded)", f"max |logit error| {proof['max_rel_error']:.3g} of max|logit|, "
-                                                f"top-1 agreement {proof.get('top1_agreement', 0):.0%}"))
-    meta = loaded.meta
-    return FileReport(path, "plain file", loaded.name, loaded.input_shape, loaded.num_classes,
-                      count_parameters(plain), count_flops(plain, loaded.input_shape[0], loaded.input_shape[1]),
-                      _layer_histogram(plain), meta, checks, meta.get("mean"), meta.get("std"),
-                      meta.get("provenance", {}))

@@ -15,6 +15,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from dirac_deploy import DiracNet, MissingDependencyError, cifar_spec, fold, load_checkpoint
+from dirac_deploy.artifacts.onnx import ALLOWED_OPS, audit_violations
 from dirac_deploy.cli import main
 from dirac_deploy.data import embedded_checkpoint, load_holdout
 from dirac_deploy.errors import EquivalenceError, ExportError
@@ -23,7 +24,6 @@ from dirac_deploy.export.fp16 import scan_fp16
 from dirac_deploy.export.from_file import export_file
 from dirac_deploy.export.onnx import export_onnx, to_onnx_proto
 from dirac_deploy.export.tensorrt import BatchRange, build_engine
-from dirac_deploy.onnxfile import ALLOWED_OPS, audit_violations
 from dirac_deploy.runtime import ort_session
 
 import reference

@@ -449,7 +449,8 @@ def test_low_precision_models_face_the_same_attacks(onnx_path, tmp_path):
     from click.testing import CliRunner
 
     from dirac_deploy.cli import main
-    from dirac_deploy.serve.model import ModelSource, load_served_model
+    from dirac_deploy.serve.model import ModelSource
+    from dirac_deploy.serve_files import load_served_model
 
     q_onnx, q_xml = tmp_path / "q8.onnx", tmp_path / "ir8.xml"
     for out, extra in ((q_onnx, []), (q_xml, ["--target", "openvino", "--method", "identity"])):

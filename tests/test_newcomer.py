@@ -94,12 +94,6 @@ def test_python_dash_m_and_fast_help():
     assert out.stdout.strip() == "[]"  # --help loads no torch: it answers at once
 
 
-def test_render_tables_has_help():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render_tables.py"), "--help"],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "usage" in proc.stdout.lower()
-
-
 def test_ctrl_c_stops_serve_with_exit_zero(files):
     with running_server(str(files / "m.onnx")) as (url, proc):
         proc.send_signal(signal.SIGINT)

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from onnx import helper, numpy_helper
 
 from dirac_deploy import data
+from dirac_deploy.artifacts.onnx import check_artifact, content_kind, narrowed_rtol, read_onnx
 from dirac_deploy.cli import main
 from dirac_deploy.errors import CheckpointError, EquivalenceError, ExportError
-from dirac_deploy.onnxfile import check_artifact, content_kind, narrowed_rtol, read_onnx
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from dirac_deploy import data
 from dirac_deploy._optional import available
+from dirac_deploy.artifacts.onnx import check_artifact, read_onnx
 from dirac_deploy.cli import main
 from dirac_deploy.kernels import identity_dominance
-from dirac_deploy.onnxfile import check_artifact, read_onnx
 from dirac_deploy.quantize.graph import conv_layers, fake_int8, rewrite_split, split_diag
 from dirac_deploy.runtime import ort_session
 
@@ -138,8 +138,8 @@ def test_calibration_from_an_npz_of_uint8_images(tmp_path):
 
 def test_split_form_is_exact_in_fp32():
     """conv(x, R) + c * x equals conv(x, W) (the rewrite changes nothing before quantization)."""
+    from dirac_deploy.artifacts.open import load_model
     from dirac_deploy.export.from_file import verified_onnx
-    from dirac_deploy.pipeline import load_model
 
     fp32 = verified_onnx(load_model(DIGITS)).model
     split = rewrite_split(fp32, {layer.node for layer in conv_layers(fp32) if layer.splittable})
@@ -175,7 +175,8 @@ def test_inspect_layers_shows_identity_dominance(tmp_path):
 
 @needs_openvino
 def test_openvino_int8_ir_is_written_and_served(tmp_path):
-    from dirac_deploy.serve.model import ModelSource, load_served_model
+    from dirac_deploy.serve.model import ModelSource
+    from dirac_deploy.serve_files import load_served_model
 
     xml = tmp_path / "digits-int8.xml"
     res = _quantize(DIGITS, "-o", xml, "--target", "openvino", "--method", "nncf", "--json", "-")
@@ -199,7 +200,8 @@ def test_openvino_int8_ir_is_written_and_served(tmp_path):
 
 @needs_openvino
 def test_openvino_serves_onnx_and_checkpoints_like_onnxruntime(digits_int8):
-    from dirac_deploy.serve.model import ModelSource, load_served_model
+    from dirac_deploy.serve.model import ModelSource
+    from dirac_deploy.serve_files import load_served_model
 
     out, _ = digits_int8
     x = np.random.default_rng(3).standard_normal((4, 3, 32, 32)).astype(np.float32)

@@ -42,7 +42,7 @@ def no_fold(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr("dirac_deploy.pipeline.load_model", boom)
+    monkeypatch.setattr("dirac_deploy.artifacts.open.open_artifact", boom)
 
 
 def _files(path):

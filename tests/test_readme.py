@@ -1,5 +1,6 @@
-"""The README's walk-through, run as written: every ```bash and ```python block, in order, in one bash session
-in a fresh directory that holds what `make demo` leaves (`.venv` linked, `demo-out/` from `dirac-deploy demo`).
+"""The README's walk-through and every runnable block in docs/, run as written: every ```bash and ```python
+block, in order (README first, then the docs pages by name), in one bash session in a fresh directory that
+holds what `make demo` leaves (`.venv` linked, `demo-out/` from `dirac-deploy demo`).
 
 Python blocks run as `python - <<'EOF'` in the same session (same directory, same activated venv). A block
 that cannot run here carries `<!-- readme-test: skip (reason) -->` on the line before it; output listings use
@@ -43,12 +44,34 @@ def walkthrough_script(blocks, http_port: int, grpc_port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+DOCS = ROOT / "docs"
+
+
+def doc_pages() -> list[Path]:
+    """The README, then every page under docs/ by name: the order their blocks run in."""
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+def all_blocks() -> list[tuple[str, str, str | None]]:
+    return [b for page in doc_pages() for b in readme_blocks(page.read_text())]
+
+
 def test_every_block_is_run_or_says_why_not():
-    blocks = readme_blocks((ROOT / "README.md").read_text())
-    assert len(blocks) >= 6
-    for lang, body, skip in blocks:
-        assert skip is None or len(skip) > 10, f"a skipped block needs a reason: {body[:60]!r}"
-    assert sum(skip is None for _, _, skip in blocks) >= 5
+    readme = readme_blocks((ROOT / "README.md").read_text())
+    assert len(readme) >= 6 and sum(skip is None for _, _, skip in readme) >= 5
+    for page in doc_pages():
+        for lang, body, skip in readme_blocks(page.read_text()):
+            assert skip is None or len(skip) > 10, f"{page.name}: a skipped block needs a reason: {body[:60]!r}"
+
+
+def test_the_readme_links_every_docs_page_and_every_link_resolves():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 220, "the README points to docs/; details belong there"
+    for page in sorted(DOCS.glob("*.md")):
+        assert f"(docs/{page.name})" in readme, f"the README does not link docs/{page.name}"
+    for page in doc_pages():
+        for target in re.findall(r"\]\(([^)#:]+\.(?:md|png|json|py|sh|yaml))(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).resolve().exists(), f"{page.name} links {target}, which does not exist"
 
 
 @pytest.mark.slow
@@ -57,15 +80,14 @@ def test_readme_walkthrough_runs_as_written(tmp_path):
     if not (venv / "bin" / "dirac-deploy").exists():
         pytest.skip("needs the checkout's .venv from `make install`")
     (tmp_path / ".venv").symlink_to(venv)
-    for name in ("README.md",):
-        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "README.md").symlink_to(ROOT / "README.md")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(NO_COLOR="1", COLUMNS="160")
     demo = subprocess.run([str(venv / "bin" / "dirac-deploy"), "-q", "demo"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert (tmp_path / "demo-out" / "digits_diracnet.pt7").is_file()
-    script = walkthrough_script(readme_blocks((ROOT / "README.md").read_text()), free_port(), free_port())
+    script = walkthrough_script(all_blocks(), free_port(), free_port())
     (tmp_path / "walkthrough.sh").write_text(script)
     proc = subprocess.run(["bash", "walkthrough.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=900)

@@ -15,7 +15,8 @@ from dirac_deploy.data import embedded_checkpoint
 from dirac_deploy.serve.app import create_app
 from dirac_deploy.serve.instances import InstancePool
 from dirac_deploy.serve.limits import ServeLimits
-from dirac_deploy.serve.model import ModelSource, ServedModel, default_threads, load_served_model
+from dirac_deploy.serve.model import ModelSource, ServedModel, default_threads
+from dirac_deploy.serve_files import load_served_model
 
 
 def _model(runners, name="m", classes=4):

@@ -11,7 +11,7 @@ from dirac_deploy._optional import available
 from dirac_deploy.cli import main
 from dirac_deploy.errors import DiracDeployError
 from dirac_deploy.serve.model import check_sources, parse_model_args
-from dirac_deploy.serve.server import load_models
+from dirac_deploy.serve_files import load_models
 
 DIGITS = data.embedded_checkpoint()
 
@@ -47,7 +47,7 @@ def test_an_onnx_and_an_ir_are_served_side_by_side_each_on_its_runtime(artifacts
 def test_every_model_is_checked_before_the_first_loads(artifacts, tmp_path):
     loading = []
     for bad, needle in ((tmp_path / "missing.onnx", "no such file"), (f"{DIGITS}@nonsense", "no such file"),
-                        (f"other={artifacts / 'fp32.onnx'}@torch", "is ONNX; serve it on onnxruntime or openvino")):
+                        (f"other={artifacts / 'fp32.onnx'}@torch", "is an ONNX graph; serve it on onnxruntime or openvino")):
         with pytest.raises(DiracDeployError, match=needle):
             load_models([str(artifacts / "fp32.onnx"), str(bad)], None, 1,
                         on_loading=lambda name, path: loading.append(name))
@@ -59,7 +59,8 @@ def test_a_foreign_onnx_is_pointed_to_no_verify(tmp_path):
     serves it."""
     import torch
 
-    from dirac_deploy.serve.model import ModelSource, load_served_model
+    from dirac_deploy.serve.model import ModelSource
+    from dirac_deploy.serve_files import load_served_model
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                               torch.nn.Flatten(), torch.nn.Linear(8, 10)).eval()
@@ -82,7 +83,8 @@ def test_an_ir_cannot_loosen_its_own_parity_check(artifacts, tmp_path):
     import re
     import shutil
 
-    from dirac_deploy.serve.model import ModelSource, load_served_model
+    from dirac_deploy.serve.model import ModelSource
+    from dirac_deploy.serve_files import load_served_model
 
     text = (artifacts / "q.xml").read_text().replace('<probe_rtol value="0.05" />', '<probe_rtol value="inf" />')
     m = re.search(r'<parity_probe value="([^"]*)"', text)
@@ -101,7 +103,8 @@ def test_ir_files_from_strangers_are_one_line_before_openvino_reads_them(artifac
     import os
     import shutil
 
-    from dirac_deploy.serve.model import ModelSource, load_served_model
+    from dirac_deploy.serve.model import ModelSource
+    from dirac_deploy.serve_files import load_served_model
 
     fifo = tmp_path / "fifo"
     fifo.mkdir()

@@ -23,6 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..artifacts.open import open_artifact
+from ..artifacts.plain import PlainArtifact
+from ..artifacts.provenance import Provenance
 from ..checkpoint import LoadOptions
 from ..errors import DiracDeployError
 from ..export import DEFAULT_OPSET
@@ -30,7 +33,6 @@ from ..folding.fold import fold
 from ..models.cifar_resnet import cifar_resnet
 from ..models.dirac import DiracNet
 from ..models.resnet import resnet
-from ..pipeline import load_model
 from ..spec import DiracNetSpec, imagenet_spec
 from ..summary import count_flops, count_parameters
 
@@ -58,7 +60,7 @@ class BenchModels:
     input_shape: tuple[int, int, int]
     baseline: str  # the ResNet's name, or why there is none
     variants: dict[str, Variant]
-    meta: dict = field(default_factory=dict)  # MODEL's metadata (normalization, source) when one was given
+    provenance: Provenance = field(default_factory=Provenance)  # MODEL's (normalization, source) when one was given
 
 
 @torch.no_grad()
@@ -135,17 +137,17 @@ def build_models(model_path: str | Path | None, depth: int, options: LoadOptions
         spec = imagenet_spec(depth)
         torch.manual_seed(0)  # the same random net in every run, so runs can be compared
         unfolded = calibrate_bn(DiracNet(spec), (3, 224, 224))
-        plain, meta, absorbed = fold(unfolded).plain, {}, None
+        plain, provenance, absorbed = fold(unfolded).plain, Provenance(), None
         description = f"{spec.name}, random weights, BN calibrated on random images"
         input_shape, classes = (3, 224, 224), spec.num_classes
     else:
-        loaded = load_model(model_path, options)
-        if loaded.plain is None:
-            raise DiracDeployError(f"{model_path} is an ONNX file; bench times the PyTorch chain and its ONNX "
+        loaded = open_artifact(model_path, options)
+        if not isinstance(loaded, PlainArtifact):
+            raise DiracDeployError(f"{model_path} is not a PyTorch file; bench times the PyTorch chain and its ONNX "
                                    f"export against the alternatives, so give the plain.pth or checkpoint")
-        plain, meta, unfolded = loaded.plain, loaded.meta, loaded.unfolded
+        plain, provenance, unfolded = loaded.plain, loaded.provenance, loaded.unfolded
         input_shape, classes = loaded.input_shape, loaded.num_classes
-        spec = loaded.fold.spec if loaded.fold is not None else _spec_from_meta(meta)
+        spec = loaded.fold.spec if loaded.fold is not None else _spec_from(provenance)
         description = f"{loaded.name} from {Path(model_path).name} ({loaded.source})"
         absorbed = None  # the pure conv-ReLU form of a v1 fold, beside the default one that keeps NCReLU
         if (isinstance(spec, DiracNetSpec) and spec.version == 1 and unfolded is not None and ABSORBED in variants
@@ -166,7 +168,8 @@ def build_models(model_path: str | Path | None, depth: int, options: LoadOptions
     def folded_onnx(chain):
         from ..export.onnx import export_onnx
 
-        return lambda: export_onnx(chain, None, input_shape=input_shape, meta=meta, check_batches=(1,)).model
+        return lambda: export_onnx(chain, None, input_shape=input_shape, provenance=provenance,
+                                   check_batches=(1,)).model
 
     add(FOLDED, plain, folded_onnx(plain), "this project's folded chain; ONNX: `dirac-deploy export`")
     if absorbed is not None:
@@ -189,16 +192,16 @@ def build_models(model_path: str | Path | None, depth: int, options: LoadOptions
         base = _fuse_bn(calibrate_bn(base, input_shape))
     add(RESNET, base, base is not None and (lambda: onnx_user_default(base, input_shape)),
         f"{baseline}, BN folded (eager: torch.fx fusion; ONNX: exporter defaults + onnxsim)", baseline)
-    return BenchModels(description, input_shape, baseline, out, meta)
+    return BenchModels(description, input_shape, baseline, out, provenance)
 
 
-def _spec_from_meta(meta: dict):
-    arch = meta.get("architecture")
-    if not isinstance(arch, dict):
+def _spec_from(provenance: Provenance):
+    """The DiracNet spec a plain file records (for its matched ResNet), or None."""
+    if not provenance.spec:
         return None
     try:
-        return DiracNetSpec.from_dict({k: v for k, v in arch.items() if k != "name"})
-    except (TypeError, ValueError):
+        return DiracNetSpec.from_dict(dict(provenance.spec))
+    except (TypeError, ValueError, KeyError):
         return None
 
 

@@ -336,9 +336,9 @@ def _lowp_data(cfg: BenchConfig, models, role: str):
     from ..quantize.data import load_data
 
     spec = cfg.calib if role == "calib" else cfg.evaluation
-    meta = models.meta
-    sha = meta.get("source", {}).get("sha256", "") if isinstance(meta.get("source"), dict) else ""
-    kw = dict(mean=meta.get("mean"), std=meta.get("std"), role=role, source_sha256=sha)
+    prov = models.provenance
+    kw = dict(mean=None if prov.mean is None else list(prov.mean), std=None if prov.std is None else list(prov.std),
+              role=role, source_sha256=prov.source_sha256)
     if spec == "auto":
         try:
             return load_data("embedded", models.input_shape, **kw)

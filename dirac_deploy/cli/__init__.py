@@ -18,7 +18,7 @@ from .render import Settings
 
 class _Group(click.Group):
     def parse_args(self, ctx, args):
-        ctx.meta["dirac_deploy.argv"] = list(args)  # for the one line an unexpected error becomes
+        ctx.argv = list(args)  # for the one line an unexpected error becomes
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
@@ -38,7 +38,7 @@ class _Group(click.Group):
             if settings is not None and settings.verbose:
                 raise
             first = (str(e).strip().splitlines() or [""])[0][:300]
-            args = " ".join(a for a in ctx.meta.get("dirac_deploy.argv", []) if not a.startswith("-"))[:200]
+            args = " ".join(a for a in getattr(ctx, "argv", []) if not a.startswith("-"))[:200]
             click.echo(f"Error: unexpected {type(e).__name__}: {first} (in `dirac-deploy {args}`; run with -v for "
                        f"the traceback, and please report it)", err=True)
             sys.exit(2)

@@ -82,7 +82,8 @@ def inspect(model, layers, plot, json_path, **opts):
     if layers:
         _inspect_layers(model, plot, load_options(**opts), json_path)
         return
-    from ..pipeline import InspectReport, inspect_file
+    from ..artifacts.open import inspect_file
+    from ..pipeline import InspectReport
 
     status, _ = progress_status(f"reading {model} ...")
     with status:
@@ -96,20 +97,20 @@ def inspect(model, layers, plot, json_path, **opts):
                                   ("FLOPs", f"{human(r.flops)} per image at {size}x{size}")]
         console().print(kv_table(f"{r.spec.name}", rows))
         return
-    meta = r.meta
+    p = r.provenance
     rows = [("file", f"{r.path} ({r.kind})"), ("architecture", r.name),
-            *input_rows(r.input_shape, r.mean, r.std, r.provenance),
+            *input_rows(r.input_shape, None if p.mean is None else list(p.mean),
+                        None if p.std is None else list(p.std), dict(p.origins)),
             ("classes", str(r.num_classes))]
     if r.parameters is not None:
         rows += [("parameters", f"{r.parameters:,}"), ("FLOPs", f"{human(r.flops)} per image")]
     rows.append(("layers" if r.kind == "plain file" else "ops", ", ".join(f"{k} x{v}" for k, v in r.ops.items())))
-    source = meta.get("source")
-    if isinstance(source, dict):
-        rows.append(("folded from", f"{source.get('file', '?')} (sha256 {str(source.get('sha256', ''))[:12]}), "
-                                    f"layout {meta.get('layout', '?')}"))
-    for key in ("dirac_deploy.layout", "dirac_deploy.source_sha256", "dirac_deploy.graph"):
-        if key in meta:
-            rows.append((key.removeprefix("dirac_deploy."), str(meta[key])[:80]))
+    if r.kind == "plain file" and (p.source_file or p.source_sha256):
+        rows.append(("folded from", f"{p.source_file or '?'} (sha256 {p.source_sha256[:12]}), "
+                                    f"layout {p.layout or '?'}"))
+    elif r.kind != "plain file":
+        rows += [(label, value[:80]) for label, value in (("layout", p.layout), ("source_sha256", p.source_sha256),
+                                                          ("graph", p.graph)) if value]
     rows += list(r.checks)
     console().print(kv_table(r.name, rows))
     _fail_on_failed_checks(r)

@@ -83,6 +83,7 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     require("uvicorn")
     from ..serve.limits import ServeLimits
     from ..serve.server import serve_models
+    from ..serve_files import load_models
 
     out, status = console(), err_console()
     if max_inflight_mb < max_body_mb:
@@ -128,11 +129,15 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
         grpc = f" and gRPC {host}:{grpc_port}" if grpc_port else ""
         out.print(f"serving {len(served)} model(s) on http://{host}:{bound}/v2{grpc} (Ctrl-C or SIGTERM to stop)")
 
+    options = load_options(**opts)
+
+    def load():
+        return load_models(list(models), runtime, threads, options, on_loaded=loaded, instances=instances,
+                           max_batch=max_batch, verify=verify, on_loading=loading)
+
     try:
-        served = serve_models(list(models), host=host, port=port, grpc_port=grpc_port, runtime=runtime,
-                              threads=threads, instances=instances, max_batch=max_batch, verify=verify,
-                              options=load_options(**opts), limits=limits, on_loading=loading, on_loaded=loaded,
-                              on_started=started, on_stopped=stopped_while_loading)
+        served = serve_models(load, host=host, port=port, grpc_port=grpc_port, limits=limits, on_started=started,
+                              on_stopped=stopped_while_loading)
     finally:
         spinner.stop()
     out.print("stopped" if served else "stopped before serving (signal while loading)")

@@ -2,7 +2,8 @@
 
 MODEL is a `plain.pth` from `fold`, any checkpoint `fold` reads (folded and verified on the way), or an ONNX
 file from `export` (re-audited and re-checked against its parity probe, then repackaged).
-Every output is validated before anything is computed, and all outputs are written together or not at all.
+Plan, then execute: `plan_export` validates every output and optional dependency before anything is
+computed; `execute_export` turns the opened artifact into the outputs, all written together or not at all.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from typing import Callable
 import onnx
 
 from .._optional import model_config_pb2, require
+from ..artifacts.onnx import OnnxArtifact
+from ..artifacts.open import open_artifact
+from ..artifacts.plain import PlainArtifact
 from ..checkpoint import LoadOptions
 from ..errors import ExportError
 from ..fileio import check_not_input, check_output_path, write_with_dirs
-from ..pipeline import REPORT_VERSION, LoadedModel, load_model
+from ..pipeline import REPORT_VERSION
 from .fp16 import Fp16Finding, scan_fp16
 from .onnx import DEFAULT_OPSET, MAX_PARITY_BATCH, GraphReport, OnnxExport, export_onnx, verify_artifact
 from .tensorrt import BatchRange, EngineReport, build_plan
@@ -57,13 +61,22 @@ class ExportReport:
                 "written": [str(p) for p in self.written]}
 
 
-def verified_onnx(loaded: LoadedModel, *, opset: int = DEFAULT_OPSET, check_batches: tuple[int, ...] = (1, 2),
-                  unfolded: bool = False) -> OnnxExport:
-    """The audited, parity-checked ONNX graph of a loaded model, in memory (for serve and bench)."""
-    if loaded.onnx is not None:
-        return verify_artifact(loaded.onnx)
-    return export_onnx(loaded.plain, None, input_shape=loaded.input_shape, meta=loaded.meta, opset=opset,
-                       check_batches=check_batches, unfolded_model=loaded.unfolded if unfolded else None)
+def verified_onnx(art: PlainArtifact | OnnxArtifact, *, opset: int = DEFAULT_OPSET,
+                  check_batches: tuple[int, ...] = (1, 2), unfolded: bool = False) -> OnnxExport:
+    """The audited, parity-checked ONNX graph of an artifact, in memory: a plain chain exported, an ONNX
+    artifact re-audited and re-run against its parity probe."""
+    if isinstance(art, OnnxArtifact):
+        return verify_artifact(art)
+    return export_onnx(art.plain, None, input_shape=art.input_shape, provenance=art.provenance, opset=opset,
+                       check_batches=check_batches, unfolded_model=art.unfolded if unfolded else None)
+
+
+def onnx_artifact(art: PlainArtifact | OnnxArtifact) -> OnnxArtifact:
+    """`PlainArtifact -> OnnxArtifact`: the verified export of a chain in memory (an ONNX artifact re-checked)."""
+    if isinstance(art, OnnxArtifact):
+        verify_artifact(art)
+        return art
+    return verified_onnx(art).artifact(art.path, art.input_shape, art.num_classes)
 
 
 def _default_name(model_path: Path) -> str:
@@ -71,21 +84,41 @@ def _default_name(model_path: Path) -> str:
     return stem or "model"
 
 
-def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolded: bool = False,
+@dataclass(frozen=True)
+class ExportPlan:
+    """Every output of one export, validated: paths writable and distinct, none an input, the Triton model
+    name legal, the optional dependencies installed."""
+
+    model_path: Path
+    onnx_path: Path | None
+    unfolded_path: Path | None
+    trt_path: Path | None
+    triton_repo: Path | None
+    model_name: str | None
+    opset: int
+    batch_range: BatchRange
+    workspace_mb: int
+    fp16: bool
+
+    @property
+    def check_batches(self) -> tuple[int, int]:
+        """ONNX Runtime parity at batch 1 and at the engine's optimal batch (or a small one)."""
+        br = self.batch_range
+        larger = br.opt if br.opt > 1 else max(min(br.max, 8), 2)
+        return 1, min(larger, MAX_PARITY_BATCH)
+
+
+def plan_export(model_path: str | Path, onnx_path: str | Path | None, *, unfolded: bool = False,
                 trt_path: str | Path | None = None, triton_repo: str | Path | None = None, name: str | None = None,
                 opset: int = DEFAULT_OPSET, batch_range: BatchRange = BatchRange(1, 8, 32), workspace_mb: int = 1024,
-                fp16: bool = False, options: LoadOptions | None = None,
-                progress: Callable[[str], None] = lambda step: None) -> ExportReport:
-    """Export MODEL to ONNX and, optionally, a TensorRT engine and a Triton repository.
-
-    The unfolded graph (if asked for) is written beside the ONNX as `<stem>.unfolded.onnx`. Output paths,
-    the model name and optional dependencies (TensorRT, tritonclient, onnxconverter-common) are checked before
-    anything is computed; every output is written only after all of them were built and verified.
+                fp16: bool = False) -> ExportPlan:
+    """Validate every output and dependency of an export before anything is computed.
 
     Raises:
-        ExportError: nothing to export, or an option that does not apply (--fp16 without --trt, ...).
-        OutputPathError: an output equals the input or cannot be written.
-        MissingDependencyError: an optional dependency the options need is not installed.
+        ExportError: no output, --unfolded without --onnx, two outputs naming one file, a Triton output that
+            collides with another.
+        OutputPathError: an output that is an input or cannot be written.
+        MissingDependencyError: the export extra, TensorRT, tritonclient or onnxconverter-common missing.
     """
     model_path = Path(model_path)
     if onnx_path is None and triton_repo is None and trt_path is None:
@@ -113,63 +146,99 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
                 if out.resolve() in {p.resolve() for p in outputs}:
                     raise ExportError(f"the Triton repository would write {out}, which is also another output")
         model_config_pb2()
-    for module in ("onnxruntime", "onnxscript", "onnxsim"):  # the export extra, checked before any work
+    for module in ("onnxruntime", "onnxscript", "onnxsim"):  # the export extra
         require(module)
-    if trt_path is not None:  # optional dependencies are checked before anything is computed or written
+    if trt_path is not None:
         require("tensorrt")
     if fp16:
         require("onnxconverter_common.float16")
-    progress(f"loading {model_path.name} (a checkpoint is folded and verified first)")
-    loaded = load_model(model_path, options)
-    if unfolded and loaded.unfolded is None:
+    return ExportPlan(model_path, None if onnx_path is None else Path(onnx_path), unfolded_path,
+                      None if trt_path is None else Path(trt_path), None if triton_repo is None else Path(triton_repo),
+                      model_name, opset, batch_range, workspace_mb, fp16)
+
+
+def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolded: bool = False,
+                trt_path: str | Path | None = None, triton_repo: str | Path | None = None, name: str | None = None,
+                opset: int = DEFAULT_OPSET, batch_range: BatchRange = BatchRange(1, 8, 32), workspace_mb: int = 1024,
+                fp16: bool = False, options: LoadOptions | None = None,
+                progress: Callable[[str], None] = lambda step: None) -> ExportReport:
+    """Export MODEL to ONNX and, optionally, a TensorRT engine and a Triton repository.
+
+    The unfolded graph (if asked for) is written beside the ONNX as `<stem>.unfolded.onnx`. Output paths,
+    the model name and optional dependencies (TensorRT, tritonclient, onnxconverter-common) are checked before
+    anything is computed (`plan_export`); every output is written only after all of them were built and
+    verified (`execute_export`).
+
+    Raises:
+        ExportError: nothing to export, or an option that does not apply (--fp16 without --trt, ...).
+        OutputPathError: an output equals the input or cannot be written.
+        MissingDependencyError: an optional dependency the options need is not installed.
+    """
+    plan = plan_export(model_path, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo,
+                       name=name, opset=opset, batch_range=batch_range, workspace_mb=workspace_mb, fp16=fp16)
+    progress(f"loading {plan.model_path.name} (a checkpoint is folded and verified first)")
+    art = open_artifact(plan.model_path, options)
+    if not isinstance(art, (PlainArtifact, OnnxArtifact)):
+        raise ExportError(f"{plan.model_path} is an OpenVINO IR, already a deployed artifact; export starts from a "
+                          f"checkpoint, a plain.pth or an .onnx")
+    return execute_export(plan, art, progress)
+
+
+def execute_export(plan: ExportPlan, art: PlainArtifact | OnnxArtifact,
+                   progress: Callable[[str], None] = lambda step: None) -> ExportReport:
+    """Build every output of `plan` from `art`, verify each, then write them all together (or none)."""
+    if plan.unfolded_path is not None and getattr(art, "unfolded", None) is None:
         what = {"plain file": "already a folded plain file", "onnx": "an ONNX file"}.get(
-            loaded.kind, "an already-folded checkpoint")
-        raise ExportError(f"--unfolded needs the unfolded source checkpoint, but {model_path} is {what}; "
+            art.kind, "an already-folded checkpoint")
+        raise ExportError(f"--unfolded needs the unfolded source checkpoint, but {plan.model_path} is {what}; "
                           f"pass the checkpoint it was folded from")
-    if loaded.onnx is not None:
-        progress("auditing the ONNX file and re-running its parity probe")
-        result = verify_artifact(loaded.onnx)
-    else:
-        progress("exporting, checking, simplifying, auditing and running ONNX Runtime parity")
-        larger = batch_range.opt if batch_range.opt > 1 else max(min(batch_range.max, 8), 2)
-        check_batches = (1, min(larger, MAX_PARITY_BATCH))
-        result = export_onnx(loaded.plain, None, input_shape=loaded.input_shape, meta=loaded.meta, opset=opset,
-                             check_batches=check_batches, unfolded_model=loaded.unfolded if unfolded else None)
-    report = ExportReport(model_path, loaded.source, loaded.name, result)
+    progress("auditing the ONNX file and re-running its parity probe" if isinstance(art, OnnxArtifact) else
+             "exporting, checking, simplifying, auditing and running ONNX Runtime parity")
+    result = verified_onnx(art, opset=plan.opset, check_batches=plan.check_batches,
+                           unfolded=plan.unfolded_path is not None)
+    report = ExportReport(plan.model_path, art.source, art.name, result)
     onnx_bytes = result.model.SerializeToString()
     writes = {}
-    if onnx_path is not None:
-        writes[Path(onnx_path)] = lambda tmp: tmp.write_bytes(onnx_bytes)
-        result.folded.path = Path(onnx_path)
-    if unfolded_path is not None:
+    if plan.onnx_path is not None:
+        writes[plan.onnx_path] = lambda tmp: tmp.write_bytes(onnx_bytes)
+        result.folded.path = plan.onnx_path
+    if plan.unfolded_path is not None:
         raw = result.unfolded_model.SerializeToString()
-        writes[unfolded_path] = lambda tmp: tmp.write_bytes(raw)
-        result.unfolded.path = unfolded_path
-    plan = None
-    if trt_path is not None:
-        with tempfile.TemporaryDirectory(prefix="dirac-deploy-") as tmp:
-            engine_source = Path(tmp) / "model.onnx"
-            engine_model = result.model
-            if fp16:
-                from .fp16_onnx import to_fp16
-
-                report.fp16_findings = scan_fp16(loaded.plain.state_dict()) if loaded.plain is not None else []
-                engine_model = to_fp16(result.model)
-            onnx.save(engine_model, engine_source)
-            progress("building the TensorRT engine")
-            plan, version = build_plan(engine_source, input_shape=loaded.input_shape, batch_range=batch_range,
-                                       workspace_mb=workspace_mb)
-        writes[Path(trt_path)] = lambda tmp: tmp.write_bytes(plan)
-        report.engine = EngineReport(Path(trt_path), version, batch_range, workspace_mb, len(plan))
-    if triton_repo is not None:
+        writes[plan.unfolded_path] = lambda tmp: tmp.write_bytes(raw)
+        result.unfolded.path = plan.unfolded_path
+    plan_bytes = None
+    if plan.trt_path is not None:
+        plan_bytes = _engine(plan, art, result, report, progress)
+        writes[plan.trt_path] = lambda tmp: tmp.write_bytes(plan_bytes)
+    if plan.triton_repo is not None:
         report.triton, repo_writes = repo_files(
-            triton_repo, model_name, onnx_bytes=onnx_bytes, input_shape=loaded.input_shape,
-            num_classes=loaded.num_classes, max_batch_size=batch_range.max, preferred_batch_sizes=(batch_range.opt,),
-            plan_bytes=plan)
+            plan.triton_repo, plan.model_name, onnx_bytes=onnx_bytes, input_shape=art.input_shape,
+            num_classes=art.num_classes, max_batch_size=plan.batch_range.max,
+            preferred_batch_sizes=(plan.batch_range.opt,), plan_bytes=plan_bytes)
         writes.update(repo_writes)
     progress("writing")
     report.written = write_with_dirs(writes)
     return report
 
 
-__all__ = ["ExportReport", "GraphReport", "export_file", "verified_onnx"]
+def _engine(plan: ExportPlan, art: PlainArtifact | OnnxArtifact, result: OnnxExport, report: ExportReport,
+            progress: Callable[[str], None]) -> bytes:
+    """The TensorRT plan built from the verified graph (converted to fp16 first with --fp16)."""
+    with tempfile.TemporaryDirectory(prefix="dirac-deploy-") as tmp:
+        engine_source = Path(tmp) / "model.onnx"
+        engine_model = result.model
+        if plan.fp16:
+            from .fp16_onnx import to_fp16
+
+            report.fp16_findings = scan_fp16(art.plain.state_dict()) if isinstance(art, PlainArtifact) else []
+            engine_model = to_fp16(result.model)
+        onnx.save(engine_model, engine_source)
+        progress("building the TensorRT engine")
+        plan_bytes, version = build_plan(engine_source, input_shape=art.input_shape, batch_range=plan.batch_range,
+                                         workspace_mb=plan.workspace_mb)
+    report.engine = EngineReport(plan.trt_path, version, plan.batch_range, plan.workspace_mb, len(plan_bytes))
+    return plan_bytes
+
+
+__all__ = ["ExportPlan", "ExportReport", "GraphReport", "execute_export", "export_file", "onnx_artifact",
+           "plan_export", "verified_onnx"]

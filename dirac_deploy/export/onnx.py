@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -23,11 +22,7 @@ import onnx
 import torch
 
 from .._optional import require
-from ..errors import EquivalenceError, ExportError, first_line
-from ..fileio import write_all
-from ..folding.verify import DEFAULT_RTOL, Proof, compare_logits, seeded_inputs
-from ..onnxfile import (
-    PROBE_KEY,
+from ..artifacts.onnx import (
     OnnxArtifact,
     allowed_ops,
     audit_violations,
@@ -36,6 +31,10 @@ from ..onnxfile import (
     probe_inputs,
     probe_record,
 )
+from ..artifacts.provenance import Provenance
+from ..errors import EquivalenceError, ExportError, first_line
+from ..fileio import write_all
+from ..folding.verify import DEFAULT_RTOL, Proof, compare_logits, seeded_inputs
 from ..runtime import ort_session
 from ..spec import INPUT_NAME, OUTPUT_NAME
 from . import DEFAULT_OPSET, MAX_PARITY_BATCH, MIN_OPSET
@@ -64,6 +63,11 @@ class OnnxExport:
     unfolded: GraphReport | None = None
     model: onnx.ModelProto | None = field(default=None, repr=False)
     unfolded_model: onnx.ModelProto | None = field(default=None, repr=False)
+
+    def artifact(self, path: Path, input_shape: tuple[int, int, int], num_classes: int) -> OnnxArtifact:
+        """The verified folded graph as an in-memory `OnnxArtifact` (`path`: the file it was made from)."""
+        return OnnxArtifact(Path(path), self.model, tuple(input_shape), num_classes,
+                            {p.key: p.value for p in self.model.metadata_props})
 
 
 @contextlib.contextmanager
@@ -145,27 +149,6 @@ def _raise_on_parity(proofs: list[Proof], what: str) -> None:
         raise EquivalenceError(f"{what} does not match PyTorch in ONNX Runtime: {detail}")
 
 
-def metadata_props(meta: dict) -> dict[str, str]:
-    """The provenance recorded in the ONNX file (strings; lists as JSON)."""
-    arch = meta.get("architecture", {})
-    proof = meta.get("fold_proof", {})
-    props = {
-        "dirac_deploy.source_sha256": meta.get("source", {}).get("sha256", ""),
-        "dirac_deploy.layout": meta.get("layout", ""),
-        "dirac_deploy.architecture": arch.get("name", ""),
-        "dirac_deploy.input_size": str(meta.get("input_size", "")),
-        "dirac_deploy.mean": json.dumps(meta.get("mean", [])),
-        "dirac_deploy.std": json.dumps(meta.get("std", [])),
-        # Whether mean/std/input size were read from the checkpoint, given, or assumed (then clients must check).
-        "dirac_deploy.normalization_source": str(meta.get("provenance", {}).get("normalization", "")),
-        "dirac_deploy.input_size_source": str(meta.get("provenance", {}).get("input_size", "")),
-        "dirac_deploy.fold_max_abs_error": repr(proof.get("max_abs_error", "")),
-        "dirac_deploy.fold_max_rel_error": repr(proof.get("max_rel_error", "")),
-        "dirac_deploy.version": str(meta.get("dirac_deploy_version", "")),
-    }
-    return {k: v for k, v in props.items() if v not in ("", "''")}
-
-
 def _set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
     del model.metadata_props[:]
     for k, v in props.items():
@@ -182,7 +165,7 @@ def _writer(model: onnx.ModelProto):
 def parity_probe(model: onnx.ModelProto, reference: torch.nn.Module, input_shape: tuple[int, int, int], *,
                  rtol: float = DEFAULT_RTOL, batch: int = 2, seed: int = 0) -> tuple[str, Proof]:
     """The reference's logits on numpy-seeded probe inputs (stored in the file so a loader without torch can
-    re-check the graph, `onnxfile.OnnxArtifact.probe`) and ONNX Runtime's agreement with them now."""
+    re-check the graph, `artifacts.onnx.OnnxArtifact.probe`) and ONNX Runtime's agreement with them now."""
     x = probe_inputs(batch, input_shape, seed)
     ref = reference(torch.from_numpy(x)).numpy()
     (got,) = ort_session(model).run([OUTPUT_NAME], {INPUT_NAME: x})
@@ -191,7 +174,7 @@ def parity_probe(model: onnx.ModelProto, reference: torch.nn.Module, input_shape
 
 
 def export_onnx(plain: torch.nn.Module, path: str | Path | None, *, input_shape: tuple[int, int, int],
-                meta: dict | None = None, opset: int = DEFAULT_OPSET, check_batches: tuple[int, ...] = (1, 8),
+                provenance: Provenance | dict | None = None, opset: int = DEFAULT_OPSET, check_batches: tuple[int, ...] = (1, 8),
                 rtol: float = DEFAULT_RTOL, unfolded_model: torch.nn.Module | None = None,
                 unfolded_path: str | Path | None = None) -> OnnxExport:
     """Export a folded chain to ONNX, prove it, and write it.
@@ -200,7 +183,7 @@ def export_onnx(plain: torch.nn.Module, path: str | Path | None, *, input_shape:
         plain: the folded model (eval mode).
         path: output `.onnx` (None: build and verify only).
         input_shape: (channels, height, width) of one image.
-        meta: the plain file's metadata, recorded as metadata_props.
+        provenance: where the chain came from (or a plain file's `meta`), recorded as metadata_props.
         opset: ONNX opset (>= 18).
         check_batches: batch sizes of the ONNX Runtime parity check.
         rtol: parity tolerance on max|error| / max|logit|, with identical top-1.
@@ -220,15 +203,18 @@ def export_onnx(plain: torch.nn.Module, path: str | Path | None, *, input_shape:
     proofs = ort_parity(model, plain, input_shape, check_batches, rtol=rtol)
     probe, probe_proof = parity_probe(model, plain, input_shape, rtol=rtol)
     _raise_on_parity([*proofs, probe_proof], "the folded ONNX graph")
-    props = {**metadata_props(meta or {}), "dirac_deploy.graph": "folded"}
-    _set_metadata(model, {**props, PROBE_KEY: probe})
+    if isinstance(provenance, dict):
+        provenance = Provenance.from_plain_meta(provenance)
+    provenance = (provenance or Provenance()).replace(graph="folded")
+    props = provenance.to_onnx_metadata()
+    _set_metadata(model, provenance.to_onnx_metadata(probe=probe))
     report = OnnxExport(GraphReport(None, op_histogram(model), proofs), opset, props, model=model)
 
     if unfolded_model is not None:
         raw = check_graph(to_onnx_proto(unfolded_model.eval(), example, opset=opset, optimize=False))
         raw_proofs = ort_parity(raw, unfolded_model, input_shape, check_batches, rtol=rtol)
         _raise_on_parity(raw_proofs, "the unfolded ONNX graph")
-        _set_metadata(raw, {**props, "dirac_deploy.graph": "unfolded (as trained)"})
+        _set_metadata(raw, provenance.replace(graph="unfolded (as trained)").to_onnx_metadata())
         report.unfolded = GraphReport(None, op_histogram(raw), raw_proofs)
         report.unfolded_model = raw
     # Write only after everything passed, all files or none.
@@ -246,7 +232,7 @@ def export_onnx(plain: torch.nn.Module, path: str | Path | None, *, input_shape:
 
 
 def verify_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL) -> OnnxExport:
-    """An ONNX file from `export`, re-audited and re-run against its parity probe (`onnxfile.check_artifact`)."""
+    """An ONNX file from `export`, re-audited and re-run against its parity probe (`artifacts.onnx.check_artifact`)."""
     proof = check_artifact(art, rtol=rtol)
     opset = max((o.version for o in art.model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return OnnxExport(GraphReport(art.path, op_histogram(art.model), [proof]), opset, dict(art.metadata),

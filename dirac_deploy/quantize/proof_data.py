@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OptionError
-from ..onnxfile import metadata_floats
 from .data import Dataset, check_source, embedded_model, holdout_split, load_data
 
 
@@ -45,7 +44,7 @@ def plan_data(model_path: Path, calib: str | None, evaluation: str | None, optio
     """Which data calibrates and which proves, decided (and every source's form checked) before any fold or
     export. 'embedded' is the default only for the bundled models; without --eval the proof runs on data held
     out from --calib."""
-    from ..pipeline import source_sha256
+    from ..artifacts.open import source_sha256
 
     for spec, role in ((calib, "calib"), (evaluation, "eval")):
         if spec is not None:
@@ -90,19 +89,16 @@ def eval_count(spec: str, min_agreement: float) -> str:
 
 def load_proof_data(plan: DataPlan, loaded, *, min_agreement: float, calib_limit: int, eval_limit: int,
                     crop_fraction: float) -> tuple[Dataset, Dataset, list[str]]:
-    """(calibration, evaluation, proof notes) for `loaded` (a `pipeline.LoadedModel`), preprocessed as its
-    metadata records.
+    """(calibration, evaluation, proof notes) for `loaded` (a `PlainArtifact` or `OnnxArtifact`), preprocessed
+    as its provenance records.
 
     Raises:
         OptionError: unreadable data, evaluation images that are calibration images, too few of them for a
             `min_agreement` gate, or labels beyond the model's classes.
     """
-    sha = loaded.meta.get("source", {}).get("sha256", "") if isinstance(loaded.meta.get("source"), dict) else ""
-    if loaded.onnx is not None:
-        sha = loaded.meta.get("dirac_deploy.source_sha256", "")
-    mean = loaded.meta.get("mean") or metadata_floats(loaded.meta.get("dirac_deploy.mean"))
-    std = loaded.meta.get("std") or metadata_floats(loaded.meta.get("dirac_deploy.std"))
-    kw = dict(mean=mean, std=std, source_sha256=sha, crop_fraction=crop_fraction)
+    prov = loaded.provenance
+    kw = dict(mean=None if prov.mean is None else list(prov.mean), std=None if prov.std is None else list(prov.std),
+              source_sha256=prov.source_sha256, crop_fraction=crop_fraction)
     if plan.evaluation is None:
         cal, ev = holdout_split(load_data(plan.calib, loaded.input_shape, role="calib",
                                           limit=4 * (calib_limit + eval_limit), **kw))

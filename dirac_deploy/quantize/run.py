@@ -16,7 +16,6 @@ thresholds. Precisions, methods and where each runs:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +24,10 @@ from typing import Callable
 import numpy as np
 
 from .._optional import require
+from ..artifacts.onnx import LOW_PRECISION_PROBE_RTOL
+from ..artifacts.provenance import Provenance
 from ..errors import EquivalenceError, OptionError
 from ..fileio import check_output_path, write_all
-from ..onnxfile import LOW_PRECISION_PROBE_RTOL
 from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
 from .data import DEFAULT_CROP_FRACTION, Dataset
 from .int8 import FP32, choose_forms, quantize_identity, quantize_naive
@@ -195,16 +195,18 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
     return Artifact(precision, method, target, model, proof, types)
 
 
-def _onnx_bytes(art: Artifact, fp32, meta_props: dict, probe_x: np.ndarray) -> bytes:
-    from ..onnxfile import PROBE_KEY, probe_record
+def _provenance(art: Artifact, source: Provenance) -> Provenance:
+    return source.replace(graph=f"quantized-{art.precision}", precision=art.precision, method=art.method)
+
+
+def _onnx_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray) -> bytes:
+    from ..artifacts.onnx import probe_record
 
     model = art.model
     (logits,) = ort_logits(model, probe_x)
-    props = {**meta_props, "dirac_deploy.graph": f"quantized-{art.precision}", "dirac_deploy.precision": art.precision,
-             "dirac_deploy.method": art.method, "dirac_deploy.low_precision_proof": json.dumps(art.proof.to_dict()),
-             PROBE_KEY: probe_record(logits), "dirac_deploy.probe_rtol": repr(PROBE_RTOL)}
-    if art.int8_types:
-        props["dirac_deploy.int8_types"] = art.int8_types
+    props = _provenance(art, source).to_onnx_metadata(
+        probe=probe_record(logits), probe_rtol=PROBE_RTOL, low_precision_proof=art.proof.to_dict(),
+        int8_types=art.int8_types or "")
     del model.metadata_props[:]
     for k, v in props.items():
         model.metadata_props.add(key=k, value=str(v))
@@ -232,10 +234,11 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         OptionError: bad combination, data or thresholds. EquivalenceError: the proof failed (nothing written).
         MissingDependencyError: onnxruntime, openvino or nncf missing for what was asked.
     """
+    from ..artifacts.ir import IrArtifact
+    from ..artifacts.onnx import probe_inputs
+    from ..artifacts.open import open_artifact
     from ..cpuinfo import cpu_features
     from ..export.from_file import verified_onnx
-    from ..onnxfile import probe_inputs
-    from ..pipeline import load_model
 
     model_path, output = Path(model_path), Path(output)
     if precision not in DEFAULT_TARGET:
@@ -268,7 +271,10 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     require("onnxruntime")
     plan = plan_data(model_path, calib, evaluation, options)
     progress(f"loading {model_path.name} (a checkpoint is folded and verified first)")
-    loaded = load_model(model_path, options)
+    loaded = open_artifact(model_path, options)
+    if isinstance(loaded, IrArtifact):
+        raise OptionError(f"{model_path} is an OpenVINO IR, already quantized; quantize starts from a checkpoint, "
+                          f"a plain.pth or an .onnx from export")
     progress("reading the calibration and evaluation data")
     cal, ev, notes = load_proof_data(plan, loaded, min_agreement=min_agreement, calib_limit=calib_limit,
                                      eval_limit=eval_limit, crop_fraction=crop_fraction)
@@ -280,19 +286,18 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     art.proof.notes[:0] = notes
     features = cpu_features()
     art.proof.notes.append(f"proved on {features.model} ({features.describe()})")
-    _chain_names(art.proof.layers, loaded.plain)
+    _chain_names(art.proof.layers, getattr(loaded, "plain", None))
     if not art.proof.ok:
         worst = ", ".join(f"{layer.name} {layer.output_sqnr_db:.1f} dB ({layer.form})" for layer in art.proof.worst_layers())
         raise EquivalenceError(f"the {precision} artifact misses its thresholds ({'; '.join(art.proof.failures)}): "
                                f"{art.proof.describe()}; nothing written."
                                + (f" Layers losing the most: {worst}" if worst else ""))
     progress("writing")
-    meta_props = {p.key: p.value for p in fp32.metadata_props if p.key != "dirac_deploy.parity_probe"}
     if target == "onnxruntime":
-        data = _onnx_bytes(art, fp32, meta_props, probe_inputs(2, loaded.input_shape))
+        data = _onnx_bytes(art, loaded.provenance, probe_inputs(2, loaded.input_shape))
         written = write_all({output: lambda tmp: tmp.write_bytes(data)})
     else:
-        written = _write_ir(art, output, meta_props, probe_inputs(2, loaded.input_shape))
+        written = _write_ir(art, output, loaded.provenance, probe_inputs(2, loaded.input_shape))
     return QuantizeReport(model_path, loaded.name, art, cal.source, written, features.to_dict())
 
 
@@ -309,20 +314,20 @@ def _chain_names(layers: list[LayerError], plain) -> None:
             layer.name = name
 
 
-def _write_ir(art: Artifact, output: Path, meta_props: dict, probe_x: np.ndarray) -> list[Path]:
-    """The IR with the ONNX metadata under rt_info `dirac_deploy/...` and its own parity probe (its logits on
+def _write_ir(art: Artifact, output: Path, source: Provenance, probe_x: np.ndarray) -> list[Path]:
+    """The IR with its provenance under rt_info `dirac_deploy/...` and its own parity probe (its logits on
     the seeded probe images, as OpenVINO computes them at the precision the IR records), checked by `serve`."""
     import tempfile
 
-    from ..onnxfile import probe_record
+    from ..artifacts.onnx import probe_record
+    from ..artifacts.provenance import write_rt_info
     from .openvino import run, save_ir
 
     model = art.model
     logits = run(model, probe_x, batch=len(probe_x))
-    for k, v in {**meta_props, "precision": art.precision, "method": art.method,
-                 "low_precision_proof": json.dumps(art.proof.to_dict()), "parity_probe": probe_record(logits),
-                 "probe_rtol": repr(PROBE_RTOL)}.items():
-        model.set_rt_info(str(v), ["dirac_deploy", k.removeprefix("dirac_deploy.")])
+    write_rt_info(model, _provenance(art, source).to_rt_info(
+        probe=probe_record(logits), probe_rtol=PROBE_RTOL, low_precision_proof=art.proof.to_dict(),
+        int8_types=art.int8_types or ""))
     with tempfile.TemporaryDirectory(prefix="dirac-deploy-ir-", dir=output.parent) as tmp:
         xml = Path(tmp) / "model.xml"
         save_ir(model, xml)

@@ -76,10 +76,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request, context):
         model = await self._model(request.name, context)
-        meta = model.metadata()
+        described = model.metadata()
         tensors = [[pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
-                    for t in meta[kind]] for kind in ("inputs", "outputs")]
-        return pb.ModelMetadataResponse(name=model.name, versions=meta["versions"], platform=meta["platform"],
+                    for t in described[kind]] for kind in ("inputs", "outputs")]
+        return pb.ModelMetadataResponse(name=model.name, versions=described["versions"], platform=described["platform"],
                                         inputs=tensors[0], outputs=tensors[1])
 
     async def ModelConfig(self, request, context):

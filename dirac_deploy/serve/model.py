@@ -1,10 +1,10 @@
-"""A model behind the server: loaded once, validated, run on ONNX Runtime, OpenVINO or PyTorch.
+"""A model behind the server: an artifact, checked once, run on ONNX Runtime, OpenVINO or PyTorch.
 
-MODEL may be an `.onnx` from `export` or `quantize` (served without torch), an OpenVINO IR `.xml` from
-`quantize --target openvino`, a `plain.pth` from `fold`, or any checkpoint `fold` reads (folded and verified
-at start). With the onnxruntime or openvino runtime a `.pth` is exported in memory through the same verified
-export as `dirac-deploy export` (audit and parity check). OpenVINO runs a model at the precision it records
-(an IR from `quantize --precision bf16` asks for bf16), else fp32.
+The server serves artifacts and builds none: `ServedModel.from_artifact` takes an `OnnxArtifact` (from
+`export` or `quantize`, served without torch), an `IrArtifact` (`quantize --target openvino`) or, on the
+torch runtime, a `PlainArtifact`. Turning a checkpoint or plain.pth into a verified ONNX graph is the
+application's step before the server starts (`dirac_deploy.serve_files`). OpenVINO runs a model at the
+precision it records (an IR from `quantize --precision bf16` asks for bf16), else fp32.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from .._optional import available, model_config_pb2
+from ..artifacts.ir import IrArtifact, runtime_reason
+from ..artifacts.kinds import kind_of
+from ..artifacts.onnx import OnnxArtifact, audit_artifact, check_artifact
 from ..errors import DiracDeployError, MissingDependencyError
-from ..fileio import model_file_kind
-from ..onnxfile import audit_artifact, check_artifact, read_onnx
 from ..runtime import ort_session
 from ..spec import INPUT_NAME, OUTPUT_NAME
 from .batching import DynamicBatcher
@@ -40,7 +41,7 @@ class ModelSource:
 def default_runtime(path: Path) -> str:
     """The runtime a file is served on when none is named: an OpenVINO IR on OpenVINO, anything else (an
     .onnx from export or quantize, a plain.pth, a checkpoint) on ONNX Runtime."""
-    return "openvino" if model_file_kind(path) == "openvino-ir" else "onnxruntime"
+    return kind_of(path).default_runtime
 
 
 def _split_runtime(arg: str) -> tuple[str, str | None]:
@@ -85,23 +86,21 @@ def check_sources(sources: list[ModelSource]) -> list[ModelSource]:
     """
     checked = []
     for s in sources:
-        kind = model_file_kind(s.path)  # missing, empty, unknown content: one line naming the file
-        runtime = s.runtime or default_runtime(s.path)
+        kind = kind_of(s.path)  # missing, empty, unknown content: one line naming the file
+        runtime = s.runtime or kind.default_runtime
         if runtime not in RUNTIMES:
             raise DiracDeployError(f"{s.name}: unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-        if kind == "openvino-ir" and runtime != "openvino":
-            raise DiracDeployError(f"{s.name}: {s.path} is an OpenVINO IR; serve it on openvino ({s.path}@openvino, "
-                                   f"or leave the runtime out: an IR defaults to openvino)")
-        if kind == "onnx" and runtime == "torch":
-            raise DiracDeployError(f"{s.name}: {s.path} is ONNX; serve it on onnxruntime or openvino "
-                                   f"({s.path}@onnxruntime)")
+        if runtime not in kind.runtimes:
+            raise DiracDeployError(f"{s.name}: {s.path} is {kind.description}; serve it on "
+                                   f"{' or '.join(kind.runtimes)} ({s.path}@{kind.default_runtime}, or leave the "
+                                   f"runtime out: it defaults to {kind.default_runtime})")
         if runtime == "openvino" and not available("openvino"):
             raise MissingDependencyError(f"{s.name} is to run on OpenVINO, which is not installed: pip install "
                                          f"'dirac-deploy[openvino]'")
         if runtime == "onnxruntime" and not available("onnxruntime"):
             raise MissingDependencyError(f"{s.name} is to run on ONNX Runtime, which is not installed: pip install "
                                          f"'dirac-deploy[export]'")
-        if kind == "torch" and not available("torch"):
+        if kind.needs_torch and not available("torch"):
             raise MissingDependencyError(f"{s.name}: {s.path} is a PyTorch file; serving it needs PyTorch, which is "
                                          f"not installed here (the slim image serves exported .onnx only): export "
                                          f"it with `dirac-deploy export {s.path.name} --onnx {s.path.stem}.onnx` "
@@ -121,6 +120,34 @@ class ServedModel:
         self.instances = InstancePool(runners, name)
         self.max_batch = max_batch
         self._batcher = DynamicBatcher(self.instances, max_batch) if max_batch > 1 else None
+
+    @classmethod
+    def from_artifact(cls, name: str, art, runtime: str, *, threads: int | None = None, instances: int = 1,
+                      max_batch: int = 1, verify: bool = True) -> ServedModel:
+        """Serve an artifact: `instances` independent runners with `threads` intra-op threads each (default:
+        `default_threads(instances)`), concurrent requests batched up to `max_batch` images. An `OnnxArtifact`
+        is audited and run against its parity probe on the very session that will serve, an `IrArtifact`
+        against its own probe (`verify=False` skips both); a `PlainArtifact` runs on the torch runtime only.
+
+        Raises:
+            DiracDeployError: a runtime that cannot run this artifact, or a failed check.
+        """
+        if instances < 1 or max_batch < 1:
+            raise DiracDeployError(f"instances and max_batch must be at least 1, got {instances} and {max_batch}")
+        if runtime not in RUNTIMES:
+            raise DiracDeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        threads = threads or default_threads(instances)
+        if isinstance(art, OnnxArtifact):
+            runners, info = _onnx_runners(art, runtime, threads, instances, verify)
+        elif isinstance(art, IrArtifact):
+            runners, info = _ir_runners(art, runtime, threads, instances, verify)
+        elif runtime == "torch":
+            runners = _torch_runners(art.plain, threads, instances)
+            info = {"architecture": art.name, "source": art.source, "source_sha256": art.provenance.source_sha256}
+        else:
+            raise DiracDeployError(f"{art.path}: a PyTorch chain is served on {runtime} through its verified ONNX "
+                                   f"export (dirac_deploy.serve_files.served_artifact), or on --runtime torch")
+        return cls(name, art.input_shape, art.num_classes, runtime, runners, art.path, info, max_batch)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Logits for a batch, computed in the calling thread."""
@@ -197,83 +224,22 @@ def _openvino_runners(model, threads: int | None, instances: int, precision: str
     return [runner() for _ in range(instances)]
 
 
-MAX_IR_XML_BYTES = 64 << 20
-MAX_IR_LAYERS = 20_000  # as onnxfile.MAX_NODES: a folded chain's IR has a few hundred layers at most
-
-
-def runtime_reason(e: BaseException) -> str:
-    """A runtime's reason, one line: OpenVINO's messages start with a source location ('Exception from
-    src/inference/...:84:') and give the reason on a later line; other messages keep their first line."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("Exception from", "Check '")) and "src/" not in line]
-    return (useful[0] if useful else lines[-1] if lines else type(e).__name__)[:300]
-
-
-def _check_ir_files(xml: Path) -> None:
-    """The .xml and its .bin are regular files of bounded size, and the graph has a bounded layer count, before
-    OpenVINO reads either (a FIFO would block it; a huge graph can crash it)."""
-    bin_path = xml.with_suffix(".bin")
-    for f in (xml, bin_path):
-        if f.is_symlink() or not f.is_file():
-            raise DiracDeployError(f"{f} is not a regular file; an IR is an .xml and a .bin beside it")
-    if xml.stat().st_size > MAX_IR_XML_BYTES:
-        raise DiracDeployError(f"{xml} is over {MAX_IR_XML_BYTES >> 20} MiB of XML; not a folded chain's IR")
-    layers = xml.read_bytes().count(b"<layer ")
-    if layers > MAX_IR_LAYERS:
-        raise DiracDeployError(f"{xml} has {layers:,} layers; a folded chain's IR has at most a few hundred "
-                               f"(limit {MAX_IR_LAYERS:,})")
-
-
-def _ir_model(source: ModelSource, runtime: str, threads: int | None, instances: int, max_batch: int,
-              verify: bool) -> ServedModel:
-    """An OpenVINO IR from `quantize`: its input and classes from the graph, checked against the probe it
-    records (there is no ONNX graph to audit; the probe is the check)."""
-    from .._optional import require
-    from ..onnxfile import LOW_PRECISION_PROBE_RTOL, narrowed_rtol, parse_probe
-    from ..proof import compare_logits
-
+def _ir_runners(art: IrArtifact, runtime: str, threads: int | None, instances: int,
+                verify: bool) -> tuple[list[Runner], dict]:
+    """An OpenVINO IR from `quantize`, checked against the probe it records (there is no ONNX graph to audit;
+    the probe is the check), on the runner that will serve."""
     if runtime != "openvino":
-        raise DiracDeployError(f"{source.path} is an OpenVINO IR; serve it with --runtime openvino")
-    ov = require("openvino")
-    _check_ir_files(source.path)
-    try:
-        net = ov.Core().read_model(str(source.path))
-    except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line messages
-        raise DiracDeployError(f"OpenVINO cannot read {source.path}: {runtime_reason(e)}") from None
-    if len(net.inputs) != 1 or len(net.outputs) != 1:
-        raise DiracDeployError(f"{source.path}: an IR to serve has one input and one output; this one has "
-                               f"{len(net.inputs)} and {len(net.outputs)}")
-
-    def rt(key: str) -> str:
-        return net.get_rt_info(["dirac_deploy", key]).astype(str) if net.has_rt_info(["dirac_deploy", key]) else ""
-
-    shape, out = net.inputs[0].get_partial_shape(), net.outputs[0].get_partial_shape()
-    if shape.rank.get_length() != 4 or not all(d.is_static for d in list(shape)[1:]) or out.rank.get_length() != 2 \
-            or not out[1].is_static:
-        raise DiracDeployError(f"{source.path}: expected an input [batch, C, H, W] and logits [batch, classes], got "
-                               f"{shape} and {out}")
-    input_shape = tuple(d.get_length() for d in list(shape)[1:])
-    num_classes = out[1].get_length()
-    runners = _openvino_runners(net, threads, instances, precision=None)
-    info = {"architecture": rt("architecture") or "OpenVINO IR", "source": "OpenVINO IR",
-            "source_sha256": rt("source_sha256"), "precision": rt("precision") or "fp32"}
+        raise DiracDeployError(f"{art.path} is an OpenVINO IR; serve it with --runtime openvino")
+    runners = _openvino_runners(art.net, threads, instances, precision=None)
+    prov = art.provenance
+    info = {"architecture": art.name, "source": art.source, "source_sha256": prov.source_sha256,
+            "precision": prov.precision or "fp32"}
     if verify:
-        probe = parse_probe(rt("parity_probe"), input_shape)
-        # the tool's tolerance for an IR (OpenVINO may run it in bf16 or int8); its rt_info may only narrow it
-        rtol = narrowed_rtol(LOW_PRECISION_PROBE_RTOL, rt("probe_rtol"))
-        if probe is None:
-            raise DiracDeployError(f"{source.path} records no readable parity probe (it was not written by "
-                                   f"`dirac-deploy quantize`); serve it with --no-verify to skip the check")
-        x, ref = probe
-        got = runners[0](x)
-        proof = compare_logits(ref, got, rtol=rtol, reference_name="logits recorded at quantize")
-        if got.shape != ref.shape or not proof.ok:
-            raise DiracDeployError(f"{source.path} does not reproduce the logits recorded when it was written: "
-                                   f"{proof.describe()}")
+        art.check(runners[0])
         info["verified"] = "parity probe"
     else:
         info["verified"] = "no (--no-verify)"
-    return ServedModel(source.name, input_shape, num_classes, runtime, runners, source.path, info, max_batch)
+    return runners, info
 
 
 def _torch_runners(plain, threads: int | None, instances: int) -> list[Runner]:
@@ -294,14 +260,14 @@ def _torch_runners(plain, threads: int | None, instances: int) -> list[Runner]:
     return [runner(plain if i == 0 else copy.deepcopy(plain)) for i in range(instances)]
 
 
-def _onnx_model(source: ModelSource, runtime: str, threads: int | None, instances: int, max_batch: int,
-                verify: bool) -> ServedModel:
-    """An exported .onnx: audited and re-checked against its parity probe, without torch."""
+def _onnx_runners(art: OnnxArtifact, runtime: str, threads: int | None, instances: int,
+                  verify: bool) -> tuple[list[Runner], dict]:
+    """An ONNX artifact: audited before a runtime sees it, then re-checked against its parity probe on the
+    runner that will serve, without torch."""
     if runtime not in ("onnxruntime", "openvino"):
-        raise DiracDeployError(f"{source.path} is ONNX; serve it with --runtime onnxruntime or openvino")
-    art = read_onnx(source.path)
+        raise DiracDeployError(f"{art.path} is ONNX; serve it with --runtime onnxruntime or openvino")
     if verify:
-        audit_artifact(art)  # before ONNX Runtime sees the graph (custom ops fail there with less to go on)
+        audit_artifact(art)  # before the runtime sees the graph (custom ops fail there with less to go on)
     engine = "ONNX Runtime" if runtime == "onnxruntime" else "OpenVINO"
     try:
         runners = (_ort_runners(art.model, threads, instances) if runtime == "onnxruntime"
@@ -309,16 +275,15 @@ def _onnx_model(source: ModelSource, runtime: str, threads: int | None, instance
     except DiracDeployError:
         raise
     except Exception as e:  # runtimes raise their own types for graphs they cannot load (custom ops, attributes)
-        raise DiracDeployError(f"{engine} cannot load {source.path}: {runtime_reason(e)}") from None
-    info = {"architecture": art.architecture, "source": "ONNX file",
-            "source_sha256": art.metadata.get("dirac_deploy.source_sha256", "")}
+        raise DiracDeployError(f"{engine} cannot load {art.path}: {runtime_reason(e)}") from None
+    info = {"architecture": art.architecture, "source": "ONNX file", "source_sha256": art.provenance.source_sha256}
     if verify:
         probe = art.probe()
         check_artifact(art, session=_RunnerSession(runners[0]) if probe is not None else None, engine=engine)
         info["verified"] = "audit and parity probe"
     else:
         info["verified"] = "no (--no-verify)"
-    return ServedModel(source.name, art.input_shape, art.num_classes, runtime, runners, source.path, info, max_batch)
+    return runners, info
 
 
 class _RunnerSession:
@@ -329,48 +294,3 @@ class _RunnerSession:
 
     def run(self, outputs, feeds):
         return [self.runner(feeds[INPUT_NAME])]
-
-
-def load_served_model(source: ModelSource, runtime: str | None = None, threads: int | None = None,
-                      options=None, instances: int = 1, max_batch: int = 1, verify: bool = True) -> ServedModel:
-    """Load, verify and prepare one model for serving, as `instances` independent runners with `threads`
-    intra-op threads each (default: `default_threads(instances)`), batching concurrent requests up to
-    `max_batch` images.
-
-    An `.onnx` is loaded without torch: audited and run against the parity probe `export` recorded in it
-    (`verify=False` skips both). A plain.pth or checkpoint goes through the pipeline (`load_model`: folded
-    and verified) and, on ONNX Runtime, through the same verified export as `dirac-deploy export`.
-    """
-    if instances < 1 or max_batch < 1:
-        raise DiracDeployError(f"instances and max_batch must be at least 1, got {instances} and {max_batch}")
-    runtime = runtime or source.runtime or default_runtime(source.path)
-    threads = threads or default_threads(instances)
-    if runtime not in RUNTIMES:
-        raise DiracDeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    kind = model_file_kind(source.path)
-    if kind == "onnx":
-        return _onnx_model(source, runtime, threads, instances, max_batch, verify)
-    if kind == "openvino-ir":
-        return _ir_model(source, runtime, threads, instances, max_batch, verify)
-    if not available("torch"):
-        raise MissingDependencyError(f"{source.path} is a PyTorch file; serving it needs PyTorch, which is not "
-                                     f"installed here (the slim image serves exported .onnx only): export it with "
-                                     f"`dirac-deploy export {source.path.name} --onnx {source.path.stem}.onnx` where "
-                                     f"torch is installed, or use the full image")
-    from ..pipeline import load_model  # torch from here on
-
-    loaded = load_model(source.path, options)
-    info = {"architecture": loaded.name, "source": loaded.source,
-            "source_sha256": loaded.meta.get("source", {}).get("sha256", "")}
-    if runtime == "onnxruntime":
-        from ..export.from_file import verified_onnx
-
-        runners = _ort_runners(verified_onnx(loaded).model, threads, instances)
-    elif runtime == "openvino":
-        from ..export.from_file import verified_onnx
-
-        runners = _openvino_runners(verified_onnx(loaded).model, threads, instances)
-    else:
-        runners = _torch_runners(loaded.plain, threads, instances)
-    return ServedModel(source.name, loaded.input_shape, loaded.num_classes, runtime, runners, source.path, info,
-                       max_batch)

@@ -1,4 +1,5 @@
-"""Start the server: load every model (verifying each), then run uvicorn on the given address.
+"""Start the server: load every model (verifying each, through the loader it is given), then run uvicorn on the
+given address.
 
 uvicorn handles SIGTERM gracefully: it stops accepting connections and lets in-flight requests finish, for at
 most the drain time. It then restores the previous handler and re-raises the signal; with Python's default
@@ -15,22 +16,7 @@ from typing import Callable
 
 from ..errors import DiracDeployError
 from .limits import ServeLimits
-from .model import ServedModel, check_sources, load_served_model, parse_model_args
-
-
-def load_models(model_args: list[str], runtime: str | None, threads: int | None, options=None,
-                on_loaded: Callable[[ServedModel], None] = lambda m: None, instances: int = 1,
-                max_batch: int = 1, verify: bool = True,
-                on_loading: Callable[[str, object], None] = lambda name, path: None) -> dict[str, ServedModel]:
-    """Every model checked first (files, runtimes, dependencies: `check_sources`), then each loaded on its own
-    runtime (`[NAME=]PATH@RUNTIME`, else `runtime`, else the file's default)."""
-    models = {}
-    for source in check_sources(parse_model_args(model_args, runtime)):
-        on_loading(source.name, source.path)
-        models[source.name] = load_served_model(source, source.runtime, threads, options, instances, max_batch,
-                                                verify)
-        on_loaded(models[source.name])
-    return models
+from .model import ServedModel
 
 
 def _within_open_files(limits: ServeLimits, listeners: int = 1) -> ServeLimits:
@@ -47,14 +33,12 @@ def _within_open_files(limits: ServeLimits, listeners: int = 1) -> ServeLimits:
     return dataclasses.replace(limits, max_connections=max(1, (soft - 64) // listeners))  # sessions, model files
 
 
-def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = None,
-                 runtime: str | None = None, threads: int | None = None, instances: int = 1, max_batch: int = 1,
-                 verify: bool = True, options=None, limits: ServeLimits = ServeLimits(),
-                 on_loading: Callable[[str, object], None] = lambda name, path: None,
-                 on_loaded: Callable[[ServedModel], None] = lambda m: None,
+def serve_models(load: Callable[[], dict[str, ServedModel]], *, host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = None,
+                 limits: ServeLimits = ServeLimits(),
                  on_started: Callable[[dict[str, ServedModel], int], None] = lambda models, port: None,
                  on_stopped: Callable[[], None] | None = None) -> bool:
-    """Check the ports, load every model (verifying each), serve until SIGTERM / Ctrl-C, drain, return.
+    """Check the ports, load every model (`load()`, which verifies each: `serve_files.load_models`), serve until
+    SIGTERM / Ctrl-C, drain, return.
 
     Returns False when a stop signal arrived before serving began (nothing was served), else True. A signal
     while the models load calls `on_stopped` at once, if given (the CLI's ends the process: loading writes
@@ -80,8 +64,7 @@ def serve_models(model_args: list[str], *, host: str = "127.0.0.1", port: int = 
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        models = load_models(model_args, runtime, threads, options, on_loaded, instances, max_batch, verify,
-                             on_loading)
+        models = load()
     except Exception:
         if stopping:  # a library may turn an interrupted call into its own error: the signal still counts
             return False

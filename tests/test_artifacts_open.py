@@ -1,4 +1,5 @@
-"""load_model: one typed object for every model file, and ONNX files re-checked against their parity probe."""
+"""artifacts.open: one opener for every model file, typed artifacts with one provenance, and ONNX files re-checked
+against their parity probe."""
 
 import numpy as np
 import onnx
@@ -6,12 +7,16 @@ import onnx.numpy_helper
 import pytest
 import torch
 
-from dirac_deploy import LoadOptions, fold_checkpoint, load_model
+from dirac_deploy import LoadOptions, fold_checkpoint
+from dirac_deploy.artifacts.onnx import OnnxArtifact, read_onnx
+from dirac_deploy.artifacts.open import open_artifact as load_model
+from dirac_deploy.artifacts.plain import PlainArtifact
 from dirac_deploy.errors import CheckpointError, EquivalenceError, ExportError
 from dirac_deploy.export.from_file import export_file
-from dirac_deploy.onnxfile import PROBE_KEY, read_onnx
 
 import reference
+
+PROBE_KEY = "dirac_deploy.parity_probe"
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +34,14 @@ def test_checkpoint_plain_and_onnx_open_to_the_same_contract(files):
     assert ck.input_shape == pl.input_shape == ox.input_shape == (3, 32, 32)
     assert ck.num_classes == pl.num_classes == ox.num_classes == 10
     assert ck.name == pl.name == ox.name == "DiracNet-10-1 (CIFAR stem, 10 classes)"
-    assert ck.unfolded is not None and pl.unfolded is None and ox.plain is None
+    assert isinstance(ck, PlainArtifact) and isinstance(pl, PlainArtifact) and isinstance(ox, OnnxArtifact)
+    assert ck.unfolded is not None and pl.unfolded is None
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(ck.plain(x), pl.plain(x), atol=1e-5)
-    assert ck.fold.proof.ok and ck.meta["source"]["sha256"] == pl.meta["source"]["sha256"]
+    assert ck.fold.proof.ok and len(ck.provenance.source_sha256) == 64
+    assert ck.provenance.source_sha256 == pl.provenance.source_sha256 == ox.provenance.source_sha256
+    assert ck.provenance.mean == pl.provenance.mean == ox.provenance.mean and ox.provenance.graph == "folded"
 
 
 def test_input_size_option_reaches_a_plain_file(files):
@@ -77,7 +85,7 @@ def test_a_file_that_is_neither_says_so(tmp_path):
 
 
 def test_probe_inputs_are_reproducible_without_torch():
-    from dirac_deploy.onnxfile import probe_inputs
+    from dirac_deploy.artifacts.onnx import probe_inputs
 
     a, b = probe_inputs(2, (3, 8, 8), 5), probe_inputs(2, (3, 8, 8), 5)
     assert a.dtype == np.float32 and np.array_equal(a, b) and not np.array_equal(a, probe_inputs(2, (3, 8, 8), 6))

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError, EquivalenceError, ExportError, first_line
-from .proof import DEFAULT_RTOL, Proof, compare_logits
-from .runtime import ort_session
-from .spec import INPUT_NAME, OUTPUT_NAME
+from ..errors import CheckpointError, EquivalenceError, ExportError, first_line
+from ..proof import DEFAULT_RTOL, Proof, compare_logits
+from ..runtime import ort_session
+from ..spec import INPUT_NAME, OUTPUT_NAME
+from .provenance import PROBE, PROBE_RTOL, Provenance, metadata_value
 
 # Everything a folded DiracNet may contain. BatchNormalization, Mul/Div/Add (the Dirac parameterization),
 # ReduceL2 (normalize) and friends mean something was not folded.
@@ -35,8 +36,6 @@ GRAPH_OPS = {
     | frozenset({"QuantizeLinear", "DequantizeLinear", "Cast", "Add", "Mul", "Slice", "Pad"}),
 }
 
-META_PREFIX = "dirac_deploy."
-PROBE_KEY = META_PREFIX + "parity_probe"
 # The parity probe's tolerance for a low-precision graph (its kernels differ a little between CPUs). Decided
 # here, from what the graph holds; a file's own `probe_rtol` metadata may only make it stricter.
 LOW_PRECISION_PROBE_RTOL = 0.05
@@ -52,18 +51,6 @@ def content_kind(model) -> str:
     if any(t.data_type in _LOW_PRECISION_TYPES for t in model.graph.initializer):
         return "quantized"
     return "folded"
-
-
-def metadata_floats(text) -> list[float] | None:
-    """A list of numbers recorded as JSON text in metadata (`dirac_deploy.mean`, `.std`); None when absent or
-    not such a list."""
-    try:
-        value = json.loads(text) if isinstance(text, str) and len(text) < 10_000 else None
-    except ValueError:
-        return None
-    if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        return [float(v) for v in value]
-    return None
 
 
 def narrowed_rtol(tool_rtol: float, recorded: str | None) -> float:
@@ -141,11 +128,18 @@ class OnnxArtifact:
     num_classes: int
     metadata: dict[str, str] = field(default_factory=dict)
 
+    kind = "onnx"
+    source = "ONNX file"
+
+    @property
+    def name(self) -> str:
+        return self.architecture
+
     @property
     def graph_kind(self) -> str:
         """The op set the audit allows: what the graph holds (`content_kind`), narrowed by the metadata's
         `graph` (a file may declare itself folded, never widen itself to quantized)."""
-        declared = self.metadata.get(META_PREFIX + "graph", "folded" if self.from_dirac_deploy else "unknown")
+        declared = self.provenance.graph or ("folded" if self.from_dirac_deploy else "unknown")
         if declared.split("-")[0] == "quantized" and content_kind(self.model) == "quantized":
             return declared
         return declared if declared.split("-")[0] != "quantized" else "folded"
@@ -156,7 +150,15 @@ class OnnxArtifact:
 
     @property
     def architecture(self) -> str:
-        return self.metadata.get(META_PREFIX + "architecture", "") or "ONNX graph"
+        return self.provenance.architecture or "ONNX graph"
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance.from_onnx_metadata(self.metadata)
+
+    def check(self, *, rtol: float = DEFAULT_RTOL, session=None, engine: str = "ONNX Runtime") -> Proof:
+        """The audit for its kind of graph, then the parity probe in ONNX Runtime (`check_artifact`)."""
+        return check_artifact(self, rtol=rtol, session=session, engine=engine)
 
     def audit(self) -> list[str]:
         """Violations of the op set this kind of graph may hold (unknown graphs: the folded set)."""
@@ -164,7 +166,7 @@ class OnnxArtifact:
 
     def probe(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(inputs, reference logits) recorded at export, or None when the file has no probe."""
-        raw = self.metadata.get(PROBE_KEY)
+        raw = metadata_value(self.metadata, PROBE)
         if not raw:
             return None
         probe = parse_probe(raw, self.input_shape)
@@ -285,7 +287,7 @@ def audit_artifact(art: OnnxArtifact) -> None:
     if violations:
         raise ExportError(f"{art.path} failed the audit for a {art.graph_kind} graph: {len(violations)} node(s) "
                           f"outside it: {', '.join(violations[:8])}{' ...' if len(violations) > 8 else ''}"
-                          + ("" if art.metadata.get(META_PREFIX + "graph") else
+                          + ("" if art.provenance.graph else
                              f" (it was not written by dirac-deploy; `dirac-deploy serve {art.path.name} --no-verify` "
                              f"serves it unverified)"))
 
@@ -303,7 +305,7 @@ def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=Non
     audit_artifact(art)
     if art.graph_kind.startswith("quantized"):  # the audit passed: the graph really is low precision
         rtol = max(rtol, LOW_PRECISION_PROBE_RTOL)
-    rtol = narrowed_rtol(rtol, art.metadata.get(META_PREFIX + "probe_rtol"))
+    rtol = narrowed_rtol(rtol, metadata_value(art.metadata, PROBE_RTOL))
     probe = art.probe()
     if probe is None:
         raise ExportError(f"{art.path} has no parity probe in its metadata (it was not written by `dirac-deploy "

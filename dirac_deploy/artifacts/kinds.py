@@ -1,0 +1,70 @@
+"""What kind of artifact a file holds and where each kind can be served, read from its bytes (no torch).
+
+With `open.open_artifact`, the one place a file's kind decides anything: `read_deployed` reads an exported or
+quantized file into its artifact without torch, and the server asks `kind_of` which runtimes may serve it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import DiracDeployError
+from ..fileio import model_file_kind
+
+if TYPE_CHECKING:
+    from .ir import IrArtifact
+    from .onnx import OnnxArtifact
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """A kind of model file: its name for people, the runtimes that can serve it (the default first) and
+    whether opening it needs PyTorch (a checkpoint or plain.pth is folded / rebuilt with torch, and served on
+    ONNX Runtime or OpenVINO through an export in memory)."""
+
+    key: str
+    description: str
+    runtimes: tuple[str, ...]
+    needs_torch: bool
+
+    @property
+    def default_runtime(self) -> str:
+        return self.runtimes[0]
+
+
+KINDS = {
+    "onnx": ArtifactKind("onnx", "an ONNX graph", ("onnxruntime", "openvino"), False),
+    "openvino-ir": ArtifactKind("openvino-ir", "an OpenVINO IR", ("openvino",), False),
+    "torch": ArtifactKind("torch", "a PyTorch file (checkpoint or plain.pth)", ("onnxruntime", "openvino", "torch"),
+                          True),
+}
+
+
+def kind_of(path: str | Path) -> ArtifactKind:
+    """The kind of the model file at `path`, from its content.
+
+    Raises:
+        CheckpointError: missing, empty, or not a model file this tool reads (one line naming the file).
+    """
+    return KINDS[model_file_kind(Path(path))]
+
+
+def read_deployed(path: str | Path) -> OnnxArtifact | IrArtifact:
+    """An `.onnx` or an OpenVINO IR read into its artifact, without torch (`open.open_artifact` for any file).
+
+    Raises:
+        DiracDeployError: a PyTorch file (it must be folded / exported first), or a file its reader refuses.
+    """
+    kind = kind_of(path)
+    if kind.key == "onnx":
+        from .onnx import read_onnx
+
+        return read_onnx(path)
+    if kind.key == "openvino-ir":
+        from .ir import read_ir
+
+        return read_ir(path)
+    raise DiracDeployError(f"{path} is {kind.description}, not an exported artifact; export it first "
+                           f"(dirac-deploy export {Path(path).name} --onnx {Path(path).stem}.onnx)")

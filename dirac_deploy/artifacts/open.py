@@ -1,0 +1,147 @@
+"""Open any model file as the artifact of its kind: the one dispatch on file kind.
+
+- a checkpoint (any layout `fold` reads): folded and verified into a `PlainArtifact`;
+- a `plain.pth`: rebuilt and checked into a `PlainArtifact`;
+- an `.onnx` from `export` or `quantize`: read and contract-checked into an `OnnxArtifact` (no torch);
+- an OpenVINO IR `.xml` from `quantize --target openvino`: an `IrArtifact` (needs openvino, no torch).
+
+`inspect_file` and `source_sha256` answer questions about a file without folding it. Torch is imported only
+for the PyTorch kinds, so opening an .onnx or an IR works where PyTorch is not installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import DiracDeployError
+from ..load_options import LoadOptions
+from .ir import IrArtifact, read_ir
+from .kinds import kind_of, read_deployed
+from .onnx import OnnxArtifact, read_onnx
+from .provenance import Provenance
+
+if TYPE_CHECKING:
+    from ..pipeline import FileReport, InspectReport
+    from .plain import PlainArtifact
+
+
+def open_artifact(path: str | Path, options: LoadOptions | None = None, *, check_batch: int = 4,
+                  measure: bool = False) -> PlainArtifact | OnnxArtifact | IrArtifact:
+    """Open a checkpoint (folded and verified), a plain file, an ONNX file or an OpenVINO IR.
+
+    Args:
+        path: the file.
+        options: trust, BN eps and metadata overrides for checkpoints; `input_size` for plain files.
+        check_batch: seeded images the fold proof runs on (checkpoints only).
+        measure: also count FLOPs before and after the fold (one extra forward pass each).
+
+    Raises:
+        CheckpointError: unreadable, unsafe, unknown layout or damaged file.
+        EquivalenceError: a checkpoint whose fold misses the tolerance.
+        DiracDeployError: an IR that OpenVINO cannot read or that breaks the I/O contract.
+    """
+    path = Path(path)
+    if not kind_of(path).needs_torch:
+        return read_deployed(path)
+    return _open_torch_file(path, options or LoadOptions(), check_batch, measure)
+
+
+load_model = open_artifact  # its earlier name, kept for code written against it
+
+
+def _open_torch_file(path: Path, options: LoadOptions, check_batch: int, measure: bool) -> PlainArtifact:
+    from ..checkpoint import checkpoint_from_object
+    from ..checkpoint.reading import load_torch_file
+    from ..pipeline import fold_loaded, plain_provenance
+    from .plain import is_plain_file, plain_artifact, plain_from_payload
+
+    obj = load_torch_file(path, trust=options.trust_checkpoint)
+    if is_plain_file(obj):
+        plain, provenance = plain_from_payload(obj, str(path))
+        return plain_artifact(path, plain, provenance, options.input_size)
+    loaded = checkpoint_from_object(obj, path, options)
+    report = fold_loaded(loaded, check_batch=check_batch, measure=measure, ncrelu=options.ncrelu)
+    return plain_artifact(path, report.plain, plain_provenance(loaded, report.proof, options.ncrelu),
+                          kind="checkpoint", source=f"checkpoint ({report.layout}), folded and verified",
+                          unfolded=None if loaded.folded_source else loaded.model, fold=report)
+
+
+def source_sha256(path: str | Path, options: LoadOptions | None = None) -> str:
+    """The sha256 of the checkpoint a model file comes from, without folding anything: the file's own for a
+    checkpoint, the recorded one for a plain.pth, an .onnx or an IR ('' when none is recorded)."""
+    from ..fileio import sha256_file
+
+    path = Path(path)
+    options = options or LoadOptions()
+    kind = kind_of(path).key
+    if kind == "onnx":  # its metadata only: the full read and checks come with open_artifact
+        import onnx
+
+        try:
+            props = onnx.load(str(path), load_external_data=False).metadata_props
+        except Exception:  # protobuf errors share no base class; open_artifact reports the file properly
+            return ""
+        return Provenance.from_onnx_metadata({p.key: p.value for p in props}).source_sha256
+    if kind == "openvino-ir":
+        try:
+            return read_ir(path).provenance.source_sha256
+        except DiracDeployError:
+            return ""
+    from ..checkpoint.reading import load_torch_file
+    from .plain import is_plain_file
+
+    obj = load_torch_file(path, trust=options.trust_checkpoint)
+    if is_plain_file(obj):
+        try:
+            return Provenance.from_plain_meta(obj.get("meta", {})).source_sha256
+        except DiracDeployError:
+            return ""
+    return sha256_file(path)
+
+
+def inspect_file(path: str | Path, options: LoadOptions | None = None) -> InspectReport | FileReport:
+    """What any model file holds, without folding a checkpoint: an `InspectReport` for a checkpoint, a
+    `FileReport` for a plain.pth (its layers, size and provenance), an .onnx (its ops, the audit and the
+    parity probe re-run in ONNX Runtime) or an IR (its shape and recorded provenance)."""
+    from ..pipeline import FileReport, inspect_checkpoint
+
+    path = Path(path)
+    options = options or LoadOptions()
+    kind = kind_of(path).key
+    if kind == "onnx":
+        from .onnx import op_histogram
+
+        art = read_onnx(path)
+        try:
+            proof = art.check()
+            checks = [("audit", f"passed: only {art.graph_kind} chain ops"),
+                      ("parity probe", f"passed: {proof.describe()}")]
+        except DiracDeployError as e:
+            checks = [("audit and parity probe", f"FAILED: {e}")]
+        return FileReport(path, "onnx", art.architecture, art.input_shape, art.num_classes, None, None,
+                          op_histogram(art.model), art.provenance, checks, dict(art.metadata))
+    if kind == "openvino-ir":
+        ir = read_ir(path)
+        return FileReport(path, "openvino-ir", ir.name, ir.input_shape, ir.num_classes, None, None, {},
+                          ir.provenance, [("read", "OpenVINO reads it; one input, one output")])
+    from ..checkpoint.reading import load_torch_file
+    from ..summary import count_flops, count_parameters
+    from .plain import is_plain_file, plain_artifact, plain_from_payload
+
+    obj = load_torch_file(path, trust=options.trust_checkpoint)
+    if not is_plain_file(obj):
+        return inspect_checkpoint(path, options)
+    plain, provenance = plain_from_payload(obj, str(path))
+    art = plain_artifact(path, plain, provenance, options.input_size)
+    checks = [("load", "rebuilt from plain data; tensors finite and matching their layers")]
+    proof = provenance.fold_proof or {}
+    if "max_rel_error" in proof:
+        checks.append(("fold proof (recorded)", f"max |logit error| {proof['max_rel_error']:.3g} of max|logit|, "
+                                                f"top-1 agreement {proof.get('top1_agreement', 0):.0%}"))
+    histogram: dict[str, int] = {}
+    for layer in plain.layers:
+        histogram[layer.kind] = histogram.get(layer.kind, 0) + 1
+    return FileReport(path, "plain file", art.name, art.input_shape, art.num_classes, count_parameters(plain),
+                      count_flops(plain, art.input_shape[0], art.input_shape[1]), histogram, art.provenance, checks,
+                      provenance.to_plain_meta())

@@ -1,0 +1,187 @@
+"""The folded artifact (`plain.pth`): self-describing, readable with `torch.load(weights_only=True)`.
+
+Contents: `{"format": "dirac-deploy/plain", "version": 1, "layers": [LayerSpec dicts], "state_dict": {...},
+"meta": {...}}`. `meta` is the `Provenance` in its plain-file form (`Provenance.to_plain_meta`): the source
+sha256, detected layout, architecture, the measured fold error, input size and normalization.
+`PlainArtifact` is the chain in memory with that provenance, whether read from a plain.pth or folded from a
+checkpoint (`artifacts.open.open_artifact`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint.reading import load_torch_file
+from ..errors import CheckpointError, first_line
+from ..fileio import atomic_write
+from ..models.plain import PlainNet
+from ..spec import MAX_INPUT_SIZE, LayerSpec
+from .provenance import Provenance
+
+FORMAT = "dirac-deploy/plain"
+VERSION = 1
+
+
+@dataclass
+class PlainArtifact:
+    """A verified plain chain in memory with its provenance: read from a plain.pth, or folded from a checkpoint
+    (then `unfolded` is the model as trained, when the source had one, and `fold` the fold and its proof).
+
+    Attributes:
+        path: the file it was read or folded from.
+        kind: "plain file" or "checkpoint".
+        source: how it was obtained, for humans ("checkpoint (v2-flat-params), folded and verified").
+    """
+
+    path: Path
+    plain: PlainNet
+    provenance: Provenance
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    kind: str = "plain file"
+    source: str = "plain file"
+    unfolded: torch.nn.Module | None = None
+    fold: Any = None  # pipeline.FoldReport for a checkpoint
+
+    @property
+    def name(self) -> str:
+        return self.provenance.architecture or "plain chain"
+
+    @property
+    def layer_kinds(self) -> set[str]:
+        return {layer.kind for layer in self.plain.layers}
+
+    def check(self) -> None:
+        """One image through the chain at its recorded input size, so an input too small for its pooling (or
+        any other inconsistency) is one line here, not an exporter's log later.
+
+        Raises:
+            CheckpointError: the chain does not run on its input shape (names the fix).
+        """
+        shape = self.input_shape
+        try:
+            with torch.no_grad():
+                self.plain(torch.zeros(1, *shape))
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise CheckpointError(f"{self.path}: the chain does not run on a {shape[0]}x{shape[1]}x{shape[2]} input "
+                                  f"({first_line(e)[:200]}); pass the size it was trained at with --input-size") from None
+
+
+def plain_artifact(path: Path, plain: PlainNet, provenance: Provenance, input_size: int | None = None,
+                   **kw: Any) -> PlainArtifact:
+    """The artifact of a chain, its input shape from the chain and the provenance's input size (or
+    `input_size`, the user's override), checked to run at that shape.
+
+    Raises:
+        CheckpointError: an input size out of range, a chain that is not conv ... linear, or one that does not
+            run at its input size.
+    """
+    size = input_size if input_size is not None else provenance.input_size if provenance.input_size is not None \
+        else 224
+    if not 1 <= size <= MAX_INPUT_SIZE:
+        raise CheckpointError(f"{path}: metadata input_size {size!r} is not an image size (an integer in 1.."
+                              f"{MAX_INPUT_SIZE}); re-fold the checkpoint or pass --input-size")
+    first, last = plain.layers[0], plain.layers[-1]
+    if first.kind != "conv" or last.kind != "linear":
+        raise CheckpointError(f"{path}: a plain chain starts with a conv and ends with a linear layer; this one "
+                              f"goes from {first.kind!r} to {last.kind!r}")
+    if input_size is not None:
+        provenance = provenance.replace(input_size=input_size)
+    art = PlainArtifact(Path(path), plain, provenance, (int(first.args["in_channels"]), size, size),
+                        int(last.args["out_features"]), **kw)
+    art.check()
+    return art
+
+
+def save_plain(path: str | Path, plain: PlainNet, meta: Provenance | dict) -> Path:
+    """Write `plain` and its provenance (or a plain-file `meta` dict) atomically (temp file + rename)."""
+    if isinstance(meta, Provenance):
+        meta = meta.to_plain_meta()
+    payload = {"format": FORMAT, "version": VERSION, "layers": [layer.to_dict() for layer in plain.layers],
+               "state_dict": {k: v.detach().cpu().contiguous() for k, v in plain.state_dict().items()},
+               "meta": meta}
+
+    def write(tmp: Path) -> None:
+        torch.save(payload, tmp)
+        # Prove the artifact loads the way users will load it before it replaces anything.
+        plain_from_payload(torch.load(tmp, map_location="cpu", weights_only=True), str(path))
+
+    return atomic_write(path, write)
+
+
+def is_plain_file(obj) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def plain_from_payload(obj, where: str) -> tuple[PlainNet, Provenance]:
+    """Rebuild the chain from a loaded payload, validating it as untrusted data."""
+    if not is_plain_file(obj):
+        raise CheckpointError(f"{where} is not a dirac-deploy plain file (no format tag {FORMAT!r}); "
+                              f"make one with: dirac-deploy fold CHECKPOINT -o plain.pth")
+    if obj.get("version") != VERSION:
+        raise CheckpointError(f"{where} is plain-file version {obj.get('version')!r}; this dirac-deploy reads version {VERSION}")
+    try:
+        layers = [LayerSpec.from_dict(d) for d in obj["layers"]]
+        _check_layers(layers, obj["state_dict"])  # before building: the layer args decide what gets allocated
+        plain = PlainNet(layers)
+        plain.load_state_dict(obj["state_dict"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        first = first_line(e)
+        raise CheckpointError(f"{where} is a damaged plain file: {first[:300]}") from None
+    for k, v in plain.state_dict().items():
+        if not torch.isfinite(v).all():
+            raise CheckpointError(f"{where}: {k} contains NaN/Inf values")
+    return plain.eval(), Provenance.from_plain_meta(obj.get("meta", {}), where, plain.layers[0].args.get("in_channels"))
+
+
+_POSITIVE = {"kernel_size", "stride", "in_channels", "out_channels", "in_features", "out_features"}
+_WEIGHT_SHAPES = {"conv": lambda a: (a["out_channels"], a["in_channels"], a["kernel_size"], a["kernel_size"]),
+                  "linear": lambda a: (a["out_features"], a["in_features"])}
+
+
+def _check_layers(layers: list[LayerSpec], state_dict) -> None:
+    """Layer arguments that are small integers and agree with the stored tensors (so building allocates only
+    what the file holds)."""
+    if not isinstance(state_dict, dict) or not layers:
+        raise ValueError("no layers or no state_dict")
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and not value.is_floating_point():
+            raise ValueError(f"{key} holds {value.dtype} values; a folded chain's tensors are floating point")
+    for layer in layers:
+        if not isinstance(layer.name, str) or not isinstance(layer.args, dict):
+            raise ValueError(f"layer {layer.name!r} has malformed fields")
+        for key, value in layer.args.items():
+            if key == "negative_slope":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"layer {layer.name!r}: negative_slope = {value!r:.40} is not a finite number")
+                continue
+            if isinstance(value, bool):
+                continue
+            if value is not None and (not isinstance(value, int) or not 0 <= value <= 1 << 20):
+                raise ValueError(f"layer {layer.name!r}: {key} = {value!r:.40} is not a small non-negative integer")
+            if key in _POSITIVE and value is not None and value < 1:
+                raise ValueError(f"layer {layer.name!r}: {key} = {value} (must be at least 1)")
+        if layer.kind in _WEIGHT_SHAPES:
+            w = state_dict.get(f"{layer.name}.weight")
+            shape = _WEIGHT_SHAPES[layer.kind](layer.args)
+            if not isinstance(w, torch.Tensor) or tuple(w.shape) != shape:
+                got = list(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+                raise ValueError(f"layer {layer.name!r} declares weight {list(shape)}, the file stores {got}")
+
+
+def read_plain(path: str | Path) -> tuple[PlainNet, dict]:
+    """The plain chain (eval mode) and its metadata (the plain-file form of its provenance)."""
+    plain, provenance = plain_from_payload(load_torch_file(path), str(path))
+    return plain, provenance.to_plain_meta()
+
+
+def load_plain(path: str | Path) -> PlainNet:
+    """Load a folded `plain.pth` as an `nn.Module` in eval mode; `.meta` holds its metadata."""
+    plain, meta = read_plain(path)
+    plain.meta = meta
+    return plain

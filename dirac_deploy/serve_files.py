@@ -1,0 +1,52 @@
+"""Model files -> served models: the application step before the server starts.
+
+The server serves artifacts and builds none (`serve.model.ServedModel.from_artifact`). Here each file is
+opened as its artifact (`artifacts.open.open_artifact`: a checkpoint is folded and verified, a plain.pth
+rebuilt), and a PyTorch chain headed for ONNX Runtime or OpenVINO goes through the same verified export as
+`dirac-deploy export` (audit and parity check), in memory. An .onnx or an IR is read without torch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .artifacts.kinds import kind_of, read_deployed
+from .serve.model import ModelSource, ServedModel, check_sources, parse_model_args
+
+
+def served_artifact(source: ModelSource, runtime: str, options=None):
+    """The artifact `source` is served from on `runtime`: its own for an .onnx or IR; for a PyTorch file the
+    verified chain (torch runtime) or its verified ONNX export, in memory (ONNX Runtime, OpenVINO)."""
+    if not kind_of(source.path).needs_torch:
+        return read_deployed(source.path)
+    from .artifacts.open import open_artifact  # torch from here on
+    from .export.from_file import onnx_artifact
+
+    art = open_artifact(source.path, options)
+    return art if runtime == "torch" else onnx_artifact(art)
+
+
+def load_served_model(source: ModelSource, runtime: str | None = None, threads: int | None = None,
+                      options=None, instances: int = 1, max_batch: int = 1, verify: bool = True) -> ServedModel:
+    """Open, verify and prepare one model file for serving (`served_artifact`, then
+    `ServedModel.from_artifact`): `instances` runners with `threads` intra-op threads each, concurrent requests
+    batched up to `max_batch` images. `verify=False` skips an .onnx's audit and probe (an IR's probe)."""
+    runtime = runtime or source.runtime or kind_of(source.path).default_runtime
+    art = served_artifact(source, runtime, options)
+    return ServedModel.from_artifact(source.name, art, runtime, threads=threads, instances=instances,
+                                     max_batch=max_batch, verify=verify)
+
+
+def load_models(model_args: list[str], runtime: str | None, threads: int | None, options=None,
+                on_loaded: Callable[[ServedModel], None] = lambda m: None, instances: int = 1,
+                max_batch: int = 1, verify: bool = True,
+                on_loading: Callable[[str, object], None] = lambda name, path: None) -> dict[str, ServedModel]:
+    """Every model checked first (files, runtimes, dependencies: `check_sources`), then each loaded on its own
+    runtime (`[NAME=]PATH@RUNTIME`, else `runtime`, else the file's default)."""
+    models = {}
+    for source in check_sources(parse_model_args(model_args, runtime)):
+        on_loading(source.name, source.path)
+        models[source.name] = load_served_model(source, source.runtime, threads, options, instances, max_batch,
+                                                verify)
+        on_loaded(models[source.name])
+    return models
