@@ -38,10 +38,11 @@ image-test: install
 wheel-test: install
 	$(BIN)/python -m pytest -q -rs -m wheel tests/test_wheel.py
 
-# Layers run one way (import-linter contracts in pyproject.toml) and a small ruff rule set.
+# Layers run one way (import-linter contracts in pyproject.toml), ruff's rule set, and mypy on the core.
 lint: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check dirac_deploy tests benchmarks scripts converters
+	$(BIN)/mypy dirac_deploy/artifacts dirac_deploy/kernels.py dirac_deploy/spec.py dirac_deploy/folding
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info

@@ -27,7 +27,20 @@ INSTALL = {
     "tritonclient": "pip install 'dirac-deploy[triton]'  (tritonclient ships Triton's ModelConfig protobuf)",
     "openvino": "pip install 'dirac-deploy[openvino]'",
     "nncf": "pip install 'dirac-deploy[openvino]'  (NNCF, OpenVINO's int8 quantizer)",
+    "onnxruntime-gpu": "pip install 'dirac-deploy[gpu]'  (onnxruntime-gpu, in place of onnxruntime: the CUDA provider)",
+    "PIL": "pip install pillow  (reading image files)",
+    "torch": "pip install torch  (the CPU build: --index-url https://download.pytorch.org/whl/cpu)",
 }
+
+
+def install_hint(module: str) -> str:
+    """The command that installs `module`, from the one table above."""
+    return INSTALL.get(module, INSTALL.get(module.split(".")[0], f"pip install {module.split('.')[0]}"))
+
+
+def not_installed(module: str, what: str | None = None) -> str:
+    """'<what> is not installed (<the command>)': the one wording of a missing optional dependency."""
+    return f"{what or module} is not installed ({install_hint(module)})"
 
 
 def require(module: str):
@@ -35,7 +48,7 @@ def require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        hint = INSTALL.get(module, INSTALL.get(module.split(".")[0], f"pip install {module.split('.')[0]}"))
+        hint = install_hint(module)
         raise MissingDependencyError(f"{module} is not available ({e}); install it with: {hint}") from None
 
 

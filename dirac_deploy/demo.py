@@ -105,7 +105,7 @@ def demo_export(out_dir: str | Path) -> DemoStep:
     return step
 
 
-def demo_bench(out_dir: str | Path, progress=lambda msg: None) -> DemoStep:
+def demo_bench(out_dir: str | Path, progress=lambda _msg: None) -> DemoStep:
     """A short CPU benchmark of the embedded default (batches 1 and 8): JSON and plot into `out_dir`.
 
     Returns a DemoStep whose result is (BenchResult, json path, plot path or None).

@@ -49,7 +49,7 @@ def model_file_kind(path: str | Path) -> str:
                               f".pth first with converters/hkl_to_pth.py")
     if head.startswith(_ZIP_MAGIC) or head[:1] == b"\x80":
         return "torch"
-    if path.suffix.lower() == ".xml" and (head.startswith(b"<?xml") or head.startswith(b"<net")):
+    if path.suffix.lower() == ".xml" and head.startswith((b"<?xml", b"<net")):
         return "openvino-ir"
     # An ONNX ModelProto starts with field 1 (ir_version, a varint): tag byte 0x08.
     if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":
@@ -75,7 +75,7 @@ def referenced_files(path: str | os.PathLike) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=64)
-def _onnx_locations(resolved: str, mtime_ns: int, size: int, given: str) -> tuple[Path, ...]:
+def _onnx_locations(_resolved: str, _mtime_ns: int, _size: int, given: str) -> tuple[Path, ...]:
     path = Path(given)
     try:
         with open(path, "rb") as f:
@@ -166,10 +166,8 @@ def transaction():
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
         for d in reversed(made):
-            try:
+            with contextlib.suppress(OSError):  # not empty (someone else wrote there): leave it
                 d.rmdir()
-            except OSError:
-                pass
         raise
     finally:
         if token is not None:
@@ -259,8 +257,6 @@ def write_with_dirs(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
         return written
     except BaseException:
         for d in reversed(created):
-            try:
+            with contextlib.suppress(OSError):  # not empty (someone else wrote there): leave it
                 d.rmdir()
-            except OSError:
-                pass
         raise

@@ -9,6 +9,9 @@ larger than the rest of the filter; float32 rounding there is what shows up as l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import overload
+
 import numpy as np
 import torch
 
@@ -83,8 +86,20 @@ def fuse_bn(
     return _per_channel(scale, weight) * weight, scale * (bias - running_mean) + beta
 
 
+@overload
+def _f64(t: torch.Tensor) -> torch.Tensor: ...
+@overload
+def _f64(t: None) -> None: ...
 def _f64(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.detach().to(torch.float64)
+
+
+def _running_stats(bn: Mapping[str, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A BN's running mean and variance in float64 (an eval-mode BN always has them)."""
+    mean, var = bn["running_mean"], bn["running_var"]
+    if mean is None or var is None:
+        raise ValueError("a batch norm without running statistics cannot be folded (track_running_stats=False)")
+    return _f64(mean), _f64(var)
 
 
 def fold_dirac_conv(
@@ -94,7 +109,7 @@ def fold_dirac_conv(
     delta: torch.Tensor,
     *,
     bias: torch.Tensor | None = None,
-    bn: dict[str, torch.Tensor | None] | None = None,
+    bn: Mapping[str, torch.Tensor | None] | None = None,
     eps: float = 1e-5,
     normalized: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -112,8 +127,8 @@ def fold_dirac_conv(
     w_hat = _per_channel(_f64(beta), w) * learned + _per_channel(_f64(alpha), w) * _f64(delta)
     b = _f64(bias)
     if bn is not None:
-        f64 = {k: _f64(v) for k, v in bn.items()}
-        w_hat, b = fuse_bn(w_hat, b, f64["running_mean"], f64["running_var"], f64["weight"], f64["bias"], eps)
+        mean, var = _running_stats(bn)
+        w_hat, b = fuse_bn(w_hat, b, mean, var, _f64(bn["weight"]), _f64(bn["bias"]), eps)
     return w_hat.to(weight.dtype), None if b is None else b.to(weight.dtype)
 
 
@@ -122,11 +137,13 @@ def fold_dirac_conv_bn(
     alpha: torch.Tensor,
     beta: torch.Tensor,
     delta: torch.Tensor,
-    bn: dict[str, torch.Tensor | None],
+    bn: Mapping[str, torch.Tensor | None],
     eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One Dirac block's conv + BN (no conv bias): W' = s (.) (beta normalize(W) + alpha delta), b' = beta_bn - s mu."""
-    return fold_dirac_conv(weight, alpha, beta, delta, bn=bn, eps=eps)
+    w, b = fold_dirac_conv(weight, alpha, beta, delta, bn=bn, eps=eps)
+    assert b is not None  # a BN always gives a bias
+    return w, b
 
 
 def add_scaled_identity(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -138,10 +155,11 @@ def add_scaled_identity(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tens
     return weight + _per_channel(scale.to(weight.dtype), weight) * delta
 
 
-def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: dict[str, torch.Tensor | None], eps: float):
+def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: Mapping[str, torch.Tensor | None],
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """A plain conv followed by BN (the stem) as one conv, in float64, cast back to the weight's dtype."""
-    f64 = {k: _f64(v) for k, v in bn.items()}
-    w, b = fuse_bn(_f64(weight), _f64(bias), f64["running_mean"], f64["running_var"], f64["weight"], f64["bias"], eps)
+    mean, var = _running_stats(bn)
+    w, b = fuse_bn(_f64(weight), _f64(bias), mean, var, _f64(bn["weight"]), _f64(bn["bias"]), eps)
     return w.to(weight.dtype), b.to(weight.dtype)
 
 

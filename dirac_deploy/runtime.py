@@ -6,7 +6,7 @@ Imports only onnxruntime / openvino (each where used), so the torch-free serving
 
 from __future__ import annotations
 
-from ._optional import require
+from ._optional import install_hint, require
 from .spec import INPUT_NAME, OUTPUT_NAME
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "openvino_compiled", "openvino_model", "ort_session"]
@@ -40,7 +40,7 @@ def ort_session(model, *, threads: int | None = None, optimized: bool = True, de
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise RuntimeError("onnxruntime has no CUDA provider here (pip install onnxruntime-gpu)")
+            raise RuntimeError(f"onnxruntime has no CUDA provider here ({install_hint('onnxruntime-gpu')})")
         providers = ["CUDAExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]

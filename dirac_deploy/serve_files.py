@@ -38,9 +38,9 @@ def load_served_model(source: ModelSource, runtime: str | None = None, threads: 
 
 
 def load_models(model_args: list[str], runtime: str | None, threads: int | None, options=None,
-                on_loaded: Callable[[ServedModel], None] = lambda m: None, instances: int = 1,
+                on_loaded: Callable[[ServedModel], None] = lambda _m: None, instances: int = 1,
                 max_batch: int = 1, verify: bool = True,
-                on_loading: Callable[[str, object], None] = lambda name, path: None) -> dict[str, ServedModel]:
+                on_loading: Callable[[str, object], None] = lambda _name, _path: None) -> dict[str, ServedModel]:
     """Every model checked first (files, runtimes, dependencies: `check_sources`), then each loaded on its own
     runtime (`[NAME=]PATH@RUNTIME`, else `runtime`, else the file's default)."""
     models = {}

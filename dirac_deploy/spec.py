@@ -7,6 +7,7 @@ chain. Both are plain data (ints, floats, strings, tuples) so they survive `torc
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 # The tensor names of every exported, served and benchmarked plain chain: one image batch in, logits out.
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -103,7 +104,7 @@ class DiracNetSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DiracNetSpec":
-        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
         return cls(**fields)
 
 
@@ -193,7 +194,7 @@ class ScaledIdentitySpec:
     def name(self) -> str:
         return f"ScaledIdentityNet-{self.depth} ({self.shortcut} shortcuts, {self.num_classes} classes)"
 
-    def summary_rows(self, folded: bool = False) -> list[tuple[str, str]]:
+    def summary_rows(self, folded: bool = False) -> list[tuple[str, str]]:  # noqa: ARG002 (DiracNetSpec's signature)
         return [("groups", ", ".join(f"{n} blocks x {w}ch" for n, w in zip(self.blocks_per_group, self.widths))),
                 ("shortcut", f"{self.shortcut}, s {'per channel' if self.per_channel_shortcut else 'scalar'}"),
                 ("BN eps", f"{self.bn_eps:g}")]
@@ -203,4 +204,5 @@ class ScaledIdentitySpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScaledIdentitySpec":
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**fields)

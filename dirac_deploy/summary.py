@@ -20,7 +20,7 @@ def count_flops(model: nn.Module, in_channels: int, size: int) -> int:
 
     macs = 0
 
-    def hook(module, inputs, output):
+    def hook(module, _inputs, output):
         nonlocal macs
         if isinstance(module, (nn.Conv2d, DiracConv2d)):
             w = module.weight

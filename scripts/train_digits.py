@@ -41,7 +41,7 @@ def to_original_params(model: DiracNet) -> dict[str, torch.Tensor]:
             flat["conv"] = v.clone()
         elif k.endswith(".conv.weight"):
             flat[k[: -len(".weight")]] = v.clone()
-        elif k.endswith(".conv.alpha") or k.endswith(".conv.beta"):
+        elif k.endswith((".conv.alpha", ".conv.beta")):
             flat[k.replace(".conv.", ".")] = v.clone()
         else:
             flat[k] = v.clone()

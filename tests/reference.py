@@ -185,7 +185,7 @@ def as_native(p):
         elif k.endswith(".conv"):
             out[k + ".weight"] = v
             out[k + ".delta"] = p[eye_name(v.shape)]
-        elif k.endswith(".alpha") or k.endswith(".beta"):
+        elif k.endswith((".alpha", ".beta")):
             block, name = k.rsplit(".", 1)
             out[f"{block}.conv.{name}"] = v
         else:

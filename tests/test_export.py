@@ -207,7 +207,7 @@ class _RecordingTensorRT(types.ModuleType):
             def set_memory_pool_limit(self, pool, size):
                 calls.append(("pool", pool, size))
 
-            def add_optimization_profile(self, p):
+            def add_optimization_profile(self, _p):
                 calls.append(("profile",))
 
         class Builder:
@@ -224,7 +224,7 @@ class _RecordingTensorRT(types.ModuleType):
             def create_optimization_profile(self):
                 return Profile()
 
-            def build_serialized_network(self, network, config):
+            def build_serialized_network(self, network, _config):
                 calls.append(("build", network))
                 return b"PLAN"
 

@@ -66,8 +66,7 @@ def test_a_transaction_publishes_everything_or_nothing(tmp_path):
     from dirac_deploy.fileio import atomic_write, transaction, write_with_dirs
 
     (tmp_path / "keep.txt").write_text("old")
-    with pytest.raises(RuntimeError):
-        with transaction():
+    with pytest.raises(RuntimeError), transaction():
             write_all({tmp_path / "keep.txt": lambda t: t.write_text("new")})
             write_with_dirs({tmp_path / "sub" / "dir" / "f.txt": lambda t: t.write_text("f")})
             assert not (tmp_path / "sub" / "dir" / "f.txt").exists()  # staged, not published

@@ -135,7 +135,7 @@ def test_tensors_saved_on_cuda_load_on_a_cpu_only_machine(tmp_path):
 
     params = reference.define_params("cifar", 10, seed=13)
     before = list(ts._package_registry)
-    ts.register_package(0, lambda obj: "cuda:0", lambda obj, location: None)
+    ts.register_package(0, lambda _obj: "cuda:0", lambda _obj, _location: None)
     try:
         torch.save(reference.as_flat_params(params), tmp_path / "cuda.pt7")
     finally:

@@ -127,8 +127,8 @@ def bad_files(tmp_path_factory, plain):
 
 
 COMMANDS = {"fold": lambda src, out: ["fold", str(src), "-o", str(out / "p.pth")],
-            "inspect": lambda src, out: ["inspect", str(src)],
-            "inspect-layers": lambda src, out: ["inspect", str(src), "--layers"],
+            "inspect": lambda src, _out: ["inspect", str(src)],
+            "inspect-layers": lambda src, _out: ["inspect", str(src), "--layers"],
             "export": lambda src, out: ["export", str(src), "--onnx", str(out / "m.onnx")]}
 
 

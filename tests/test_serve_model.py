@@ -50,7 +50,7 @@ def test_every_model_is_checked_before_the_first_loads(artifacts, tmp_path):
                         (f"other={artifacts / 'fp32.onnx'}@torch", "is an ONNX graph; serve it on onnxruntime or openvino")):
         with pytest.raises(DiracDeployError, match=needle):
             load_models([str(artifacts / "fp32.onnx"), str(bad)], None, 1,
-                        on_loading=lambda name, path: loading.append(name))
+                        on_loading=lambda name, _path: loading.append(name))
     assert loading == []
 
 
@@ -130,6 +130,6 @@ def test_connection_caps_fit_the_open_files_limit_for_both_listeners(monkeypatch
     from dirac_deploy.serve.limits import ServeLimits
     from dirac_deploy.serve.server import _within_open_files
 
-    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 1024))
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 1024))
     assert _within_open_files(ServeLimits(max_connections=512), 1).max_connections == 512
     assert _within_open_files(ServeLimits(max_connections=512), 2).max_connections == (1024 - 64) // 2

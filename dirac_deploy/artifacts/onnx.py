@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ class OnnxArtifact:
     """An ONNX file as the server and the pipeline see it (no torch)."""
 
     path: Path
-    model: object  # onnx.ModelProto
+    model: Any  # onnx.ModelProto (onnx is imported where files are read: this module stays light)
     input_shape: tuple[int, int, int]
     num_classes: int
     metadata: dict[str, str] = field(default_factory=dict)

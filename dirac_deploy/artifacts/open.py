@@ -62,6 +62,7 @@ def _open_torch_file(path: Path, options: LoadOptions, check_batch: int, measure
         return plain_artifact(path, plain, provenance, options.input_size)
     loaded = checkpoint_from_object(obj, path, options)
     report = fold_loaded(loaded, check_batch=check_batch, measure=measure, ncrelu=options.ncrelu)
+    assert report.plain is not None and report.proof is not None  # fold_loaded returns both or raises
     return plain_artifact(path, report.plain, plain_provenance(loaded, report.proof, options.ncrelu),
                           kind="checkpoint", source=f"checkpoint ({report.layout}), folded and verified",
                           unfolded=None if loaded.folded_source else loaded.model, fold=report)
@@ -112,15 +113,15 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
     if kind == "onnx":
         from .onnx import op_histogram
 
-        art = read_onnx(path)
+        graph = read_onnx(path)
         try:
-            proof = art.check()
-            checks = [("audit", f"passed: only {art.graph_kind} chain ops"),
-                      ("parity probe", f"passed: {proof.describe()}")]
+            checked = graph.check()
+            checks = [("audit", f"passed: only {graph.graph_kind} chain ops"),
+                      ("parity probe", f"passed: {checked.describe()}")]
         except DiracDeployError as e:
             checks = [("audit and parity probe", f"FAILED: {e}")]
-        return FileReport(path, "onnx", art.architecture, art.input_shape, art.num_classes, None, None,
-                          op_histogram(art.model), art.provenance, checks, dict(art.metadata))
+        return FileReport(path, "onnx", graph.architecture, graph.input_shape, graph.num_classes, None, None,
+                          op_histogram(graph.model), graph.provenance, checks, dict(graph.metadata))
     if kind == "openvino-ir":
         ir = read_ir(path)
         return FileReport(path, "openvino-ir", ir.name, ir.input_shape, ir.num_classes, None, None, {},

@@ -183,5 +183,5 @@ def read_plain(path: str | Path) -> tuple[PlainNet, dict]:
 def load_plain(path: str | Path) -> PlainNet:
     """Load a folded `plain.pth` as an `nn.Module` in eval mode; `.meta` holds its metadata."""
     plain, meta = read_plain(path)
-    plain.meta = meta
+    plain.meta = meta  # type: ignore[assignment]  # an attribute for the user, not a submodule
     return plain

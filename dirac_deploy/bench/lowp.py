@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._optional import available
+from .._optional import available, not_installed
 
 REFERENCE = "fp32-onnxruntime"
 # (row name, precision, method, target)
@@ -50,11 +50,11 @@ class LowpArtifact:
 
 def _why_not(precision: str, method: str, target: str) -> str:
     if target == "openvino" and not available("openvino"):
-        return "OpenVINO is not installed (pip install 'dirac-deploy[openvino]')"
+        return not_installed("openvino", "OpenVINO")
     if method == "nncf" and not available("nncf"):
-        return "NNCF is not installed (pip install 'dirac-deploy[openvino]')"
+        return not_installed("nncf", "NNCF")
     if method == "cast" and not available("onnxconverter_common"):
-        return "onnxconverter-common is not installed (pip install 'dirac-deploy[fp16]')"
+        return not_installed("onnxconverter_common.float16", "onnxconverter-common")
     if precision == "bf16":
         from ..quantize.openvino import bf16_supported
 
@@ -64,7 +64,7 @@ def _why_not(precision: str, method: str, target: str) -> str:
 
 
 def build_artifacts(fp32_onnx, calib, evaluation, precisions: tuple[str, ...],
-                    progress: Callable[[str], None] = lambda msg: None) -> list[LowpArtifact]:
+                    progress: Callable[[str], None] = lambda _msg: None) -> list[LowpArtifact]:
     """The low-precision artifacts of `fp32_onnx` for the asked precisions ("fp32" adds OpenVINO fp32)."""
     import time
 

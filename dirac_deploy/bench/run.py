@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .._optional import install_hint
 from ..checkpoint import LoadOptions
 from ..errors import DiracDeployError, first_line
 from . import MAX_BENCH_BATCH, ONNX_BACKENDS
@@ -214,8 +215,8 @@ def count_steps(cfg: BenchConfig, backends, models) -> int:
     return steps
 
 
-def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda msg: None,
-                  on_total: Callable[[int], None] = lambda steps: None) -> BenchResult:
+def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _msg: None,
+                  on_total: Callable[[int], None] = lambda _steps: None) -> BenchResult:
     """Run the whole matrix and return records in the documented JSON schema. Never raises for a backend that
     cannot run; its records say `skipped: <reason>`.
 
@@ -354,7 +355,7 @@ def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchRe
     folded = models.variants.get(FOLDED)
     if not _lowp_runs(cfg, models):
         why = ("low-precision rows run on the CPU" if cfg.device != "cpu" else
-               "needs ONNX Runtime and the folded chain's ONNX graph (pip install 'dirac-deploy[export]')")
+               f"needs ONNX Runtime and the folded chain's ONNX graph ({install_hint('onnxruntime')})")
         env["lowp"] = {"status": f"skipped: {why}"}
         return
     calib, evaluation = _lowp_data(cfg, models, "calib"), _lowp_data(cfg, models, "eval")

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .._optional import available
+from .._optional import available, install_hint, not_installed
 from ..errors import first_line
 from ..runtime import INPUT_NAME, OUTPUT_NAME, ort_session
 from . import ALL_BACKENDS, CPU_BACKENDS, CUDA_BACKENDS, ONNX_BACKENDS, TORCH_BACKENDS
@@ -51,16 +51,16 @@ def unavailable(backend: str, device: str) -> str | None:
         return "the OpenVINO backend runs on the CPU here"
     if backend in ("onnxruntime", "onnxruntime-noopt"):
         if not available("onnxruntime"):
-            return "onnxruntime is not installed (pip install 'dirac-deploy[export]')"
+            return not_installed("onnxruntime")
         if device == "cuda":
             import onnxruntime as ort
 
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                return "onnxruntime has no CUDA provider here (pip install onnxruntime-gpu: the [gpu] extra)"
+                return f"onnxruntime has no CUDA provider here ({install_hint('onnxruntime-gpu')})"
     if backend == "openvino" and not available("openvino"):
-        return "OpenVINO is not installed (pip install 'dirac-deploy[openvino]')"
+        return not_installed("openvino", "OpenVINO")
     if backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
-        return "TensorRT is not installed (pip install 'dirac-deploy[trt]')"
+        return not_installed("tensorrt", "TensorRT")
     return None
 
 
@@ -106,7 +106,7 @@ def _cuda_graph_call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], ob
 
 def _ort_call(model, x: np.ndarray, device: str, threads: int, optimized: bool):
     if not available("onnxruntime"):
-        raise Skip("onnxruntime is not installed (pip install 'dirac-deploy[export]')")
+        raise Skip(not_installed("onnxruntime"))
     try:
         session = ort_session(model, threads=threads, optimized=optimized, device=device)
     except RuntimeError as e:
@@ -123,7 +123,7 @@ def _ort_call(model, x: np.ndarray, device: str, threads: int, optimized: bool):
 
 def _openvino_call(model, x: np.ndarray, threads: int):
     if not available("openvino"):
-        raise Skip("OpenVINO is not installed (pip install 'dirac-deploy[openvino]')")
+        raise Skip(not_installed("openvino", "OpenVINO"))
     from ..runtime import openvino_compiled
 
     compiled = openvino_compiled(model, threads=threads, batch=x.shape[0])
@@ -133,7 +133,7 @@ def _openvino_call(model, x: np.ndarray, threads: int):
 
 def _tensorrt_call(model, x: torch.Tensor):
     if importlib.util.find_spec("tensorrt") is None:
-        raise Skip("TensorRT is not installed (pip install 'dirac-deploy[trt]')")
+        raise Skip(not_installed("tensorrt", "TensorRT"))
     import onnx
     import tensorrt as trt
 

@@ -99,7 +99,7 @@ def _checked(spec):
 def _normalise_scales(sd: dict) -> None:
     # Scalar alpha/beta were saved as shape [1] (or 0-d); the module stores them as 1-D vectors.
     for k, v in list(sd.items()):
-        if isinstance(v, torch.Tensor) and (k.endswith(".alpha") or k.endswith(".beta")) and v.dim() != 1:
+        if isinstance(v, torch.Tensor) and k.endswith((".alpha", ".beta")) and v.dim() != 1:
             sd[k] = v.reshape(-1)
 
 

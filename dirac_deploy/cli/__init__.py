@@ -22,7 +22,7 @@ class _Group(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
-        from ..errors import DiracDeployError
+        from ..errors import DiracDeployError, first_line
 
         try:
             return super().invoke(ctx)
@@ -37,7 +37,7 @@ class _Group(click.Group):
             settings = ctx.find_object(Settings)
             if settings is not None and settings.verbose:
                 raise
-            first = (str(e).strip().splitlines() or [""])[0][:300]
+            first = first_line(e)
             args = " ".join(a for a in getattr(ctx, "argv", []) if not a.startswith("-"))[:200]
             click.echo(f"Error: unexpected {type(e).__name__}: {first} (in `dirac-deploy {args}`; run with -v for "
                        f"the traceback, and please report it)", err=True)
@@ -67,10 +67,14 @@ def main(ctx, quiet: bool, verbose: int) -> None:
                             format="%(levelname)s %(name)s: %(message)s")
 
 
-# Commands register themselves on `main` when imported.
-from . import bench as _bench  # noqa: E402,F401
-from . import demo as _demo  # noqa: E402,F401
-from . import export as _export  # noqa: E402,F401
-from . import fold as _fold  # noqa: E402,F401
-from . import quantize as _quantize  # noqa: E402,F401
-from . import serve as _serve  # noqa: E402,F401
+# Every command, registered here (the modules stay importable by name: dirac_deploy.cli.fold is the module).
+from . import bench as _bench  # noqa: E402
+from . import demo as _demo  # noqa: E402
+from . import export as _export  # noqa: E402
+from . import fold as _fold  # noqa: E402
+from . import quantize as _quantize  # noqa: E402
+from . import serve as _serve  # noqa: E402
+
+for _command in (_demo.demo, _fold.fold, _fold.inspect, _export.export, _quantize.quantize, _bench.bench,
+                 _serve.serve):
+    main.add_command(_command)

@@ -11,12 +11,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from ..bench import ALL_BACKENDS, MAX_BENCH_BATCH
-from . import main
 from .options import checkpoint_options, load_options
 from .render import console, err_console, print_bench
 
 
-def _ints(ctx, param, value):
+def _ints(_ctx, _param, value):
     try:
         values = tuple(int(v) for v in value.split(","))
     except ValueError:
@@ -27,7 +26,7 @@ def _ints(ctx, param, value):
     return values
 
 
-def _precisions(ctx, param, value):
+def _precisions(_ctx, _param, value):
     from ..bench.lowp import PRECISIONS
 
     if not value:
@@ -39,7 +38,7 @@ def _precisions(ctx, param, value):
     return names
 
 
-def _formats(ctx, param, value):
+def _formats(_ctx, _param, value):
     from ..bench.formats import FORMATS
 
     names = tuple(v.strip() for v in value.split(",") if v.strip())
@@ -49,7 +48,7 @@ def _formats(ctx, param, value):
     return names
 
 
-def _backends(ctx, param, value):
+def _backends(_ctx, _param, value):
     if value is None:
         return None
     names = tuple(v.strip() for v in value.split(",") if v.strip())
@@ -59,7 +58,7 @@ def _backends(ctx, param, value):
     return names
 
 
-@main.command()
+@click.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--depth", type=click.Choice(["18", "34"]), default="18", show_default=True,

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from . import main
 from .render import console, err_console, human, input_rows, kv_table, print_bench
 
 
@@ -16,7 +15,7 @@ def _skipped(step) -> None:
         console().print(f"[yellow]skipped[/yellow] {escape(what)}: {escape(why)}")  # hints hold [extras]
 
 
-@main.command()
+@click.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True,
               help="Directory for the artifacts the demo writes.")
 def demo(out):

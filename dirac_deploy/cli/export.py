@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from ..export import DEFAULT_OPSET, MAX_PARITY_BATCH
-from . import main
 from .options import checkpoint_options, load_options
 from .render import check_json_path, console, emit_json, json_option, kv_table, outputs_with_report, progress_status
 
@@ -16,7 +15,7 @@ def _histogram(nodes: dict[str, int]) -> str:
     return ", ".join(f"{op} x{n}" for op, n in nodes.items())
 
 
-@main.command()
+@click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), help="Write the folded model as ONNX here.")
 @click.option("--unfolded", is_flag=True,

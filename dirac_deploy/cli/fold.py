@@ -8,7 +8,6 @@ import click
 from rich.markup import escape
 from rich.text import Text
 
-from . import main
 from .options import checkpoint_options, load_options
 from .render import (
     check_json_path,
@@ -24,7 +23,7 @@ from .render import (
 )
 
 
-@main.command()
+@click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Where to write the folded plain chain (plain.pth).")
@@ -60,7 +59,7 @@ def fold(checkpoint, output, check_batch, json_path, **opts):
     console().print(kv_table(f"Folded {r.spec.name}", rows))
 
 
-@main.command()
+@click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--layers", is_flag=True,
               help="Fold and show per-layer identity distance, exact spectral norm and condition number (FFT), "

@@ -9,7 +9,7 @@ import click
 from ..spec import MAX_INPUT_SIZE
 
 
-def _floats(ctx, param, value):
+def _floats(_ctx, _param, value):
     if value is None:
         return None
     try:

@@ -8,7 +8,6 @@ import click
 from rich.markup import escape
 
 from ..quantize import DEFAULT_CROP_FRACTION, DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB, METHODS, PRECISIONS, TARGETS
-from . import main
 from .options import checkpoint_options, load_options
 from .render import check_json_path, console, emit_json, json_option, kv_table, outputs_with_report, progress_status
 
@@ -17,7 +16,7 @@ def _db(v) -> str:
     return "-" if v is None else ("exact" if v == float("inf") else f"{v:.1f}")
 
 
-@main.command()
+@click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="The artifact: .onnx for onnxruntime, .xml (+ .bin beside it) for openvino.")

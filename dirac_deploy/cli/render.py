@@ -154,7 +154,7 @@ _SHORT = {"unfolded-as-trained": "as trained", "unfolded-exported": "exported"}
 WIDE = 140  # from this console width on, the tables show every column and every interquartile range
 
 
-def _table(title: str, out: Console) -> Table:
+def _table(title: str) -> Table:
     # no vertical rules: at 80-100 columns every character goes to the numbers
     return Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                  collapse_padding=True, show_edge=False)
@@ -172,7 +172,7 @@ def print_bench(out: Console, result) -> None:
     rows = headline_rows(result.records)
     v1 = any(r.vs_absorbed for r in rows)
     table = _table(f"{env['model']} on {env['device']}: p50 latency (ms) and speed-ups t_other / t_folded (> 1: "
-                   f"folded is faster; median of {env.get('rounds', 1)} interleaved rounds, IQR in brackets)", out)
+                   f"folded is faster; median of {env.get('rounds', 1)} interleaved rounds, IQR in brackets)")
     cols = ["backend", "batch", "folded ms", "vs best alternative", "which", "its ms", "vs as-trained", "vs ResNet"]
     cols += (["absorbed form"] if v1 else []) + (["GFLOP/s", "of peak"] if wide else []) + [""]
     for col in cols:
@@ -224,7 +224,7 @@ def _print_best(out: Console, result) -> None:
             {r["backend"] for r in result.records if r["status"] == "ok" and not r.get("lowp")}) < 2:
         return
     table = _table("Fastest of each: the folded chain on its best backend vs the best alternative on its best "
-                   "(p50 ms; a ratio of p50s across backends)", out)
+                   "(p50 ms; a ratio of p50s across backends)")
     for col in ("format", "batch", "folded ms", "on", "speed-up", "best alternative", "its ms", "ResNet ms"):
         table.add_column(col, justify="left" if col in ("format", "on", "best alternative") else "right",
                          no_wrap=col in ("format", "speed-up"))
@@ -253,7 +253,7 @@ def _print_lowp(out: Console, result) -> None:
             out.print(Text(f"low precision: {info['status']}", style="dim"))
         return
     table = _table("Low precision: p50 latency (ms); speed-up = t_fp32_ort / t_artifact (> 1: faster; median of "
-                   "per-round ratios, IQR); agreement, logit SQNR and accuracy against fp32 on the eval images", out)
+                   "per-round ratios, IQR); agreement, logit SQNR and accuracy against fp32 on the eval images")
     for col in ("artifact", "batch", "ms", "speed-up vs fp32 ORT", "agreement", "SQNR dB", "accuracy", ""):
         table.add_column(col, justify="left" if col in ("artifact", "") else "right",
                          no_wrap=col in ("artifact", "speed-up vs fp32 ORT"))

@@ -8,14 +8,13 @@ import click
 from rich.markup import escape
 
 from ..serve.limits import ServeLimits  # no dependencies: the defaults below are the library's
-from . import main
 from .options import checkpoint_options, load_options
 from .render import console, err_console, settings
 
 _LIMITS = ServeLimits()
 
 
-@main.command()
+@click.command()
 @click.argument("models", nargs=-1, required=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 in containers).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)

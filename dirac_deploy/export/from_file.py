@@ -161,7 +161,7 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
                 trt_path: str | Path | None = None, triton_repo: str | Path | None = None, name: str | None = None,
                 opset: int = DEFAULT_OPSET, batch_range: BatchRange = BatchRange(1, 8, 32), workspace_mb: int = 1024,
                 fp16: bool = False, options: LoadOptions | None = None,
-                progress: Callable[[str], None] = lambda step: None) -> ExportReport:
+                progress: Callable[[str], None] = lambda _step: None) -> ExportReport:
     """Export MODEL to ONNX and, optionally, a TensorRT engine and a Triton repository.
 
     The unfolded graph (if asked for) is written beside the ONNX as `<stem>.unfolded.onnx`. Output paths,
@@ -185,7 +185,7 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
 
 
 def execute_export(plan: ExportPlan, art: PlainArtifact | OnnxArtifact,
-                   progress: Callable[[str], None] = lambda step: None) -> ExportReport:
+                   progress: Callable[[str], None] = lambda _step: None) -> ExportReport:
     """Build every output of `plan` from `art`, verify each, then write them all together (or none)."""
     if plan.unfolded_path is not None and getattr(art, "unfolded", None) is None:
         what = {"plain file": "already a folded plain file", "onnx": "an ONNX file"}.get(

@@ -168,7 +168,7 @@ def folded_source_ops(spec: DiracNetSpec, sd: dict, what: str) -> list[Op]:
             say DiracNet v1: block convs that read twice the channels).
     """
     ops = diracnet_ops(spec)
-    expected = {}
+    expected: dict[str, tuple[int, ...]] = {}
     for op in ops:
         if op.kind == "conv":
             a = op.args

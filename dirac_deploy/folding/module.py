@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,8 @@ _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 class DiracParametrization(nn.Module):
     """W -> alpha * delta + beta * normalize(W), for `parametrize.register_parametrization(conv, "weight", ...)`."""
+
+    delta: torch.Tensor  # a buffer (follows the module across devices, saved in its state_dict)
 
     def __init__(self, out_channels: int, in_channels: int, kernel_size: int, alpha: float = 1.0, beta: float = 0.1):
         super().__init__()
@@ -67,9 +70,11 @@ class ModuleFoldResult:
         return text
 
 
-def _is_dirac_parametrized(m: nn.Module) -> bool:
-    return (isinstance(m, nn.Conv2d) and parametrize.is_parametrized(m, "weight")
-            and any(isinstance(p, DiracParametrization) for p in m.parametrizations.weight))
+def _is_dirac_parametrized(m: Any) -> bool:
+    if not (isinstance(m, nn.Conv2d) and parametrize.is_parametrized(m, "weight")):
+        return False
+    chain: Any = getattr(m.parametrizations, "weight")  # a ParametrizationList (torch types it Tensor | Module)
+    return any(isinstance(p, DiracParametrization) for p in chain)
 
 
 def _conv_dim(m: nn.Module) -> int | None:
@@ -84,14 +89,16 @@ def _has_dirac_attributes(m: nn.Module) -> bool:
     if _conv_dim(m) is None or isinstance(m, DiracConv2d) or parametrize.is_parametrized(m):
         return False
     tensors = [getattr(m, a, None) for a in ("alpha", "beta", "delta", "weight")]
-    return all(isinstance(t, torch.Tensor) for t in tensors) and tensors[2].shape == tensors[3].shape
+    alpha, beta, delta, weight = tensors
+    return (isinstance(alpha, torch.Tensor) and isinstance(beta, torch.Tensor) and isinstance(delta, torch.Tensor)
+            and isinstance(weight, torch.Tensor) and delta.shape == weight.shape)
 
 
 @torch.no_grad()
-def _original_form(m: nn.Module) -> bool | None:
+def _original_form(m: Any) -> bool | None:  # duck-typed: any conv carrying alpha, beta and delta
     """Which W_hat the layer's own forward computes: True for alpha delta + beta normalize(W), False for
     alpha delta + beta W, None for neither (checked in float64 on a seeded probe)."""
-    dim = _conv_dim(m)
+    dim = _dim(m)
     probe = copy.deepcopy(m).double().eval()
     gen = torch.Generator().manual_seed(0)
     size = [max(8, d * (k - 1) + 3) for k, d in zip(probe.kernel_size, probe.dilation)]  # room for every tap
@@ -109,11 +116,19 @@ def _original_form(m: nn.Module) -> bool | None:
     return None
 
 
-def _bn_of(m: nn.Module, dim: int):
+def _dim(m: nn.Module) -> int:
+    """The dimension of a conv this module folds (it only folds convs: 1-D, 2-D or 3-D)."""
+    dim = _conv_dim(m)
+    if dim is None:
+        raise TypeError(f"{type(m).__name__} is not a Conv1d/2d/3d")
+    return dim
+
+
+def _bn_of(m: Any, dim: int) -> Any:
     return m if type(m) is _BNS[dim] and m.track_running_stats and m.running_var is not None else None
 
 
-def _plain_conv(m: nn.Module, bn, normalized: bool = True) -> nn.Module:
+def _plain_conv(m: Any, bn: Any, normalized: bool = True) -> nn.Module:  # m duck-typed, as _original_form
     """The plain conv for a Dirac conv (`normalized`: which W_hat the layer computes), `bn` folded in (float64)."""
     if isinstance(m, DiracConv2d):
         return m.fuse(bn)
@@ -132,11 +147,11 @@ def _plain_conv(m: nn.Module, bn, normalized: bool = True) -> nn.Module:
     else:
         weight, bias = fold_dirac_conv(m.weight, m.alpha, m.beta, m.delta, bias=m.bias, bn=stats, eps=eps,
                                        normalized=normalized)
-    dim = _conv_dim(m)
+    dim = _dim(m)
     conv = _CONVS[dim](m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
                        dilation=m.dilation, groups=m.groups, bias=bias is not None, padding_mode=m.padding_mode)
     conv.weight.data.copy_(weight)
-    if bias is not None:
+    if bias is not None and conv.bias is not None:
         conv.bias.data.copy_(bias)
     return conv.to(weight.device)
 
@@ -152,7 +167,7 @@ def _walk(parent: nn.Module, prefix: str, replaced: list[str], left: list[tuple[
             parent._modules[name] = child.fuse()
             replaced.append(path)
             continue
-        normalized = True
+        normalized: bool | None = True
         if _has_dirac_attributes(child):
             normalized = _original_form(child)
             if normalized is None:
@@ -162,10 +177,10 @@ def _walk(parent: nn.Module, prefix: str, replaced: list[str], left: list[tuple[
         elif not (isinstance(child, DiracConv2d) or _is_dirac_parametrized(child)):
             _walk(child, f"{path}.", replaced, left)
             continue
-        dim = 2 if isinstance(child, DiracConv2d) else _conv_dim(child)
+        dim = 2 if isinstance(child, DiracConv2d) else _dim(child)
         nxt = parent._modules[names[i + 1]] if i + 1 < len(names) else None
         bn = _bn_of(nxt, dim) if isinstance(parent, nn.Sequential) and nxt is not None else None
-        parent._modules[name] = _plain_conv(child, bn, normalized)
+        parent._modules[name] = _plain_conv(child, bn, bool(normalized))
         if bn is not None:
             parent._modules[names[i + 1]] = nn.Identity()
             replaced.append(f"{path}+{prefix}{names[i + 1]}")

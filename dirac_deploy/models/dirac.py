@@ -111,10 +111,7 @@ class DiracNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o = self.bn(self.conv(x))
-        if self.spec.stem == "imagenet":
-            o = F.max_pool2d(o, 3, 2, 1)
-        else:
-            o = F.relu(o)
+        o = F.max_pool2d(o, 3, 2, 1) if self.spec.stem == "imagenet" else F.relu(o)
         for g, group in enumerate(self.groups()):
             if g > 0:
                 o = F.max_pool2d(o, 2)

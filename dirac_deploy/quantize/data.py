@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OptionError
+from .._optional import install_hint
+from ..errors import OptionError, first_line
 from . import DEFAULT_CROP_FRACTION
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
@@ -300,7 +301,7 @@ def _read_arrays(path: Path, role: str, limit: int | None, where: str):
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError, NotImplementedError,
             RuntimeError) as e:
         raise OptionError(f"{where}: cannot read it: corrupt or truncated ({type(e).__name__}: "
-                          f"{(str(e).splitlines() or [''])[0][:160]})") from None
+                          f"{first_line(e, 160)})") from None
 
 
 def holdout_split(data: Dataset, fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -330,7 +331,7 @@ def _read_folder(path: Path, input_shape) -> tuple[list[np.ndarray], np.ndarray 
     try:
         from PIL import Image
     except ImportError:
-        raise OptionError(f"reading images from {path} needs Pillow (pip install pillow)") from None
+        raise OptionError(f"reading images from {path} needs Pillow ({install_hint('PIL')})") from None
     classes = sorted(d for d in path.iterdir() if d.is_dir())
     files = [(f, i) for i, d in enumerate(classes) for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not classes:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels import identity_dominance  # noqa: F401  (re-exported: the per-layer report uses it)
+from ..spec import INPUT_NAME
 
 DIAG_SUFFIX = "_dirac_diag"
 
@@ -137,3 +138,14 @@ def with_outputs(model, names: list[str]):
         if name not in have:
             model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
     return model
+
+
+def ort_outputs(model, x: np.ndarray, optimized: bool = True, outputs: list[str] | None = None,
+                batch: int = 16) -> list[np.ndarray]:
+    """`outputs` (default: the first graph output, the logits) of `model` in ONNX Runtime over `x`, in batches."""
+    from ..runtime import ort_session
+
+    session = ort_session(model, optimized=optimized)
+    names = outputs or [session.get_outputs()[0].name]
+    chunks = [session.run(names, {INPUT_NAME: x[i:i + batch]}) for i in range(0, len(x), batch)]
+    return [np.concatenate([c[j] for c in chunks]) for j in range(len(names))]

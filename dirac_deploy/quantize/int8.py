@@ -27,7 +27,8 @@ import numpy as np
 
 from .._optional import require
 from ..cpuinfo import cpu_features
-from .graph import conv_layers, identity_dominance, rewrite_split, weight, weight_sqnr_db
+from ..spec import INPUT_NAME
+from .graph import conv_layers, identity_dominance, ort_outputs, rewrite_split, weight, weight_sqnr_db, with_outputs
 
 PLAIN, SPLIT, FP32 = "int8", "int8-split", "fp32"
 
@@ -70,7 +71,7 @@ class _Reader:
     """ONNX Runtime's CalibrationDataReader over an array, in small batches."""
 
     def __init__(self, x: np.ndarray, batch: int = 4):
-        self._batches = iter([{"input": x[i:i + batch]} for i in range(0, len(x), batch)])
+        self._batches = iter([{INPUT_NAME: x[i:i + batch]} for i in range(0, len(x), batch)])
 
     def get_next(self):
         return next(self._batches, None)
@@ -111,23 +112,31 @@ def _build(model, calib, plans, kind):
                             op_types_to_quantize=["Conv", "Gemm"], nodes_to_exclude=keep)
 
 
-def _layer_sqnr(fp32, quantized, plans, x) -> tuple[float, list[float]]:
-    """Logit SQNR (the graph as it runs) and each conv output's SQNR (the QDQ graph unfused) on `x`."""
-    from ..runtime import ort_session
-    from .graph import with_outputs
+def conv_output_sqnr(fp32, quantized, plans: list[LayerPlan], x: np.ndarray) -> list[float | None]:
+    """Each planned conv's output SQNR against fp32 on `x`, in plan order (None where the tensor cannot be
+    matched): the quantized graph run unfused, every compared output exposed. The one per-layer measure, used
+    by the promotion loop and the proof's layer table.
+
+    A quantizer that folds the ReLU into the conv writes the ReLU's output name from the conv node (the clamp
+    moves into the Q/DQ pair after it): the tensor compared is whatever the quantized conv node (found by
+    name) writes, taken from both graphs, with the ReLU applied where fp32 has one; the split form's Add
+    writes the conv's original output."""
     from .proof import sqnr_db
 
-    names = [p.output for p in plans]
-
-    def outputs(model, optimized, want):
-        session = ort_session(with_outputs(model, want) if want else model, optimized=optimized)
-        keys = [session.get_outputs()[0].name, *want]
-        return session.run(keys, {"input": x})
-
-    ref = outputs(fp32, True, names)
-    logits = outputs(quantized, True, [])[0]
-    got = outputs(quantized, False, names)
-    return sqnr_db(ref[0], logits), [sqnr_db(r, g) for r, g in zip(ref[1:], got[1:])]
+    fp32_tensors = {o for n in fp32.graph.node for o in n.output}
+    relu_out = {n.output[0] for n in fp32.graph.node if n.op_type == "Relu"}
+    by_name = {n.name: n.output[0] for n in quantized.graph.node if n.op_type == "Conv"}
+    tensor = {p.name: p.output if p.form == SPLIT else by_name.get(p.name) for p in plans}
+    tensor = {k: v for k, v in tensor.items() if v in fp32_tensors}
+    names = sorted(set(tensor.values()))
+    if not names:
+        return [None] * len(plans)
+    ref = dict(zip(names, ort_outputs(with_outputs(fp32, names), x, outputs=names)))
+    got = dict(zip(names, ort_outputs(with_outputs(quantized, names), x, optimized=False, outputs=names)))
+    for name in names:  # the removed ReLU: its clamp lives in the Q/DQ pair that follows the conv
+        if name in relu_out:
+            got[name] = np.maximum(got[name], 0)
+    return [sqnr_db(ref[tensor[p.name]], got[tensor[p.name]]) if p.name in tensor else None for p in plans]
 
 
 def quantize_identity(model, calib: np.ndarray, plans: list[LayerPlan] | None = None, *, vnni: bool | None = None,
@@ -135,12 +144,15 @@ def quantize_identity(model, calib: np.ndarray, plans: list[LayerPlan] | None = 
     """The identity-aware int8 graph of `model` (see the module docstring); returns (model, plans, types)."""
     plans = plans if plans is not None else choose_forms(model)
     kind = "s8s8" if (has_vnni() if vnni is None else vnni) else "u8u8"
+    from .proof import sqnr_db
+
     probe = calib[: min(len(calib), 32)]
+    (ref,) = ort_outputs(model, probe)
     quantized = _build(model, calib, plans, kind)
     for _ in range(max_steps):
-        logit_db, layer_db = _layer_sqnr(model, quantized, plans, probe)
-        if logit_db >= target_db:
+        if sqnr_db(ref, ort_outputs(quantized, probe)[0]) >= target_db:
             break
+        layer_db = [np.nan if db is None else db for db in conv_output_sqnr(model, quantized, plans, probe)]
         losses = [(prev - cur, i) for i, (prev, cur) in enumerate(zip([np.inf, *layer_db[:-1]], layer_db))
                   if plans[i].form != FP32]
         if not losses:

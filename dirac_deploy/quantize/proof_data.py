@@ -54,10 +54,10 @@ def plan_data(model_path: Path, calib: str | None, evaluation: str | None, optio
         raise OptionError(f"--eval {evaluation} is the calibration data: a proof on the images the artifact was "
                           f"calibrated on proves nothing about others; give a held-out set, or leave --eval out to "
                           f"hold out part of --calib")
-    if calib is not None and evaluation is not None and Path(calib).exists() and Path(evaluation).exists():
-        if Path(calib).resolve() == Path(evaluation).resolve():
-            raise OptionError(f"--eval {evaluation} and --calib {calib} are the same data; give a held-out set, or "
-                              f"leave --eval out to hold out part of --calib")
+    if (calib is not None and evaluation is not None and Path(calib).exists() and Path(evaluation).exists()
+            and Path(calib).resolve() == Path(evaluation).resolve()):
+        raise OptionError(f"--eval {evaluation} and --calib {calib} are the same data; give a held-out set, or "
+                          f"leave --eval out to hold out part of --calib")
     needs_embedded = "embedded" in (calib, evaluation) or calib is None
     bundled = embedded_model(source_sha256(model_path, options)) if needs_embedded else None
     if calib is None:

@@ -30,6 +30,7 @@ from ..errors import EquivalenceError, OptionError
 from ..fileio import check_output_path, write_all
 from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
 from .data import DEFAULT_CROP_FRACTION, Dataset
+from .graph import ort_outputs
 from .int8 import FP32, choose_forms, quantize_identity, quantize_naive
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
 from .proof_data import load_proof_data, plan_data
@@ -85,39 +86,16 @@ class QuantizeReport:
                 "proof": a.proof.to_dict(), "written": [str(p) for p in self.written]}
 
 
-def ort_logits(model, x: np.ndarray, optimized: bool = True, outputs: list[str] | None = None, batch: int = 16):
-    from ..runtime import ort_session
-
-    session = ort_session(model, optimized=optimized)
-    names = outputs or [session.get_outputs()[0].name]
-    chunks = [session.run(names, {"input": x[i:i + batch]}) for i in range(0, len(x), batch)]
-    return [np.concatenate([c[j] for c in chunks]) for j in range(len(names))]
+ort_logits = ort_outputs  # the logits (or named outputs) in ONNX Runtime, for this module and bench.lowp
 
 
 def _layer_table(fp32, quantized, plans, x: np.ndarray) -> list[LayerError]:
-    """Each conv output against fp32 on the eval images (the QDQ graph unfused, every output exposed).
+    """Each conv output against fp32 on the eval images (`int8.conv_output_sqnr`), with its weight SQNR."""
+    from .int8 import conv_output_sqnr
 
-    A quantizer that folds the ReLU into the conv writes the ReLU's output name from the conv node (the clamp
-    moves into the Q/DQ pair after it): the tensor compared is whatever the quantized conv node (found by
-    name) writes, taken from both graphs, with the ReLU applied where fp32 has one."""
-    from .graph import with_outputs
-    from .proof import sqnr_db
-
-    fp32_tensors = {o for n in fp32.graph.node for o in n.output}
-    relu_out = {n.output[0] for n in fp32.graph.node if n.op_type == "Relu"}
-    by_name = {n.name: n.output[0] for n in quantized.graph.node if n.op_type == "Conv"}
-    # the split form's Add writes the conv's original output; otherwise what the conv node itself writes
-    tensor = {p.name: p.output if p.form == "int8-split" else by_name.get(p.name) for p in plans}
-    tensor = {k: v for k, v in tensor.items() if v in fp32_tensors}
-    names = sorted(set(tensor.values()))
-    ref = dict(zip(names, ort_logits(with_outputs(fp32, names), x, outputs=names))) if names else {}
-    got = dict(zip(names, ort_logits(with_outputs(quantized, names), x, optimized=False, outputs=names))) if names else {}
-    for name in names:  # the removed ReLU: its clamp lives in the Q/DQ pair that follows the conv
-        if name in relu_out:
-            got[name] = np.maximum(got[name], 0)
-    return [LayerError(p.name, p.form, sqnr_db(ref[tensor[p.name]], got[tensor[p.name]]) if p.name in tensor else None,
-                       p.weight_sqnr_db.get(p.form if p.form != FP32 else "int8"), p.identity_dominance)
-            for p in plans]
+    output_db = conv_output_sqnr(fp32, quantized, plans, x)
+    return [LayerError(p.name, p.form, db, p.weight_sqnr_db.get(p.form if p.form != FP32 else "int8"),
+                       p.identity_dominance) for p, db in zip(plans, output_db)]
 
 
 def check_combination(precision: str, method: str | None, target: str) -> None:
@@ -220,7 +198,7 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
                   min_sqnr_db: float | None = DEFAULT_MIN_SQNR_DB, calib_limit: int = 256,
                   eval_limit: int = DEFAULT_EVAL_LIMIT,
                   crop_fraction: float = DEFAULT_CROP_FRACTION,
-                  progress: Callable[[str], None] = lambda step: None) -> QuantizeReport:
+                  progress: Callable[[str], None] = lambda _step: None) -> QuantizeReport:
     """Read MODEL (a checkpoint, plain.pth or .onnx from export), build the low-precision artifact, prove it on
     held-out data, and write OUTPUT (.onnx, or .xml + .bin for OpenVINO) only if the proof passes.
 

@@ -14,6 +14,7 @@ back to the event loop), encode.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -126,10 +127,10 @@ class InferEndpoint:
             status = 499  # nginx's code for "client closed request": nothing can be sent
         except asyncio.CancelledError:  # shutdown ran out of drain time: this request is dropped
             status = 503
-            try:  # answer in JSON like every other error (returning silently makes uvicorn send text/plain 500)
+            # answer in JSON like every other error (returning silently makes uvicorn send text/plain 500); the
+            # connection may already be gone
+            with contextlib.suppress(Exception):
                 await _send_error(send, 503, "the server is shutting down; send the request again")
-            except Exception:  # the connection may already be gone
-                pass
             return
         except Exception as e:  # a bug or a runtime failure: answer, log, keep serving
             _log.exception("infer on model %r failed", name)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._optional import available, model_config_pb2
+from .._optional import available, install_hint, model_config_pb2
 from ..artifacts.ir import IrArtifact, runtime_reason
 from ..artifacts.kinds import kind_of
 from ..artifacts.onnx import OnnxArtifact, audit_artifact, check_artifact
@@ -95,11 +95,11 @@ def check_sources(sources: list[ModelSource]) -> list[ModelSource]:
                                    f"{' or '.join(kind.runtimes)} ({s.path}@{kind.default_runtime}, or leave the "
                                    f"runtime out: it defaults to {kind.default_runtime})")
         if runtime == "openvino" and not available("openvino"):
-            raise MissingDependencyError(f"{s.name} is to run on OpenVINO, which is not installed: pip install "
-                                         f"'dirac-deploy[openvino]'")
+            raise MissingDependencyError(f"{s.name} is to run on OpenVINO, which is not installed: "
+                                         f"{install_hint('openvino')}")
         if runtime == "onnxruntime" and not available("onnxruntime"):
-            raise MissingDependencyError(f"{s.name} is to run on ONNX Runtime, which is not installed: pip install "
-                                         f"'dirac-deploy[export]'")
+            raise MissingDependencyError(f"{s.name} is to run on ONNX Runtime, which is not installed: "
+                                         f"{install_hint('onnxruntime')}")
         if kind.needs_torch and not available("torch"):
             raise MissingDependencyError(f"{s.name}: {s.path} is a PyTorch file; serving it needs PyTorch, which is "
                                          f"not installed here (the slim image serves exported .onnx only): export "
@@ -292,5 +292,5 @@ class _RunnerSession:
     def __init__(self, runner: Runner):
         self.runner = runner
 
-    def run(self, outputs, feeds):
+    def run(self, _outputs, feeds):
         return [self.runner(feeds[INPUT_NAME])]

@@ -35,7 +35,7 @@ def _within_open_files(limits: ServeLimits, listeners: int = 1) -> ServeLimits:
 
 def serve_models(load: Callable[[], dict[str, ServedModel]], *, host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = None,
                  limits: ServeLimits = ServeLimits(),
-                 on_started: Callable[[dict[str, ServedModel], int], None] = lambda models, port: None,
+                 on_started: Callable[[dict[str, ServedModel], int], None] = lambda _models, _port: None,
                  on_stopped: Callable[[], None] | None = None) -> bool:
     """Check the ports, load every model (`load()`, which verifies each: `serve_files.load_models`), serve until
     SIGTERM / Ctrl-C, drain, return.
@@ -57,7 +57,7 @@ def serve_models(load: Callable[[], dict[str, ServedModel]], *, host: str = "127
 
     stopping: list[int] = []
 
-    def stop(signum, frame):
+    def stop(signum, _frame):
         stopping.append(signum)
         if on_stopped is not None:
             on_stopped()
@@ -97,7 +97,7 @@ def check_bindable(host: str, port: int, what: str = "HTTP") -> None:
 
 
 def run_server(models: dict[str, ServedModel], host: str, port: int, *, limits: ServeLimits = ServeLimits(),
-               grpc_port: int | None = None, on_started: Callable[[int], None] = lambda port: None) -> None:
+               grpc_port: int | None = None, on_started: Callable[[int], None] = lambda _port: None) -> None:
     """Serve until SIGTERM or Ctrl-C, then drain in-flight requests for at most `limits.drain_seconds` and
     return (the command exits 0). `on_started(port)` runs once the sockets are bound (the port bound, which
     `port=0` leaves to the system)."""
@@ -124,7 +124,7 @@ def run_server(models: dict[str, ServedModel], host: str, port: int, *, limits: 
     # uvicorn handles SIGTERM and SIGINT itself (stop accepting, drain), then restores the previous handlers and
     # re-raises the signal; no-op handlers make that a clean return, so a stop exits 0 instead of dying by the
     # signal (SIGTERM) or printing "Aborted!" (SIGINT).
-    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         Server(config).run()
     finally:
