@@ -13,7 +13,7 @@ import venv
 from pathlib import Path
 
 import pytest
-from test_readme import readme_blocks, walkthrough_script
+from test_docs import readme_blocks, walkthrough_script
 
 from serving import free_port
 

@@ -24,7 +24,10 @@ from dirac_deploy.runtime import ort_session
 import reference
 from serving import free_port, running_server
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

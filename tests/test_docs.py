@@ -75,6 +75,7 @@ def test_the_readme_links_every_docs_page_and_every_link_resolves():
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_readme_walkthrough_runs_as_written(tmp_path):
     venv = ROOT / ".venv"
     if not (venv / "bin" / "dirac-deploy").exists():

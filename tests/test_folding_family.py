@@ -1,6 +1,6 @@
-"""The rest of the skip-free family: DiracNet v1 (NCReLU), scaled-identity / variable-activation nets,
-fold_module on arbitrary modules, and the per-layer spectra. References are written independently in
-reference.py."""
+"""Folding the rest of the skip-free family: DiracNet v1 (NCReLU; folding.chain's rules), scaled-identity /
+variable-activation nets (folding.scaled_identity), fold_module on arbitrary modules, and their export and
+serving. References are written independently in reference.py."""
 
 import importlib.util
 import subprocess
@@ -28,7 +28,6 @@ from dirac_deploy import (
 )
 from dirac_deploy.cli import main
 from dirac_deploy.folding.chain import Op, canonicalize, to_plain
-from dirac_deploy.layer_analysis import analyze_chain, conv_singular_values, identity_distance
 from dirac_deploy.models.dirac import DiracConv2d
 
 import reference
@@ -299,49 +298,6 @@ def test_timm_style_reparameterize_uses_fuse_hooks():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(fused(x), net(x), rtol=1e-4, atol=1e-4)
-
-
-# --- layer analysis ----------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("out,cin,k,n", [(3, 2, 3, 5), (4, 4, 3, 6), (2, 3, 1, 4), (3, 3, 5, 4)])
-def test_fft_singular_values_match_the_dense_circular_conv_matrix(out, cin, k, n):
-    w = torch.randn(out, cin, k, k, dtype=torch.float64)
-    cols = []
-    for j in range(cin * n * n):  # the conv applied to every basis image = the dense matrix, column by column
-        e = torch.zeros(cin * n * n, dtype=torch.float64)
-        e[j] = 1
-        img = e.view(1, cin, n, n)
-        # cross-correlation with circular wrap at offsets 0..k-1, matching the FFT's tap placement
-        padded = F.pad(img, (0, k - 1, 0, k - 1), mode="circular") if k - 1 <= n else None
-        cols.append(F.conv2d(padded, w).reshape(-1))
-    dense = torch.stack(cols, 1)
-    expected = torch.linalg.svdvals(dense).sort().values
-    ours = conv_singular_values(w, n).sort().values
-    assert torch.allclose(ours, expected, atol=1e-9)
-
-
-def test_identity_distance():
-    scale = torch.tensor([2.0, -1.0, 0.5])
-    delta = torch.zeros(3, 3, 3, 3)
-    torch.nn.init.dirac_(delta)
-    assert identity_distance(scale.view(-1, 1, 1, 1) * delta) == pytest.approx(0.0)
-    w = torch.zeros(3, 3, 3, 3)
-    w[:, :, 0, 0] = 1.0
-    assert identity_distance(w) == pytest.approx(1.0)
-
-
-def test_analyze_chain_and_inspect_layers_cli(tmp_path):
-    net = _randomize_bn(DiracNet(cifar_spec(10))).eval()
-    from dirac_deploy import fold
-
-    stats = analyze_chain(fold(net).plain, (3, 32, 32))
-    assert [s.input_size for s in stats] == [32, 32, 32, 16, 16, 8, 8]
-    assert all(s.spectral_norm > 0 and s.condition_number >= 1 and s.activation_rms > 0 for s in stats)
-    torch.save(net.state_dict(), tmp_path / "n.pth")
-    res = CliRunner().invoke(main, ["inspect", str(tmp_path / "n.pth"), "--layers", "--plot", str(tmp_path / "l.png")])
-    assert res.exit_code == 0, res.output
-    assert "group2_block1_conv" in res.stdout and "identity dist." in res.stdout
-    assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # --- export and serve for the family ----------------------------------------------------------------------

@@ -30,6 +30,9 @@ from dirac_deploy.serve.protocol import encode_infer_response
 
 from serving import free_port, running_server
 
+pytestmark = pytest.mark.hostile
+
+
 SHAPE = [1, 3, 32, 32]
 
 

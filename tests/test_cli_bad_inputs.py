@@ -20,6 +20,8 @@ from dirac_deploy.cli import main
 
 import reference
 
+pytestmark = pytest.mark.hostile
+
 
 class Evil:
     def __reduce__(self):
