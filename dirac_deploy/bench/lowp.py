@@ -19,21 +19,14 @@ import numpy as np
 from .._optional import available, not_installed
 
 REFERENCE = "fp32-onnxruntime"
-# (row name, precision, method, target)
-ROWS = (
-    ("int8-identity-onnxruntime", "int8", "identity", "onnxruntime"),
-    ("int8-naive-onnxruntime", "int8", "naive", "onnxruntime"),
-    ("fp16-onnxruntime", "fp16", "cast", "onnxruntime"),
-    ("fp32-openvino", "fp32", "none", "openvino"),
-    ("int8-nncf-openvino", "int8", "nncf", "openvino"),
-    ("int8-identity-openvino", "int8", "identity", "openvino"),
-    ("bf16-openvino", "bf16", "hint", "openvino"),
-)
-PRECISIONS = ("int8", "fp16", "bf16", "fp32")
 
 
 def rows_for(precisions: tuple[str, ...]) -> list[tuple[str, str, str, str]]:
-    return [row for row in ROWS if row[1] in precisions]
+    """(row name, precision, method, target) of every artifact `quantize` builds in these precisions
+    (`quantize.registry`, the one table of recipes)."""
+    from ..quantize.registry import recipes_for
+
+    return [(r.row, r.precision, r.method, r.target) for r in recipes_for(precisions)]
 
 
 @dataclass
@@ -49,12 +42,11 @@ class LowpArtifact:
 
 
 def _why_not(precision: str, method: str, target: str) -> str:
-    if target == "openvino" and not available("openvino"):
-        return not_installed("openvino", "OpenVINO")
-    if method == "nncf" and not available("nncf"):
-        return not_installed("nncf", "NNCF")
-    if method == "cast" and not available("onnxconverter_common"):
-        return not_installed("onnxconverter_common.float16", "onnxconverter-common")
+    from ..quantize.registry import RECIPES
+
+    for module, what in RECIPES[(precision, method, target)].requires:
+        if not available(module.split(".")[0]):
+            return not_installed(module, what)
     if precision == "bf16":
         from ..quantize.openvino import bf16_supported
 

@@ -27,7 +27,7 @@ def _ints(_ctx, _param, value):
 
 
 def _precisions(_ctx, _param, value):
-    from ..bench.lowp import PRECISIONS
+    from ..quantize import PRECISIONS
 
     if not value:
         return ()

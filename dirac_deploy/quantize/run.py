@@ -31,16 +31,12 @@ from ..fileio import check_output_path, write_all
 from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
 from .data import DEFAULT_CROP_FRACTION, Dataset
 from .graph import ort_outputs
-from .int8 import FP32, choose_forms, quantize_identity, quantize_naive
+from .int8 import FP32
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
 from .proof_data import load_proof_data, plan_data
+from .registry import DEFAULT_METHOD, DEFAULT_TARGET, RECIPES
 
-COMBINATIONS = {("int8", "identity", "onnxruntime"), ("int8", "naive", "onnxruntime"),
-                ("int8", "identity", "openvino"), ("int8", "nncf", "openvino"), ("fp16", "cast", "onnxruntime"),
-                ("bf16", "hint", "openvino"), ("fp32", "none", "openvino")}
-DEFAULT_METHOD = {("int8", "onnxruntime"): "identity", ("int8", "openvino"): "nncf", ("fp16", "onnxruntime"): "cast",
-                  ("bf16", "openvino"): "hint", ("fp32", "openvino"): "none"}
-DEFAULT_TARGET = {"int8": "onnxruntime", "fp16": "onnxruntime", "bf16": "openvino", "fp32": "openvino"}
+COMBINATIONS = set(RECIPES)  # (precision, method, target) this tool builds: quantize.registry
 PROBE_RTOL = LOW_PRECISION_PROBE_RTOL  # recorded for readers; the checks use the tool's own value
 # Below this a low-precision artifact's logits are mostly noise even when top-1 still agrees (15 dB: the error's
 # RMS is 18% of the logits'); the measured artifacts are at 19-33 dB (int8) and 60+ dB (fp16). --min-sqnr-db 0 or
@@ -125,41 +121,8 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
         (ref,) = ort_logits(fp32, evaluation.x)
     kw = dict(precision=precision, method=method, data=evaluation.source, min_agreement=min_agreement,
               max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db)
-    types, plans, notes = None, None, []
-    if precision == "int8" and method in ("identity", "naive"):
-        if method == "naive":
-            model = quantize_naive(fp32, calib.x)
-            plans = choose_forms(fp32, plain_floor_db=-np.inf)  # every conv plain: the table reports the naive form
-        else:
-            model, plans, types = quantize_identity(fp32, calib.x)
-        if target == "openvino":
-            from ..runtime import openvino_model
-            from .openvino import run
-
-            model = openvino_model(model)
-            got = run(model, evaluation.x)
-        else:
-            (got,) = ort_logits(model, evaluation.x)
-    elif precision == "int8":  # nncf
-        from .openvino import nncf_int8, run
-
-        model = nncf_int8(fp32, calib.x)
-        got = run(model, evaluation.x)
-    elif precision == "fp16":
-        from ..export.fp16_onnx import to_fp16
-
-        model = to_fp16(fp32)
-        (got,) = ort_logits(model, evaluation.x)
-    else:  # bf16 / fp32 on OpenVINO
-        from ..runtime import openvino_model
-        from .openvino import bf16_supported, run, with_precision
-
-        hint = "bf16" if precision == "bf16" else "f32"
-        if precision == "bf16" and not bf16_supported():
-            notes.append("this CPU has no bf16 support in OpenVINO (its capabilities list no BF16): the plugin "
-                         "runs the model in fp32 here, so this proof is of fp32 arithmetic")
-        model = with_precision(openvino_model(fp32), hint)
-        got = run(model, evaluation.x, precision=hint)
+    built = RECIPES[(precision, method, target)].build(fp32, calib.x, evaluation.x)
+    model, got, plans, types, notes = built.model, built.logits, built.plans, built.int8_types, built.notes
     proof = logits_proof(ref, got, evaluation.labels, **kw)
     proof.notes += notes
     if types:

@@ -1,0 +1,109 @@
+"""The low-precision artifacts this tool builds: one `{(precision, method, target): Recipe}` table that
+`quantize` and `bench --precision` both read, so an artifact is added in one place.
+
+A recipe's `build(fp32, calib, evaluation)` returns the artifact's model, its logits on the evaluation images
+(as the target runtime computes them), the per-conv plans (int8 on ONNX Runtime) and notes for the proof.
+Builders import their runtimes where they run; this module imports none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import PRECISIONS  # noqa: F401  (the command line reads it from the import-free package init)
+
+
+@dataclass
+class Built:
+    model: object  # onnx.ModelProto or openvino.Model
+    logits: np.ndarray
+    plans: list | None = None  # int8.LayerPlan per conv (identity / naive int8)
+    int8_types: str | None = None  # "s8s8" or "u8u8"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    precision: str
+    method: str
+    target: str
+    row: str  # the bench row's name
+    build: Callable[[object, np.ndarray, np.ndarray], Built]
+    requires: tuple[tuple[str, str], ...] = ()  # (module, what it is) the recipe needs beyond onnxruntime
+    default: bool = False  # the default method for (precision, target)
+
+
+def _int8_ort(naive: bool, target: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
+    def build(fp32, calib: np.ndarray, evaluation: np.ndarray) -> Built:
+        from .graph import ort_outputs
+        from .int8 import choose_forms, quantize_identity, quantize_naive
+
+        types = None
+        if naive:
+            model = quantize_naive(fp32, calib)
+            plans = choose_forms(fp32, plain_floor_db=-np.inf)  # every conv plain: the table reports the naive form
+        else:
+            model, plans, types = quantize_identity(fp32, calib)
+        if target == "openvino":
+            from ..runtime import openvino_model
+            from .openvino import run
+
+            model = openvino_model(model)
+            return Built(model, run(model, evaluation), plans, types)
+        return Built(model, ort_outputs(model, evaluation)[0], plans, types)
+    return build
+
+
+def _nncf(fp32, calib: np.ndarray, evaluation: np.ndarray) -> Built:
+    from .openvino import nncf_int8, run
+
+    model = nncf_int8(fp32, calib)
+    return Built(model, run(model, evaluation))
+
+
+def _fp16(fp32, calib: np.ndarray, evaluation: np.ndarray) -> Built:  # noqa: ARG001 (no calibration: a cast)
+    from ..export.fp16_onnx import to_fp16
+    from .graph import ort_outputs
+
+    model = to_fp16(fp32)
+    return Built(model, ort_outputs(model, evaluation)[0])
+
+
+def _openvino_hint(precision: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
+    def build(fp32, calib: np.ndarray, evaluation: np.ndarray) -> Built:  # noqa: ARG001 (a hint, not calibrated)
+        from ..runtime import openvino_model
+        from .openvino import bf16_supported, run, with_precision
+
+        hint = "bf16" if precision == "bf16" else "f32"
+        notes = []
+        if precision == "bf16" and not bf16_supported():
+            notes.append("this CPU has no bf16 support in OpenVINO (its capabilities list no BF16): the plugin "
+                         "runs the model in fp32 here, so this proof is of fp32 arithmetic")
+        model = with_precision(openvino_model(fp32), hint)
+        return Built(model, run(model, evaluation, precision=hint), notes=notes)
+    return build
+
+
+_OPENVINO = (("openvino", "OpenVINO"),)
+# In bench's row order: ONNX Runtime first, then OpenVINO.
+RECIPES: dict[tuple[str, str, str], Recipe] = {(r.precision, r.method, r.target): r for r in (
+    Recipe("int8", "identity", "onnxruntime", "int8-identity-onnxruntime", _int8_ort(False, "onnxruntime"),
+           default=True),
+    Recipe("int8", "naive", "onnxruntime", "int8-naive-onnxruntime", _int8_ort(True, "onnxruntime")),
+    Recipe("fp16", "cast", "onnxruntime", "fp16-onnxruntime", _fp16,
+           (("onnxconverter_common.float16", "onnxconverter-common"),), default=True),
+    Recipe("fp32", "none", "openvino", "fp32-openvino", _openvino_hint("fp32"), _OPENVINO, default=True),
+    Recipe("int8", "nncf", "openvino", "int8-nncf-openvino", _nncf, (*_OPENVINO, ("nncf", "NNCF")), default=True),
+    Recipe("int8", "identity", "openvino", "int8-identity-openvino", _int8_ort(False, "openvino"), _OPENVINO),
+    Recipe("bf16", "hint", "openvino", "bf16-openvino", _openvino_hint("bf16"), _OPENVINO, default=True),
+)}
+DEFAULT_METHOD = {(r.precision, r.target): r.method for r in RECIPES.values() if r.default}
+DEFAULT_TARGET = {"int8": "onnxruntime", "fp16": "onnxruntime", "bf16": "openvino", "fp32": "openvino"}
+
+
+def recipes_for(precisions: tuple[str, ...]) -> list[Recipe]:
+    """The recipes of the given precisions, in bench's row order."""
+    return [r for r in RECIPES.values() if r.precision in precisions]
