@@ -19,9 +19,8 @@ import torch
 from dirac_deploy.bench.env import collect_env
 from dirac_deploy.bench.formats import NumericFormat
 from dirac_deploy.bench.models import Variant
-from dirac_deploy.bench.run import BenchConfig, _ratio_stats, _time_rounds
 from dirac_deploy.bench.runners import Skip, prepare, sync_for
-from dirac_deploy.bench.timing import summarize
+from dirac_deploy.bench.timing import ratio_stats, time_interleaved
 from dirac_deploy.fileio import atomic_write
 from dirac_deploy.models.resnet import resnet
 
@@ -47,7 +46,6 @@ def main() -> None:
     doc = {"schema": "dirac-deploy/torchvision-check", "version": 1, "env": collect_env(args.device, torch.get_num_threads()),
            "torchvision": torchvision.__version__, "same_state_dict_max_abs_logit_diff": diff, "rows": []}
     variants = {"torchvision": Variant("torchvision", tv), "ours": Variant("ours", ours)}
-    cfg = BenchConfig(rounds=args.rounds, iters=30, max_seconds=2.0)
     sync = sync_for(args.device)
     for backend in args.backends.split(","):
         for fmt in args.formats.split(","):
@@ -61,10 +59,10 @@ def main() -> None:
                 for call in calls.values():
                     call()
                 sync()
-                s = _time_rounds(calls, cfg, sync)
+                timed = time_interleaved(calls, rounds=args.rounds, iters=30, max_seconds=2.0, sync=sync)
                 row = {"backend": backend, "format": fmt, "batch": batch, "status": "ok",
-                       "p50_ms": {n: summarize([t for r in s[n] for t in r]).p50 for n in s},
-                       "speedup_ours_vs_torchvision": _ratio_stats(s["torchvision"], s["ours"])}
+                       "p50_ms": {n: t.latency.p50 for n, t in timed.items()},
+                       "speedup_ours_vs_torchvision": ratio_stats(timed["torchvision"], timed["ours"])}
                 doc["rows"].append(row)
                 print(json.dumps(row), flush=True)
     path = args.out / f"{args.device}-torchvision-resnet18.json"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from dirac_deploy.bench.models import matched_resnet
 from dirac_deploy.bench.report import Row, headline_rows
 from dirac_deploy.bench.run import BenchConfig, run_benchmark
-from dirac_deploy.bench.timing import measure, summarize
+from dirac_deploy.bench.timing import ratio_stats, summarize, time_interleaved
 from dirac_deploy.cli import main
 from dirac_deploy.errors import DiracDeployError
 from dirac_deploy.models.cifar_resnet import cifar_resnet
@@ -151,12 +151,17 @@ def test_torch_compile_is_a_backend_with_its_compile_time_recorded(tiny_ckpt):
     assert recs["unfolded-as-trained"]["vs_folded"]["median"] > 0
 
 
-def test_measure_counts_and_bounds():
-    calls = []
-    lat = measure(lambda: calls.append(1), warmup=2, iters=7)
-    assert len(calls) == 9 and lat.count == 7
-    lat = measure(lambda: time.sleep(0.01), warmup=0, iters=1000, min_iters=5, max_seconds=0.05)
-    assert 5 <= lat.count < 20
+def test_interleaved_timing_counts_rotates_and_bounds():
+    order = []
+    calls = {n: (lambda n=n: order.append(n)) for n in ("a", "b", "c")}
+    timed = time_interleaved(calls, rounds=3, iters=6, max_seconds=10.0)
+    assert order[:3] == ["a", "b", "c"]  # one sizing call each, then the rounds
+    rounds = order[3:]
+    assert rounds[:6] == ["a", "a", "b", "b", "c", "c"] and rounds[6:12] == ["b", "b", "c", "c", "a", "a"]
+    assert all(len(t.rounds) == 3 and t.latency.count == 6 for t in timed.values())
+    slow = time_interleaved({"s": lambda: time.sleep(0.01)}, rounds=2, iters=1000, max_seconds=0.05)["s"]
+    assert 2 <= slow.latency.count <= 6  # max_seconds bounds a slow call's count, at least one per round
+    assert ratio_stats(timed["a"], timed["a"])["median"] == pytest.approx(1.0)
     s = summarize([1.0, 2.0, 3.0, 4.0, 100.0])
     assert s.p50 == 3.0 and s.mean == 22.0 and s.p99 > s.p90 > s.p50 and s.spread == pytest.approx(2 / 3)
 

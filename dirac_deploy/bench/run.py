@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from .._optional import install_hint
@@ -29,7 +28,7 @@ from .env import collect_env
 from .formats import FORMATS, NumericFormat, agreement, tf32_allowed, uses_tf32
 from .models import FOLDED, VARIANTS, build_models, peak_conv
 from .runners import ALL_BACKENDS, Skip, default_backends, prepare, sync_for, unavailable
-from .timing import PeakRSS, summarize
+from .timing import PeakRSS, Timed, ratio_stats, time_interleaved
 
 MAX_SPREAD = 0.25  # a latency's (p75 - p25) / p50 above this: the row is noisy
 MAX_RATIO_SPREAD = 0.15  # per-round ratios' IQR / median above this: the row's ratio is not trustworthy
@@ -103,36 +102,9 @@ def _measure_prepare(make: Callable[[], Callable], device: str, warmup: int, syn
     return call, seconds, rss.growth_mb
 
 
-def _time_rounds(calls: dict[str, Callable], cfg: BenchConfig, sync) -> dict[str, list[list[float]]]:
-    """Per variant, per round, the timed calls (ms). Each round runs every variant in a rotated order."""
-    names = list(calls)
-    samples = {n: [] for n in names}
-    # Calls per variant and round: what fits max_seconds / rounds, judged from one call, within iters / rounds.
-    per_round = {}
-    for n in names:
-        t0 = time.perf_counter()
-        calls[n]()
-        sync()
-        one = max(time.perf_counter() - t0, 1e-6)
-        per_round[n] = int(max(1, min(max(cfg.iters // cfg.rounds, 1), cfg.max_seconds / cfg.rounds / one)))
-    for r in range(cfg.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for n in order:
-            times = []
-            for _ in range(per_round[n]):
-                t0 = time.perf_counter()
-                calls[n]()
-                sync()
-                times.append((time.perf_counter() - t0) * 1e3)
-            samples[n].append(times)
-    return samples
-
-
-def _ratio_stats(alt: list[list[float]], folded: list[list[float]]) -> dict:
-    """t_alt / t_folded per round (round medians), then their median and interquartile range."""
-    per_round = [float(np.median(a) / np.median(f)) for a, f in zip(alt, folded)]
-    q1, med, q3 = (float(v) for v in np.percentile(per_round, (25, 50, 75)))
-    return {"median": med, "iqr": [q1, q3], "rounds": per_round}
+def _timed(calls: dict[str, Callable], cfg: BenchConfig, sync) -> dict[str, Timed]:
+    """The one timing of both bench loops (`timing.time_interleaved`) with the run's settings."""
+    return time_interleaved(calls, rounds=cfg.rounds, iters=cfg.iters, max_seconds=cfg.max_seconds, sync=sync)
 
 
 def _peak(backend, device, cfg, threads) -> tuple[float | None, str]:
@@ -155,8 +127,8 @@ def _peak(backend, device, cfg, threads) -> tuple[float | None, str]:
         call, _, _ = _measure_prepare(lambda: prepare(backend, device, probe, shape, batch, threads), device, 1, sync)
     except Skip as e:
         return None, str(e)
-    samples = _time_rounds({"probe": call}, BenchConfig(rounds=1, iters=5, max_seconds=cfg.max_seconds), sync)
-    return flops / (float(np.median(samples["probe"][0])) / 1e3) / 1e9, "ok"
+    timed = time_interleaved({"probe": call}, rounds=1, iters=5, max_seconds=cfg.max_seconds, sync=sync)
+    return flops / (timed["probe"].round_p50_ms[0] / 1e3) / 1e9, "ok"
 
 
 def _warnings(recs: dict[str, dict], env: dict, where: str) -> list[str]:
@@ -313,17 +285,15 @@ def _time_group(cfg: BenchConfig, models, backend: str, fmt: NumericFormat, batc
                              export_s=v.export_s if backend in ONNX_BACKENDS else None, **extra)
     progress(f"{where} / batch {batch}: {len(calls)} variant(s) x {cfg.rounds} rounds")
     if calls:
-        samples = _time_rounds(calls, cfg, sync)
-        for name, rounds in samples.items():
+        timed = _timed(calls, cfg, sync)
+        for name, t in timed.items():
             v, rec = models.variants[name], recs[name]
-            lat = summarize([t for r in rounds for t in r])
-            seconds = lat.p50 / 1e3
-            rec.update(latency_ms=lat.to_dict(), iters=lat.count, throughput=batch / seconds,
-                       gflops=v.flops * batch / seconds / 1e9, round_p50_ms=[float(np.median(r)) for r in rounds])
+            rec.update(t.fields(batch))
+            rec["gflops"] = v.flops * batch / (rec["latency_ms"]["p50"] / 1e3) / 1e9
             if peak:
                 rec["peak_fraction"] = rec["gflops"] / peak
-            if FOLDED in samples and name != FOLDED:
-                rec["vs_folded"] = _ratio_stats(rounds, samples[FOLDED])
+            if FOLDED in timed and name != FOLDED:
+                rec["vs_folded"] = ratio_stats(t, timed[FOLDED])
         warnings = _warnings(recs, env, f"{where} batch {batch}")
         for rec in recs.values():
             if rec["status"] == "ok":
@@ -383,14 +353,11 @@ def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchRe
             calls[name] = call
             recs[name] = _record(variant, backend, "cpu", batch, "ok", peak_mem_mb=mem, prepare_s=seconds, **base)
         progress(f"low precision / batch {batch}: {len(calls)} artifact(s) x {cfg.rounds} rounds")
-        samples = _time_rounds(calls, cfg, sync)
-        for name, rounds in samples.items():
-            rec = recs[name]
-            lat = summarize([t for r in rounds for t in r])
-            rec.update(latency_ms=lat.to_dict(), iters=lat.count, throughput=batch / (lat.p50 / 1e3),
-                       round_p50_ms=[float(np.median(r)) for r in rounds])
+        timed = _timed(calls, cfg, sync)
+        for name, t in timed.items():
+            recs[name].update(t.fields(batch))
             if name != REFERENCE:  # the same direction as vs_folded: > 1 means the artifact is faster
-                rec["speedup_vs_fp32_ort"] = _ratio_stats(samples[REFERENCE], rounds)
+                recs[name]["speedup_vs_fp32_ort"] = ratio_stats(timed[REFERENCE], t)
         warnings = _warnings({n: {**r, "vs_folded": r.get("speedup_vs_fp32_ort")} for n, r in recs.items()}, env,
                              f"low precision batch {batch}")
         for rec in recs.values():

@@ -40,27 +40,60 @@ def summarize(samples_ms: list[float]) -> Latency:
     return Latency(p50, p90, p99, float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, len(a), p25, p75)
 
 
-def measure(fn: Callable[[], object], *, warmup: int, iters: int, min_iters: int = 5, max_seconds: float = 10.0,
-            sync: Callable[[], None] = lambda: None) -> Latency:
-    """Time `fn` after `warmup` untimed calls.
+@dataclass(frozen=True)
+class Timed:
+    """One variant's timed calls (ms), per interleaved round: the record both bench loops fill from."""
 
-    Each timed call is bracketed by `sync` (torch.cuda.synchronize on GPU) so asynchronous work is counted.
-    Stops after `iters` calls, or after `max_seconds` once `min_iters` calls were timed, so large batches on a
-    slow machine stay bounded.
-    """
-    for _ in range(warmup):
-        fn()
-    sync()
-    samples = []
-    start = time.perf_counter()
-    while len(samples) < iters:
+    rounds: tuple[tuple[float, ...], ...]
+
+    @property
+    def latency(self) -> Latency:
+        return summarize([t for r in self.rounds for t in r])
+
+    @property
+    def round_p50_ms(self) -> list[float]:
+        return [float(np.median(r)) for r in self.rounds]
+
+    def fields(self, batch: int) -> dict:
+        """The record fields of these timings for `batch` images per call."""
+        lat = self.latency
+        return {"latency_ms": lat.to_dict(), "iters": lat.count, "throughput": batch / (lat.p50 / 1e3),
+                "round_p50_ms": self.round_p50_ms}
+
+
+def ratio_stats(numerator: Timed, denominator: Timed) -> dict:
+    """t_numerator / t_denominator per round (round medians), then their median and interquartile range: with
+    the slower alternative as numerator, the speed-up of the denominator (above 1: it is faster)."""
+    per_round = [a / b for a, b in zip(numerator.round_p50_ms, denominator.round_p50_ms)]
+    q1, med, q3 = (float(v) for v in np.percentile(per_round, (25, 50, 75)))
+    return {"median": med, "iqr": [q1, q3], "rounds": per_round}
+
+
+def time_interleaved(calls: dict[str, Callable[[], object]], *, rounds: int, iters: int, max_seconds: float,
+                     sync: Callable[[], None] = lambda: None) -> dict[str, Timed]:
+    """Time every call in `rounds` interleaved rounds, each running the calls in a rotated order, so that a
+    machine's drift hits them alike. Calls per round: what fits `max_seconds / rounds`, judged from one call,
+    within `iters / rounds` (at least one). Each timed call is bracketed by `sync` (torch.cuda.synchronize on
+    a GPU) so asynchronous work is counted."""
+    names = list(calls)
+    samples: dict[str, list[tuple[float, ...]]] = {n: [] for n in names}
+    per_round = {}
+    for n in names:
         t0 = time.perf_counter()
-        fn()
+        calls[n]()
         sync()
-        samples.append((time.perf_counter() - t0) * 1e3)
-        if len(samples) >= min_iters and time.perf_counter() - start > max_seconds:
-            break
-    return summarize(samples)
+        one = max(time.perf_counter() - t0, 1e-6)
+        per_round[n] = int(max(1, min(max(iters // rounds, 1), max_seconds / rounds / one)))
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            times = []
+            for _ in range(per_round[n]):
+                t0 = time.perf_counter()
+                calls[n]()
+                sync()
+                times.append((time.perf_counter() - t0) * 1e3)
+            samples[n].append(tuple(times))
+    return {n: Timed(tuple(samples[n])) for n in names}
 
 
 def _rss_bytes() -> int:
