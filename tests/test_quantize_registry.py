@@ -7,7 +7,7 @@ from dirac_deploy.quantize.run import COMBINATIONS
 
 
 def test_quantize_and_bench_read_the_same_table():
-    assert COMBINATIONS == set(RECIPES)
+    assert set(RECIPES) == COMBINATIONS
     rows = rows_for(PRECISIONS)
     assert [(p, m, t) for _, p, m, t in rows] == list(RECIPES)
     assert len({name for name, *_ in rows}) == len(rows)  # every bench row has its own name
