@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ..artifacts.kinds import kind_of
 from ..errors import CheckpointError, UnsafeCheckpointError, first_line
-from ..fileio import model_file_kind
 
 _PREFIXES = ("module.", "_orig_mod.")
 # Both spellings torch uses for a blocked global: "Unsupported global: GLOBAL builtins.eval was not an
@@ -88,13 +88,10 @@ def load_torch_file(path: str | Path, *, trust: bool = False):
         UnsafeCheckpointError: the file stores Python objects that need full unpickling and trust is off.
     """
     path = Path(path)
-    kind = model_file_kind(path)
-    if kind == "openvino-ir":
-        raise CheckpointError(f"{path} is an OpenVINO IR (from `quantize --target openvino`); only `serve "
-                              f"--runtime openvino` reads it")
-    if kind != "torch":
-        raise CheckpointError(f"{path} is an ONNX model, not a PyTorch checkpoint; commands that take MODEL read "
-                              f"it directly (export, bench, serve, inspect)")
+    kind = kind_of(path)
+    if not kind.needs_torch:  # what this file is and where it goes: artifacts.kinds, the one table of kinds
+        raise CheckpointError(f"{path} is {kind.description}, not a PyTorch checkpoint; open it with "
+                              f"dirac_deploy.open_artifact, or serve it on {' or '.join(kind.runtimes)}")
     if zipfile.is_zipfile(path):
         _check_archive(path)
     try:
