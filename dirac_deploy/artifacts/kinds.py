@@ -28,6 +28,7 @@ class ArtifactKind:
     description: str
     runtimes: tuple[str, ...]
     needs_torch: bool
+    commands: tuple[str, ...] = ("fold", "inspect", "export", "quantize", "bench", "serve")  # those that read it
 
     @property
     def default_runtime(self) -> str:
@@ -35,8 +36,9 @@ class ArtifactKind:
 
 
 KINDS = {
-    "onnx": ArtifactKind("onnx", "an ONNX graph", ("onnxruntime", "openvino"), False),
-    "openvino-ir": ArtifactKind("openvino-ir", "an OpenVINO IR", ("openvino",), False),
+    "onnx": ArtifactKind("onnx", "an ONNX graph", ("onnxruntime", "openvino"), False,
+                         ("inspect", "export", "quantize", "serve")),
+    "openvino-ir": ArtifactKind("openvino-ir", "an OpenVINO IR", ("openvino",), False, ("inspect", "serve")),
     "torch": ArtifactKind("torch", "a PyTorch file (checkpoint or plain.pth)", ("onnxruntime", "openvino", "torch"),
                           True),
 }

@@ -90,8 +90,9 @@ def load_torch_file(path: str | Path, *, trust: bool = False):
     path = Path(path)
     kind = kind_of(path)
     if not kind.needs_torch:  # what this file is and where it goes: artifacts.kinds, the one table of kinds
-        raise CheckpointError(f"{path} is {kind.description}, not a PyTorch checkpoint; `dirac-deploy inspect` "
-                              f"and `serve` read it as it is (in Python: dirac_deploy.open_artifact)")
+        raise CheckpointError(f"{path} is {kind.description}, not a PyTorch checkpoint; "
+                              f"{', '.join(f'`{c}`' for c in kind.commands)} read it as it is (in Python: "
+                              f"dirac_deploy.open_artifact)")
     if zipfile.is_zipfile(path):
         _check_archive(path)
     try:
