@@ -228,8 +228,8 @@ def test_slim_image_is_much_smaller(images):
     assert built["slim"]["size_bytes"] < 0.6 * built["full"]["size_bytes"], built
 
 
-def test_readme_shows_the_commands_this_test_runs():
-    readme = (ROOT / "README.md").read_text()
+def test_the_images_page_shows_the_commands_this_test_runs():
+    readme = (ROOT / "docs" / "images-and-scale-out.md").read_text()
     for cmd in ("podman build --format docker --target slim -t dirac-deploy:slim .",
                 "podman build --format docker --target full -t dirac-deploy .",
                 'podman run -d --name dirac-deploy --network host -v "$PWD/models:/models:ro" dirac-deploy:slim',
