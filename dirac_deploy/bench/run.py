@@ -173,22 +173,41 @@ def _format_agreement(models, cfg: BenchConfig) -> dict:
     return out
 
 
-def count_steps(cfg: BenchConfig, backends, models) -> int:
-    """How many times `run_benchmark` calls `progress` (after 'building models'), for a bar that ends full."""
-    from .lowp import rows_for
+def bench_steps(cfg: BenchConfig, backends, models) -> list[str]:
+    """Every step `run_benchmark` reports, by name and in order, announced before the first: "building
+    models", then per backend its practical peak and, per format and batch, each variant's prepare and the
+    interleaved timing; then the low-precision builds and their per-batch prepares and timing."""
+    from .lowp import REFERENCE, rows_for
 
-    steps = 0
+    steps = ["building models"]
     for backend in backends:
-        groups = 0 if unavailable(backend, cfg.device) else len(_formats_for(backend, cfg)) * len(cfg.batches)
-        steps += 1 + groups * (len(models.variants) + 1)
+        steps.append(f"practical peak on {backend}")
+        if unavailable(backend, cfg.device):
+            continue
+        for fmt in _formats_for(backend, cfg):
+            where = _where(backend, fmt)
+            for batch in cfg.batches:
+                steps += [f"{name} / {where} / batch {batch}: prepare" for name in models.variants]
+                steps.append(_timing_step(where, batch, cfg))
     if _lowp_runs(cfg, models):
-        artifacts = len(rows_for(cfg.precisions))
-        steps += artifacts + len(cfg.batches) * (artifacts + 2)
+        names = [name for name, *_ in rows_for(cfg.precisions)]
+        steps += [f"{name}: build and prove" for name in names]
+        for batch in cfg.batches:
+            steps += [f"{name} / batch {batch}: prepare" for name in (REFERENCE, *names)]
+            steps.append(_timing_step("low precision", batch, cfg))
     return steps
 
 
+def _where(backend: str, fmt: NumericFormat) -> str:
+    return backend if fmt.is_reference else f"{backend} {fmt.name}"
+
+
+def _timing_step(where: str, batch: int, cfg: BenchConfig) -> str:
+    return f"{where} / batch {batch}: timing, {cfg.rounds} interleaved rounds"
+
+
 def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _msg: None,
-                  on_total: Callable[[int], None] = lambda _steps: None) -> BenchResult:
+                  on_plan: Callable[[list[str]], None] = lambda _steps: None) -> BenchResult:
     """Run the whole matrix and return records in the documented JSON schema. Never raises for a backend that
     cannot run; its records say `skipped: <reason>`.
 
@@ -234,7 +253,7 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _ms
                              "export_s": v.export_s, "missing": v.missing or None}
                          for n, v in models.variants.items()},
                thresholds={"max_spread": MAX_SPREAD, "max_ratio_spread": MAX_RATIO_SPREAD, "max_idle_load": MAX_IDLE_LOAD})
-    on_total(1 + count_steps(cfg, backends, models))  # the first step, 'building models', is done
+    on_plan(bench_steps(cfg, backends, models))  # the first step, 'building models', is done
     result = BenchResult(env)
     if any(f != "fp32" for f in cfg.formats):
         env["format_agreement"] = _format_agreement(models, cfg)
@@ -264,7 +283,7 @@ def _time_group(cfg: BenchConfig, models, backend: str, fmt: NumericFormat, batc
     """Every variant on one (backend, format, batch): prepared, then timed in interleaved rounds."""
     device, sync = cfg.device, sync_for(cfg.device)
     extra = {"threads": threads, "format": fmt.name}
-    where = backend if fmt.is_reference else f"{backend} {fmt.name}"
+    where = _where(backend, fmt)
     calls, recs = {}, {}
     for name, v in models.variants.items():
         progress(f"{name} / {where} / batch {batch}: prepare")
@@ -283,7 +302,7 @@ def _time_group(cfg: BenchConfig, models, backend: str, fmt: NumericFormat, batc
         calls[name] = call
         recs[name] = _record(name, backend, device, batch, "ok", peak_mem_mb=mem, prepare_s=seconds,
                              export_s=v.export_s if backend in ONNX_BACKENDS else None, **extra)
-    progress(f"{where} / batch {batch}: {len(calls)} variant(s) x {cfg.rounds} rounds")
+    progress(_timing_step(where, batch, cfg))
     if calls:
         timed = _timed(calls, cfg, sync)
         for name, t in timed.items():
@@ -344,7 +363,7 @@ def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchRe
                         method=art.method if art else "none", quality=art.quality if art else None, threads=threads)
             variant = FOLDED if art is None else f"{FOLDED}-{art.precision}-{art.method}"
             backend = "onnxruntime" if art is None else art.target
-            progress(f"{name} / batch {batch}: {'skipped' if art is not None and art.missing else 'prepare'}")
+            progress(f"{name} / batch {batch}: prepare")
             if art is not None and art.missing:
                 recs[name] = _record(variant, backend, "cpu", batch, f"skipped: {art.missing}", **base)
                 continue
@@ -352,7 +371,7 @@ def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchRe
                                                   cfg.warmup, sync)
             calls[name] = call
             recs[name] = _record(variant, backend, "cpu", batch, "ok", peak_mem_mb=mem, prepare_s=seconds, **base)
-        progress(f"low precision / batch {batch}: {len(calls)} artifact(s) x {cfg.rounds} rounds")
+        progress(_timing_step("low precision", batch, cfg))
         timed = _timed(calls, cfg, sync)
         for name, t in timed.items():
             recs[name].update(t.fields(batch))

@@ -146,7 +146,7 @@ def bench(model, device, depth, batches, backends, threads, rounds, iters, warmu
         def progress(msg: str) -> None:
             bar.update(task, description=escape(msg), advance=1)
 
-        result = run_benchmark(cfg, progress, on_total=lambda steps: bar.update(task, total=steps))
+        result = run_benchmark(cfg, progress, on_plan=lambda steps: bar.update(task, total=len(steps)))
     if in_out_dir:
         out_dir.mkdir(exist_ok=True)
     out = console() if not to_stdout else err_console()
