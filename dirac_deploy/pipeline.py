@@ -71,10 +71,11 @@ class FoldReport(InspectReport):
                 "parameters_after": self.parameters_after, "flops_after": self.flops_after,
                 "proof": None if self.proof is None else {**self.proof.to_dict(), "ok": self.proof.ok},
                 "output": None if self.output is None else str(self.output),
-                "layers": None if self.plain is None else _layer_histogram(self.plain)}
+                "layers": None if self.plain is None else layer_histogram(self.plain)}
 
 
-def _layer_histogram(plain: PlainNet) -> dict[str, int]:
+def layer_histogram(plain: PlainNet) -> dict[str, int]:
+    """How many layers of each kind the chain has (the reports' `layers`)."""
     counts: dict[str, int] = {}
     for layer in plain.layers:
         counts[layer.kind] = counts.get(layer.kind, 0) + 1

@@ -105,7 +105,7 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
     """What any model file holds, without folding a checkpoint: an `InspectReport` for a checkpoint, a
     `FileReport` for a plain.pth (its layers, size and provenance), an .onnx (its ops, the audit and the
     parity probe re-run in ONNX Runtime) or an IR (its shape and recorded provenance)."""
-    from ..pipeline import FileReport, inspect_checkpoint
+    from ..pipeline import FileReport, inspect_checkpoint, layer_histogram
 
     path = Path(path)
     options = options or LoadOptions()
@@ -140,9 +140,7 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
     if "max_rel_error" in proof:
         checks.append(("fold proof (recorded)", f"max |logit error| {proof['max_rel_error']:.3g} of max|logit|, "
                                                 f"top-1 agreement {proof.get('top1_agreement', 0):.0%}"))
-    histogram: dict[str, int] = {}
-    for layer in plain.layers:
-        histogram[layer.kind] = histogram.get(layer.kind, 0) + 1
     return FileReport(path, "plain file", art.name, art.input_shape, art.num_classes, count_parameters(plain),
-                      count_flops(plain, art.input_shape[0], art.input_shape[1]), histogram, art.provenance, checks,
+                      count_flops(plain, art.input_shape[0], art.input_shape[1]), layer_histogram(plain),
+                      art.provenance, checks,
                       provenance.to_plain_meta())

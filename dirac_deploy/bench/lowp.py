@@ -60,9 +60,10 @@ def build_artifacts(fp32_onnx, calib, evaluation, precisions: tuple[str, ...],
     """The low-precision artifacts of `fp32_onnx` for the asked precisions ("fp32" adds OpenVINO fp32)."""
     import time
 
-    from ..quantize.run import build_artifact, ort_logits
+    from ..quantize.graph import ort_outputs
+    from ..quantize.run import build_artifact
 
-    (ref,) = ort_logits(fp32_onnx, evaluation.x)  # one fp32 reference for every artifact's proof
+    (ref,) = ort_outputs(fp32_onnx, evaluation.x)  # one fp32 reference for every artifact's proof
     out = []
     for name, precision, method, target in rows_for(precisions):
         art = LowpArtifact(name, precision, method, target, missing=_why_not(precision, method, target))

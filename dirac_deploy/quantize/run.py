@@ -82,9 +82,6 @@ class QuantizeReport:
                 "proof": a.proof.to_dict(), "written": [str(p) for p in self.written]}
 
 
-ort_logits = ort_outputs  # the logits (or named outputs) in ONNX Runtime, for this module and bench.lowp
-
-
 def _layer_table(fp32, quantized, plans, x: np.ndarray) -> list[LayerError]:
     """Each conv output against fp32 on the eval images (`int8.conv_output_sqnr`), with its weight SQNR."""
     from .int8 import conv_output_sqnr
@@ -118,7 +115,7 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
     """
     check_combination(precision, method, target)
     if ref is None:
-        (ref,) = ort_logits(fp32, evaluation.x)
+        (ref,) = ort_outputs(fp32, evaluation.x)
     kw = dict(precision=precision, method=method, data=evaluation.source, min_agreement=min_agreement,
               max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db)
     built = RECIPES[(precision, method, target)].build(fp32, calib.x, evaluation.x)
@@ -144,7 +141,7 @@ def _onnx_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray) -> bytes
     from ..artifacts.onnx import probe_record
 
     model = art.model
-    (logits,) = ort_logits(model, probe_x)
+    (logits,) = ort_outputs(model, probe_x)
     props = _provenance(art, source).to_onnx_metadata(
         probe=probe_record(logits), probe_rtol=PROBE_RTOL, low_precision_proof=art.proof.to_dict(),
         int8_types=art.int8_types or "")
