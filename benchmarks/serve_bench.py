@@ -1,6 +1,7 @@
 """Serving overhead: tritonclient against in-process ONNX Runtime, same model, same layout, same run.
 
     .venv/bin/python benchmarks/serve_bench.py            # ~4 min on a 2-core VM; writes results/serve-cpu.json
+    .venv/bin/python benchmarks/serve_bench.py --case int8   # ~2 min; writes results/serve-int8-cpu.json
 
 Model: ImageNet DiracNet-18 (random weights, calibrated BN), folded and exported with `export_onnx`, 224x224,
 batch 1 per request. Three server layouts, each compared with the same layout in-process (`load_served_model`
@@ -14,6 +15,10 @@ request, on the embedded digits model (about 0.2 ms of compute); (4) the floor: 
 asyncio responder that waits the in-process p50 (and one that waits nothing) and returns a canned answer,
 through the same tritonclient calls. Shared machines drift, so the cases alternate in rounds and each ratio is the median of per-round
 ratios. Clients and servers share the machine.
+
+The int8 case (`--case int8`): the same DiracNet-18 quantized by `quantize_file` to the identity-aware int8
+OpenVINO IR (random calibration images) and written as the fp32 IR, both served with `--runtime openvino` in
+the same layout (1 instance x all cores) and called in-process: p50 and 8-client throughput, int8 against fp32.
 """
 
 from __future__ import annotations
@@ -146,8 +151,67 @@ def in_process_throughput(model, x: np.ndarray, clients: int, seconds: float) ->
     return asyncio.run(_in_process_tasks(model, x, clients, seconds))
 
 
+def int8_case(args, cores: int) -> None:
+    """Served int8 IR against the served fp32 IR, same runtime and layout (module docstring)."""
+    from dirac_deploy.quantize.run import quantize_file
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "diracnet18.onnx"
+        export_onnx(fold(calibrate_bn(DiracNet(imagenet_spec(18)), (3, 224, 224))).plain, onnx_path,
+                    input_shape=(3, 224, 224))
+        irs = {"fp32": Path(tmp) / "fp32.xml", "int8": Path(tmp) / "int8.xml"}
+        proofs = {}
+        for precision, xml in irs.items():
+            print(f"quantize {precision} ...", file=sys.stderr)
+            report = quantize_file(onnx_path, xml, precision=precision, calib="random:32", min_agreement=0,
+                                   max_accuracy_drop=100, min_sqnr_db=None, min_speedup=0)
+            proofs[precision] = report.to_json()["proof"]
+        local = {k: load_served_model(ModelSource(k, xml), "openvino", threads=cores) for k, xml in irs.items()}
+        with contextlib.ExitStack() as servers:
+            urls = {k: servers.enter_context(running_server(f"{k}={xml}", "--runtime", "openvino", "--threads",
+                                                            str(cores)))[0].removeprefix("http://")
+                    for k, xml in irs.items()}
+            seq = {f"{where}_{k}": [] for k in irs for where in ("in_process", "http")}
+            tput = {f"{where}_{k}": [] for k in irs for where in ("in_process", "http")}
+            for r in range(args.rounds):
+                print(f"round {r + 1}/{args.rounds} ...", file=sys.stderr)
+                for k in irs:
+                    seq[f"in_process_{k}"].append(p50_ms(lambda k=k: local[k].infer(x), args.calls))
+                    seq[f"http_{k}"].append(p50_ms(http_call(urls[k], k, x), args.calls))
+                    tput[f"in_process_{k}"].append(in_process_throughput(local[k], x, args.clients, args.seconds))
+                    tput[f"http_{k}"].append(
+                        throughput(lambda k=k: http_call(urls[k], k, x), args.clients, args.seconds))
+    med = statistics.median
+    per_round = {where: [a / b for a, b in zip(tput[f"{where}_int8"], tput[f"{where}_fp32"])]
+                 for where in ("in_process", "http")}
+    result = {
+        "env": collect_env("cpu", cores),
+        "model": "DiracNet-18 (ImageNet, random weights, calibrated BN), folded, batch 1, 224x224; OpenVINO IRs "
+                 "from quantize (identity int8, random:32 calibration; fp32)",
+        "method": f"{args.rounds} alternating rounds; sequential p50 over {args.calls} calls; throughput over "
+                  f"{args.seconds} s with {args.clients} clients; serve --runtime openvino --threads {cores} "
+                  f"(1 instance); ratios are medians of per-round ratios",
+        "proofs": {k: {"agreement": p["agreement"], "logit_sqnr_db": p["logit_sqnr_db"],
+                       "runtime_ops": p.get("runtime_ops"), "speed": p.get("speed")} for k, p in proofs.items()},
+        "sequential_p50_ms_per_round": seq, "throughput_per_s_per_round": tput,
+        "p50_ms": {k: med(v) for k, v in seq.items()},
+        "throughput_per_s": {k: med(v) for k, v in tput.items()},
+        "int8_vs_fp32_throughput": {where: med(v) for where, v in per_round.items()},
+    }
+    out = args.out if args.out != RESULTS / "serve-cpu.json" else RESULTS / "serve-int8-cpu.json"
+    write_json(out, result)
+    r = result
+    print(f"served int8 IR: p50 {r['p50_ms']['http_int8']:.2f} ms vs fp32 {r['p50_ms']['http_fp32']:.2f} ms; "
+          f"{args.clients} clients {r['throughput_per_s']['http_int8']:.1f}/s vs {r['throughput_per_s']['http_fp32']:.1f}/s "
+          f"({r['int8_vs_fp32_throughput']['http']:.2f}x; in-process {r['int8_vs_fp32_throughput']['in_process']:.2f}x)")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=("layouts", "int8"), default="layouts",
+                    help="layouts: the serving overhead of each layout; int8: served int8 IR vs fp32 IR")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds of every case")
     ap.add_argument("--calls", type=int, default=40, help="sequential calls per case and round")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of each throughput case per round")
@@ -156,6 +220,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "serve-cpu.json")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
+    if args.case == "int8":
+        int8_case(args, cores)
+        return
     # name: (instances, threads per instance, max batch)
     layouts = {"latency": (1, cores, 1), "throughput": (cores, 1, 1), "batched": (1, cores, args.max_batch)}
 

@@ -15,7 +15,7 @@ from dirac_deploy._optional import available
 from dirac_deploy.artifacts.onnx import check_artifact, read_onnx
 from dirac_deploy.cli import main
 from dirac_deploy.kernels import identity_dominance
-from dirac_deploy.quantize.graph import conv_layers, fake_int8, rewrite_split, split_diag
+from dirac_deploy.quantize.graph import fake_int8, split_diag
 from dirac_deploy.runtime import ort_session
 
 DIGITS = data.embedded_checkpoint()
@@ -25,13 +25,16 @@ needs_openvino = pytest.mark.skipif(not (available("openvino") and available("nn
 
 
 def _quantize(*args):
-    return CliRunner().invoke(main, ["quantize", *map(str, args)])
+    """The speed gate off (`--min-speedup 0`, unless given): these tests read the artifacts on any CPU; the
+    gate itself is tested with a fake clock in test_quantize_speed."""
+    gate = [] if "--min-speedup" in args else ["--min-speedup", "0"]
+    return CliRunner().invoke(main, ["quantize", *map(str, args), *gate])
 
 
 @pytest.fixture(scope="module")
 def digits_int8(tmp_path_factory):
     out = tmp_path_factory.mktemp("q") / "digits-int8.onnx"
-    res = CliRunner().invoke(main, ["quantize", str(DIGITS), "-o", str(out), "--json", str(out.with_suffix(".json"))])
+    res = _quantize(DIGITS, "-o", out, "--json", out.with_suffix(".json"))
     assert res.exit_code == 0, res.output
     return out, json.loads(out.with_suffix(".json").read_text())
 
@@ -47,7 +50,12 @@ def test_identity_int8_on_digits_is_written_with_its_proof(digits_int8):
     assert meta["dirac_deploy.graph"] == "quantized-int8" and meta["dirac_deploy.method"] == "identity"
     assert json.loads(meta["dirac_deploy.low_precision_proof"])["agreement"] == proof["agreement"]
     ops = {n.op_type for n in art.model.graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Add"} <= ops  # the identity is an Add of the input
+    # what ONNX Runtime really runs: every conv but the fp32 stem fused to int8
+    assert proof["runtime_ops"]["conv"] == {"int8": len(proof["layers"]) - 1, "fp32": 1}
+    speed = proof["speed"]
+    assert speed["runtime"] == "onnxruntime" and [r["batch"] for r in speed["rows"]] == [1, 8]
+    assert all(r["fp32_ms"] > 0 and r["artifact_ms"] > 0 for r in speed["rows"]) and "vnni" in speed["cpu"]
     check_artifact(art)  # the audit for quantized graphs and the artifact's own probe, in a fresh ORT session
 
 
@@ -55,7 +63,8 @@ def test_per_layer_report_names_chain_layers_and_their_form(digits_int8):
     _, report = digits_int8
     layers = report["proof"]["layers"]
     assert [layer["name"] for layer in layers][:2] == ["stem_conv", "group0_block0_conv"]
-    assert {layer["form"] for layer in layers} <= {"int8", "int8-split", "fp32"}
+    assert {layer["form"] for layer in layers} <= {"int8", "int8-residual", "fp32"}
+    assert layers[0]["form"] == "fp32" and layers[1]["form"] == "int8-residual"  # the stem stays fp32
     assert all(layer["output_sqnr_db"] is not None and layer["output_sqnr_db"] > 10 for layer in layers)
     assert layers[0]["identity_dominance"] == 0  # the stem has no identity
     assert all(layer["identity_dominance"] > 1 for layer in layers[1:])
@@ -114,11 +123,11 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path):
     cases = [
         (["--calib", str(tmp_path / "missing.npz")], "no such file or directory"),
         (["--precision", "bf16", "--target", "onnxruntime"], "is not built"),
+        (["--min-speedup", "-1"], "--min-speedup"),
         (["--precision", "int8", "--target", "onnxruntime", "-o", str(tmp_path / "x.xml")], "written as .onnx"),
     ]
     for extra, needle in cases:
-        args = ["quantize", str(DIGITS), "-o", str(tmp_path / "q.onnx"), *extra]
-        res = CliRunner().invoke(main, args)
+        res = _quantize(DIGITS, "-o", tmp_path / "q.onnx", *extra)
         assert res.exit_code != 0 and needle in res.output, res.output
         assert "Traceback" not in res.output
     np.save(tmp_path / "wrong.npy", np.zeros((4, 3, 8, 8), np.float32))
@@ -136,17 +145,24 @@ def test_calibration_from_an_npz_of_uint8_images(tmp_path):
     assert proof["images"] == 120 and proof["accuracy"] is not None and "labelled" in proof["data"]
 
 
-def test_split_form_is_exact_in_fp32():
-    """conv(x, R) + c * x equals conv(x, W) (the rewrite changes nothing before quantization)."""
-    from dirac_deploy.artifacts.open import load_model
-    from dirac_deploy.export.from_file import verified_onnx
+def test_tensorrt_target_places_qdq_on_both_inputs_of_each_residual_add(tmp_path):
+    """The QDQ placement TensorRT fuses (never run here: TensorRT cannot be installed), checked on the graph."""
+    from onnx import numpy_helper
 
-    fp32 = verified_onnx(load_model(DIGITS)).model
-    split = rewrite_split(fp32, {layer.node for layer in conv_layers(fp32) if layer.splittable})
-    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    a = ort_session(fp32).run(None, {"input": x})[0]
-    b = ort_session(split).run(None, {"input": x})[0]
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    out = tmp_path / "trt.onnx"
+    res = _quantize(DIGITS, "-o", out, "--target", "tensorrt", "--json", "-")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["int8_types"] == "s8s8" and report["proof"]["speed"]["status"].startswith("not timed")
+    assert any("TensorRT never ran here" in n for n in report["proof"]["notes"])
+    graph = onnx.load(str(out)).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    adds = [n for n in graph.node if n.op_type == "Add"]
+    assert len(adds) == len(report["proof"]["layers"]) - 1  # one residual Add per identity-carrying conv
+    assert all(producer.get(i) == "DequantizeLinear" for n in adds for i in n.input)
+    zero_points = [numpy_helper.to_array(t) for t in graph.initializer if t.name.endswith("zero_point")]
+    assert zero_points and not any(z.any() for z in zero_points)  # symmetric: every zero point 0
+    assert {z.dtype for z in zero_points} == {np.dtype(np.int8), np.dtype(np.int32)}  # s8 tensors, int32 biases
 
 
 def test_identity_dominance_and_why_plain_int8_erases_the_learned_part():
@@ -179,9 +195,16 @@ def test_openvino_int8_ir_is_written_and_served(tmp_path):
     from dirac_deploy.serve_files import load_served_model
 
     xml = tmp_path / "digits-int8.xml"
-    res = _quantize(DIGITS, "-o", xml, "--target", "openvino", "--method", "nncf", "--json", "-")
+    res = _quantize(DIGITS, "-o", xml, "--json", "-")  # .xml: OpenVINO, and the identity method by default
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["proof"]["agreement"] >= 0.99
+    report = json.loads(res.output)
+    proof = report["proof"]
+    assert (report["target"], report["method"], report["int8_types"]) == ("openvino", "identity", "u8s8")
+    assert proof["agreement"] >= 0.99 and proof["speed"]["runtime"] == "openvino"
+    # OpenVINO's runtime model: every conv but the fp32 stem runs in int8, and the fc too
+    assert proof["runtime_ops"]["conv"]["int8"] == len(proof["layers"]) - 1 == report["convs"] - 1
+    assert proof["runtime_ops"]["gemm"]["int8"] == 1
+    assert [layer["form"] for layer in proof["layers"]][:2] == ["fp32", "int8-residual"]
     assert xml.is_file() and xml.with_suffix(".bin").is_file()
     served = load_served_model(ModelSource("d", xml), "openvino")
     assert served.info["verified"] == "parity probe" and served.info["precision"] == "int8"
@@ -196,6 +219,15 @@ def test_openvino_int8_ir_is_written_and_served(tmp_path):
     xml.with_suffix(".bin").write_bytes(bytes(blob))
     with pytest.raises(Exception, match="does not reproduce|cannot"):
         load_served_model(ModelSource("d", xml), "openvino")
+
+
+@needs_openvino
+def test_nncf_stays_available_as_a_method(tmp_path):
+    res = _quantize(DIGITS, "-o", tmp_path / "n.xml", "--method", "nncf", "--json", "-")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["method"] == "nncf" and report["proof"]["agreement"] >= 0.99
+    assert report["proof"]["runtime_ops"]["conv"]["int8"] > 0
 
 
 @needs_openvino

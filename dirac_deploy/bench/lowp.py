@@ -78,7 +78,8 @@ def build_artifacts(fp32_onnx, calib, evaluation, precisions: tuple[str, ...],
             art.quality = {"agreement": p.agreement, "logit_sqnr_db": p.logit_sqnr_db, "accuracy": p.accuracy,
                            "accuracy_fp32": p.accuracy_fp32, "images": p.images, "data": p.data,
                            "int8_types": built.int8_types,
-                           "forms": dict(_count(layer.form for layer in p.layers)) if p.layers else None}
+                           "forms": dict(_count(layer.form for layer in p.layers)) if p.layers else None,
+                           "runtime_ops": p.runtime_ops}
         out.append(art)
     return out
 

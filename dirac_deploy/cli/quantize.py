@@ -7,9 +7,25 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from ..quantize import DEFAULT_CROP_FRACTION, DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB, METHODS, PRECISIONS, TARGETS
+from ..quantize import (
+    DEFAULT_CROP_FRACTION,
+    DEFAULT_EVAL_LIMIT,
+    DEFAULT_MIN_SPEEDUP,
+    DEFAULT_MIN_SQNR_DB,
+    METHODS,
+    PRECISIONS,
+    TARGETS,
+)
 from .options import checkpoint_options, load_options
 from .render import check_json_path, console, emit_json, json_option, kv_table, outputs_with_report, progress_status
+
+
+def _speed(speed: dict) -> str:
+    if "rows" not in speed:
+        return speed["status"]
+    rows = ", ".join(f"batch {r['batch']} {r['speedup']:.2f}x ({r['artifact_ms']:.2f} vs {r['fp32_ms']:.2f} ms)"
+                     for r in speed["rows"])
+    return f"{rows} against fp32 on {speed['runtime']}, {speed['threads']} threads"
 
 
 def _db(v) -> str:
@@ -22,11 +38,11 @@ def _db(v) -> str:
               help="The artifact: .onnx for onnxruntime, .xml (+ .bin beside it) for openvino.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="int8", show_default=True)
 @click.option("--method", type=click.Choice(METHODS),
-              help="int8: identity (keeps the folded Dirac identity exact; default on onnxruntime), naive (ONNX "
-                   "Runtime's quantize_static defaults), nncf (OpenVINO's own flow; default on openvino). fp16: "
-                   "cast. bf16: hint. fp32: none.")
+              help="int8: identity (keeps the folded Dirac identity exact; the default), naive (ONNX Runtime's "
+                   "quantize_static defaults), nncf (OpenVINO's own flow, --target openvino). fp16: cast. "
+                   "bf16: hint. fp32: none.")
 @click.option("--target", type=click.Choice(TARGETS),
-              help="Runtime the artifact is for [default: onnxruntime for int8/fp16, openvino for bf16/fp32].")
+              help="Runtime the artifact is for [default: from -o: openvino for .xml, onnxruntime for .onnx].")
 @click.option("--calib",
               help="Calibration data: random[:N] (seeded N(0,1) images, for random-weight nets), a .npz/.npy "
                    "file, or a directory of images; embedded: the bundled models' own [default: embedded for "
@@ -48,11 +64,17 @@ def _db(v) -> str:
               help="Refuse above this accuracy drop, in percentage points (when --eval has labels).")
 @click.option("--min-sqnr-db", type=float, default=DEFAULT_MIN_SQNR_DB, show_default=True,
               help="Refuse below this logit SQNR (dB) against fp32 (0 or less: no floor).")
+@click.option("--min-speedup", type=click.FloatRange(0, 1000), default=DEFAULT_MIN_SPEEDUP, show_default=True,
+              help="Refuse an artifact slower than this times the fp32 chain on its own runtime (timed at batch 1 "
+                   "and --speed-batch, a few seconds); 0: write it anyway.")
+@click.option("--speed-batch", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="The second batch size the speed proof times (besides 1).")
+@click.option("--threads", type=click.IntRange(1, 1024),
+              help="Threads for the speed proof, both sides [default: one per CPU].")
 @json_option
 @checkpoint_options
 def quantize(model, output, precision, method, target, calib, evaluation, crop_fraction, calib_limit, eval_limit,
-             min_agreement,
-             max_accuracy_drop, min_sqnr_db, json_path, **opts):
+             min_agreement, max_accuracy_drop, min_sqnr_db, min_speedup, speed_batch, threads, json_path, **opts):
     """Write a low-precision artifact of MODEL (a checkpoint, plain.pth or .onnx from export), proven first.
 
     The artifact is built from the audited fp32 ONNX of the folded chain and compared with it on the --eval
@@ -68,9 +90,14 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
 
     \b
     Identity-aware int8 (the default): a folded DiracNet kernel is diag(c) delta + R, and per-channel int8
-    set by the diagonal erases the learned part R of wide layers. Where plain int8 loses too much, the layer
-    runs as conv(x, R) + c * x: only R is quantized, the identity stays exact; a layer that still misses its
-    floor stays fp32. `inspect --layers` shows each layer's identity dominance.
+    set by the diagonal erases the learned part R of wide layers. The chain is rescaled per channel (exact:
+    ReLU and pooling commute with positive scales) so each such layer runs as conv(x, R/c) + x, the int8
+    residual pattern runtimes fuse: only R is quantized, the identity stays exact; the stem and any layer
+    that loses too much stay fp32. `inspect --layers` shows each layer's identity dominance.
+
+    \b
+    Speed: the artifact is timed against the fp32 chain on its own runtime before it is written and refused
+    when slower (--min-speedup). int8 is fastest in OpenVINO (-o q.xml).
     """
     from ..quantize.run import quantize_file
 
@@ -82,7 +109,8 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
                               evaluation=evaluation, options=load_options(**opts), min_agreement=min_agreement,
                               max_accuracy_drop=max_accuracy_drop,
                               min_sqnr_db=None if min_sqnr_db <= 0 else min_sqnr_db, calib_limit=calib_limit,
-                              crop_fraction=crop_fraction, eval_limit=eval_limit, progress=progress)
+                              crop_fraction=crop_fraction, eval_limit=eval_limit, min_speedup=min_speedup,
+                              speed_batch=speed_batch, threads=threads, progress=progress)
         to_stdout = emit_json(json_path, r.to_json())
     if to_stdout:
         return
@@ -91,6 +119,7 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
             ("artifact", f"{a.precision}, method {a.method}, for {a.target}"
                          + (f" ({a.int8_types})" if a.int8_types else "")),
             ("calibration", r.calibration), ("proof", p.describe()),
+            *([("speed", _speed(p.speed))] if p.speed else []),
             *([("convs", f"{len(p.layers)}, of which {r.fp32_layers} stay fp32")] if p.layers else []),
             ("thresholds", f"agreement >= {p.min_agreement:.2%}, accuracy drop <= {p.max_accuracy_drop:g} points"
                            + (f", SQNR >= {p.min_sqnr_db:g} dB" if p.min_sqnr_db is not None else ""))]

@@ -6,7 +6,8 @@ The names below are here, import-free, so the command line can list them without
 
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")
 METHODS = ("identity", "naive", "nncf", "cast", "hint", "none")
-TARGETS = ("onnxruntime", "openvino")
+TARGETS = ("onnxruntime", "openvino", "tensorrt")  # tensorrt: a QDQ ONNX for `export --trt`, never run here
 DEFAULT_MIN_SQNR_DB = 15.0  # see run.py
 DEFAULT_EVAL_LIMIT = 2000
 DEFAULT_CROP_FRACTION = 0.875  # torchvision's Resize(256) + CenterCrop(224); timm's default crop_pct
+DEFAULT_MIN_SPEEDUP = 1.0  # see speed.py: never write an artifact slower than the fp32 chain on its runtime

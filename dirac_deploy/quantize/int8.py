@@ -2,15 +2,19 @@
 
 - `naive`: `onnxruntime.quantization.quantize_static` as a user calls it (QDQ, per-channel weights, its
   default int8 types, MinMax calibration): the anchor every comparison names.
-- `identity`: per conv, the form its measured weight error calls for (`choose_forms`): plain per-channel int8
-  when that keeps the weights above a floor, else the split form of `graph.rewrite_split` (the diagonal exact,
-  only the learned part quantized), else the conv stays fp32. Then, on the calibration images (never the
-  evaluation ones), while the logits stay below a target SQNR, the layer that loses the most precision (the
-  largest drop of output SQNR from the layer before) moves one step up: int8 -> split (same-width convs) ->
-  fp32, for at most `max_steps` steps. Types: ONNX Runtime's x86 int8 kernels multiply
-  unsigned activations by signed weights in 16-bit pairs (vpmaddubsw) on CPUs without VNNI, which saturates:
-  one DiracNet-like conv measured 21.7 dB there against 38.1 dB for the same QDQ graph run unfused. So
-  without VNNI both activations and weights are unsigned (u8u8, no such pairing), with VNNI signed (s8s8).
+- `identity`: the chain in the unit-residual form (`rescale`: per-channel scales carried through ReLU and
+  pooling, each identity-carrying conv written as learned conv + its input), then QDQ with only the learned
+  part quantized. Per conv a form: `int8-residual` (the identity kept exact), `int8` (convs with no identity)
+  or `fp32` (the stem by default: 3 input channels, little time, much of the error). Then, on the calibration
+  images (never the evaluation ones), while the logits stay below a target SQNR, the layer that loses the most
+  precision (the largest drop of output SQNR from the layer before) moves to fp32, for at most `max_steps`.
+
+Types (`int8_types`): activations are unsigned (every quantized conv input follows a ReLU or is the image,
+which a zero point covers), weights signed where the CPU multiplies u8 x s8 exactly: always in OpenVINO, and
+in ONNX Runtime on CPUs with VNNI (vpdpbusd). Without VNNI, ONNX Runtime's u8 x s8 kernels multiply in 16-bit
+pairs (vpmaddubsw), which saturates: one DiracNet-like conv measured 21.7 dB there against 38.1 dB unfused, so
+there weights are unsigned too (u8u8). Signed activations (ONNX Runtime's default) were measured 2.6x slower
+than u8s8 for this form on an AMX Xeon, and OpenVINO's CPU plugin refused an s8-input stem conv there.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import numpy as np
 from .._optional import require
 from ..cpuinfo import cpu_features
 from ..spec import INPUT_NAME
-from .graph import conv_layers, identity_dominance, ort_outputs, rewrite_split, weight, weight_sqnr_db, with_outputs
+from .graph import conv_layers, identity_dominance, ort_outputs, weight, weight_sqnr_db, with_outputs
+from .rescale import unit_residual
 
-PLAIN, SPLIT, FP32 = "int8", "int8-split", "fp32"
+PLAIN, RESIDUAL, FP32 = "int8", "int8-residual", "fp32"
 
 
 @dataclass
@@ -38,7 +43,7 @@ class LayerPlan:
     name: str  # conv node
     output: str
     shape: tuple[int, ...]
-    form: str  # int8 | int8-split | fp32
+    form: str  # int8 | int8-residual | fp32
     weight_sqnr_db: dict[str, float] = field(default_factory=dict)  # by candidate form
     identity_dominance: float = 0.0  # median over output channels
 
@@ -47,21 +52,34 @@ def has_vnni() -> bool:
     return cpu_features().vnni
 
 
-def choose_forms(model, *, plain_floor_db: float = 40.0, split_floor_db: float = 30.0) -> list[LayerPlan]:
-    """Per conv: plain int8 if its weights keep >= plain_floor_db SQNR, else the split form if that keeps
-    >= split_floor_db (same-width 3x3 convs only), else fp32. The stem and the fc are not split (no identity)."""
+def int8_types(target: str, vnni: bool | None = None) -> str:
+    """Activation and weight types, as "u8s8" or "u8u8" (module docstring)."""
+    if target == "openvino":
+        return "u8s8"
+    if target == "tensorrt":  # TensorRT takes symmetric signed int8 only (zero point 0)
+        return "s8s8"
+    return "u8s8" if (has_vnni() if vnni is None else vnni) else "u8u8"
+
+
+def choose_forms(model, carriers: tuple[str, ...] = (), *, keep_stem: bool = True,
+                 plain_floor_db: float = 30.0) -> list[LayerPlan]:
+    """Per conv of `model` (in the units it will be quantized in): `int8-residual` where it carries the identity
+    (`carriers`), else plain int8 when its weights keep >= plain_floor_db SQNR, else fp32; the stem (the conv fed
+    the graph input) fp32 when `keep_stem`. Both weight SQNRs are recorded for the layer table."""
+    graph_inputs = {i.name for i in model.graph.input}
+    stems = {n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] in graph_inputs}
     plans = []
     for layer in conv_layers(model):
         w = weight(model, layer.weight)
         sq = {PLAIN: weight_sqnr_db(w, "plain")}
-        if layer.splittable:
-            sq[SPLIT] = weight_sqnr_db(w, "split")
-        if sq[PLAIN] >= plain_floor_db:
-            form = PLAIN
-        elif sq.get(SPLIT, -np.inf) >= split_floor_db:
-            form = SPLIT
-        else:
+        if layer.node in carriers:
+            sq[RESIDUAL] = weight_sqnr_db(w, "split")
+        if keep_stem and layer.node in stems:
             form = FP32
+        elif layer.node in carriers:
+            form = RESIDUAL
+        else:
+            form = PLAIN if sq[PLAIN] >= plain_floor_db else FP32
         dom = float(np.median(identity_dominance(w))) if w.ndim == 4 else 0.0
         plans.append(LayerPlan(layer.node, layer.output, layer.shape, form, sq, dom))
     return plans
@@ -97,19 +115,34 @@ def _quantize_static(model, calib: np.ndarray, **kw):
         return onnx.load(str(out))
 
 
-def quantize_naive(model, calib: np.ndarray):
-    """ONNX Runtime's quantize_static with its defaults (per-channel weights, int8 types, MinMax)."""
-    return _quantize_static(model, calib)
-
-
-def _build(model, calib, plans, kind):
+def _qtypes(types: str):
     q = require("onnxruntime.quantization")
-    split = {p.name for p in plans if p.form == SPLIT}
+    act = q.QuantType.QUInt8 if types[:2] == "u8" else q.QuantType.QInt8
+    return act, q.QuantType.QUInt8 if types[2:] == "u8" else q.QuantType.QInt8
+
+
+def quantize_naive(model, calib: np.ndarray, types: str | None = None):
+    """ONNX Runtime's quantize_static with its defaults (per-channel weights, MinMax; int8 types: its default s8s8,
+    or `types`)."""
+    if types is None:
+        return _quantize_static(model, calib)
+    act, wt = _qtypes(types)
+    return _quantize_static(model, calib, activation_type=act, weight_type=wt)
+
+
+def _build(model, calib, plans, types, target="onnxruntime"):
+    """The QDQ graph. For TensorRT, the placement it fuses for a residual add: Q/DQ on both Add inputs (the
+    learned conv's output and the identity branch) and symmetric int8 activations, so that the conv, the add
+    and the ReLU become one int8 kernel (TensorRT's "Q/DQ layer placement" guidance for residual blocks)."""
+    residual = {p.name for p in plans if p.form == RESIDUAL}
     keep = [p.name for p in plans if p.form == FP32]
-    graph = rewrite_split(model, split) if split else model
-    qtype = q.QuantType.QInt8 if kind == "s8s8" else q.QuantType.QUInt8
-    return _quantize_static(graph, calib, activation_type=qtype, weight_type=qtype,
-                            op_types_to_quantize=["Conv", "Gemm"], nodes_to_exclude=keep)
+    act, wt = _qtypes(types)
+    ops, extra = ["Conv", "Gemm"], {}
+    if target == "tensorrt":
+        ops.append("Add")
+        extra = {"extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True}}
+    return _quantize_static(unit_residual(model, residual).model, calib, activation_type=act, weight_type=wt,
+                            op_types_to_quantize=ops, nodes_to_exclude=keep, **extra)
 
 
 def conv_output_sqnr(fp32, quantized, plans: list[LayerPlan], x: np.ndarray) -> list[float | None]:
@@ -119,14 +152,14 @@ def conv_output_sqnr(fp32, quantized, plans: list[LayerPlan], x: np.ndarray) -> 
 
     A quantizer that folds the ReLU into the conv writes the ReLU's output name from the conv node (the clamp
     moves into the Q/DQ pair after it): the tensor compared is whatever the quantized conv node (found by
-    name) writes, taken from both graphs, with the ReLU applied where fp32 has one; the split form's Add
-    writes the conv's original output."""
+    name) writes, taken from both graphs, with the ReLU applied where fp32 has one; the residual form's Add
+    writes the conv's original output. `fp32` must be in the same units as `quantized` (`Identity.reference`)."""
     from .proof import sqnr_db
 
     fp32_tensors = {o for n in fp32.graph.node for o in n.output}
     relu_out = {n.output[0] for n in fp32.graph.node if n.op_type == "Relu"}
     by_name = {n.name: n.output[0] for n in quantized.graph.node if n.op_type == "Conv"}
-    tensor = {p.name: p.output if p.form == SPLIT else by_name.get(p.name) for p in plans}
+    tensor = {p.name: p.output if p.form == RESIDUAL else by_name.get(p.name) for p in plans}
     tensor = {k: v for k, v in tensor.items() if v in fp32_tensors}
     names = sorted(set(tensor.values()))
     if not names:
@@ -139,27 +172,39 @@ def conv_output_sqnr(fp32, quantized, plans: list[LayerPlan], x: np.ndarray) -> 
     return [sqnr_db(ref[tensor[p.name]], got[tensor[p.name]]) if p.name in tensor else None for p in plans]
 
 
-def quantize_identity(model, calib: np.ndarray, plans: list[LayerPlan] | None = None, *, vnni: bool | None = None,
-                      target_db: float = 25.0, max_steps: int = 8):
-    """The identity-aware int8 graph of `model` (see the module docstring); returns (model, plans, types)."""
-    plans = plans if plans is not None else choose_forms(model)
-    kind = "s8s8" if (has_vnni() if vnni is None else vnni) else "u8u8"
+@dataclass
+class Identity:
+    model: object  # the QDQ onnx.ModelProto
+    plans: list[LayerPlan]
+    types: str
+    reference: object  # the fp32 chain rescaled to the quantized graph's units (per-layer comparisons)
+    nonpositive: dict[str, int]  # conv -> channels whose diagonal stays in the quantized weight
+
+
+def quantize_identity(model, calib: np.ndarray, *, target: str = "onnxruntime", types: str | None = None,
+                      keep_stem: bool = True, target_db: float = 25.0, max_steps: int = 8) -> Identity:
+    """The identity-aware int8 QDQ graph of the fp32 chain `model` (module docstring).
+
+    Raises:
+        rescale.RescaleError: the chain holds an op the per-channel scale cannot pass (named).
+    """
     from .proof import sqnr_db
 
+    types = types or int8_types(target)
+    base = unit_residual(model, set())  # rescaled, nothing rewritten: the reference in the quantized units
+    plans = choose_forms(base.model, base.carriers, keep_stem=keep_stem)
     probe = calib[: min(len(calib), 32)]
     (ref,) = ort_outputs(model, probe)
-    quantized = _build(model, calib, plans, kind)
+    quantized = _build(model, calib, plans, types, target)
     for _ in range(max_steps):
         if sqnr_db(ref, ort_outputs(quantized, probe)[0]) >= target_db:
             break
-        layer_db = [np.nan if db is None else db for db in conv_output_sqnr(model, quantized, plans, probe)]
+        layer_db = [np.nan if db is None else db for db in conv_output_sqnr(base.model, quantized, plans, probe)]
         losses = [(prev - cur, i) for i, (prev, cur) in enumerate(zip([np.inf, *layer_db[:-1]], layer_db))
                   if plans[i].form != FP32]
         if not losses:
             break
         _, worst = max(losses, key=lambda t: (t[0] if np.isfinite(t[0]) else -1.0, -t[1]))
-        plan = plans[worst]
-        splittable = SPLIT in plan.weight_sqnr_db
-        plan.form = SPLIT if plan.form == PLAIN and splittable else FP32
-        quantized = _build(model, calib, plans, kind)
-    return quantized, plans, kind
+        plans[worst].form = FP32
+        quantized = _build(model, calib, plans, types, target)
+    return Identity(quantized, plans, types, base.model, base.nonpositive)

@@ -65,3 +65,22 @@ def save_ir(model, xml_path: Path) -> None:
     """model.xml + model.bin (weights as they are: no fp16 compression)."""
     ov = require("openvino")
     ov.save_model(model, str(xml_path), compress_to_fp16=False)
+
+
+def int8_ops(model) -> dict[str, dict[str, int]]:
+    """What OpenVINO's CPU plugin really runs: the compiled model's runtime graph (`get_runtime_model()`), its
+    Convolution and FullyConnected nodes counted by `runtimePrecision`: {"conv": {"int8": n, "fp32": m}, ...}
+    (i8/u8 count as int8; anything else, f32 or bf16 included, as not int8 under its own name)."""
+    from ..runtime import openvino_compiled
+
+    compiled = openvino_compiled(model.clone(), batch=1, precision=None)
+    counts: dict[str, dict[str, int]] = {"conv": {"int8": 0}, "gemm": {"int8": 0}}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = {"Convolution": "conv", "FullyConnected": "gemm"}.get(str(info["layerType"].astype(str)))
+        if kind is None:
+            continue
+        precision = str(info["runtimePrecision"].astype(str))
+        key = "int8" if precision in ("i8", "u8") else {"f32": "fp32"}.get(precision, precision)
+        counts[kind][key] = counts[kind].get(key, 0) + 1
+    return counts

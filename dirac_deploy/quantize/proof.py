@@ -2,8 +2,8 @@
 
 Logit-level numbers come from the artifact as it will run (ONNX Runtime with its optimizations, or OpenVINO):
 top-1 agreement with fp32, accuracy where labels exist, and logit SQNR = 10 log10(sum y^2 / sum (y - y_q)^2).
-The per-layer table gives each conv output's SQNR against fp32 on the same images; for ONNX artifacts it runs
-the QDQ graph with graph optimizations off (the quantized arithmetic the QDQ graph defines, with every layer
+The per-layer table gives each conv output's SQNR against fp32 on the same images; for int8 artifacts it runs
+the QDQ graph (an OpenVINO int8 IR is compiled from one) with graph optimizations off (the quantized arithmetic the QDQ graph defines, with every layer
 output visible), so it localizes where precision is lost rather than timing anything.
 """
 
@@ -26,7 +26,7 @@ def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
 @dataclass
 class LayerError:
     name: str
-    form: str  # int8 | int8-split | fp32 | (OpenVINO: n/a)
+    form: str  # int8 | int8-residual | fp32
     output_sqnr_db: float | None  # of this layer's output against fp32, on the eval images
     weight_sqnr_db: float | None = None
     identity_dominance: float | None = None
@@ -47,6 +47,9 @@ class LowPrecisionProof:
     min_sqnr_db: float | None = None
     layers: list[LayerError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # What the runtime really runs: {"conv": {"int8": n, "fp32": m}, "gemm": {...}} from its optimized graph
+    runtime_ops: dict | None = None
+    speed: dict | None = None  # speed.SpeedProof.to_dict(): latency against fp32 on the artifact's runtime
 
     @property
     def accuracy_drop(self) -> float | None:

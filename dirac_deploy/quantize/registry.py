@@ -21,8 +21,10 @@ class Built:
     model: object  # onnx.ModelProto or openvino.Model
     logits: np.ndarray
     plans: list | None = None  # int8.LayerPlan per conv (identity / naive int8)
-    int8_types: str | None = None  # "s8s8" or "u8u8"
+    int8_types: str | None = None  # "s8s8", "u8s8" or "u8u8" (activations, weights)
     notes: list[str] = field(default_factory=list)
+    qdq: object = None  # the int8 QDQ ONNX graph (also for an OpenVINO artifact compiled from it)
+    reference: object = None  # the fp32 chain in the QDQ graph's units (per-layer comparisons)
 
 
 @dataclass(frozen=True)
@@ -36,24 +38,41 @@ class Recipe:
     default: bool = False  # the default method for (precision, target)
 
 
-def _int8_ort(naive: bool, target: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
+def _int8(naive: bool, target: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
     def build(fp32, calib: np.ndarray, evaluation: np.ndarray) -> Built:
         from .graph import ort_outputs
-        from .int8 import choose_forms, quantize_identity, quantize_naive
+        from .int8 import FP32, PLAIN, choose_forms, int8_types, quantize_identity, quantize_naive
 
-        types = None
+        notes = []
         if naive:
-            model = quantize_naive(fp32, calib)
-            plans = choose_forms(fp32, plain_floor_db=-np.inf)  # every conv plain: the table reports the naive form
+            # ONNX Runtime's defaults on ONNX Runtime (s8s8); OpenVINO's CPU plugin refused their s8-input stem
+            # conv on an AMX Xeon, so the OpenVINO row takes the types this tool picks for it (u8s8).
+            types = "s8s8" if target == "onnxruntime" else int8_types(target)
+            model = quantize_naive(fp32, calib, None if target == "onnxruntime" else types)
+            plans, reference = choose_forms(fp32, keep_stem=False), fp32
+            for p in plans:  # the naive form: every conv plain int8
+                p.form = PLAIN
         else:
-            model, plans, types = quantize_identity(fp32, calib)
+            ident = quantize_identity(fp32, calib, target=target)
+            model, plans, types, reference = ident.model, ident.plans, ident.types, ident.reference
+            for name, channels in ident.nonpositive.items():
+                notes.append(f"{name}: {channels} channel(s) with a non-positive diagonal keep it in the "
+                             f"quantized weight (exact, less precise there)")
+            kept = [p.name for p in plans if p.form == FP32]
+            if kept:
+                notes.append(f"kept in fp32: {', '.join(kept)}")
+        qdq = model
         if target == "openvino":
             from ..runtime import openvino_model
-            from .openvino import run
+            from .openvino import run, with_precision
 
-            model = openvino_model(model)
-            return Built(model, run(model, evaluation), plans, types)
-        return Built(model, ort_outputs(model, evaluation)[0], plans, types)
+            # What is not int8 runs in f32, as proven: the plugin's default on AMX / AVX-512 BF16 CPUs is bf16.
+            model = with_precision(openvino_model(qdq), "f32")
+            return Built(model, run(model, evaluation), plans, types, notes, qdq, reference)
+        if target == "tensorrt":
+            notes.append("proven with ONNX Runtime running the QDQ graph on the CPU: TensorRT never ran here "
+                         "(build the engine with: dirac-deploy export ARTIFACT.onnx --trt MODEL.plan)")
+        return Built(model, ort_outputs(model, evaluation)[0], plans, types, notes, qdq, reference)
     return build
 
 
@@ -90,14 +109,18 @@ def _openvino_hint(precision: str) -> Callable[[object, np.ndarray, np.ndarray],
 _OPENVINO = (("openvino", "OpenVINO"),)
 # In bench's row order: ONNX Runtime first, then OpenVINO.
 RECIPES: dict[tuple[str, str, str], Recipe] = {(r.precision, r.method, r.target): r for r in (
-    Recipe("int8", "identity", "onnxruntime", "int8-identity-onnxruntime", _int8_ort(False, "onnxruntime"),
+    Recipe("int8", "identity", "onnxruntime", "int8-identity-onnxruntime", _int8(False, "onnxruntime"),
            default=True),
-    Recipe("int8", "naive", "onnxruntime", "int8-naive-onnxruntime", _int8_ort(True, "onnxruntime")),
+    Recipe("int8", "naive", "onnxruntime", "int8-naive-onnxruntime", _int8(True, "onnxruntime")),
+    Recipe("int8", "identity", "tensorrt", "int8-identity-tensorrt", _int8(False, "tensorrt"),
+           (("tensorrt", "TensorRT"),), default=True),
     Recipe("fp16", "cast", "onnxruntime", "fp16-onnxruntime", _fp16,
            (("onnxconverter_common.float16", "onnxconverter-common"),), default=True),
     Recipe("fp32", "none", "openvino", "fp32-openvino", _openvino_hint("fp32"), _OPENVINO, default=True),
-    Recipe("int8", "nncf", "openvino", "int8-nncf-openvino", _nncf, (*_OPENVINO, ("nncf", "NNCF")), default=True),
-    Recipe("int8", "identity", "openvino", "int8-identity-openvino", _int8_ort(False, "openvino"), _OPENVINO),
+    Recipe("int8", "identity", "openvino", "int8-identity-openvino", _int8(False, "openvino"), _OPENVINO,
+           default=True),
+    Recipe("int8", "naive", "openvino", "int8-naive-openvino", _int8(True, "openvino"), _OPENVINO),
+    Recipe("int8", "nncf", "openvino", "int8-nncf-openvino", _nncf, (*_OPENVINO, ("nncf", "NNCF"))),
     Recipe("bf16", "hint", "openvino", "bf16-openvino", _openvino_hint("bf16"), _OPENVINO, default=True),
 )}
 DEFAULT_METHOD = {(r.precision, r.target): r.method for r in RECIPES.values() if r.default}

@@ -2,13 +2,14 @@
 
 The fp32 reference is the audited ONNX export of the chain (`export.from_file.verified_onnx`); the artifact
 is built from it, compared with it on held-out data (`proof`), and written only when it passes the
-thresholds. Precisions, methods and where each runs:
+thresholds and, timed against the fp32 chain on its own runtime (`speed`), is not slower than
+`min_speedup` times it. Precisions, methods and where each runs:
 
 | precision | method | target | artifact |
 | --- | --- | --- | --- |
-| int8 | identity (default) | onnxruntime | QDQ ONNX: per conv plain int8, the split form, or fp32 (`int8`) |
+| int8 | identity (default) | onnxruntime | QDQ ONNX of the unit-residual form (`rescale`, `int8`) |
 | int8 | naive | onnxruntime | QDQ ONNX from ONNX Runtime's quantize_static defaults |
-| int8 | identity / nncf | openvino | OpenVINO IR: the identity-aware QDQ graph, or NNCF's own flow |
+| int8 | identity (default) / naive / nncf | openvino | OpenVINO IR: the identity-aware QDQ graph, the naive one, or NNCF's own flow |
 | fp16 | cast | onnxruntime | fp16 ONNX (fp32 inputs and outputs; onnxconverter-common) |
 | bf16 | hint | openvino | OpenVINO IR recording INFERENCE_PRECISION_HINT bf16 |
 | fp32 | none | openvino | OpenVINO IR of the fp32 chain |
@@ -35,6 +36,11 @@ from .int8 import FP32
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
 from .proof_data import load_proof_data, plan_data
 from .registry import DEFAULT_METHOD, DEFAULT_TARGET, RECIPES
+from .speed import DEFAULT_MIN_SPEEDUP, Timer, faster_alternative, measure_speed
+
+
+class SlowerThanFp32Error(EquivalenceError):
+    """The artifact is proven accurate but runs slower than the fp32 chain it would replace."""
 
 COMBINATIONS = set(RECIPES)  # (precision, method, target) this tool builds: quantize.registry
 PROBE_RTOL = LOW_PRECISION_PROBE_RTOL  # recorded for readers; the checks use the tool's own value
@@ -57,7 +63,7 @@ class Artifact:
 
     @property
     def is_onnx(self) -> bool:
-        return self.target == "onnxruntime"
+        return self.target != "openvino"
 
 
 @dataclass
@@ -123,14 +129,39 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
     proof = logits_proof(ref, got, evaluation.labels, **kw)
     proof.notes += notes
     if types:
-        proof.notes.append(f"int8 types {types} (chosen for a CPU {'with' if types == 's8s8' else 'without'} VNNI)")
-    if layer_table and plans is not None and target == "onnxruntime":
+        proof.notes.append(f"int8 types {types} (activations, weights; {_why_types(types, target)})")
+    if precision == "int8" and target != "tensorrt":
+        proof.runtime_ops = _runtime_ops(model, target)
+        conv = proof.runtime_ops["conv"]
+        proof.notes.append(f"{conv.get('int8', 0)} of {sum(conv.values())} convs run in int8 ({target}'s "
+                           f"optimized graph)")
+    if layer_table and plans is not None and built.qdq is not None:
         # every conv output of every image is held at once: a diagnostic needs a few dozen, not the whole set
-        proof.layers = _layer_table(fp32, model, plans, evaluation.x[:LAYER_TABLE_IMAGES])
+        proof.layers = _layer_table(built.reference, built.qdq, plans, evaluation.x[:LAYER_TABLE_IMAGES])
     elif plans is not None:
         proof.layers = [LayerError(p.name, p.form, None, p.weight_sqnr_db.get(p.form), p.identity_dominance)
                         for p in plans]
     return Artifact(precision, method, target, model, proof, types)
+
+
+def _why_types(types: str, target: str) -> str:
+    if target == "tensorrt":
+        return "TensorRT takes symmetric s8 only; Q/DQ on both inputs of each residual Add"
+    if types == "s8s8":
+        return "ONNX Runtime's quantize_static default"
+    if target == "openvino":
+        return "OpenVINO's CPU plugin multiplies u8 activations by s8 weights natively"
+    return "this CPU has VNNI" if types == "u8s8" else "this CPU has no VNNI: u8 x s8 would saturate"
+
+
+def _runtime_ops(model, target: str) -> dict:
+    if target == "openvino":
+        from .openvino import int8_ops
+
+        return int8_ops(model)
+    from .graph import ort_int8_ops
+
+    return ort_int8_ops(model)
 
 
 def _provenance(art: Artifact, source: Provenance) -> Provenance:
@@ -157,7 +188,8 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
                   min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
                   min_sqnr_db: float | None = DEFAULT_MIN_SQNR_DB, calib_limit: int = 256,
                   eval_limit: int = DEFAULT_EVAL_LIMIT,
-                  crop_fraction: float = DEFAULT_CROP_FRACTION,
+                  crop_fraction: float = DEFAULT_CROP_FRACTION, min_speedup: float = DEFAULT_MIN_SPEEDUP,
+                  speed_batch: int = 1, threads: int | None = None, timer: Timer | None = None,
                   progress: Callable[[str], None] = lambda _step: None) -> QuantizeReport:
     """Read MODEL (a checkpoint, plain.pth or .onnx from export), build the low-precision artifact, prove it on
     held-out data, and write OUTPUT (.onnx, or .xml + .bin for OpenVINO) only if the proof passes.
@@ -166,10 +198,15 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     None: the bundled models' held-out split, disjoint random images for `random[:N]`, else a seeded quarter
     of `calib` held out from calibration. Every option and data source is checked before the model is folded
     or exported. The evaluation set must hold at least `min_eval_images(min_agreement)` images, and may not
-    be the calibration data.
+    be the calibration data. `target` None: OpenVINO for an .xml OUTPUT, ONNX Runtime for an .onnx one.
+
+    Then the artifact is timed against the fp32 chain on its runtime (`speed.measure_speed`, at batch 1 and
+    `speed_batch`, `threads` threads; `timer` replaces the clock in tests) and refused when slower than
+    `min_speedup` times fp32 at any batch (0: never refused; the proof still records the times).
 
     Raises:
         OptionError: bad combination, data or thresholds. EquivalenceError: the proof failed (nothing written).
+        SlowerThanFp32Error: the speed proof failed (nothing written).
         MissingDependencyError: onnxruntime, openvino or nncf missing for what was asked.
     """
     from ..artifacts.ir import IrArtifact
@@ -181,22 +218,22 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     model_path, output = Path(model_path), Path(output)
     if precision not in DEFAULT_TARGET:
         raise OptionError(f"unknown --precision {precision!r}; choose int8, fp16, bf16 or fp32")
-    target_given = target is not None
-    target = target or DEFAULT_TARGET[precision]
+    target = target or {".xml": "openvino", ".onnx": "onnxruntime"}.get(output.suffix, DEFAULT_TARGET[precision])
     check_combination(precision, method, target)
     method = method or DEFAULT_METHOD[(precision, target)]
     if not 0 <= min_agreement <= 1 or not 0 <= max_accuracy_drop <= 100:
         raise OptionError("--min-agreement must be in 0..1 and --max-accuracy-drop in 0..100 (points)")
     if min_sqnr_db is not None and not math.isfinite(min_sqnr_db):
         raise OptionError(f"--min-sqnr-db must be a finite number of dB, got {min_sqnr_db}")
+    if not math.isfinite(min_speedup) or min_speedup < 0 or speed_batch < 1:
+        raise OptionError(f"--min-speedup must be a finite number >= 0 (got {min_speedup}) and --speed-batch >= 1 "
+                          f"(got {speed_batch})")
     if not 0.1 <= crop_fraction <= 1:
         raise OptionError(f"--crop-fraction must be in 0.1..1, got {crop_fraction}")
-    suffix = ".onnx" if target == "onnxruntime" else ".xml"
+    suffix = ".xml" if target == "openvino" else ".onnx"
     if output.suffix != suffix:
         hint = ""
-        if output.suffix == ".xml" and not target_given:
-            hint = "; for an OpenVINO IR add --target openvino"
-        elif output.suffix == ".onnx" and target == "openvino":
+        if output.suffix == ".onnx" and target == "openvino":
             hint = f"; for ONNX Runtime use --target onnxruntime{'' if precision != 'bf16' else ' (bf16 is OpenVINO only)'}"
         raise OptionError(f"a {target} artifact is written as {suffix}, got {output.name}{hint}")
     data_files = [Path(d) for d in (calib, evaluation) if d and Path(d).exists()]
@@ -230,13 +267,37 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         raise EquivalenceError(f"the {precision} artifact misses its thresholds ({'; '.join(art.proof.failures)}): "
                                f"{art.proof.describe()}; nothing written."
                                + (f" Layers losing the most: {worst}" if worst else ""))
+    if target == "tensorrt":
+        art.proof.speed = {"status": "not timed: TensorRT cannot run here; time the engine where it runs "
+                                     "(trtexec --loadEngine=MODEL.plan)"}
+    elif precision != "fp32":  # an fp32 IR is a format, not an optimization: nothing to be faster than
+        _prove_speed(art, fp32, loaded.input_shape, features, min_speedup=min_speedup, speed_batch=speed_batch,
+                     threads=threads, timer=timer, progress=progress)
     progress("writing")
-    if target == "onnxruntime":
+    if art.is_onnx:
         data = _onnx_bytes(art, loaded.provenance, probe_inputs(2, loaded.input_shape))
         written = write_all({output: lambda tmp: tmp.write_bytes(data)})
     else:
         written = _write_ir(art, output, loaded.provenance, probe_inputs(2, loaded.input_shape))
     return QuantizeReport(model_path, loaded.name, art, cal.source, written, features.to_dict())
+
+
+def _prove_speed(art: Artifact, fp32, input_shape, features, *, min_speedup: float, speed_batch: int,
+                 threads: int | None, timer: Timer | None, progress: Callable[[str], None]) -> None:
+    """Time the artifact against the fp32 chain on its runtime (`speed`), record it in the proof, refuse when
+    slower than `min_speedup` times fp32 at any batch."""
+    batches = tuple(dict.fromkeys((1, speed_batch)))
+    progress(f"timing it against the fp32 chain on {art.target} (batch {', '.join(map(str, batches))})")
+    speed = measure_speed(art.model, fp32, target=art.target, precision=art.precision, input_shape=input_shape,
+                          batches=batches, threads=threads, min_speedup=min_speedup, timer=timer)
+    art.proof.speed = speed.to_dict()
+    if not speed.ok:
+        slow = speed.slowest
+        raise SlowerThanFp32Error(
+            f"the {art.precision} artifact ({art.method}, {art.target}) runs {slow.speedup:.2f}x the fp32 chain at "
+            f"batch {slow.batch} ({slow.artifact_ms:.2f} ms vs {slow.fp32_ms:.2f} ms, {speed.threads} threads, "
+            f"{features.describe()}), below --min-speedup {min_speedup:g}; nothing written. "
+            f"{faster_alternative(art.precision, art.target)}; --min-speedup 0 writes it anyway")
 
 
 def _chain_names(layers: list[LayerError], plain) -> None:

@@ -1,0 +1,117 @@
+"""The speed proof a low-precision artifact carries: its latency against the fp32 chain on its own runtime.
+
+An optimization slower than what it replaces is a defect, so before anything is written the artifact and the
+fp32 chain are timed on the runtime the artifact targets (ONNX Runtime: the fp32 ONNX; OpenVINO: the fp32
+chain compiled at f32), same threads, interleaved rounds (`bench.timing.time_interleaved`), at batch 1 and
+the batch asked for, a few seconds in all. `speedup` is the median over rounds of t_fp32 / t_artifact (above
+1: faster). The CPU's features go with it: int8 and bf16 speed depend on VNNI / AMX / AVX-512 BF16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import DEFAULT_MIN_SPEEDUP
+
+SPEED_SECONDS = 3.0  # the whole proof's timing budget (every batch, both calls)
+ROUNDS = 5
+# Names the artifact runs under in the timer's dict, and the fp32 reference.
+ARTIFACT, FP32 = "artifact", "fp32"
+
+
+@dataclass
+class SpeedRow:
+    batch: int
+    fp32_ms: float  # median latency per call
+    artifact_ms: float
+    speedup: float  # median over rounds of t_fp32 / t_artifact
+    iqr: list[float] = field(default_factory=list)
+
+
+@dataclass
+class SpeedProof:
+    runtime: str
+    reference: str  # what the artifact was timed against
+    threads: int
+    rows: list[SpeedRow]
+    cpu: dict  # cpuinfo.CpuFeatures.to_dict()
+    min_speedup: float = DEFAULT_MIN_SPEEDUP
+
+    @property
+    def slowest(self) -> SpeedRow:
+        return min(self.rows, key=lambda r: r.speedup)
+
+    @property
+    def ok(self) -> bool:
+        return self.min_speedup <= 0 or self.slowest.speedup >= self.min_speedup
+
+    def describe(self) -> str:
+        return ", ".join(f"batch {r.batch}: {r.artifact_ms:.2f} ms vs {r.fp32_ms:.2f} ms fp32 ({r.speedup:.2f}x)"
+                         for r in self.rows) + f" on {self.runtime}, {self.threads} threads"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(ok=self.ok, slowest_speedup=self.slowest.speedup)
+        return d
+
+
+Timer = Callable[[dict[str, Callable[[], object]]], dict]  # calls -> {name: bench.timing.Timed}
+
+
+def interleaved_timer(seconds: float = SPEED_SECONDS) -> Timer:
+    """The default timer: `ROUNDS` interleaved rounds within about `seconds` (one batch, both calls)."""
+    from ..bench.timing import time_interleaved
+
+    return lambda calls: time_interleaved(calls, rounds=ROUNDS, iters=1000, max_seconds=seconds)
+
+
+def _calls(art_model, fp32_onnx, target: str, precision: str, x: np.ndarray, threads: int) -> dict:
+    from ..runtime import INPUT_NAME, OUTPUT_NAME, openvino_compiled, openvino_model, ort_session
+
+    if target == "onnxruntime":
+        # No spinning: an idle session's threads would take the cores from the one timed next.
+        a = ort_session(art_model, threads=threads, spinning=False)
+        f = ort_session(fp32_onnx, threads=threads, spinning=False)
+        return {ARTIFACT: lambda: a.run([OUTPUT_NAME], {INPUT_NAME: x}),
+                FP32: lambda: f.run([OUTPUT_NAME], {INPUT_NAME: x})}
+    hint = "bf16" if precision == "bf16" else None  # None: what the artifact records (int8 IRs record f32)
+    a = openvino_compiled(art_model.clone(), threads=threads, batch=len(x), precision=hint).create_infer_request()
+    f = openvino_compiled(openvino_model(fp32_onnx), threads=threads, batch=len(x), precision="f32").create_infer_request()
+    return {ARTIFACT: lambda: a.infer({0: x}), FP32: lambda: f.infer({0: x})}
+
+
+def measure_speed(art_model, fp32_onnx, *, target: str, precision: str, input_shape: tuple[int, ...],
+                  batches: tuple[int, ...] = (1,), threads: int | None = None,
+                  min_speedup: float = DEFAULT_MIN_SPEEDUP, timer: Timer | None = None) -> SpeedProof:
+    """Time `art_model` (ONNX or an openvino.Model) against the fp32 ONNX `fp32_onnx` on `target`."""
+    import os
+
+    from ..bench.timing import ratio_stats
+    from ..cpuinfo import cpu_features
+
+    threads = threads or os.cpu_count() or 1
+    batches = tuple(dict.fromkeys(batches))
+    timer = timer or interleaved_timer(SPEED_SECONDS / len(batches))
+    rows = []
+    for batch in batches:
+        x = np.random.default_rng(batch).standard_normal((batch, *input_shape)).astype(np.float32)
+        timed = timer(_calls(art_model, fp32_onnx, target, precision, x, threads))
+        ratio = ratio_stats(timed[FP32], timed[ARTIFACT])
+        rows.append(SpeedRow(batch, timed[FP32].latency.p50, timed[ARTIFACT].latency.p50, ratio["median"],
+                             ratio["iqr"]))
+    reference = "the fp32 chain on ONNX Runtime" if target == "onnxruntime" else "the fp32 chain on OpenVINO (f32)"
+    return SpeedProof(target, reference, threads, rows, cpu_features().to_dict(), min_speedup)
+
+
+def faster_alternative(precision: str, target: str) -> str:
+    """What to try instead of an artifact slower than fp32 on its runtime."""
+    if target == "onnxruntime" and precision == "int8":
+        return "write an OpenVINO IR instead (-o MODEL.xml / --target openvino), where int8 convs fuse"
+    if precision == "fp16":
+        return "fp16 pays off on GPUs; on this CPU keep the fp32 chain, or use --precision int8 --target openvino"
+    if precision == "bf16":
+        return "bf16 needs AVX-512 BF16 or AMX to pay off; use --precision int8 --target openvino"
+    return "keep the fp32 chain (dirac-deploy export)"
