@@ -16,7 +16,6 @@ from dirac_deploy.artifacts.onnx import check_artifact, read_onnx
 from dirac_deploy.cli import main
 from dirac_deploy.kernels import identity_dominance
 from dirac_deploy.quantize.graph import fake_int8, split_diag
-from dirac_deploy.runtime import ort_session
 
 DIGITS = data.embedded_checkpoint()
 NOISY = data.noisy_checkpoint()

@@ -60,7 +60,7 @@ def test_slower_than_fp32_is_refused_naming_the_alternative_and_writes_nothing(t
 def test_the_refusal_is_one_line_with_exit_1(tmp_path, monkeypatch):
     from dirac_deploy.quantize import speed
 
-    monkeypatch.setattr(speed, "interleaved_timer", lambda seconds: fake_timer(3.0, 1.0))
+    monkeypatch.setattr(speed, "interleaved_timer", lambda _seconds: fake_timer(3.0, 1.0))
     res = CliRunner().invoke(main, ["quantize", str(DIGITS), "-o", str(tmp_path / "q.onnx"), "--speed-batch", "1"])
     assert res.exit_code == 1 and "0.33x the fp32 chain" in res.output and "Traceback" not in res.output
     assert list(tmp_path.iterdir()) == []
