@@ -98,8 +98,8 @@ def test_readme_walkthrough_runs_as_written(tmp_path):
     assert "digits-int8 [" in out and "gRPC [" in out
     work = tmp_path / "demo-out"  # the walk-through works there, leaving the checkout clean
     assert json.loads((work / "fold.json").read_text())["schema"] == "dirac-deploy/fold"
-    for f in ("plain.pth", "layers.png", "digits.onnx", "digits-int8.onnx", "models/digits/config.pbtxt",
-              "bench-out/bench.json", "bench-out/bench.png", "plain2.pth", "plain2.onnx", "plain2-int8.onnx"):
+    for f in ("plain.pth", "layers.png", "digits.onnx", "digits-int8.xml", "digits-int8.bin", "models/digits/config.pbtxt",
+              "bench-out/bench.json", "bench-out/bench.png", "plain2.pth", "plain2.onnx", "plain2-int8.xml"):
         assert (work / f).is_file(), f
     assert sorted(p.name for p in tmp_path.iterdir()) == [".venv", "README.md", "demo-out", "walkthrough.sh"]
     bench = json.loads((work / "bench-out" / "bench.json").read_text())

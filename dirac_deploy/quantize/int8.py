@@ -4,8 +4,8 @@
   default int8 types, MinMax calibration): the anchor every comparison names.
 - `identity`: the chain in the unit-residual form (`rescale`: per-channel scales carried through ReLU and
   pooling, each identity-carrying conv written as learned conv + its input), then QDQ with only the learned
-  part quantized. Per conv a form: `int8-residual` (the identity kept exact), `int8` (convs with no identity)
-  or `fp32` (the stem by default: 3 input channels, little time, much of the error). Then, on the calibration
+  part quantized. Per conv a form: `int8-residual` (the identity kept exact), `int8` (convs with no identity,
+  the stem among them) or `fp32` (`keep_stem`, or weights too coarse in int8). Then, on the calibration
   images (never the evaluation ones), while the logits stay below a target SQNR, the layer that loses the most
   precision (the largest drop of output SQNR from the layer before) moves to fp32, for at most `max_steps`.
 
@@ -182,7 +182,7 @@ class Identity:
 
 
 def quantize_identity(model, calib: np.ndarray, *, target: str = "onnxruntime", types: str | None = None,
-                      keep_stem: bool = True, target_db: float = 25.0, max_steps: int = 8) -> Identity:
+                      keep_stem: bool = False, target_db: float = 25.0, max_steps: int = 8) -> Identity:
     """The identity-aware int8 QDQ graph of the fp32 chain `model` (module docstring).
 
     Raises:

@@ -133,8 +133,9 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
     if precision == "int8" and target != "tensorrt":
         proof.runtime_ops = _runtime_ops(model, target)
         conv = proof.runtime_ops["conv"]
-        proof.notes.append(f"{conv.get('int8', 0)} of {sum(conv.values())} convs run in int8 ({target}'s "
-                           f"optimized graph)")
+        rest = ", ".join(f"{n} in {p}" for p, n in conv.items() if p != "int8" and n)
+        proof.notes.append(f"{conv.get('int8', 0)} of {sum(conv.values())} convs run in int8{f' ({rest})' if rest else ''}, "
+                           f"counted in {target}'s optimized graph")
     if layer_table and plans is not None and built.qdq is not None:
         # every conv output of every image is held at once: a diagnostic needs a few dozen, not the whole set
         proof.layers = _layer_table(built.reference, built.qdq, plans, evaluation.x[:LAYER_TABLE_IMAGES])
