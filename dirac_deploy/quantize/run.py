@@ -81,7 +81,7 @@ class QuantizeReport:
 
     def to_json(self) -> dict:
         a = self.artifact
-        return {"schema": "dirac-deploy/quantize", "version": 2, "model": str(self.model),
+        return {"schema": "dirac-deploy/quantize", "version": 3, "model": str(self.model),
                 "architecture": self.architecture, "precision": a.precision, "method": a.method,
                 "target": a.target, "int8_types": a.int8_types, "calibration": self.calibration,
                 "convs": len(a.proof.layers), "convs_fp32": self.fp32_layers, "cpu": self.cpu,
