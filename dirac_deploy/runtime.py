@@ -83,6 +83,11 @@ def openvino_compiled(model, *, threads: int | None = None, batch: int | None = 
         shape = [batch, *[d.get_length() for d in list(net.inputs[0].get_partial_shape())[1:]]]
         net.reshape({net.inputs[0]: shape})
     config = {"PERFORMANCE_HINT": "LATENCY"}
+    recorded = ["runtime_options", "INFERENCE_PRECISION_HINT"]
+    if precision is None and net.has_rt_info(recorded):
+        # compile_model does not apply an IR's runtime_options by itself (OpenVINO 2026.4: an IR recording f32
+        # compiled to bf16 on an AMX CPU), so the recorded hint is passed explicitly.
+        precision = net.get_rt_info(recorded).astype(str)
     if precision is not None:
         config["INFERENCE_PRECISION_HINT"] = precision
     if threads:
