@@ -277,6 +277,13 @@ def test_bench_low_precision_rows(tmp_path):
         assert abs(np.log(r["speedup_vs_fp32_ort"]["median"]) - np.log(ref["ms"] / r["ms"])) < 0.3
         assert 0 <= r["quality"]["agreement"] <= 1 and r["quality"]["images"] == 360
     assert rows["int8-identity-onnxruntime"]["quality"]["agreement"] >= 0.99
+    # every int8 form the registry builds has its row: what really runs in int8 is counted, TensorRT is skipped
+    assert rows["int8-identity-onnxruntime"]["quality"]["runtime_ops"]["conv"]["int8"] > 0
+    assert rows["int8-identity-tensorrt"]["status"].startswith("skipped: ") and "TensorRT" in rows[
+        "int8-identity-tensorrt"]["status"]
+    if available("openvino"):
+        for name in ("int8-identity-openvino", "int8-naive-openvino"):
+            assert rows[name]["status"] == "ok" and rows[name]["quality"]["runtime_ops"]["conv"]["int8"] > 0
     bf16 = rows["bf16-openvino"]
     assert bf16["status"] == "ok" or bf16["status"].startswith("skipped: ")
     assert doc["env"]["lowp"]["evaluation"].startswith("embedded digits")
