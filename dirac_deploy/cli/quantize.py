@@ -35,7 +35,7 @@ def _db(v) -> str:
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="The artifact: .onnx for onnxruntime, .xml (+ .bin beside it) for openvino.")
+              help="The artifact: .xml (+ .bin beside it) for openvino, .onnx for onnxruntime and tensorrt.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="int8", show_default=True)
 @click.option("--method", type=click.Choice(METHODS),
               help="int8: identity (keeps the folded Dirac identity exact; the default), naive (ONNX Runtime's "
@@ -78,8 +78,8 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
     """Write a low-precision artifact of MODEL (a checkpoint, plain.pth or .onnx from export), proven first.
 
     The artifact is built from the audited fp32 ONNX of the folded chain and compared with it on the --eval
-    images: top-1 agreement, accuracy where labels exist, logit SQNR and, for int8 on onnxruntime, each conv
-    output's SQNR. Below the thresholds nothing is written and the layers that lose the most are named.
+    images: top-1 agreement, accuracy where labels exist, logit SQNR and, for int8, each conv output's SQNR
+    and how many convs the runtime really runs in int8. Below the thresholds nothing is written and the layers that lose the most are named.
     Every option and data source is checked before the model is folded or exported.
 
     \b
@@ -92,8 +92,8 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
     Identity-aware int8 (the default): a folded DiracNet kernel is diag(c) delta + R, and per-channel int8
     set by the diagonal erases the learned part R of wide layers. The chain is rescaled per channel (exact:
     ReLU and pooling commute with positive scales) so each such layer runs as conv(x, R/c) + x, the int8
-    residual pattern runtimes fuse: only R is quantized, the identity stays exact; the stem and any layer
-    that loses too much stay fp32. `inspect --layers` shows each layer's identity dominance.
+    residual pattern runtimes fuse: only R is quantized, the identity stays exact; while the logits on the
+    calibration images stay below 25 dB, the layer that loses the most (often the stem) moves to fp32. `inspect --layers` shows each layer's identity dominance.
 
     \b
     Speed: the artifact is timed against the fp32 chain on its own runtime before it is written and refused
