@@ -68,7 +68,7 @@ def _int8(naive: bool, target: str) -> Callable[[object, np.ndarray, np.ndarray]
 
             # No precision hint: what is not int8 runs at the plugin's default (bf16 on CPUs with AMX or AVX-512
             # BF16, f32 elsewhere), as the proof measured it and `runtime_ops` counts it. An f32 hint measured
-            # 0.65-0.9x as fast on an AMX Xeon (DiracNet-18, batch 1 / 8).
+            # 0.66-0.92x as fast on an AMX Xeon (DiracNet-18, batch 1 / 8, a one-off interleaved check).
             model = openvino_model(qdq)
             return Built(model, run(model, evaluation), plans, types, notes, qdq, reference)
         if target == "tensorrt":
