@@ -61,10 +61,24 @@ _LIMITS = ServeLimits()
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Audit each .onnx and re-run the parity probe its export recorded; --no-verify serves an ONNX "
                    "that was not written by `dirac-deploy export` (nothing then proves it is a folded chain).")
+@click.option("--engine", type=click.Choice(["builtin", "ray"]), default="builtin", show_default=True,
+              help="ray: the same routes on Ray Serve, one app per replica behind Ray's HTTP proxy (pip install "
+                   "'dirac-deploy[ray]'; docs/images-and-scale-out.md).")
+@click.option("--replicas", type=click.IntRange(1, 1024), default=2, show_default=True,
+              help="--engine ray: replicas, each loading and verifying every MODEL.")
+@click.option("--cpus-per-replica", type=click.FloatRange(0.01, 1024), default=1.0, show_default=True,
+              help="--engine ray: CPUs Ray reserves per replica.")
+@click.option("--max-ongoing", type=click.IntRange(1, 100_000), default=8, show_default=True,
+              help="--engine ray: requests one replica works on at once; Ray queues the rest.")
+@click.option("--autoscale", metavar="MIN:MAX",
+              help="--engine ray: autoscale between MIN and MAX replicas instead of --replicas.")
+@click.option("--ray-address",
+              help="--engine ray: a running cluster to deploy to (auto, ray://HEAD:10001); default: start one here.")
 @checkpoint_options
 def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, max_json_mb,
           max_inflight_mb, max_connections,
-          header_timeout, body_timeout, min_body_rate, max_header_kb, drain_seconds, verify, **opts):
+          header_timeout, body_timeout, min_body_rate, max_header_kb, drain_seconds, verify, engine, replicas,
+          cpus_per_replica, max_ongoing, autoscale, ray_address, **opts):
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
     \b
@@ -93,6 +107,11 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
                          max_connections=max_connections,
                          header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds,
                          min_body_rate=min_body_rate, max_header_bytes=int(max_header_kb * 1024))
+    if engine == "ray":
+        _serve_on_ray(list(models), host=host, port=port, runtime=runtime, threads=threads, limits=limits,
+                      verify=verify, grpc_port=grpc_port, replicas=replicas, cpus_per_replica=cpus_per_replica,
+                      max_ongoing=max_ongoing, autoscale=autoscale, address=ray_address)
+        return
     spinner = status.status("loading ...")
 
     def loading(name, path):
@@ -140,3 +159,48 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     finally:
         spinner.stop()
     out.print("stopped" if served else "stopped before serving (signal while loading)")
+
+
+def _serve_on_ray(models, *, host, port, runtime, threads, limits, verify, grpc_port, replicas, cpus_per_replica,
+                  max_ongoing, autoscale, address) -> None:
+    """`serve --engine ray`: deploy, print where, wait for SIGTERM / Ctrl-C, remove the app and the cluster."""
+    import signal
+    import threading
+
+    from .._optional import require
+
+    require("ray.serve")
+    from ..serve_ray import RayOptions, start_ray, stop_ray
+
+    if grpc_port is not None:
+        raise click.BadParameter("gRPC through Ray Serve is not wired: Ray's gRPC proxy needs the service compiled "
+                                 "into the application; use the builtin engine for gRPC", param_hint="--grpc-port")
+    lo = hi = None
+    if autoscale:
+        try:
+            lo, hi = (int(v) for v in autoscale.split(":"))
+        except ValueError:
+            lo = hi = -1
+        if not 0 <= lo <= hi or hi < 1:
+            raise click.BadParameter(f"{autoscale!r}: expected MIN:MAX with 0 <= MIN <= MAX, MAX >= 1",
+                                     param_hint="--autoscale")
+    options = RayOptions(replicas=replicas, cpus_per_replica=cpus_per_replica, threads=threads or 1,
+                         max_ongoing_requests=max_ongoing, min_replicas=lo, max_replicas=hi, address=address)
+    stop = threading.Event()
+
+    def handle_signals():  # again after ray.init, which installs its own SIGTERM handler
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda _s, _f: stop.set())
+
+    handle_signals()
+    with err_console().status(f"starting Ray Serve ({'autoscaling ' + autoscale if autoscale else replicas} "
+                              f"replica(s); each loads and verifies every model) ..."):
+        url = start_ray(models, host=host, port=port, runtime=runtime, limits=limits, options=options, verify=verify,
+                        after_init=handle_signals)
+    try:
+        console().print(f"serving {len(models)} model argument(s) on {url}/v2 through Ray Serve "
+                        f"(Ctrl-C or SIGTERM to stop)")
+        stop.wait()
+    finally:
+        stop_ray()
+    console().print("stopped")
