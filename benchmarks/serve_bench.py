@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/serve_bench.py            # ~4 min on a 2-core VM; writes results/serve-cpu.json
     .venv/bin/python benchmarks/serve_bench.py --case int8   # ~2 min; writes results/serve-int8-cpu.json
+    .venv/bin/python benchmarks/serve_bench.py --case ray    # ~2 min, needs ray[serve]; results/serve-ray-cpu.json
 
 Model: ImageNet DiracNet-18 (random weights, calibrated BN), folded and exported with `export_onnx`, 224x224,
 batch 1 per request. Three server layouts, each compared with the same layout in-process (`load_served_model`
@@ -151,6 +152,63 @@ def in_process_throughput(model, x: np.ndarray, clients: int, seconds: float) ->
     return asyncio.run(_in_process_tasks(model, x, clients, seconds))
 
 
+def ray_case(args, cores: int) -> None:
+    """Ray Serve with `cores` replicas (1 CPU, 1 thread each) against our server with --instances `cores`
+    --threads 1 and the same ServedModel in-process, DiracNet-18, batch 1: p50 and 8-client throughput."""
+    from dirac_deploy.serve_ray import RayOptions, start_ray, stop_ray
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "diracnet18.onnx"
+        export_onnx(fold(calibrate_bn(DiracNet(imagenet_spec(18)), (3, 224, 224))).plain, path,
+                    input_shape=(3, 224, 224))
+        local = load_served_model(ModelSource("diracnet18", path), threads=1, instances=cores)
+        t0 = time.perf_counter()
+        ray_url = start_ray([str(path)], port=free_port(), options=RayOptions(
+            replicas=cores, cpus_per_replica=1, threads=1, num_cpus=cores, max_ongoing_requests=8))
+        ray_start_s = time.perf_counter() - t0
+        try:
+            with running_server(str(path), "--instances", str(cores), "--threads", "1") as (url, _):
+                urls = {"builtin": url.removeprefix("http://"), "ray": ray_url.removeprefix("http://")}
+                seq = {k: [] for k in ("in_process", *urls)}
+                tput = {k: [] for k in ("in_process", *urls)}
+                for r in range(args.rounds):
+                    print(f"round {r + 1}/{args.rounds} ...", file=sys.stderr)
+                    seq["in_process"].append(p50_ms(lambda: local.infer(x), args.calls))
+                    tput["in_process"].append(in_process_throughput(local, x, args.clients, args.seconds))
+                    for k, u in urls.items():
+                        seq[k].append(p50_ms(http_call(u, "diracnet18", x), args.calls))
+                        tput[k].append(throughput(lambda u=u: http_call(u, "diracnet18", x), args.clients,
+                                                  args.seconds))
+        finally:
+            stop_ray()
+    med = statistics.median
+    ratio = {k: med([a / b for a, b in zip(seq[k], seq["in_process"])]) - 1 for k in ("builtin", "ray")}
+    result = {
+        "env": collect_env("cpu", cores),
+        "model": "DiracNet-18 (ImageNet, random weights, calibrated BN), folded ONNX, batch 1, 224x224",
+        "method": f"{args.rounds} alternating rounds; sequential p50 over {args.calls} calls (tritonclient binary "
+                  f"HTTP); throughput over {args.seconds} s with {args.clients} clients; Ray Serve "
+                  f"{cores} replicas x 1 CPU x 1 thread on a local cluster (ray.init(num_cpus={cores})) vs "
+                  f"serve --instances {cores} --threads 1 vs the same ServedModel in-process; clients, servers "
+                  f"and Ray share the machine",
+        "ray_start_s": ray_start_s,
+        "sequential_p50_ms_per_round": seq, "throughput_per_s_per_round": tput,
+        "p50_ms": {k: med(v) for k, v in seq.items()},
+        "p50_overhead_fraction_vs_in_process": ratio,
+        "throughput_per_s": {k: med(v) for k, v in tput.items()},
+        "ray_vs_builtin_throughput": med([a / b for a, b in zip(tput["ray"], tput["builtin"])]),
+    }
+    out = args.out if args.out != RESULTS / "serve-cpu.json" else RESULTS / "serve-ray-cpu.json"
+    write_json(out, result)
+    p, t = result["p50_ms"], result["throughput_per_s"]
+    print(f"p50: in-process {p['in_process']:.2f} ms, builtin {p['builtin']:.2f} ms (+{100 * ratio['builtin']:.0f}%), "
+          f"Ray Serve {p['ray']:.2f} ms (+{100 * ratio['ray']:.0f}%); {args.clients} clients: builtin "
+          f"{t['builtin']:.1f}/s, Ray {t['ray']:.1f}/s ({result['ray_vs_builtin_throughput']:.2f}x), in-process "
+          f"{t['in_process']:.1f}/s; Ray started in {ray_start_s:.1f} s")
+    print(f"wrote {out}")
+
+
 def int8_case(args, cores: int) -> None:
     """Served int8 IR against the served fp32 IR, same runtime and layout (module docstring)."""
     from dirac_deploy.quantize.run import quantize_file
@@ -210,8 +268,9 @@ def int8_case(args, cores: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--case", choices=("layouts", "int8"), default="layouts",
-                    help="layouts: the serving overhead of each layout; int8: served int8 IR vs fp32 IR")
+    ap.add_argument("--case", choices=("layouts", "int8", "ray"), default="layouts",
+                    help="layouts: the serving overhead of each layout; int8: served int8 IR vs fp32 IR; ray: Ray "
+                         "Serve vs our server vs in-process")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds of every case")
     ap.add_argument("--calls", type=int, default=40, help="sequential calls per case and round")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of each throughput case per round")
@@ -220,8 +279,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "serve-cpu.json")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
-    if args.case == "int8":
-        int8_case(args, cores)
+    if args.case in ("int8", "ray"):
+        (int8_case if args.case == "int8" else ray_case)(args, cores)
         return
     # name: (instances, threads per instance, max batch)
     layouts = {"latency": (1, cores, 1), "throughput": (cores, 1, 1), "batched": (1, cores, args.max_batch)}
