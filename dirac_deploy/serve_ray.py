@@ -32,6 +32,7 @@ class RayOptions:
     cpus_per_replica: float = 1.0
     threads: int | None = 1  # intra-op threads of each replica's runtime
     max_ongoing_requests: int = 8  # per replica; Ray queues the rest at the proxy
+    max_batch: int = 1  # our dynamic batching inside each replica (`serve --max-batch`)
     min_replicas: int | None = None  # both set: Ray's autoscaling between them instead of a fixed count
     max_replicas: int | None = None
     address: str | None = None  # a running cluster ("auto", "ray://host:10001", ...); None: start one here
@@ -49,12 +50,13 @@ class RayOptions:
         return opts
 
 
-def _builder(model_args: list[str], runtime: str | None, threads: int | None, limits: ServeLimits,
+def _builder(model_args: list[str], runtime: str | None, threads: int | None, max_batch: int, limits: ServeLimits,
              verify: bool):
     """A function each replica calls to build its app: load and verify the models, then the OIP routes."""
 
     def build():
-        return create_app(load_models(model_args, runtime, threads, verify=verify), limits=limits)
+        return create_app(load_models(model_args, runtime, threads, max_batch=max_batch, verify=verify),
+                          limits=limits)
     return build
 
 
@@ -63,7 +65,8 @@ def ray_application(model_args: list[str], *, runtime: str | None = None, limits
     """The bound Ray Serve application serving `model_args` (as `serve` takes them) on every replica."""
     serve = require("ray.serve")
     replica = type("DiracDeployReplica", (), {"__doc__": "One replica: the OIP app over its own ServedModels."})
-    ingress = serve.ingress(_builder(list(model_args), runtime, options.threads, limits, verify))(replica)
+    ingress = serve.ingress(_builder(list(model_args), runtime, options.threads, options.max_batch, limits,
+                                     verify))(replica)
     return serve.deployment(name="oip", **options.deployment_options())(ingress).bind()
 
 

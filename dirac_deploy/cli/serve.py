@@ -108,7 +108,8 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
                          header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds,
                          min_body_rate=min_body_rate, max_header_bytes=int(max_header_kb * 1024))
     if engine == "ray":
-        _serve_on_ray(list(models), host=host, port=port, runtime=runtime, threads=threads, limits=limits,
+        _serve_on_ray(list(models), host=host, port=port, runtime=runtime, threads=threads, max_batch=max_batch,
+                      limits=limits,
                       verify=verify, grpc_port=grpc_port, replicas=replicas, cpus_per_replica=cpus_per_replica,
                       max_ongoing=max_ongoing, autoscale=autoscale, address=ray_address)
         return
@@ -161,8 +162,8 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     out.print("stopped" if served else "stopped before serving (signal while loading)")
 
 
-def _serve_on_ray(models, *, host, port, runtime, threads, limits, verify, grpc_port, replicas, cpus_per_replica,
-                  max_ongoing, autoscale, address) -> None:
+def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, verify, grpc_port, replicas,
+                  cpus_per_replica, max_ongoing, autoscale, address) -> None:
     """`serve --engine ray`: deploy, print where, wait for SIGTERM / Ctrl-C, remove the app and the cluster."""
     import signal
     import threading
@@ -185,7 +186,8 @@ def _serve_on_ray(models, *, host, port, runtime, threads, limits, verify, grpc_
             raise click.BadParameter(f"{autoscale!r}: expected MIN:MAX with 0 <= MIN <= MAX, MAX >= 1",
                                      param_hint="--autoscale")
     options = RayOptions(replicas=replicas, cpus_per_replica=cpus_per_replica, threads=threads or 1,
-                         max_ongoing_requests=max_ongoing, min_replicas=lo, max_replicas=hi, address=address)
+                         max_ongoing_requests=max_ongoing, max_batch=max_batch, min_replicas=lo, max_replicas=hi,
+                         address=address)
     stop = threading.Event()
 
     def handle_signals():  # again after ray.init, which installs its own SIGTERM handler

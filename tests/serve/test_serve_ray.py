@@ -171,7 +171,7 @@ def test_cli_engine_ray_serves_and_stops_on_sigterm(tmp_path):
     export_file(embedded_checkpoint(), onnx_path)
     x = np.random.default_rng(3).standard_normal(SHAPE).astype(np.float32)
     with running_server(str(onnx_path), "--engine", "ray", "--replicas", "1", "--cpus-per-replica", "0.5",
-                        timeout=180) as (url, proc):
+                        "--max-batch", "4", timeout=180) as (url, proc):
         got = _infer(th.InferenceServerClient(url.removeprefix("http://")), x)
         np.testing.assert_allclose(got, load_served_model(ModelSource("d", onnx_path)).infer(x), rtol=1e-5, atol=1e-5)
     assert proc.returncode == 0, proc.returncode
