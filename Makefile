@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint image-test wheel-test clean
+.PHONY: install demo test test-fast test-ray lint image-test wheel-test clean
 
 install: $(STAMP)
 
@@ -26,6 +26,17 @@ test: install
 # The inner loop: everything but the `slow` tests (ImageNet-size models).
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not image and not wheel" --durations=10
+
+# Scale-out on Ray Serve: adds the [ray] extra (about 0.5 GB) to .venv and runs the `ray` tests, which
+# `make test` skips where Ray is not installed; DIRAC_REQUIRE_RAY=1 makes a missing Ray an error, not a skip.
+RAY_STAMP := $(VENV)/.ray-installed
+
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[ray]"
+	touch $(RAY_STAMP)
+
+test-ray: $(RAY_STAMP)
+	DIRAC_REQUIRE_RAY=1 $(BIN)/python -m pytest -q -rs -m ray --durations=10 tests/serve/test_serve_ray.py
 
 # Build the slim and full serving images with podman (or docker) and run them for real (tests/test_image.py);
 # skips with the reason where no engine can run containers. Image sizes go to demo-out/images.json.

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/serve_bench.py            # ~4 min on a 2-core VM; writes results/serve-cpu.json
     .venv/bin/python benchmarks/serve_bench.py --case int8   # ~2 min; writes results/serve-int8-cpu.json
     .venv/bin/python benchmarks/serve_bench.py --case ray    # ~2 min, needs ray[serve]; results/serve-ray-cpu.json
+    .venv/bin/python benchmarks/serve_bench.py --case ray-batch  # ~3 min, needs ray[serve]; serve-ray-batch-cpu.json
 
 Model: ImageNet DiracNet-18 (random weights, calibrated BN), folded and exported with `export_onnx`, 224x224,
 batch 1 per request. Three server layouts, each compared with the same layout in-process (`load_served_model`
@@ -20,6 +21,10 @@ ratios. Clients and servers share the machine.
 The int8 case (`--case int8`): the same DiracNet-18 quantized by `quantize_file` to the identity-aware int8
 OpenVINO IR (random calibration images) and written as the fp32 IR, both served with `--runtime openvino` in
 the same layout (1 instance x all cores) and called in-process: p50 and 8-client throughput, int8 against fp32.
+
+The Ray batching case (`--case ray-batch`): Ray Serve, one replica per core (1 thread each), redeployed in
+turn with no batching, our dynamic batching (`--max-batch`, no wait) and Ray's `@serve.batch` (same max
+images; Ray's default 10 ms wait, and no wait): p50 of sequential calls and throughput with `--clients`.
 """
 
 from __future__ import annotations
@@ -209,6 +214,56 @@ def ray_case(args, cores: int) -> None:
     print(f"wrote {out}")
 
 
+def ray_batch_case(args, cores: int) -> None:
+    """Batching inside Ray Serve replicas: none vs ours vs `@serve.batch` (module docstring), interleaved."""
+    from dirac_deploy.serve_ray import RayOptions, start_ray, stop_ray
+
+    variants = {"none": {"max_batch": 1}, "ours": {"max_batch": args.max_batch, "batching": "ours"},
+                "ray_wait_10ms": {"max_batch": args.max_batch, "batching": "ray", "batch_wait_s": 0.01},
+                "ray_no_wait": {"max_batch": args.max_batch, "batching": "ray", "batch_wait_s": 0.0}}
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    seq: dict[str, list[float]] = {k: [] for k in variants}
+    tput: dict[str, list[float]] = {k: [] for k in variants}
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "diracnet18.onnx"
+        export_onnx(fold(calibrate_bn(DiracNet(imagenet_spec(18)), (3, 224, 224))).plain, path,
+                    input_shape=(3, 224, 224))
+        try:
+            for r in range(args.rounds):
+                for k, v in variants.items():
+                    print(f"round {r + 1}/{args.rounds}: {k} ...", file=sys.stderr)
+                    url = start_ray([str(path)], port=port, options=RayOptions(
+                        replicas=cores, cpus_per_replica=1, threads=1, num_cpus=cores, max_ongoing_requests=8,
+                        **v)).removeprefix("http://")
+                    seq[k].append(p50_ms(http_call(url, "diracnet18", x), args.calls))
+                    tput[k].append(throughput(lambda u=url: http_call(u, "diracnet18", x), args.clients,
+                                              args.seconds))
+        finally:
+            stop_ray()
+    med = statistics.median
+    result = {
+        "env": collect_env("cpu", cores),
+        "model": "DiracNet-18 (ImageNet, random weights, calibrated BN), folded ONNX, batch 1, 224x224",
+        "method": f"{args.rounds} rounds, the variants redeployed in turn each round; sequential p50 over "
+                  f"{args.calls} calls (tritonclient binary HTTP); throughput over {args.seconds} s with "
+                  f"{args.clients} clients; Ray Serve {cores} replicas x 1 CPU x 1 thread, max_ongoing_requests 8, "
+                  f"max batch {args.max_batch} images; clients and Ray share the machine",
+        "variants": variants,
+        "sequential_p50_ms_per_round": seq, "throughput_per_s_per_round": tput,
+        "p50_ms": {k: med(v) for k, v in seq.items()},
+        "throughput_per_s": {k: med(v) for k, v in tput.items()},
+        "throughput_vs_none": {k: med([a / b for a, b in zip(tput[k], tput["none"])]) for k in variants},
+        "throughput_vs_ours": {k: med([a / b for a, b in zip(tput[k], tput["ours"])]) for k in variants},
+    }
+    out = args.out if args.out != RESULTS / "serve-cpu.json" else RESULTS / "serve-ray-batch-cpu.json"
+    write_json(out, result)
+    for k in variants:
+        print(f"{k:>14}: p50 {result['p50_ms'][k]:.2f} ms, {args.clients} clients {result['throughput_per_s'][k]:.1f}/s "
+              f"({result['throughput_vs_none'][k]:.2f}x none, {result['throughput_vs_ours'][k]:.2f}x ours)")
+    print(f"wrote {out}")
+
+
 def int8_case(args, cores: int) -> None:
     """Served int8 IR against the served fp32 IR, same runtime and layout (module docstring)."""
     from dirac_deploy.quantize.run import quantize_file
@@ -268,9 +323,9 @@ def int8_case(args, cores: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--case", choices=("layouts", "int8", "ray"), default="layouts",
+    ap.add_argument("--case", choices=("layouts", "int8", "ray", "ray-batch"), default="layouts",
                     help="layouts: the serving overhead of each layout; int8: served int8 IR vs fp32 IR; ray: Ray "
-                         "Serve vs our server vs in-process")
+                         "Serve vs our server vs in-process; ray-batch: batching inside Ray replicas")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds of every case")
     ap.add_argument("--calls", type=int, default=40, help="sequential calls per case and round")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of each throughput case per round")
@@ -279,8 +334,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "serve-cpu.json")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
-    if args.case in ("int8", "ray"):
-        (int8_case if args.case == "int8" else ray_case)(args, cores)
+    if args.case != "layouts":
+        {"int8": int8_case, "ray": ray_case, "ray-batch": ray_batch_case}[args.case](args, cores)
         return
     # name: (instances, threads per instance, max batch)
     layouts = {"latency": (1, cores, 1), "throughput": (cores, 1, 1), "batched": (1, cores, args.max_batch)}

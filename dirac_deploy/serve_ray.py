@@ -1,26 +1,34 @@
 """Scale-out on Ray Serve: the same Open Inference Protocol app, one copy per replica, behind Ray's HTTP proxy.
 
-Each replica loads and verifies the models itself (`serve_files.load_models`: the same checks as `serve`) and
-builds the same FastAPI app (`serve.app.create_app`), handed to Ray as an app *builder* (`serve.ingress`
-accepts one), so the routes, the binary tensor extension, the error bodies and the limits are the plain
-server's. Ray's proxy spreads requests over the replicas and replaces a replica that dies. Locally
+Each replica (`Replica`) loads and verifies the models itself (`serve_files.load_models`: the same checks as
+`serve`) and builds the same FastAPI app (`serve.app.create_app`, handed to Ray by the late-bound
+`__serve_build_asgi_app__`), so the routes, the binary tensor extension, the error bodies and the limits are
+the plain server's. Ray's proxy spreads requests over the replicas and replaces a replica that dies. Locally
 `ray.init(num_cpus=N)` starts a one-machine cluster; with `address` the application is deployed to a running
 cluster (`ray start --head` on one machine, `ray start --address=HEAD:6379` on the others, or KubeRay).
 
-Connection-level limits (header and body timeouts, connection caps) are Ray's proxy's, not ours: Ray runs its
-own HTTP server. Request-level ones (body sizes, in-flight bytes, JSON size) hold per replica.
-Ray is imported here only, where used (`pip install 'dirac-deploy[ray]'`); gRPC is not served through Ray
-(its gRPC proxy takes compiled servicers registered per application; not wired yet).
+Connection-level limits (header and body timeouts, connection caps) are Ray's proxies', not ours: Ray runs its
+own HTTP and gRPC servers (the gRPC one on every interface). Request-level ones (body sizes, in-flight bytes,
+JSON size) hold per replica. Batching inside a replica is ours (`serve.batching`) or Ray's `@serve.batch`
+(`RayBatcher`); benchmarks/serve_bench.py --case ray-batch measures both.
+Ray is imported here only, where used (`pip install 'dirac-deploy[ray]'`). gRPC goes through Ray's gRPC proxy,
+which registers the KServe v2 service from tritonclient's generated stubs and routes each RPC to the replica
+method of the same name; ModelStreamInfer (bidirectional streaming, Triton's decoupled models) is not
+served, as by `serve`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ._optional import require
 from .serve.app import create_app
 from .serve.limits import ServeLimits
+from .serve.metrics import ServeMetrics
 from .serve_files import check_sources, load_models, parse_model_args
 
 APP_NAME = "dirac_deploy"
@@ -32,7 +40,9 @@ class RayOptions:
     cpus_per_replica: float = 1.0
     threads: int | None = 1  # intra-op threads of each replica's runtime
     max_ongoing_requests: int = 8  # per replica; Ray queues the rest at the proxy
-    max_batch: int = 1  # our dynamic batching inside each replica (`serve --max-batch`)
+    max_batch: int = 1  # images per batch inside each replica (`serve --max-batch`); 1: no batching
+    batching: str = "ours"  # "ours" (serve.batching, no wait) or "ray" (`@serve.batch`, waits `batch_wait_s`)
+    batch_wait_s: float = 0.01  # Ray's default; used by batching="ray" only
     min_replicas: int | None = None  # both set: Ray's autoscaling between them instead of a fixed count
     max_replicas: int | None = None
     address: str | None = None  # a running cluster ("auto", "ray://host:10001", ...); None: start one here
@@ -50,31 +60,143 @@ class RayOptions:
         return opts
 
 
-def _builder(model_args: list[str], runtime: str | None, threads: int | None, max_batch: int, limits: ServeLimits,
-             verify: bool):
-    """A function each replica calls to build its app: load and verify the models, then the OIP routes."""
+class RayBatcher:
+    """Ray Serve's `@serve.batch` in place of our DynamicBatcher (`ServedModel.use_batcher`): requests that
+    arrive within `wait_s` of the first, up to `max_batch` images (Ray's `batch_size_fn` counts images), run as
+    one concatenated batch; at most `pool.size` batches run at once. A request larger than `max_batch` runs on
+    its own (Ray would refuse it)."""
 
-    def build():
-        return create_app(load_models(model_args, runtime, threads, max_batch=max_batch, verify=verify),
-                          limits=limits)
-    return build
+    def __init__(self, pool, max_batch: int, wait_s: float):
+        serve = require("ray.serve")
+        self.pool, self.max_batch = pool, max_batch
+
+        async def run(items: list[tuple[np.ndarray, dict | None]]) -> list[np.ndarray]:
+            xs = [x for x, _ in items]
+            timing: dict = {}
+            y = await pool.run_async(xs[0] if len(xs) == 1 else np.concatenate(xs), timing)
+            for _, caller_timing in items:
+                if caller_timing is not None:
+                    caller_timing.update(timing)
+            return np.split(y, np.cumsum([len(x) for x in xs[:-1]])) if len(xs) > 1 else [y]
+
+        self._run = serve.batch(run, max_batch_size=max_batch, batch_wait_timeout_s=wait_s,
+                                max_concurrent_batches=pool.size,
+                                batch_size_fn=lambda items: sum(len(x) for x, _ in items))
+
+    async def infer(self, x: np.ndarray, timing: dict | None = None) -> np.ndarray:
+        if len(x) > self.max_batch:
+            return await self.pool.run_async(x, timing)
+        return await self._run((x, timing))
+
+
+class _Aborted(Exception):
+    """Raised by `_RayGrpcContext.abort`: the status is already on Ray's context, which the proxy answers with."""
+
+
+class _RayGrpcContext:
+    """What `InferenceService` uses of a grpc.aio context (`abort`), on Ray Serve's `RayServegRPCContext`:
+    the code and details are set there and the call ends; Ray's proxy sends them to the client."""
+
+    def __init__(self, ray_context):
+        self.ray_context = ray_context
+
+    async def abort(self, code, details: str = ""):
+        self.ray_context.set_code(code)
+        self.ray_context.set_details(details)
+        raise _Aborted(details)
+
+
+class Replica:
+    """One Ray Serve replica: loads and verifies the models (`serve_files.load_models`, as `serve` does), serves
+    the plain server's HTTP app (`__serve_build_asgi_app__`, Ray's late-bound ingress) and, through Ray's gRPC
+    proxy, the KServe v2 `GRPCInferenceService`: each RPC name below is a method Ray's proxy routes to."""
+
+    def __init__(self, model_args: list[str], runtime: str | None, limits: ServeLimits, options: RayOptions,
+                 verify: bool):
+        from .serve.grpc_service import InferenceService
+
+        _alias_generated_module()
+
+        self.models = load_models(model_args, runtime, options.threads, max_batch=options.max_batch, verify=verify)
+        if options.batching == "ray" and options.max_batch > 1:
+            for m in self.models.values():
+                m.use_batcher(RayBatcher(m.instances, options.max_batch, options.batch_wait_s))
+        self.limits, self.metrics = limits, ServeMetrics()
+        self.grpc = InferenceService(self.models, self.metrics, limits.max_body_bytes)
+
+    def __serve_build_asgi_app__(self):
+        return create_app(self.models, limits=self.limits, metrics=self.metrics)
+
+    async def _grpc(self, method: str, request, grpc_context):
+        """`method` of the plain server's gRPC service; an abort raises `_Aborted` with the status set on Ray's
+        context, which Ray's proxy then answers with (a status set before an exception is kept)."""
+        context = _RayGrpcContext(grpc_context)
+        # Ray's proxy takes messages up to 2 GB; the body limit of `serve` holds here, per replica
+        if request.ByteSize() > self.limits.max_body_bytes:
+            import grpc
+
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"request of {request.ByteSize()} bytes is larger than the limit "
+                                f"({self.limits.max_body_bytes} bytes, --max-body-mb)")
+        return await getattr(self.grpc, method)(request, context)
+
+    async def ServerLive(self, request, grpc_context=None):
+        return await self._grpc("ServerLive", request, grpc_context)
+
+    async def ServerReady(self, request, grpc_context=None):
+        return await self._grpc("ServerReady", request, grpc_context)
+
+    async def ModelReady(self, request, grpc_context=None):
+        return await self._grpc("ModelReady", request, grpc_context)
+
+    async def ServerMetadata(self, request, grpc_context=None):
+        return await self._grpc("ServerMetadata", request, grpc_context)
+
+    async def ModelMetadata(self, request, grpc_context=None):
+        return await self._grpc("ModelMetadata", request, grpc_context)
+
+    async def ModelConfig(self, request, grpc_context=None):
+        return await self._grpc("ModelConfig", request, grpc_context)
+
+    async def ModelInfer(self, request, grpc_context=None):
+        return await self._grpc("ModelInfer", request, grpc_context)
+
+
+def _alias_generated_module() -> None:
+    """tritonclient's generated messages name their module `grpc_service_pb2` (after the .proto), which cannot
+    be imported, and Ray pickles each request from its proxy to a replica: pickle finds a class through its
+    module, so that name is made to import the module that defines them (in the proxy and in each replica)."""
+    from tritonclient.grpc import service_pb2
+
+    sys.modules.setdefault(service_pb2.ModelInferRequest.__module__, service_pb2)
+
+
+def add_kserve_servicer_to_server(servicer, server) -> None:
+    """The servicer function Ray's gRPC proxy registers (`GRPC_SERVICER`): tritonclient's, after the alias."""
+    from tritonclient.grpc import service_pb2_grpc
+
+    _alias_generated_module()
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+
+
+GRPC_SERVICER = f"{__name__}.add_kserve_servicer_to_server"
 
 
 def ray_application(model_args: list[str], *, runtime: str | None = None, limits: ServeLimits = ServeLimits(),
                     options: RayOptions = RayOptions(), verify: bool = True):
     """The bound Ray Serve application serving `model_args` (as `serve` takes them) on every replica."""
     serve = require("ray.serve")
-    replica = type("DiracDeployReplica", (), {"__doc__": "One replica: the OIP app over its own ServedModels."})
-    ingress = serve.ingress(_builder(list(model_args), runtime, options.threads, options.max_batch, limits,
-                                     verify))(replica)
-    return serve.deployment(name="oip", **options.deployment_options())(ingress).bind()
+    ingress = serve.ingress()(Replica)
+    return serve.deployment(name="oip", **options.deployment_options())(ingress).bind(
+        list(model_args), runtime, limits, options, verify)
 
 
 def start_ray(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000, runtime: str | None = None,
               limits: ServeLimits = ServeLimits(), options: RayOptions = RayOptions(), verify: bool = True,
-              after_init: Callable[[], None] = lambda: None) -> str:
+              grpc_port: int | None = None, after_init: Callable[[], None] = lambda: None) -> str:
     """Start (or join) a Ray cluster, deploy the application and wait until every replica is up; returns the
-    base URL. Models are checked here first, so a bad path fails before any cluster starts. `after_init` runs
+    base URL. With `grpc_port`, Ray's gRPC proxy serves the KServe v2 service there too (on the same host).
+    Models are checked here first, so a bad path fails before any cluster starts. `after_init` runs
     once the cluster is joined, before anything is deployed: `ray.init` installs its own SIGTERM handler in
     the driver, so a caller that handles signals installs its handlers again there."""
     check_sources(parse_model_args(list(model_args), runtime))
@@ -84,7 +206,8 @@ def start_ray(model_args: list[str], *, host: str = "127.0.0.1", port: int = 800
         ray.init(address=options.address, num_cpus=options.num_cpus if options.address is None else None,
                  include_dashboard=False, log_to_driver=False, runtime_env=options.runtime_env or None)
     after_init()
-    serve.start(http_options={"host": host, "port": port})
+    grpc = {"grpc_options": {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]}} if grpc_port else {}
+    serve.start(http_options={"host": host, "port": port}, **grpc)
     serve.run(ray_application(model_args, runtime=runtime, limits=limits, options=options, verify=verify),
               name=APP_NAME, route_prefix="/")
     return f"http://{host}:{port}"

@@ -74,11 +74,15 @@ _LIMITS = ServeLimits()
               help="--engine ray: autoscale between MIN and MAX replicas instead of --replicas.")
 @click.option("--ray-address",
               help="--engine ray: a running cluster to deploy to (auto, ray://HEAD:10001); default: start one here.")
+@click.option("--ray-batching", type=click.Choice(["ours", "ray"]), default="ours", show_default=True,
+              help="--engine ray with --max-batch > 1: ours (as the builtin engine: a lone request never waits) or "
+                   "Ray's @serve.batch (waits up to 10 ms for a batch to fill). Measured in "
+                   "docs/images-and-scale-out.md.")
 @checkpoint_options
 def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, max_json_mb,
           max_inflight_mb, max_connections,
           header_timeout, body_timeout, min_body_rate, max_header_kb, drain_seconds, verify, engine, replicas,
-          cpus_per_replica, max_ongoing, autoscale, ray_address, **opts):
+          cpus_per_replica, max_ongoing, autoscale, ray_address, ray_batching, **opts):
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
     \b
@@ -111,7 +115,7 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
         _serve_on_ray(list(models), host=host, port=port, runtime=runtime, threads=threads, max_batch=max_batch,
                       limits=limits,
                       verify=verify, grpc_port=grpc_port, replicas=replicas, cpus_per_replica=cpus_per_replica,
-                      max_ongoing=max_ongoing, autoscale=autoscale, address=ray_address)
+                      max_ongoing=max_ongoing, autoscale=autoscale, address=ray_address, batching=ray_batching)
         return
     spinner = status.status("loading ...")
 
@@ -163,7 +167,7 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
 
 
 def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, verify, grpc_port, replicas,
-                  cpus_per_replica, max_ongoing, autoscale, address) -> None:
+                  cpus_per_replica, max_ongoing, autoscale, address, batching) -> None:
     """`serve --engine ray`: deploy, print where, wait for SIGTERM / Ctrl-C, remove the app and the cluster."""
     import signal
     import threading
@@ -173,9 +177,6 @@ def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, ve
     require("ray.serve")
     from ..serve_ray import RayOptions, start_ray, stop_ray
 
-    if grpc_port is not None:
-        raise click.BadParameter("gRPC through Ray Serve is not wired: Ray's gRPC proxy needs the service compiled "
-                                 "into the application; use the builtin engine for gRPC", param_hint="--grpc-port")
     lo = hi = None
     if autoscale:
         try:
@@ -187,7 +188,7 @@ def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, ve
                                      param_hint="--autoscale")
     options = RayOptions(replicas=replicas, cpus_per_replica=cpus_per_replica, threads=threads or 1,
                          max_ongoing_requests=max_ongoing, max_batch=max_batch, min_replicas=lo, max_replicas=hi,
-                         address=address)
+                         address=address, batching=batching)
     stop = threading.Event()
 
     def handle_signals():  # again after ray.init, which installs its own SIGTERM handler
@@ -198,9 +199,11 @@ def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, ve
     with err_console().status(f"starting Ray Serve ({'autoscaling ' + autoscale if autoscale else replicas} "
                               f"replica(s); each loads and verifies every model) ..."):
         url = start_ray(models, host=host, port=port, runtime=runtime, limits=limits, options=options, verify=verify,
-                        after_init=handle_signals)
+                        grpc_port=grpc_port, after_init=handle_signals)
     try:
-        console().print(f"serving {len(models)} model argument(s) on {url}/v2 through Ray Serve "
+        grpc = (f" and gRPC on port {grpc_port} (Ray's gRPC proxy listens on every interface, whatever --host "
+                f"says)" if grpc_port else "")
+        console().print(f"serving {len(models)} model argument(s) on {url}/v2{grpc} through Ray Serve "
                         f"(Ctrl-C or SIGTERM to stop)")
         stop.wait()
     finally:

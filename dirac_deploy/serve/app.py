@@ -23,14 +23,15 @@ from .protocol import ProtocolError
 
 
 def create_app(models: dict[str, ServedModel], *, limits: ServeLimits = ServeLimits(),
-               grpc_address: str | None = None):
+               grpc_address: str | None = None, metrics: ServeMetrics | None = None):
     """An ASGI app serving `models` over the Open Inference Protocol (HTTP), with Prometheus metrics, enforcing
     `limits` (the connection-level ones are the HTTP protocol's: `http_protocol`).
 
     With `grpc_address` ("host:port") the gRPC service runs on the same event loop, started and stopped with
-    the app. Every error, on every route, is `{"error": "..."}` with a 4xx/5xx status.
+    the app. Every error, on every route, is `{"error": "..."}` with a 4xx/5xx status. `metrics` lets a caller
+    that serves gRPC itself (Ray Serve's proxy) count both protocols in the app's /metrics.
     """
-    metrics = ServeMetrics()
+    metrics = metrics if metrics is not None else ServeMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

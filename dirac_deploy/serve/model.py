@@ -121,6 +121,11 @@ class ServedModel:
         self.max_batch = max_batch
         self._batcher = DynamicBatcher(self.instances, max_batch) if max_batch > 1 else None
 
+    def use_batcher(self, batcher) -> None:
+        """Batch concurrent `infer_async` calls with `batcher` (anything with `async infer(x, timing)`) instead
+        of our own dynamic batching; an engine that brings its own (Ray Serve's `@serve.batch`) plugs in here."""
+        self._batcher = batcher
+
     @classmethod
     def from_artifact(cls, name: str, art, runtime: str, *, threads: int | None = None, instances: int = 1,
                       max_batch: int = 1, verify: bool = True) -> ServedModel:

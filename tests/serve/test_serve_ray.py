@@ -4,6 +4,7 @@ loses and corrupts nothing, a replica killed mid-load is replaced, and stopping 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -12,18 +13,22 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from test_serve_limits import _json_bodies
+from test_serve_limits import _grpc_request, _json_bodies
 
 from dirac_deploy._optional import available
 from dirac_deploy.data import embedded_checkpoint
 from dirac_deploy.export.from_file import export_file
+from dirac_deploy.serve.limits import ServeLimits
 from dirac_deploy.serve.model import ModelSource
 from dirac_deploy.serve_files import load_served_model
 
 from serving import free_port, running_server
 
+if os.environ.get("DIRAC_REQUIRE_RAY") == "1" and not available("ray.serve"):  # `make test-ray` installed it
+    raise RuntimeError("DIRAC_REQUIRE_RAY=1 but ray[serve] is not importable: run `make test-ray`, which installs it")
 pytestmark = [pytest.mark.ray, pytest.mark.e2e,
-              pytest.mark.skipif(not available("ray"), reason="ray[serve] not installed (pip install 'dirac-deploy[ray]')")]
+              pytest.mark.skipif(not available("ray.serve"),
+                                 reason="ray[serve] not installed (pip install 'dirac-deploy[ray]', or make test-ray)")]
 
 SHAPE = (1, 3, 32, 32)
 
@@ -40,11 +45,13 @@ def cluster(tmp_path_factory):
     d = tmp_path_factory.mktemp("ray")
     onnx_path = d / "digits.onnx"
     export_file(embedded_checkpoint(), onnx_path)
-    url = start_ray([f"digits={onnx_path}"], host="127.0.0.1", port=free_port(),
+    grpc_port = free_port()
+    url = start_ray([f"digits={onnx_path}"], host="127.0.0.1", port=free_port(), grpc_port=grpc_port,
+                    limits=ServeLimits(max_body_bytes=2 << 20),
                     options=RayOptions(replicas=2, cpus_per_replica=0.5, threads=1, num_cpus=2))
     local = load_served_model(ModelSource("digits", onnx_path), threads=1)
     try:
-        yield url, onnx_path, local
+        yield url, onnx_path, local, f"127.0.0.1:{grpc_port}"
     finally:
         stop_ray()
 
@@ -61,7 +68,7 @@ def _infer(client, x, binary=True):
 def test_tritonclient_answers_equal_in_process_inference(cluster):
     import tritonclient.http as th
 
-    url, _, local = cluster
+    url, _, local, _ = cluster
     client = th.InferenceServerClient(url.removeprefix("http://"))
     assert client.is_server_ready() and client.is_model_ready("digits")
     x = np.random.default_rng(0).standard_normal((4, *SHAPE[1:])).astype(np.float32)
@@ -71,7 +78,7 @@ def test_tritonclient_answers_equal_in_process_inference(cluster):
 
 
 def test_bad_requests_get_the_plain_servers_bodies(cluster):
-    url, onnx_path, _ = cluster
+    url, onnx_path, _, _ = cluster
     cases = list(_json_bodies())
     with running_server(str(onnx_path)) as (plain, _proc), httpx.Client(timeout=30) as c:
         for name, body, headers in cases:
@@ -80,6 +87,45 @@ def test_bad_requests_get_the_plain_servers_bodies(cluster):
             assert (got.status_code, got.json()) == (want.status_code, want.json()), name
             assert 400 <= got.status_code < 500, name
         assert c.get(f"{url}/v2/models/nope").json() == c.get(f"{plain}/v2/models/nope").json()
+
+
+def test_grpc_through_rays_proxy_answers_as_the_plain_server(cluster):
+    """tritonclient.grpc against Ray's gRPC proxy: health, metadata and infer equal in-process inference; bad
+    requests get the plain server's status code and details; the body limit holds."""
+    import grpc
+    import tritonclient.grpc as tg
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+    _, onnx_path, local, address = cluster
+    client = tg.InferenceServerClient(address)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digits")
+    assert not client.is_model_ready("nope")
+    assert client.get_model_metadata("digits", as_json=True)["inputs"][0]["shape"] == ["-1", "3", "32", "32"]
+    x = np.random.default_rng(4).standard_normal((3, *SHAPE[1:])).astype(np.float32)
+    inp = tg.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    np.testing.assert_allclose(client.infer("digits", [inp]).as_numpy("logits"), local.infer(x), rtol=1e-5, atol=1e-5)
+
+    cases = {"negative dim": _grpc_request(tensor={"shape": [-1, 3, 32, 32]}),
+             "raw short": _grpc_request(raw_input_contents=[b"\0" * 10]),
+             "wrong rank": _grpc_request(tensor={"shape": [3, 32, 32]}),
+             "no inputs": pb.ModelInferRequest(model_name="digits"),
+             "unknown model": pb.ModelInferRequest(model_name="nope")}
+    plain_grpc = free_port()
+    with running_server(str(onnx_path), "--grpc-port", str(plain_grpc)):
+        for name, req in cases.items():
+            got, want = [], []
+            for addr, out in ((address, got), (f"127.0.0.1:{plain_grpc}", want)):
+                with grpc.insecure_channel(addr) as channel, pytest.raises(grpc.RpcError) as e:
+                    pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(req, timeout=30)
+                out.append((e.value.code(), e.value.details()))
+            assert got == want, name
+            assert got[0][0] in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), name
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as e:  # over 2 MB
+        pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(_grpc_request(raw_input_contents=[b"\0" * (3 << 20)]),
+                                                              timeout=30)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "--max-body-mb" in e.value.details()
 
 
 def _load(url, n: int, clients: int, expected, x, on_done=lambda _i: None) -> tuple[int, int, list[str]]:
@@ -111,7 +157,7 @@ def _load(url, n: int, clients: int, expected, x, on_done=lambda _i: None) -> tu
 
 
 def test_a_thousand_requests_from_eight_clients_lose_nothing(cluster):
-    url, _, local = cluster
+    url, _, local, _ = cluster
     x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
     ok, wrong, errors = _load(url, 1000, 8, local.infer(x), x)
     assert (ok, wrong, errors) == (1000, 0, [])
@@ -121,7 +167,7 @@ def test_a_replica_killed_mid_load_is_replaced(cluster):
     import ray
     from ray import serve
 
-    url, _, local = cluster
+    url, _, local, _ = cluster
     x = np.random.default_rng(2).standard_normal(SHAPE).astype(np.float32)
     expected = local.infer(x)
     replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
@@ -170,10 +216,18 @@ def test_cli_engine_ray_serves_and_stops_on_sigterm(tmp_path):
     onnx_path = tmp_path / "digits.onnx"
     export_file(embedded_checkpoint(), onnx_path)
     x = np.random.default_rng(3).standard_normal(SHAPE).astype(np.float32)
+    want = load_served_model(ModelSource("d", onnx_path)).infer(x)
     with running_server(str(onnx_path), "--engine", "ray", "--replicas", "1", "--cpus-per-replica", "0.5",
-                        "--max-batch", "4", timeout=180) as (url, proc):
+                        "--max-batch", "4", "--ray-batching", "ray", timeout=180) as (url, proc):
         got = _infer(th.InferenceServerClient(url.removeprefix("http://")), x)
-        np.testing.assert_allclose(got, load_served_model(ModelSource("d", onnx_path)).infer(x), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        ok, wrong, errors = _load(url, 64, 8, want, x)  # concurrent: Ray's @serve.batch runs them together
+        assert (ok, wrong, errors) == (64, 0, [])
+        metrics = httpx.get(f"{url}/metrics").text
+        values = {line.split("{")[0]: float(line.split()[-1]) for line in metrics.splitlines()
+                  if line.startswith("dirac_deploy_batch_images_")}
+        count, total = values["dirac_deploy_batch_images_count"], values["dirac_deploy_batch_images_sum"]
+        assert count == 65 and total > count, (count, total)  # some requests ran in batches of several images
     assert proc.returncode == 0, proc.returncode
     deadline = time.monotonic() + 30
     while _ray_processes() and time.monotonic() < deadline:
