@@ -26,6 +26,7 @@ INSTALL = {
     "onnxconverter_common.float16": "pip install 'dirac-deploy[fp16]'  (onnxconverter-common)",
     "tritonclient": "pip install 'dirac-deploy[triton]'  (tritonclient ships Triton's ModelConfig protobuf)",
     "openvino": "pip install 'dirac-deploy[openvino]'",
+    "ray": "pip install 'dirac-deploy[ray]'  (Ray Serve, about 0.5 GB)",
     "nncf": "pip install 'dirac-deploy[openvino]'  (NNCF, OpenVINO's int8 quantizer)",
     "onnxruntime-gpu": "pip install 'dirac-deploy[gpu]'  (onnxruntime-gpu, in place of onnxruntime: the CUDA provider)",
     "PIL": "pip install pillow  (reading image files)",

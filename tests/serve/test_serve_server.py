@@ -427,3 +427,16 @@ def test_serving_an_onnx_needs_no_torch(model_dir, expected, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "torch" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_engine_ray_without_ray_names_the_install(model_dir):
+    """`serve --engine ray` where Ray is not installed: one line naming the extra, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    from serving import _BLOCKING_MAIN
+
+    proc = subprocess.run([sys.executable, "-c", _BLOCKING_MAIN, "ray", "serve", str(model_dir / "digits.onnx"), "--engine", "ray",
+                           "--port", str(free_port())], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "dirac-deploy[ray]" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
