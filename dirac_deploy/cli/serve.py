@@ -62,8 +62,8 @@ _LIMITS = ServeLimits()
               help="Audit each .onnx and re-run the parity probe its export recorded; --no-verify serves an ONNX "
                    "that was not written by `dirac-deploy export` (nothing then proves it is a folded chain).")
 @click.option("--engine", type=click.Choice(["builtin", "ray"]), default="builtin", show_default=True,
-              help="ray: the same routes on Ray Serve, one app per replica behind Ray's HTTP proxy (pip install "
-                   "'dirac-deploy[ray]'; docs/images-and-scale-out.md).")
+              help="ray: the same routes (and --grpc-port service) on Ray Serve, one app per replica behind Ray's "
+                   "proxies (pip install 'dirac-deploy[ray]'; docs/images-and-scale-out.md).")
 @click.option("--replicas", type=click.IntRange(1, 1024), default=2, show_default=True,
               help="--engine ray: replicas, each loading and verifying every MODEL.")
 @click.option("--cpus-per-replica", type=click.FloatRange(0.01, 1024), default=1.0, show_default=True,
