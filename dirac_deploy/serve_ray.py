@@ -27,6 +27,7 @@ import numpy as np
 
 from ._optional import require
 from .serve.app import create_app
+from .serve.batching import run_together
 from .serve.limits import ServeLimits
 from .serve.metrics import ServeMetrics
 from .serve_files import check_sources, load_models, parse_model_args
@@ -71,13 +72,7 @@ class RayBatcher:
         self.pool, self.max_batch = pool, max_batch
 
         async def run(items: list[tuple[np.ndarray, dict | None]]) -> list[np.ndarray]:
-            xs = [x for x, _ in items]
-            timing: dict = {}
-            y = await pool.run_async(xs[0] if len(xs) == 1 else np.concatenate(xs), timing)
-            for _, caller_timing in items:
-                if caller_timing is not None:
-                    caller_timing.update(timing)
-            return np.split(y, np.cumsum([len(x) for x in xs[:-1]])) if len(xs) > 1 else [y]
+            return await run_together(pool, items)
 
         self._run = serve.batch(run, max_batch_size=max_batch, batch_wait_timeout_s=wait_s,
                                 max_concurrent_batches=pool.size,
@@ -106,6 +101,15 @@ class _RayGrpcContext:
         raise _Aborted(details)
 
 
+def _rpc(method: str):
+    """A replica method Ray's gRPC proxy routes the RPC `method` to (Ray passes `grpc_context` by that name)."""
+
+    async def call(self, request, grpc_context=None):
+        return await self._grpc(method, request, grpc_context)
+    call.__name__ = call.__qualname__ = method
+    return call
+
+
 class Replica:
     """One Ray Serve replica: loads and verifies the models (`serve_files.load_models`, as `serve` does), serves
     the plain server's HTTP app (`__serve_build_asgi_app__`, Ray's late-bound ingress) and, through Ray's gRPC
@@ -132,34 +136,23 @@ class Replica:
         context, which Ray's proxy then answers with (a status set before an exception is kept)."""
         context = _RayGrpcContext(grpc_context)
         # Ray's proxy takes messages up to 2 GB; the body limit of `serve` holds here, per replica
-        if request.ByteSize() > self.limits.max_body_bytes:
+        size = request.ByteSize()
+        if size > self.limits.max_body_bytes:
             import grpc
 
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"request of {request.ByteSize()} bytes is larger than the limit "
+                                f"request of {size} bytes is larger than the limit "
                                 f"({self.limits.max_body_bytes} bytes, --max-body-mb)")
         return await getattr(self.grpc, method)(request, context)
 
-    async def ServerLive(self, request, grpc_context=None):
-        return await self._grpc("ServerLive", request, grpc_context)
-
-    async def ServerReady(self, request, grpc_context=None):
-        return await self._grpc("ServerReady", request, grpc_context)
-
-    async def ModelReady(self, request, grpc_context=None):
-        return await self._grpc("ModelReady", request, grpc_context)
-
-    async def ServerMetadata(self, request, grpc_context=None):
-        return await self._grpc("ServerMetadata", request, grpc_context)
-
-    async def ModelMetadata(self, request, grpc_context=None):
-        return await self._grpc("ModelMetadata", request, grpc_context)
-
-    async def ModelConfig(self, request, grpc_context=None):
-        return await self._grpc("ModelConfig", request, grpc_context)
-
-    async def ModelInfer(self, request, grpc_context=None):
-        return await self._grpc("ModelInfer", request, grpc_context)
+    # The KServe v2 RPCs the plain server implements (ModelStreamInfer is not served), each routed by name.
+    ServerLive = _rpc("ServerLive")
+    ServerReady = _rpc("ServerReady")
+    ModelReady = _rpc("ModelReady")
+    ServerMetadata = _rpc("ServerMetadata")
+    ModelMetadata = _rpc("ModelMetadata")
+    ModelConfig = _rpc("ModelConfig")
+    ModelInfer = _rpc("ModelInfer")
 
 
 def _alias_generated_module() -> None:
@@ -195,7 +188,8 @@ def start_ray(model_args: list[str], *, host: str = "127.0.0.1", port: int = 800
               limits: ServeLimits = ServeLimits(), options: RayOptions = RayOptions(), verify: bool = True,
               grpc_port: int | None = None, after_init: Callable[[], None] = lambda: None) -> str:
     """Start (or join) a Ray cluster, deploy the application and wait until every replica is up; returns the
-    base URL. With `grpc_port`, Ray's gRPC proxy serves the KServe v2 service there too (on the same host).
+    base URL. With `grpc_port`, Ray's gRPC proxy serves the KServe v2 service there too (on every interface:
+Ray binds its gRPC proxy to [::], whatever `host` is).
     Models are checked here first, so a bad path fails before any cluster starts. `after_init` runs
     once the cluster is joined, before anything is deployed: `ray.init` installs its own SIGTERM handler in
     the driver, so a caller that handles signals installs its handlers again there."""

@@ -17,6 +17,19 @@ import numpy as np
 from .instances import InstancePool
 
 
+async def run_together(pool: InstancePool, requests: list[tuple[np.ndarray, dict | None]]) -> list[np.ndarray]:
+    """One run of several requests: their inputs concatenated along the batch axis, run once on `pool`, the
+    output split back into each request's rows; each request's timing dict (if any) gets that run's "start",
+    "end" and "images". Shared by our batcher and Ray Serve's `@serve.batch` (`serve_ray.RayBatcher`)."""
+    xs = [x for x, _ in requests]
+    timing: dict = {}
+    y = await pool.run_async(xs[0] if len(xs) == 1 else np.concatenate(xs), timing)
+    for _, caller_timing in requests:
+        if caller_timing is not None:
+            caller_timing.update(timing)
+    return np.split(y, np.cumsum([len(x) for x in xs[:-1]])) if len(xs) > 1 else [y]
+
+
 class DynamicBatcher:
     def __init__(self, pool: InstancePool, max_batch: int):
         if max_batch < 1:
@@ -53,14 +66,8 @@ class DynamicBatcher:
 
     async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future, dict | None]]) -> None:
         try:
-            xs = [x for x, _, _ in batch]
-            x = xs[0] if len(xs) == 1 else np.concatenate(xs)
-            timing: dict = {}
-            y = await self.pool.run_async(x, timing)
-            rows = np.split(y, np.cumsum([len(x) for x in xs[:-1]])) if len(xs) > 1 else [y]
-            for (_, future, caller_timing), row in zip(batch, rows):
-                if caller_timing is not None:
-                    caller_timing.update(timing)
+            rows = await run_together(self.pool, [(x, timing) for x, _, timing in batch])
+            for (_, future, _), row in zip(batch, rows):
                 if not future.done():
                     future.set_result(row)
         except Exception as e:  # every caller in the batch gets the failure
