@@ -64,6 +64,31 @@ from serving import free_port, running_server
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def diracnet18_onnx(path: Path) -> Path:
+    """The model every case serves: ImageNet DiracNet-18 (random weights, calibrated BN), folded, as ONNX."""
+    export_onnx(fold(calibrate_bn(DiracNet(imagenet_spec(18)), (3, 224, 224))).plain, path, input_shape=(3, 224, 224))
+    return path
+
+
+def http_round(seq: dict, tput: dict, key: str, address: str, model: str, x: np.ndarray, args) -> None:
+    """One round against a server: the p50 of `args.calls` sequential calls into seq[key], then the calls per
+    second of `args.clients` concurrent clients for `args.seconds` into tput[key]."""
+    seq[key].append(p50_ms(http_call(address, model, x), args.calls))
+    tput[key].append(throughput(lambda: http_call(address, model, x), args.clients, args.seconds))
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """The median of per-round ratios a/b (rounds alternate, so each ratio compares like with like)."""
+    return statistics.median([x / y for x, y in zip(a, b)])
+
+
+def ray_options(cores: int, **kw):
+    """The Ray layout every Ray case uses: one replica per core, 1 CPU and 1 thread each, 8 requests ongoing."""
+    from dirac_deploy.serve_ray import RayOptions
+
+    return RayOptions(replicas=cores, cpus_per_replica=1, threads=1, num_cpus=cores, max_ongoing_requests=8, **kw)
+
+
 def p50_ms(call, n: int, warmup: int = 3) -> float:
     for _ in range(warmup):
         call()
@@ -160,17 +185,15 @@ def in_process_throughput(model, x: np.ndarray, clients: int, seconds: float) ->
 def ray_case(args, cores: int) -> None:
     """Ray Serve with `cores` replicas (1 CPU, 1 thread each) against our server with --instances `cores`
     --threads 1 and the same ServedModel in-process, DiracNet-18, batch 1: p50 and 8-client throughput."""
-    from dirac_deploy.serve_ray import RayOptions, start_ray, stop_ray
+    from dirac_deploy.serve_ray import start_ray, stop_ray
 
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "diracnet18.onnx"
-        export_onnx(fold(calibrate_bn(DiracNet(imagenet_spec(18)), (3, 224, 224))).plain, path,
-                    input_shape=(3, 224, 224))
+        diracnet18_onnx(path)
         local = load_served_model(ModelSource("diracnet18", path), threads=1, instances=cores)
         t0 = time.perf_counter()
-        ray_url = start_ray([str(path)], port=free_port(), options=RayOptions(
-            replicas=cores, cpus_per_replica=1, threads=1, num_cpus=cores, max_ongoing_requests=8))
+        ray_url = start_ray([str(path)], port=free_port(), options=ray_options(cores))
         ray_start_s = time.perf_counter() - t0
         try:
             with running_server(str(path), "--instances", str(cores), "--threads", "1") as (url, _):
@@ -182,13 +205,11 @@ def ray_case(args, cores: int) -> None:
                     seq["in_process"].append(p50_ms(lambda: local.infer(x), args.calls))
                     tput["in_process"].append(in_process_throughput(local, x, args.clients, args.seconds))
                     for k, u in urls.items():
-                        seq[k].append(p50_ms(http_call(u, "diracnet18", x), args.calls))
-                        tput[k].append(throughput(lambda u=u: http_call(u, "diracnet18", x), args.clients,
-                                                  args.seconds))
+                        http_round(seq, tput, k, u, "diracnet18", x, args)
         finally:
             stop_ray()
     med = statistics.median
-    ratio = {k: med([a / b for a, b in zip(seq[k], seq["in_process"])]) - 1 for k in ("builtin", "ray")}
+    ratio = {k: median_ratio(seq[k], seq["in_process"]) - 1 for k in ("builtin", "ray")}
     result = {
         "env": collect_env("cpu", cores),
         "model": "DiracNet-18 (ImageNet, random weights, calibrated BN), folded ONNX, batch 1, 224x224",
@@ -202,7 +223,7 @@ def ray_case(args, cores: int) -> None:
         "p50_ms": {k: med(v) for k, v in seq.items()},
         "p50_overhead_fraction_vs_in_process": ratio,
         "throughput_per_s": {k: med(v) for k, v in tput.items()},
-        "ray_vs_builtin_throughput": med([a / b for a, b in zip(tput["ray"], tput["builtin"])]),
+        "ray_vs_builtin_throughput": median_ratio(tput["ray"], tput["builtin"]),
     }
     out = args.out if args.out != RESULTS / "serve-cpu.json" else RESULTS / "serve-ray-cpu.json"
     write_json(out, result)
@@ -216,7 +237,7 @@ def ray_case(args, cores: int) -> None:
 
 def ray_batch_case(args, cores: int) -> None:
     """Batching inside Ray Serve replicas: none vs ours vs `@serve.batch` (module docstring), interleaved."""
-    from dirac_deploy.serve_ray import RayOptions, start_ray, stop_ray
+    from dirac_deploy.serve_ray import start_ray, stop_ray
 
     variants = {"none": {"max_batch": 1}, "ours": {"max_batch": args.max_batch, "batching": "ours"},
                 "ray_wait_10ms": {"max_batch": args.max_batch, "batching": "ray", "batch_wait_s": 0.01},
@@ -227,18 +248,13 @@ def ray_batch_case(args, cores: int) -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "diracnet18.onnx"
-        export_onnx(fold(calibrate_bn(DiracNet(imagenet_spec(18)), (3, 224, 224))).plain, path,
-                    input_shape=(3, 224, 224))
+        diracnet18_onnx(path)
         try:
             for r in range(args.rounds):
                 for k, v in variants.items():
                     print(f"round {r + 1}/{args.rounds}: {k} ...", file=sys.stderr)
-                    url = start_ray([str(path)], port=port, options=RayOptions(
-                        replicas=cores, cpus_per_replica=1, threads=1, num_cpus=cores, max_ongoing_requests=8,
-                        **v)).removeprefix("http://")
-                    seq[k].append(p50_ms(http_call(url, "diracnet18", x), args.calls))
-                    tput[k].append(throughput(lambda u=url: http_call(u, "diracnet18", x), args.clients,
-                                              args.seconds))
+                    url = start_ray([str(path)], port=port, options=ray_options(cores, **v))
+                    http_round(seq, tput, k, url.removeprefix("http://"), "diracnet18", x, args)
         finally:
             stop_ray()
     med = statistics.median
@@ -253,8 +269,8 @@ def ray_batch_case(args, cores: int) -> None:
         "sequential_p50_ms_per_round": seq, "throughput_per_s_per_round": tput,
         "p50_ms": {k: med(v) for k, v in seq.items()},
         "throughput_per_s": {k: med(v) for k, v in tput.items()},
-        "throughput_vs_none": {k: med([a / b for a, b in zip(tput[k], tput["none"])]) for k in variants},
-        "throughput_vs_ours": {k: med([a / b for a, b in zip(tput[k], tput["ours"])]) for k in variants},
+        "throughput_vs_none": {k: median_ratio(tput[k], tput["none"]) for k in variants},
+        "throughput_vs_ours": {k: median_ratio(tput[k], tput["ours"]) for k in variants},
     }
     out = args.out if args.out != RESULTS / "serve-cpu.json" else RESULTS / "serve-ray-batch-cpu.json"
     write_json(out, result)
@@ -271,8 +287,7 @@ def int8_case(args, cores: int) -> None:
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "diracnet18.onnx"
-        export_onnx(fold(calibrate_bn(DiracNet(imagenet_spec(18)), (3, 224, 224))).plain, onnx_path,
-                    input_shape=(3, 224, 224))
+        diracnet18_onnx(onnx_path)
         irs = {"fp32": Path(tmp) / "fp32.xml", "int8": Path(tmp) / "int8.xml"}
         proofs = {}
         for precision, xml in irs.items():
@@ -291,13 +306,9 @@ def int8_case(args, cores: int) -> None:
                 print(f"round {r + 1}/{args.rounds} ...", file=sys.stderr)
                 for k in irs:
                     seq[f"in_process_{k}"].append(p50_ms(lambda k=k: local[k].infer(x), args.calls))
-                    seq[f"http_{k}"].append(p50_ms(http_call(urls[k], k, x), args.calls))
                     tput[f"in_process_{k}"].append(in_process_throughput(local[k], x, args.clients, args.seconds))
-                    tput[f"http_{k}"].append(
-                        throughput(lambda k=k: http_call(urls[k], k, x), args.clients, args.seconds))
+                    http_round(seq, tput, f"http_{k}", urls[k], k, x, args)
     med = statistics.median
-    per_round = {where: [a / b for a, b in zip(tput[f"{where}_int8"], tput[f"{where}_fp32"])]
-                 for where in ("in_process", "http")}
     result = {
         "env": collect_env("cpu", cores),
         "model": "DiracNet-18 (ImageNet, random weights, calibrated BN), folded, batch 1, 224x224; OpenVINO IRs "
@@ -310,7 +321,8 @@ def int8_case(args, cores: int) -> None:
         "sequential_p50_ms_per_round": seq, "throughput_per_s_per_round": tput,
         "p50_ms": {k: med(v) for k, v in seq.items()},
         "throughput_per_s": {k: med(v) for k, v in tput.items()},
-        "int8_vs_fp32_throughput": {where: med(v) for where, v in per_round.items()},
+        "int8_vs_fp32_throughput": {where: median_ratio(tput[f"{where}_int8"], tput[f"{where}_fp32"])
+                                    for where in ("in_process", "http")},
     }
     out = args.out if args.out != RESULTS / "serve-cpu.json" else RESULTS / "serve-int8-cpu.json"
     write_json(out, result)
@@ -344,8 +356,7 @@ def main() -> None:
     xd = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         path, digits = Path(tmp) / "diracnet18.onnx", Path(tmp) / "digits.onnx"
-        export_onnx(fold(calibrate_bn(DiracNet(imagenet_spec(18)), (3, 224, 224))).plain, path,
-                    input_shape=(3, 224, 224))
+        diracnet18_onnx(path)
         export_file(embedded_checkpoint(), digits)
         local = {k: load_served_model(ModelSource("diracnet18", path), threads=t, instances=n, max_batch=b)
                  for k, (n, t, b) in layouts.items()}
