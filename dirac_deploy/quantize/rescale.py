@@ -83,10 +83,10 @@ def unit_residual_weight(w: np.ndarray, d: np.ndarray, residual: bool) -> np.nda
 
 
 def _ints(node, name, default):
-    for a in node.attribute:
-        if a.name == name:
-            return list(a.ints) if a.ints else a.i
-    return default
+    """An int or ints attribute of `node` (onnx's own decoding), or `default` when absent."""
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 def can_carry_identity(node, shape: tuple[int, ...]) -> bool:

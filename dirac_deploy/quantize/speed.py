@@ -68,19 +68,25 @@ def interleaved_timer(seconds: float = SPEED_SECONDS) -> Timer:
     return lambda calls: time_interleaved(calls, rounds=ROUNDS, iters=1000, max_seconds=seconds)
 
 
-def _calls(art_model, fp32_onnx, target: str, precision: str, x: np.ndarray, threads: int) -> dict:
+def _call_makers(art_model, fp32_onnx, target: str, precision: str, threads: int) -> Callable:
+    """Both sides loaded once: a function x -> {ARTIFACT: call, FP32: call} for a batch `x`. ONNX Runtime
+    sessions take any batch; OpenVINO compiles per batch (a static shape runs faster), from models converted once."""
     from ..runtime import INPUT_NAME, OUTPUT_NAME, openvino_compiled, openvino_model, ort_session
 
     if target == "onnxruntime":
         # No spinning: an idle session's threads would take the cores from the one timed next.
         a = ort_session(art_model, threads=threads, spinning=False)
         f = ort_session(fp32_onnx, threads=threads, spinning=False)
-        return {ARTIFACT: lambda: a.run([OUTPUT_NAME], {INPUT_NAME: x}),
-                FP32: lambda: f.run([OUTPUT_NAME], {INPUT_NAME: x})}
-    hint = "bf16" if precision == "bf16" else None  # None: what the artifact records (int8 IRs record f32)
-    a = openvino_compiled(art_model.clone(), threads=threads, batch=len(x), precision=hint).create_infer_request()
-    f = openvino_compiled(openvino_model(fp32_onnx), threads=threads, batch=len(x), precision="f32").create_infer_request()
-    return {ARTIFACT: lambda: a.infer({0: x}), FP32: lambda: f.infer({0: x})}
+        return lambda x: {ARTIFACT: lambda: a.run([OUTPUT_NAME], {INPUT_NAME: x}),
+                          FP32: lambda: f.run([OUTPUT_NAME], {INPUT_NAME: x})}
+    hint = "bf16" if precision == "bf16" else None  # None: what the artifact records (int8 IRs record no hint)
+    fp32_model = openvino_model(fp32_onnx)
+
+    def calls(x: np.ndarray) -> dict:
+        a = openvino_compiled(art_model.clone(), threads=threads, batch=len(x), precision=hint).create_infer_request()
+        f = openvino_compiled(fp32_model.clone(), threads=threads, batch=len(x), precision="f32").create_infer_request()
+        return {ARTIFACT: lambda: a.infer({0: x}), FP32: lambda: f.infer({0: x})}
+    return calls
 
 
 def measure_speed(art_model, fp32_onnx, *, target: str, precision: str, input_shape: tuple[int, ...],
@@ -95,10 +101,11 @@ def measure_speed(art_model, fp32_onnx, *, target: str, precision: str, input_sh
     threads = threads or os.cpu_count() or 1
     batches = tuple(dict.fromkeys(batches))
     timer = timer or interleaved_timer(SPEED_SECONDS / len(batches))
+    calls = _call_makers(art_model, fp32_onnx, target, precision, threads)
     rows = []
     for batch in batches:
         x = np.random.default_rng(batch).standard_normal((batch, *input_shape)).astype(np.float32)
-        timed = timer(_calls(art_model, fp32_onnx, target, precision, x, threads))
+        timed = timer(calls(x))
         ratio = ratio_stats(timed[FP32], timed[ARTIFACT])
         rows.append(SpeedRow(batch, timed[FP32].latency.p50, timed[ARTIFACT].latency.p50, ratio["median"],
                              ratio["iqr"]))
