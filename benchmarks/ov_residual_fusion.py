@@ -59,7 +59,9 @@ def main() -> None:
                     input_shape=(3, 224, 224))
         models = {"diracnet18": (onnx.load(path), (3, 224, 224)),
                   "digits": (verified_onnx(load_model(data.embedded_checkpoint())).model, (3, 32, 32))}
-        result = {"env": collect_env("cpu", len(os.sched_getaffinity(0))),
+        import openvino
+
+        result = {"env": collect_env("cpu", len(os.sched_getaffinity(0))), "openvino": openvino.get_version(),
                   "method": __doc__.split("\n\n")[1].replace("\n", " ")}
         for name, (model, shape) in models.items():
             print(f"{name} ...", file=sys.stderr)
