@@ -1,13 +1,14 @@
 """Train the embedded default: a CIFAR-style DiracNet-10 on scikit-learn's bundled 8x8 digits.
 
-Writes, into dirac_deploy/data/:
+Writes, into --out-dir (default train-out/; the package's own copies in dirac_deploy/data/ are replaced only
+with --replace-package-data, which is how the bundled files were made):
   digits_diracnet.pt7   the checkpoint in the original train.py layout {'params', 'epoch', 'optimizer'}, plus
                         the optional 'normalization' record (mean, std, input size it was trained with)
   digits_holdout.npz    the held-out 20% (uint8 images, labels), never seen in training
   digits_calib.npz      128 training images, for quantization calibration (never used to evaluate)
 
 Needs the `train` extra (scikit-learn), which the package itself never imports:
-    .venv/bin/python scripts/train_digits.py            # about a minute on 2 CPU cores
+    .venv/bin/python scripts/train_digits.py            # about a minute on 2 CPU cores -> train-out/
 """
 
 from __future__ import annotations
@@ -27,6 +28,22 @@ from dirac_deploy.models.dirac import DiracNet
 from dirac_deploy.spec import cifar_spec
 
 DATA = Path(__file__).resolve().parents[1] / "dirac_deploy" / "data"
+
+
+def add_output_options(ap: argparse.ArgumentParser) -> None:
+    """--out-dir and --replace-package-data: the bundled models and data are replaced only when asked."""
+    ap.add_argument("--out-dir", type=Path, default=Path("train-out"),
+                    help="where to write the checkpoint and data (default: train-out/)")
+    ap.add_argument("--replace-package-data", action="store_true",
+                    help=f"write into {DATA} instead, replacing the bundled files (the tests expect them as shipped)")
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    if args.replace_package_data and args.out_dir != Path("train-out"):
+        raise SystemExit("--out-dir and --replace-package-data name two places; give one")
+    out = DATA if args.replace_package_data else args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def to_original_params(model: DiracNet) -> dict[str, torch.Tensor]:
@@ -52,7 +69,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    add_output_options(ap)
     args = ap.parse_args()
+    out = output_dir(args)
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
 
@@ -96,10 +115,10 @@ def main() -> None:
     # original code's files do not say how their inputs were normalized; this one does.
     torch.save({"params": to_original_params(model), "epoch": args.epochs, "optimizer": opt.state_dict(),
                 "normalization": {"mean": list(DIGITS_MEAN), "std": list(DIGITS_STD), "input_size": INPUT_SIZE}},
-               DATA / "digits_diracnet.pt7")
-    np.savez_compressed(DATA / "digits_holdout.npz", images=x_te, labels=y_te.astype(np.uint8))
-    np.savez_compressed(DATA / "digits_calib.npz", images=x_tr[:128])  # quantization calibration (training split)
-    print(f"wrote {DATA / 'digits_diracnet.pt7'} and {DATA / 'digits_holdout.npz'}")
+               out / "digits_diracnet.pt7")
+    np.savez_compressed(out / "digits_holdout.npz", images=x_te, labels=y_te.astype(np.uint8))
+    np.savez_compressed(out / "digits_calib.npz", images=x_tr[:128])  # quantization calibration (training split)
+    print(f"wrote {out / 'digits_diracnet.pt7'} and {out / 'digits_holdout.npz'}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ widths in its last group (32, 64, 128 channels) and a task it gets clearly wrong
 8x8 digits, upsampled, rotated, scaled, shifted, tinted, over a cluttered noisy background with a faint
 second digit. Everything is generated from the bundled digits with seeded numpy, so it needs no download.
 
-Writes, into dirac_deploy/data/:
+Writes, into --out-dir (default train-out/; dirac_deploy/data/ only with --replace-package-data):
   noisy_diracnet.pt7   DiracNet-16-2 in the original train.py layout (weights stored as float16 to keep the
                        package small; read as float32 exactly), with its `normalization` record
   noisy_data.npz       `calib_images` (128, for quantization calibration, from the training distribution),
@@ -30,7 +30,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 # the original train.py's flat naming, written once in the default model's training script
-from train_digits import DATA, to_original_params  # scripts/ is on sys.path when a script runs
+from train_digits import add_output_options, output_dir, to_original_params  # scripts/ is on sys.path when a script runs
 
 from dirac_deploy.models.dirac import DiracNet
 from dirac_deploy.spec import cifar_spec
@@ -75,7 +75,9 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=10, help="corrupted copies of each training digit per epoch")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    add_output_options(ap)
     args = ap.parse_args()
+    out = output_dir(args)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     digits = load_digits()
@@ -119,10 +121,10 @@ def main() -> None:
     params = {k: v.half() for k, v in to_original_params(model).items() if not k.startswith("eye")}
     torch.save({"params": params, "epoch": args.epochs,
                 "normalization": {"mean": list(mean), "std": list(std), "input_size": SIZE}},
-               DATA / "noisy_diracnet.pt7")
-    np.savez_compressed(DATA / "noisy_data.npz", calib_images=calib, holdout_images=holdout,
+               out / "noisy_diracnet.pt7")
+    np.savez_compressed(out / "noisy_data.npz", calib_images=calib, holdout_images=holdout,
                         holdout_labels=y_te.astype(np.uint8))
-    print(f"wrote {DATA / 'noisy_diracnet.pt7'} and {DATA / 'noisy_data.npz'}")
+    print(f"wrote {out / 'noisy_diracnet.pt7'} and {out / 'noisy_data.npz'}")
 
 
 if __name__ == "__main__":
