@@ -30,7 +30,11 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 # the original train.py's flat naming, written once in the default model's training script
-from train_digits import add_output_options, output_dir, to_original_params  # scripts/ is on sys.path when a script runs
+from train_digits import (  # scripts/ is on sys.path when a script runs
+    add_output_options,
+    output_dir,
+    to_original_params,
+)
 
 from dirac_deploy.models.dirac import DiracNet
 from dirac_deploy.spec import cifar_spec

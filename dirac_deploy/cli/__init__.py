@@ -16,7 +16,26 @@ import click
 from .render import Settings
 
 
+class _UsageLine(click.ClickException):
+    """A usage error as one line (click prints four: usage, a hint, a blank line, the error); exit status 2."""
+
+    exit_code = 2
+
+
+def _one_line(e: click.UsageError) -> click.ClickException | click.UsageError:
+    if isinstance(e, click.exceptions.NoArgsIsHelpError):
+        return e  # a bare command prints its help
+    path = e.ctx.command_path if e.ctx is not None else "dirac-deploy"
+    return _UsageLine(f"{' '.join(e.format_message().split())} (`{path} --help` lists the options)")
+
+
 class _Group(click.Group):
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as e:
+            raise _one_line(e) from None
+
     def parse_args(self, ctx, args):
         ctx.argv = list(args)  # for the one line an unexpected error becomes
         return super().parse_args(ctx, args)
@@ -26,6 +45,8 @@ class _Group(click.Group):
 
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:
+            raise _one_line(e) from None
         except DiracDeployError as e:
             raise click.ClickException(" ".join(str(e).split())) from None
         except KeyboardInterrupt:
@@ -53,13 +74,13 @@ def main(ctx, quiet: bool, verbose: int) -> None:
     """Fold DiracNets into verified plain conv-ReLU chains; export, benchmark and serve them.
 
     \b
-    dirac-deploy demo                            the whole pipeline on the embedded default
-    dirac-deploy fold ckpt.pth -o plain.pth      any DiracNet checkpoint -> verified plain chain
-    dirac-deploy inspect FILE                    what a checkpoint, plain.pth or .onnx holds
-    dirac-deploy export plain.pth --onnx m.onnx  ONNX (+ --trt m.plan, --triton-repo DIR), verified
-    dirac-deploy quantize plain.pth -o q.onnx    int8 (identity kept exact) / fp16 / bf16, proven
-    dirac-deploy bench --device cpu              folded vs the alternatives: table, JSON, plot
-    dirac-deploy serve m.onnx                    Open Inference Protocol (KServe v2) endpoint
+    dirac-deploy demo                        the pipeline on the embedded default
+    dirac-deploy fold ckpt.pth -o plain.pth  checkpoint -> verified plain chain
+    dirac-deploy inspect FILE                what a model file holds, checked
+    dirac-deploy export plain.pth --onnx m.onnx      ONNX, Triton, TensorRT
+    dirac-deploy quantize plain.pth -o q.xml int8 keeping the identity, proven
+    dirac-deploy bench --device cpu          folded vs the alternatives
+    dirac-deploy serve m.onnx                Open Inference Protocol endpoint
     """
     ctx.obj = Settings(quiet=quiet, verbose=verbose)
     if verbose:

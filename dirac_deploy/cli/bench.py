@@ -103,7 +103,6 @@ def bench(model, device, depth, batches, backends, threads, rounds, iters, warmu
           evaluation, tf32, formats, out_dir, json_path, plot_path, no_plot, **opts):
     """Benchmark the folded chain against what a user could run instead, per backend and batch, in one run.
 
-    \b
     Variants: folded (this project), unfolded-as-trained (the DiracNet as trained; op-for-op ONNX),
     unfolded-exported (torch.onnx.export defaults + onnxsim: what a user gets without us), resnet (a ResNet of
     matching size, BN folded), and for DiracNet v1 folded-absorbed (the other fold form). torch-compile is a

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
 from rich.text import Text
 
 from .options import checkpoint_options, load_options
@@ -19,6 +18,7 @@ from .render import (
     json_option,
     kv_table,
     outputs_with_report,
+    print_layer_stats,
     progress_status,
 )
 
@@ -122,8 +122,6 @@ def _fail_on_failed_checks(r) -> None:
 
 
 def _inspect_layers(path, plot, options, json_path):
-    from rich.table import Table
-
     from ..layer_analysis import inspect_layers, plot_layers
 
     if plot:
@@ -139,21 +137,6 @@ def _inspect_layers(path, plot, options, json_path):
                                           "input_shape": list(shape), "layers": [vars(s) for s in stats]})
     if to_stdout:
         return
-    table = Table(title=f"{title}: per folded conv, input {shape[0]}x{shape[1]}x{shape[2]}", title_justify="left")
-    for col in ("layer", "weight", "n", "identity dist.", "id. dominance", "spectral norm", "condition",
-                "activation RMS"):
-        table.add_column(col, justify="left" if col in ("layer", "weight") else "right",
-                         no_wrap=col in ("layer", "weight"))
-
-    def f(v):
-        return "-" if v is None else ("inf" if v == float("inf") else f"{v:.3g}")
-
-    for s in stats:
-        table.add_row(escape(s.name), "x".join(map(str, s.shape)), str(s.input_size), f(s.identity_distance),
-                      f"{s.identity_dominance:.3g} / {s.identity_dominance_max:.3g}", f(s.spectral_norm), f(s.condition_number), f(s.activation_rms))
-    console().print(table)
-    console().print("spectra are exact for circular padding at the layer's input size n; '-' marks strided convs.\n"
-                    "id. dominance: |diagonal centre tap| / max |rest of the filter|, median / max over output "
-                    "channels; above ~127 per-channel int8 erases the learned part (see `dirac-deploy quantize`)")
+    print_layer_stats(console(), title, shape, stats)
     if wrote:
         console().print(Text(f"wrote {wrote}"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from ..quantize import (
     DEFAULT_CROP_FRACTION,
@@ -17,7 +16,16 @@ from ..quantize import (
     TARGETS,
 )
 from .options import checkpoint_options, load_options
-from .render import check_json_path, console, emit_json, json_option, kv_table, outputs_with_report, progress_status
+from .render import (
+    check_json_path,
+    console,
+    emit_json,
+    json_option,
+    kv_table,
+    outputs_with_report,
+    print_quantize_layers,
+    progress_status,
+)
 
 
 def _speed(speed: dict) -> str:
@@ -26,10 +34,6 @@ def _speed(speed: dict) -> str:
     rows = ", ".join(f"batch {r['batch']} {r['speedup']:.2f}x ({r['artifact_ms']:.2f} vs {r['fp32_ms']:.2f} ms)"
                      for r in speed["rows"])
     return f"{rows} against fp32 on {speed['runtime']}, {speed['threads']} threads"
-
-
-def _db(v) -> str:
-    return "-" if v is None else ("exact" if v == float("inf") else f"{v:.1f}")
 
 
 @click.command()
@@ -82,20 +86,17 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
     and how many convs the runtime really runs in int8. Below the thresholds nothing is written and the layers that lose the most are named.
     Every option and data source is checked before the model is folded or exported.
 
-    \b
     Data: a .npz holds `x` or `images` (uint8 [N,H,W,C] / [N,C,H,W] in 0..255, or preprocessed float32
     [N,C,H,W]) and optionally `labels`; a directory holds images, or one subdirectory per class whose
     sorted names are labels 0..K-1 (torchvision's ImageFolder). uint8 images are resized and centre-cropped
     (--crop-fraction), scaled to 0..1 and normalized with the mean/std the model records.
 
-    \b
     Identity-aware int8 (the default): a folded DiracNet kernel is diag(c) delta + R, and per-channel int8
     set by the diagonal erases the learned part R of wide layers. The chain is rescaled per channel (exact:
     ReLU and pooling commute with positive scales) so each such layer runs as conv(x, R/c) + x, the int8
     residual pattern runtimes fuse: only R is quantized, the identity stays exact; while the logits on the
     calibration images stay below 25 dB, the layer that loses the most (often the stem) moves to fp32. `inspect --layers` shows each layer's identity dominance.
 
-    \b
     Speed: the artifact is timed against the fp32 chain on its own runtime before it is written and refused
     when slower (--min-speedup). int8 is fastest in OpenVINO (-o q.xml).
     """
@@ -127,12 +128,4 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
     rows += [("wrote", str(w)) for w in r.written]
     console().print(kv_table(f"Quantized {r.architecture}", rows))
     if p.layers:
-        from rich.table import Table
-
-        table = Table(title="per conv: form and SQNR against fp32 (dB)", title_justify="left")
-        for col in ("layer", "form", "output SQNR", "weight SQNR", "identity dominance"):
-            table.add_column(col, justify="left" if col in ("layer", "form") else "right")
-        for layer in p.layers:
-            dom = "-" if layer.identity_dominance is None else f"{layer.identity_dominance:.3g}"
-            table.add_row(escape(layer.name), layer.form, _db(layer.output_sqnr_db), _db(layer.weight_sqnr_db), dom)
-        console().print(table)
+        print_quantize_layers(console(), p.layers)

@@ -85,12 +85,13 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
           cpus_per_replica, max_ongoing, autoscale, ray_address, ray_batching, **opts):
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
-    \b
     Each MODEL is a plain.pth, an .onnx from export or quantize (served without torch), an OpenVINO IR .xml,
     any checkpoint fold reads (folded and verified at start), or a directory of such files; NAME=PATH sets
-    the name (default: the file name without suffixes) and PATH@RUNTIME its runtime, so an int8 ONNX and an
-    IR can be served side by side: `serve q.onnx@onnxruntime q.xml@openvino`. Every model is checked before
-    the first one loads.
+    the name (default: the file name without suffixes; two files with the same name, such as q.onnx and
+    q.xml, are told apart by their runtime: q and q-openvino, printed at start) and PATH@RUNTIME its runtime,
+    so an int8 ONNX and an IR are served side by side with `serve q.onnx q.xml`. Every model is checked
+    before the first one loads.
+
     Endpoints: /v2/health/{live,ready}, /v2, /v2/models/NAME[/ready|/config], POST /v2/models/NAME/infer,
     /metrics; with --grpc-port also inference.GRPCInferenceService (live, ready, metadata, config, infer).
     """

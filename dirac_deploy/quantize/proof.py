@@ -74,7 +74,9 @@ class LowPrecisionProof:
         return not self.failures
 
     def worst_layers(self, n: int = 3) -> list[LayerError]:
-        measured = [layer for layer in self.layers if layer.output_sqnr_db is not None]
+        """The quantized layers whose outputs lose the most (a layer kept in fp32 only inherits its input's
+        error, so it is never named)."""
+        measured = [layer for layer in self.layers if layer.output_sqnr_db is not None and layer.form != "fp32"]
         return sorted(measured, key=lambda layer: layer.output_sqnr_db)[:n]
 
     def describe(self) -> str:

@@ -18,6 +18,7 @@ thresholds and, timed against the fp32 chain on its own runtime (`speed`), is no
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -262,7 +263,8 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     art.proof.notes[:0] = notes
     features = cpu_features()
     art.proof.notes.append(f"proved on {features.model} ({features.describe()})")
-    _chain_names(art.proof.layers, getattr(loaded, "plain", None))
+    renamed = _chain_names(art.proof.layers, getattr(loaded, "plain", None))
+    art.proof.notes = [_renamed(n, renamed) for n in art.proof.notes]
     if not art.proof.ok:
         worst = ", ".join(f"{layer.name} {layer.output_sqnr_db:.1f} dB ({layer.form})" for layer in art.proof.worst_layers())
         raise EquivalenceError(f"the {precision} artifact misses its thresholds ({'; '.join(art.proof.failures)}): "
@@ -301,17 +303,30 @@ def _prove_speed(art: Artifact, fp32, input_shape, features, *, min_speedup: flo
             f"{faster_alternative(art.precision, art.target)}; --min-speedup 0 writes it anyway")
 
 
-def _chain_names(layers: list[LayerError], plain) -> None:
+def _chain_names(layers: list[LayerError], plain) -> dict[str, str]:
     """Name the table's convs as the plain chain does (group1_block0_conv, ...), not as the exporter did, when
-    the chain is at hand and its convs correspond one to one (same order)."""
+    the chain is at hand and its convs correspond one to one (same order). Returns {exporter's name: chain's}."""
     if plain is None:
-        return
+        return {}
     import torch
 
     names = [n for n, m in plain.named_children() if isinstance(m, torch.nn.Conv2d)]
+    renamed = {}
     if len(names) == len(layers):
         for layer, name in zip(layers, names):
+            renamed[layer.name] = name
             layer.name = name
+    return renamed
+
+
+def _renamed(note: str, renamed: dict[str, str]) -> str:
+    """A note with the exporter's node names replaced by the chain's, as the layer table names them (whole
+    names only: node_conv2d_1 is not a prefix of node_conv2d_10)."""
+    if not renamed:
+        return note
+    pattern = re.compile(r"(?<![\w/.])(" + "|".join(map(re.escape, sorted(renamed, key=len, reverse=True)))
+                         + r")(?![\w/.])")
+    return pattern.sub(lambda m: renamed[m.group(1)], note)
 
 
 def _write_ir(art: Artifact, output: Path, source: Provenance, probe_x: np.ndarray) -> list[Path]:

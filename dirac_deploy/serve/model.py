@@ -51,8 +51,11 @@ def _split_runtime(arg: str) -> tuple[str, str | None]:
 
 def parse_model_args(args: list[str], runtime: str | None = None) -> list[ModelSource]:
     """`[NAME=]PATH[@RUNTIME]` or a directory (every .onnx / .xml / .pth / .pt / .pt7 inside) -> named sources.
-    A model's runtime: its own `@RUNTIME`, else `runtime` (the --runtime option), else `default_runtime`."""
+    A model's runtime: its own `@RUNTIME`, else `runtime` (the --runtime option), else `default_runtime`.
+    A name not given is the file's name without suffixes; when two such names meet (q.onnx and q.xml, as
+    `quantize` writes them), the later file is told apart by its runtime (q-openvino), else by its suffix."""
     sources: list[ModelSource] = []
+    given: set[int] = set()  # indices of the sources named with NAME=PATH
     for arg in args:
         arg, own = _split_runtime(arg)
         name, sep, path = arg.partition("=")
@@ -65,15 +68,33 @@ def parse_model_args(args: list[str], runtime: str | None = None) -> list[ModelS
                 raise DiracDeployError(f"no models in directory {p} (expected .onnx, .xml, .pth, .pt or .pt7 files)")
             sources += [ModelSource(f.name.split(".")[0], f, own or runtime) for f in files]
         else:
+            if name:
+                given.add(len(sources))
             sources.append(ModelSource(name or p.name.split(".")[0], p, own or runtime))
-    seen = set()
-    for s in sources:
+    seen: set[str] = set()
+    for i, s in enumerate(sources):
+        if s.name in seen and i not in given:
+            s.name = _distinct_name(s, seen)
         if not _NAME.match(s.name):
             raise DiracDeployError(f"bad model name {s.name!r}: use letters, digits, '_', '-' and '.' (NAME=PATH sets it)")
         if s.name in seen:
             raise DiracDeployError(f"two models are named {s.name!r}; name them explicitly with NAME=PATH")
         seen.add(s.name)
     return sources
+
+
+def _distinct_name(source: ModelSource, taken: set[str]) -> str:
+    """`name-RUNTIME`, else `name-SUFFIX`, for a default name another model already has (the name unchanged
+    when neither is free: the caller then asks for NAME=PATH)."""
+    try:
+        runtime = source.runtime or default_runtime(source.path)
+    except DiracDeployError:  # a missing or unreadable file: check_sources says so, with the file's name
+        runtime = None
+    for candidate in (f"{source.name}-{runtime}" if runtime else None,
+                      f"{source.name}-{source.path.suffix.lstrip('.')}" if source.path.suffix else None):
+        if candidate and candidate not in taken:
+            return candidate
+    return source.name
 
 
 def check_sources(sources: list[ModelSource]) -> list[ModelSource]:
@@ -152,6 +173,7 @@ class ServedModel:
         else:
             raise DiracDeployError(f"{art.path}: a PyTorch chain is served on {runtime} through its verified ONNX "
                                    f"export (dirac_deploy.serve_files.served_artifact), or on --runtime torch")
+        info.update(preprocessing(art))
         return cls(name, art.input_shape, art.num_classes, runtime, runners, art.path, info, max_batch)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
@@ -170,7 +192,31 @@ class ServedModel:
                 "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *self.input_shape]}],
                 "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, self.num_classes]}],
                 "parameters": {**{k: str(v) for k, v in self.info.items()}, "instances": str(self.instances.size),
-                               "max_batch": str(self.max_batch)}}
+                               # images one run may gather from concurrent requests (--max-batch), not the
+                               # most one request may carry (the config's max_batch_size, from the body limit)
+                               "dynamic_batch_max_images": str(self.max_batch)}}
+
+
+def preprocessing(art) -> dict[str, str]:
+    """What a client must do to an image before sending it, from the artifact's provenance, as OIP model
+    metadata `parameters` (strings): layout, size, scaling, and the per-channel mean and std with where they
+    came from (a checkpoint's record, the command line, or an assumed default)."""
+    import json
+
+    prov = art.provenance
+    c, h, w = art.input_shape
+    out = {"input_layout": "NCHW", "input_size": f"{h}x{w}", "input_channels": str(c),
+           "preprocessing": "image scaled to [0, 1] (uint8: / 255), resized to input_size, then (x - mean) / std "
+                            "per channel"}
+    if prov.mean is not None and prov.std is not None:
+        out["mean"] = json.dumps([round(v, 6) for v in prov.mean])
+        out["std"] = json.dumps([round(v, 6) for v in prov.std])
+        source = prov.origins.get("normalization")
+        if source:
+            out["normalization_source"] = source
+    else:
+        out["preprocessing"] = "not recorded in the model file: ask its author"
+    return out
 
 
 def max_request_batch(input_shape: tuple[int, ...], max_body_bytes: int) -> int:

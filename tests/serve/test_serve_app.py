@@ -264,7 +264,7 @@ def test_batched_model_answers_match_unbatched_ones():
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     assert all(0 < t["start"] <= t["end"] for t in timings)  # every caller learns when its batch ran
     assert len({t["start"] for t in timings}) < len(xs)  # and some ran together
-    assert model.metadata()["parameters"]["max_batch"] == "8"
+    assert model.metadata()["parameters"]["dynamic_batch_max_images"] == "8"
     model.instances.close()
 
 

@@ -133,3 +133,32 @@ def test_connection_caps_fit_the_open_files_limit_for_both_listeners(monkeypatch
     monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 1024))
     assert _within_open_files(ServeLimits(max_connections=512), 1).max_connections == 512
     assert _within_open_files(ServeLimits(max_connections=512), 2).max_connections == (1024 - 64) // 2
+
+
+def test_same_stem_files_get_distinct_default_names(tmp_path):
+    (tmp_path / "q.onnx").write_bytes(b"x")
+    got = parse_model_args([str(tmp_path / "q.onnx"), f"{tmp_path / 'q.pth'}@torch", str(tmp_path / "q.pt7")])
+    assert [s.name for s in got] == ["q", "q-torch", "q-pt7"]
+    with pytest.raises(DiracDeployError, match="two models are named 'q'"):  # a name given is never changed
+        parse_model_args([str(tmp_path / "q.onnx"), f"q={tmp_path / 'q.pth'}"])
+
+
+@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
+def test_the_serving_docs_q_onnx_q_xml_command_serves_both(artifacts, tmp_path):
+    """docs/serving.md: `serve q.onnx q.xml` (what `quantize -o q.onnx` then `-o q.xml` write) serves both,
+    named q and q-openvino, each with the preprocessing a client needs in its metadata."""
+    import json
+    import shutil
+
+    shutil.copy(artifacts / "fp32.onnx", tmp_path / "q.onnx")
+    for f in ("q.xml", "q.bin"):
+        shutil.copy(artifacts / f, tmp_path / f)
+    models = load_models([str(tmp_path / "q.onnx"), str(tmp_path / "q.xml")], None, 1)
+    assert {m.name: m.runtime for m in models.values()} == {"q": "onnxruntime", "q-openvino": "openvino"}
+    for m in models.values():
+        params = m.metadata()["parameters"]
+        assert params["input_layout"] == "NCHW" and params["input_size"] == "32x32"
+        assert json.loads(params["mean"]) == pytest.approx(list(data.DIGITS_MEAN))
+        assert json.loads(params["std"]) == pytest.approx(list(data.DIGITS_STD))
+        assert params["dynamic_batch_max_images"] == "1"
+        m.instances.close()

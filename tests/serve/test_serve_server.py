@@ -370,7 +370,7 @@ def test_instances_and_batching_options_serve_the_same_answers(model_dir, expect
     with running_server(str(model_dir / "digits.onnx"), "--instances", "2", "--max-batch", "4") as (url, _):
         c = triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=30.0)
         params = c.get_model_metadata("digits")["parameters"]
-        assert params["instances"] == "2" and params["max_batch"] == "4"
+        assert params["instances"] == "2" and params["dynamic_batch_max_images"] == "4"
         xs = [_x(2, seed=20 + i) for i in range(8)]
         with ThreadPoolExecutor(4) as pool:
             outs = list(pool.map(lambda x: triton.InferenceServerClient(url.removeprefix("http://")).infer(
