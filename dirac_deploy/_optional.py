@@ -1,6 +1,6 @@
 """Optional dependencies, imported where they are used, with an error naming the extra that installs them.
 
-`pip install dirac-deploy` alone folds and inspects checkpoints and benchmarks eager PyTorch; the extras add
+The core install alone folds and inspects checkpoints and benchmarks eager PyTorch; the extras add
 the rest (README: Install). ONNX Runtime is an extra, not a base dependency, because the CPU package and
 `onnxruntime-gpu` install the same module and conflict: `[export]` brings the CPU build, `[gpu]` the CUDA one.
 """
@@ -13,24 +13,31 @@ import sys
 
 from .errors import MissingDependencyError
 
+
+def _extra(extra: str, why: str = "") -> str:
+    """How to add an extra. The package is not on PyPI: it installs from a clone or from a wheel built there
+    (README: Quick start), so the hint names both."""
+    return f"pip install '.[{extra}]' in a clone, or 'dirac_deploy-*.whl[{extra}]'" + (f"  ({why})" if why else "")
+
+
 INSTALL = {
-    "onnxruntime": "pip install 'dirac-deploy[export]'  (or [gpu] for onnxruntime-gpu)",
-    "onnxscript": "pip install 'dirac-deploy[export]'  (torch.onnx's exporter needs onnxscript)",
-    "onnxsim": "pip install 'dirac-deploy[export]'  (onnxsim simplifies the exported graph)",
-    "matplotlib": "pip install 'dirac-deploy[plot]'",
-    "tensorrt": "pip install 'dirac-deploy[trt]'  (TensorRT 11, tensorrt-cu13; needs an NVIDIA GPU machine that "
-                "can reach NVIDIA's package index)",
-    "fastapi": "pip install 'dirac-deploy[serve]'",
-    "uvicorn": "pip install 'dirac-deploy[serve]'",
-    "grpc": "pip install 'dirac-deploy[serve]'  (gRPC serving uses tritonclient[grpc]'s stubs)",
-    "onnxconverter_common.float16": "pip install 'dirac-deploy[fp16]'  (onnxconverter-common)",
-    "tritonclient": "pip install 'dirac-deploy[triton]'  (tritonclient ships Triton's ModelConfig protobuf)",
-    "openvino": "pip install 'dirac-deploy[openvino]'",
-    "ray": "pip install 'dirac-deploy[ray]'  (Ray Serve, about 0.5 GB)",
-    "nncf": "pip install 'dirac-deploy[openvino]'  (NNCF, OpenVINO's int8 quantizer)",
-    "onnxruntime-gpu": "pip install 'dirac-deploy[gpu]'  (onnxruntime-gpu, in place of onnxruntime: the CUDA provider)",
+    "onnxruntime": _extra("export", "or [gpu] for onnxruntime-gpu"),
+    "onnxscript": _extra("export", "torch.onnx's exporter needs onnxscript"),
+    "onnxsim": _extra("export", "onnxsim simplifies the exported graph"),
+    "matplotlib": _extra("plot"),
+    "tensorrt": _extra("trt", "TensorRT 11, tensorrt-cu13; needs an NVIDIA GPU machine that can reach NVIDIA's "
+                              "package index"),
+    "fastapi": _extra("serve"),
+    "uvicorn": _extra("serve"),
+    "grpc": _extra("serve", "gRPC serving uses tritonclient[grpc]'s stubs"),
+    "onnxconverter_common.float16": _extra("fp16", "onnxconverter-common"),
+    "tritonclient": _extra("triton", "tritonclient ships Triton's ModelConfig protobuf"),
+    "openvino": _extra("openvino"),
+    "ray": _extra("ray", "Ray Serve, about 0.5 GB"),
+    "nncf": _extra("openvino", "NNCF, OpenVINO's int8 quantizer"),
+    "onnxruntime-gpu": _extra("gpu", "onnxruntime-gpu, in place of onnxruntime: the CUDA provider"),
     "PIL": "pip install pillow  (reading image files)",
-    "torch": "pip install torch  (the CPU build: --index-url https://download.pytorch.org/whl/cpu)",
+    "torch": "pip install 'torch>=2.11,<2.14'  (the CPU build: --index-url https://download.pytorch.org/whl/cpu)",
 }
 
 

@@ -11,7 +11,7 @@ Connection-level limits (header and body timeouts, connection caps) are Ray's pr
 own HTTP and gRPC servers (the gRPC one on every interface). Request-level ones (body sizes, in-flight bytes,
 JSON size) hold per replica. Batching inside a replica is ours (`serve.batching`) or Ray's `@serve.batch`
 (`RayBatcher`); benchmarks/serve_bench.py --case ray-batch measures both.
-Ray is imported here only, where used (`pip install 'dirac-deploy[ray]'`). gRPC goes through Ray's gRPC proxy,
+Ray is imported here only, where used (`pip install '.[ray]'`). gRPC goes through Ray's gRPC proxy,
 which registers the KServe v2 service from tritonclient's generated stubs and routes each RPC to the replica
 method of the same name; ModelStreamInfer (bidirectional streaming, Triton's decoupled models) is not
 served, as by `serve`.

@@ -121,5 +121,5 @@ def test_skipped_steps_keep_the_extra_in_their_install_hint(capsys):
     from dirac_deploy.cli.demo import _skipped
     from dirac_deploy.demo import DemoStep
 
-    _skipped(DemoStep(skipped=[("ONNX export", "needs onnxruntime: pip install 'dirac-deploy[export]'")]))
-    assert "pip install 'dirac-deploy[export]'" in capsys.readouterr().out
+    _skipped(DemoStep(skipped=[("ONNX export", "needs onnxruntime: pip install '.[export]'")]))
+    assert "pip install '.[export]'" in capsys.readouterr().out

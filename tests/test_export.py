@@ -169,7 +169,7 @@ def test_tensorrt_missing_is_a_clear_error_and_writes_nothing(tmp_path):
     res = CliRunner().invoke(main, ["export", str(embedded_checkpoint()), "--onnx", str(tmp_path / "m.onnx"),
                                     "--trt", str(tmp_path / "m.plan")])
     assert res.exit_code == 1
-    assert "pip install 'dirac-deploy[trt]'" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "pip install '.[trt]'" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(MissingDependencyError):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.plan", input_shape=(3, 32, 32), batch_range=BatchRange(1, 2, 4))

@@ -20,7 +20,7 @@ from dirac_deploy.quantize.graph import fake_int8, split_diag
 DIGITS = data.embedded_checkpoint()
 NOISY = data.noisy_checkpoint()
 needs_openvino = pytest.mark.skipif(not (available("openvino") and available("nncf")),
-                                    reason="OpenVINO / NNCF not installed (pip install 'dirac-deploy[openvino]')")
+                                    reason="OpenVINO / NNCF not installed (pip install '.[openvino]')")
 
 
 def _quantize(*args):

@@ -77,3 +77,53 @@ def test_slowest_batch_decides_and_zero_turns_the_gate_off():
 def test_faster_alternative_names_a_command():
     assert "--target openvino" in faster_alternative("int8", "onnxruntime")
     assert "GPU" in faster_alternative("fp16", "onnxruntime")
+
+
+def spread_timer(ratios_per_pass: list[list[float]]):
+    """Each call of the timer is one pass of rounds whose fp32 / artifact ratios are the given ones."""
+    passes = iter(ratios_per_pass)
+    calls_made = []
+
+    def timer(calls):
+        calls_made.append(1)
+        ratios = next(passes)
+        return {FP32: Timed(tuple((r,) for r in ratios)), ARTIFACT: Timed(tuple((1.0,) for _ in ratios))}
+    timer.calls = calls_made
+    return timer
+
+
+def test_decide_reads_the_quartiles_of_the_per_round_ratios():
+    from dirac_deploy.quantize.speed import ACCEPTED, NOT_GATED, REFUSED, UNDECIDED, decide
+
+    assert decide([1.1, 1.2, 1.3, 1.25, 1.15], 1.0) == ACCEPTED
+    assert decide([0.7, 0.8, 0.85, 0.9, 0.75], 1.0) == REFUSED
+    assert decide([0.78, 0.87, 1.26, 0.9, 1.1], 1.0) == UNDECIDED  # the spread the bundled model showed
+    assert decide([0.5, 0.6, 0.7], 0) == NOT_GATED
+    # a median above the bar is not enough: the lower quartile decides acceptance
+    assert decide([0.9, 1.05, 1.1, 1.2, 0.95], 1.0) == UNDECIDED
+
+
+def test_more_rounds_settle_a_noisy_start():
+    from dirac_deploy.quantize.speed import ACCEPTED, MAX_ROUNDS, UNDECIDED, measure_speed
+
+    noisy, clean = [0.8, 1.3, 0.9, 1.2, 1.0], [1.4] * 5
+    proof = measure_speed(None, None, target="onnxruntime", precision="int8", input_shape=(3, 4, 4),
+                          timer=spread_timer([noisy, clean, clean, clean]), make_calls=lambda _x: {})
+    row = proof.rows[0]
+    assert len(row.rounds) == 10 and row.decision == ACCEPTED  # noisy, then one clean pass tipped it
+    stuck = spread_timer([noisy] * (MAX_ROUNDS // 5 + 1))
+    proof = measure_speed(None, None, target="onnxruntime", precision="int8", input_shape=(3, 4, 4), timer=stuck,
+                          make_calls=lambda _x: {})
+    assert proof.rows[0].decision == UNDECIDED and len(proof.rows[0].rounds) == MAX_ROUNDS
+    assert proof.decision == UNDECIDED and not proof.ok and len(stuck.calls) == MAX_ROUNDS // 5
+
+
+def test_undecided_writes_nothing_and_exits_3(tmp_path, monkeypatch):
+    from dirac_deploy.quantize import speed
+
+    monkeypatch.setattr(speed, "interleaved_timer",
+                        lambda _seconds: spread_timer([[0.8, 1.3, 0.9, 1.2, 1.0]] * 10))
+    res = CliRunner().invoke(main, ["quantize", str(DIGITS), "-o", str(tmp_path / "q.onnx"), "--speed-batch", "1"])
+    assert res.exit_code == 3, res.output
+    assert "undecided: the machine is too noisy" in res.output and "IQR 0.90-1.20 over 20" in res.output
+    assert list(tmp_path.iterdir()) == []

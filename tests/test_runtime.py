@@ -8,7 +8,7 @@ from dirac_deploy import data
 from dirac_deploy._optional import available
 
 
-@pytest.mark.skipif(not available("openvino"), reason="OpenVINO not installed (pip install 'dirac-deploy[openvino]')")
+@pytest.mark.skipif(not available("openvino"), reason="OpenVINO not installed (pip install '.[openvino]')")
 def test_openvino_compiled_applies_the_precision_an_ir_records():
     """OpenVINO's compile_model ignores an IR's runtime_options; on a CPU whose plugin defaults to bf16 an fp32 IR
     would silently run in bf16. The recorded hint is applied, and an explicit one wins."""
@@ -28,7 +28,7 @@ def test_openvino_compiled_applies_the_precision_an_ir_records():
     assert "float32" in str(got) or "f32" in str(got)
 
 
-@pytest.mark.skipif(not available("openvino"), reason="OpenVINO not installed (pip install 'dirac-deploy[openvino]')")
+@pytest.mark.skipif(not available("openvino"), reason="OpenVINO not installed (pip install '.[openvino]')")
 def test_openvino_compiled_passes_the_recorded_hint_to_the_plugin(monkeypatch):
     """The same on any CPU: what reaches compile_model is the IR's recorded hint (or the explicit one), so the
     check above cannot pass by chance on a CPU whose default already is f32."""

@@ -1,7 +1,8 @@
 """A fresh wheel install, as a user gets it (`make wheel-test`; marker `wheel`, not part of `make test`).
 
 Build the wheel, install it into a new venv with no extras and run `dirac-deploy demo` (it must run end to
-end, saying what it skipped), then add the extras and run the README walk-through against that venv.
+end, saying what it skipped); then run the README's pip recipe as written (build the wheel in the clone,
+install it with extras) and the README walk-through against that venv.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from serving import free_port
 
 pytestmark = pytest.mark.wheel
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = "export,plot,serve,triton,fp16,openvino"
 
 
 def _run(cmd, cwd=None, timeout=1800, env=None):
@@ -48,20 +48,6 @@ def _env():
     return env
 
 
-def test_cpu_install_recipe_keeps_the_cpu_torch(fresh):
-    """The README's pip recipe for CPU machines: the CPU torch first, then the package (here the local CPU
-    wheel stands in for PyTorch's CPU index). pip must keep that torch and bring no CUDA package."""
-    import json
-
-    _, env_dir, _, _ = fresh
-    proc = _run([str(env_dir / "bin" / "python"), "-m", "pip", "list", "--format=json"])
-    installed = {p["name"].lower(): p["version"] for p in json.loads(proc.stdout)}
-    assert installed["torch"].endswith("+cpu"), installed["torch"]
-    assert not [name for name in installed if name.startswith("nvidia") or name == "triton"]
-    readme = (ROOT / "README.md").read_text()
-    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in readme
-
-
 def test_plain_install_runs_the_demo(fresh):
     root, env_dir, _, _ = fresh
     work = root / "plain"
@@ -69,14 +55,53 @@ def test_plain_install_runs_the_demo(fresh):
     proc = _run([str(env_dir / "bin" / "dirac-deploy"), "demo"], cwd=work, env=_env(), timeout=900)
     out = proc.stdout + proc.stderr
     assert "Folded DiracNet-10-1" in out and "skipped" in out.lower()
-    assert "pip install 'dirac-deploy[" in out  # each skipped step names the extra that adds it
+    assert "pip install '.[" in out and ".whl[" in out  # each skipped step names the extra: clone or wheel
     assert (work / "demo-out" / "digits_diracnet.pt7").is_file()
 
 
-def test_wheel_with_extras_passes_the_readme_walkthrough(fresh):
-    root, env_dir, wheel, pip = fresh
-    _run([*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[{EXTRAS}]"])
-    work = root / "walk"
+def readme_install_lines() -> list[str]:
+    """The README's pip recipe: the commands of the bash block that says tests/test_wheel.py runs it."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("tests/test_wheel.py runs these lines"):]
+    block = block[block.index("```bash\n") + 8:]
+    block = block[:block.index("```")]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def readme_installed(fresh):
+    """The README's recipe in the fresh venv: the CPU torch (the local wheel stands in for PyTorch's index),
+    then the wheel built and installed with extras by the README's own lines, run as written in the clone."""
+    _, env_dir, _, _ = fresh
+    torch_line, *lines = readme_install_lines()
+    assert torch_line == "pip install 'torch>=2.11,<2.14' --index-url https://download.pytorch.org/whl/cpu"
+    env = {**_env(), "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ['PATH']}",
+           "PIP_QUIET": "1"}
+    for line in lines:
+        _run(["bash", "-c", f"set -e; {line}"], cwd=ROOT, env=env)
+    return env_dir
+
+
+def test_readme_pip_recipe_keeps_the_cpu_torch_in_the_declared_range(readme_installed):
+    """pip keeps the CPU torch and brings no CUDA package; the wheel declares the torch range the README says,
+    and the torch it runs with is in it."""
+    import json
+
+    proc = _run([str(readme_installed / "bin" / "python"), "-m", "pip", "list", "--format=json"])
+    installed = {p["name"].lower(): p["version"] for p in json.loads(proc.stdout)}
+    assert installed["torch"].endswith("+cpu"), installed["torch"]
+    assert not [name for name in installed if name.startswith("nvidia") or name == "triton"]
+    assert {"openvino", "onnxruntime", "matplotlib", "fastapi"} <= set(installed)
+    requires = _run([str(readme_installed / "bin" / "python"), "-c",
+                     "import importlib.metadata as m; print(m.requires('dirac-deploy'))"]).stdout
+    assert "torch<2.14,>=2.11" in requires, requires
+    major, minor = (int(v) for v in installed["torch"].split(".")[:2])
+    assert (2, 11) <= (major, minor) < (2, 14)
+
+
+def test_wheel_with_extras_passes_the_readme_walkthrough(readme_installed, tmp_path):
+    env_dir = readme_installed
+    work = tmp_path / "walk"
     work.mkdir()
     (work / ".venv").symlink_to(env_dir)
     _run([str(env_dir / "bin" / "dirac-deploy"), "-q", "demo"], cwd=work, env=_env(), timeout=900)

@@ -29,11 +29,14 @@ from .render import (
 
 
 def _speed(speed: dict) -> str:
+    """The numbers that decided: per batch the median of per-round speed-ups, their quartiles and the rounds'
+    count, the decision, and the p50 latencies (a ratio of medians is not the median of ratios)."""
+    from ..quantize.speed import SpeedRow
+
     if "rows" not in speed:
         return speed["status"]
-    rows = ", ".join(f"batch {r['batch']} {r['speedup']:.2f}x ({r['artifact_ms']:.2f} vs {r['fp32_ms']:.2f} ms)"
-                     for r in speed["rows"])
-    return f"{rows} against fp32 on {speed['runtime']}, {speed['threads']} threads"
+    rows = "; ".join(SpeedRow(**r).describe() for r in speed["rows"])
+    return f"{rows}; against fp32 on {speed['runtime']}, {speed['threads']} threads"
 
 
 @click.command()

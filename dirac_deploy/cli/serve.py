@@ -23,7 +23,7 @@ _LIMITS = ServeLimits()
 @click.option("--runtime", type=click.Choice(["onnxruntime", "openvino", "torch"]),
               help="Runtime for every model that names none with MODEL@RUNTIME [default: per file: an OpenVINO IR "
                    ".xml (from `quantize --target openvino`, run at the precision it records) on openvino, "
-                   "anything else on onnxruntime]. openvino needs pip install 'dirac-deploy[openvino]'.")
+                   "anything else on onnxruntime]. openvino needs pip install '.[openvino]'.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Intra-op threads per instance [default: all cores for one instance, else cores / instances].")
 @click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -63,7 +63,7 @@ _LIMITS = ServeLimits()
                    "that was not written by `dirac-deploy export` (nothing then proves it is a folded chain).")
 @click.option("--engine", type=click.Choice(["builtin", "ray"]), default="builtin", show_default=True,
               help="ray: the same routes (and --grpc-port service) on Ray Serve, one app per replica behind Ray's "
-                   "proxies (pip install 'dirac-deploy[ray]'; docs/images-and-scale-out.md).")
+                   "proxies (pip install '.[ray]'; docs/images-and-scale-out.md).")
 @click.option("--replicas", type=click.IntRange(1, 1024), default=2, show_default=True,
               help="--engine ray: replicas, each loading and verifying every MODEL.")
 @click.option("--cpus-per-replica", type=click.FloatRange(0.01, 1024), default=1.0, show_default=True,

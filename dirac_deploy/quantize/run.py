@@ -37,11 +37,18 @@ from .int8 import FP32
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
 from .proof_data import load_proof_data, plan_data
 from .registry import DEFAULT_METHOD, DEFAULT_TARGET, RECIPES
-from .speed import DEFAULT_MIN_SPEEDUP, Timer, faster_alternative, measure_speed
+from .speed import DEFAULT_MIN_SPEEDUP, REFUSED, UNDECIDED, Timer, faster_alternative, measure_speed
 
 
 class SlowerThanFp32Error(EquivalenceError):
     """The artifact is proven accurate but runs slower than the fp32 chain it would replace."""
+
+
+class UndecidedSpeedError(EquivalenceError):
+    """The speed proof could not decide: the per-round speed-ups straddle --min-speedup after every round
+    allowed. Nothing was written; exit status 3, so a script can tell "too noisy" from "slower"."""
+
+    exit_code = 3
 
 COMBINATIONS = set(RECIPES)  # (precision, method, target) this tool builds: quantize.registry
 PROBE_RTOL = LOW_PRECISION_PROBE_RTOL  # recorded for readers; the checks use the tool's own value
@@ -294,13 +301,20 @@ def _prove_speed(art: Artifact, fp32, input_shape, features, *, min_speedup: flo
     speed = measure_speed(art.model, fp32, target=art.target, precision=art.precision, input_shape=input_shape,
                           batches=batches, threads=threads, min_speedup=min_speedup, timer=timer)
     art.proof.speed = speed.to_dict()
-    if not speed.ok:
-        slow = speed.slowest
+    if speed.decision == REFUSED:
+        slow = next(r for r in speed.rows if r.decision == REFUSED)
         raise SlowerThanFp32Error(
             f"the {art.precision} artifact ({art.method}, {art.target}) runs {slow.speedup:.2f}x the fp32 chain at "
-            f"batch {slow.batch} ({slow.artifact_ms:.2f} ms vs {slow.fp32_ms:.2f} ms, {speed.threads} threads, "
-            f"{features.describe()}), below --min-speedup {min_speedup:g}; nothing written. "
+            f"{slow.describe()}, {speed.threads} threads, {features.describe()}: even the rounds' upper quartile "
+            f"is below --min-speedup {min_speedup:g}; nothing written. "
             f"{faster_alternative(art.precision, art.target)}; --min-speedup 0 writes it anyway")
+    if speed.decision == UNDECIDED:
+        row = next(r for r in speed.rows if r.decision == UNDECIDED)
+        raise UndecidedSpeedError(
+            f"undecided: the machine is too noisy to tell whether the {art.precision} artifact ({art.method}, "
+            f"{art.target}) reaches --min-speedup {min_speedup:g}: {row.describe()}, the quartiles on both sides "
+            f"of it after {len(row.rounds)} rounds; nothing written. Run again on a quieter machine (or with "
+            f"fewer --threads), or --min-speedup 0 to write it anyway")
 
 
 def _chain_names(layers: list[LayerError], plain) -> dict[str, str]:

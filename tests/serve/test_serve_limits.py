@@ -442,7 +442,7 @@ def test_served_onnx_is_audited_and_checked_against_its_probe(onnx_path, tmp_pat
         assert proc.returncode == 1 and len(lines) == 1 and fragment in lines[0], (name, proc.stdout, proc.stderr)
 
 
-@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
+@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install '.[openvino]')")
 def test_low_precision_models_face_the_same_attacks(onnx_path, tmp_path):
     """An int8 ONNX on ONNX Runtime and an int8 IR on OpenVINO, served side by side: the malformed requests
     get 4xx JSON from both, oversized JSON and long integers too, and both still answer what they answer

@@ -34,7 +34,7 @@ def test_model_arguments_name_their_runtime():
     assert parse_model_args(["y.onnx"], runtime="openvino")[0].runtime == "openvino"
 
 
-@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
+@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install '.[openvino]')")
 def test_an_onnx_and_an_ir_are_served_side_by_side_each_on_its_runtime(artifacts):
     models = load_models([str(artifacts / "fp32.onnx"), str(artifacts / "q.xml")], None, 1)
     assert {m.name: m.runtime for m in models.values()} == {"fp32": "onnxruntime", "q": "openvino"}
@@ -76,7 +76,7 @@ def test_a_foreign_onnx_is_pointed_to_no_verify(tmp_path):
     assert served.infer(torch.randn(2, 3, 32, 32).numpy()).shape == (2, 10)
 
 
-@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
+@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install '.[openvino]')")
 def test_an_ir_cannot_loosen_its_own_parity_check(artifacts, tmp_path):
     import html
     import json
@@ -98,7 +98,7 @@ def test_an_ir_cannot_loosen_its_own_parity_check(artifacts, tmp_path):
         load_served_model(ModelSource("q", xml))
 
 
-@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
+@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install '.[openvino]')")
 def test_ir_files_from_strangers_are_one_line_before_openvino_reads_them(artifacts, tmp_path):
     import os
     import shutil
@@ -143,7 +143,7 @@ def test_same_stem_files_get_distinct_default_names(tmp_path):
         parse_model_args([str(tmp_path / "q.onnx"), f"q={tmp_path / 'q.pth'}"])
 
 
-@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install 'dirac-deploy[openvino]')")
+@pytest.mark.skipif(not available("openvino"), reason="needs OpenVINO (pip install '.[openvino]')")
 def test_the_serving_docs_q_onnx_q_xml_command_serves_both(artifacts, tmp_path):
     """docs/serving.md: `serve q.onnx q.xml` (what `quantize -o q.onnx` then `-o q.xml` write) serves both,
     named q and q-openvino, each with the preprocessing a client needs in its metadata."""

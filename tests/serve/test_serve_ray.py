@@ -28,7 +28,7 @@ if os.environ.get("DIRAC_REQUIRE_RAY") == "1" and not available("ray.serve"):  #
     raise RuntimeError("DIRAC_REQUIRE_RAY=1 but ray[serve] is not importable: run `make test-ray`, which installs it")
 pytestmark = [pytest.mark.ray, pytest.mark.e2e,
               pytest.mark.skipif(not available("ray.serve"),
-                                 reason="ray[serve] not installed (pip install 'dirac-deploy[ray]', or make test-ray)")]
+                                 reason="ray[serve] not installed (pip install '.[ray]', or make test-ray)")]
 
 SHAPE = (1, 3, 32, 32)
 

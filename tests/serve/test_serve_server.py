@@ -439,4 +439,4 @@ def test_engine_ray_without_ray_names_the_install(model_dir):
     proc = subprocess.run([sys.executable, "-c", _BLOCKING_MAIN, "ray", "serve", str(model_dir / "digits.onnx"), "--engine", "ray",
                            "--port", str(free_port())], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "dirac-deploy[ray]" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "'.[ray]'" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
