@@ -276,3 +276,21 @@ def test_progress_reports_exactly_the_steps_the_run_announces():
     run_benchmark(cfg, steps.append, on_plan=plans.append)
     assert plans == [steps] and len(steps) > 10  # by name and in order; tensorrt: its peak step, then skipped
     assert "int8-identity-onnxruntime: build and prove" in steps and "practical peak on tensorrt" in steps
+
+
+def test_each_record_carries_its_own_warnings_not_every_rows():
+    from dirac_deploy.bench.run import _warnings
+
+    def rec(spread, ratio_iqr=None):
+        r = {"latency_ms": {"spread": spread}}
+        if ratio_iqr:
+            r["vs_folded"] = {"median": 1.0, "iqr": list(ratio_iqr)}
+        return r
+
+    recs = {"ref": rec(0.5), "a": rec(0.01, (0.99, 1.01)), "b": rec(0.6, (0.5, 1.5))}
+    got = _warnings(recs, {"load_average": [0.1], "cores": 2}, "batch 1", "ref")
+    assert got["a"] == ["batch 1: ref latency spread (p75-p25)/p50 = 0.50"]  # the reference's, not b's
+    assert len(got["b"]) == 3 and all("ref" in w or "b " in w for w in got["b"])
+    assert len(got["ref"]) == 3  # every ratio is taken against it
+    busy = _warnings(recs, {"load_average": [3.0], "cores": 2}, "batch 1", "ref")
+    assert all(w[0].startswith("machine busy") for w in busy.values())

@@ -241,6 +241,7 @@ def test_inspect_onnx_shows_its_normalization_and_fails_when_a_check_fails(tmp_p
     for extra in ([], ["--json", "-"]):
         res = CliRunner().invoke(main, ["inspect", str(tmp_path / "edited.onnx"), *extra])
         assert res.exit_code == 1 and "failed its checks" in res.output, res.output
+        assert extra or res.output.count("FAILED") == 1, res.output  # the table says why; the error points to it
 
 
 def test_every_docs_page_the_help_names_exists():

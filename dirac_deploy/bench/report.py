@@ -31,7 +31,7 @@ class Row:
 
     backend: str  # with its numeric format unless plain fp32: 'cuda-graph fp16' (bench.formats)
     batch: int
-    folded: float | None
+    folded_ms: float | None
     best_alternative: Ratio | None = None
     best_alternative_ms: float | None = None
     vs_as_trained: Ratio | None = None

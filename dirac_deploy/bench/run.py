@@ -64,9 +64,11 @@ class BenchResult:
     def to_json(self) -> dict:
         from .report import best_rows, headline_rows, lowp_rows
 
-        # version 3: every ratio is a speed-up, t_other / t_this (> 1: this is faster); version 2's
-        # lowp `vs_fp32_ort` ran the other way (docs/reports.md)
-        return {"schema": "dirac-deploy/bench", "version": 3, "env": self.env, "records": self.records,
+        # version 4: `rows[].folded_ms` (was `folded`), `units`, each record's warnings its own; version 3:
+        # every ratio is a speed-up, t_other / t_this (> 1: this is faster); version 2's lowp `vs_fp32_ort` ran
+        # the other way (docs/reports.md)
+        return {"schema": "dirac-deploy/bench", "version": 4, "units": BENCH_UNITS, "env": self.env,
+                "records": self.records,
                 "rows": [row.to_dict() for row in headline_rows(self.records)],
                 "best_rows": [row.to_dict() for row in best_rows(self.records)],
                 "lowp_rows": [row.to_dict() for row in lowp_rows(self.records)]}
@@ -131,19 +133,33 @@ def _peak(backend, device, cfg, threads) -> tuple[float | None, str]:
     return flops / (timed["probe"].round_p50_ms[0] / 1e3) / 1e9, "ok"
 
 
-def _warnings(recs: dict[str, dict], env: dict, where: str) -> list[str]:
-    out = []
+# The unit of every number in the bench JSON whose name does not carry it (docs/reports.md).
+BENCH_UNITS = {"latency_ms": "ms per call", "round_p50_ms": "ms per call", "throughput": "images/s",
+               "peak_mem_mb": "MiB", "gflops": "GFLOP/s", "peak_fraction": "fraction of the practical peak, 0..1",
+               "agreement": "fraction of images, 0..1", "top1_agreement": "fraction of images, 0..1",
+               "accuracy": "fraction of images, 0..1", "accuracy_fp32": "fraction of images, 0..1",
+               "logit_sqnr_db": "dB", "median / iqr (ratios)": "t_other / t_this: above 1, this is faster",
+               "prepare_s": "s", "export_s": "s"}
+
+
+def _warnings(recs: dict[str, dict], env: dict, where: str, hub: str) -> dict[str, list[str]]:
+    """Per record, the warnings that concern it: the machine's load, its own latency spread and ratio spread,
+    and those of `hub`, the record every ratio is taken against (the folded chain, or fp32 ORT), which gets all."""
+    machine = []
     load = env.get("load_average")
     if load and env.get("cores") and load[0] / env["cores"] > MAX_IDLE_LOAD:
-        out.append(f"machine busy before the run (load {load[0]:.2f} on {env['cores']} cores)")
+        machine.append(f"machine busy before the run (load {load[0]:.2f} on {env['cores']} cores)")
+    own: dict[str, list[str]] = {}
     for name, rec in recs.items():
+        out = own.setdefault(name, [])
         lat = rec.get("latency_ms")
         if lat and lat["spread"] > MAX_SPREAD:
             out.append(f"{where}: {name} latency spread (p75-p25)/p50 = {lat['spread']:.2f}")
         ratio = rec.get("vs_folded")
         if ratio and ratio["median"] > 0 and (ratio["iqr"][1] - ratio["iqr"][0]) / ratio["median"] > MAX_RATIO_SPREAD:
-            out.append(f"{where}: {name} / folded per-round ratios {ratio['iqr'][0]:.2f}-{ratio['iqr'][1]:.2f}")
-    return out
+            out.append(f"{where}: {name} / {hub} per-round ratios {ratio['iqr'][0]:.2f}-{ratio['iqr'][1]:.2f}")
+    everything = [w for ws in own.values() for w in ws]
+    return {name: machine + (everything if name == hub else own.get(hub, []) + own[name]) for name in recs}
 
 
 def _lowp_runs(cfg: BenchConfig, models) -> bool:
@@ -313,10 +329,10 @@ def _time_group(cfg: BenchConfig, models, backend: str, fmt: NumericFormat, batc
                 rec["peak_fraction"] = rec["gflops"] / peak
             if FOLDED in timed and name != FOLDED:
                 rec["vs_folded"] = ratio_stats(t, timed[FOLDED])
-        warnings = _warnings(recs, env, f"{where} batch {batch}")
-        for rec in recs.values():
+        warnings = _warnings(recs, env, f"{where} batch {batch}", FOLDED)
+        for name, rec in recs.items():
             if rec["status"] == "ok":
-                rec["warnings"] = warnings
+                rec["warnings"] = warnings[name]
     calls.clear()
     return list(recs.values())
 
@@ -378,8 +394,8 @@ def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchRe
             if name != REFERENCE:  # the same direction as vs_folded: > 1 means the artifact is faster
                 recs[name]["speedup_vs_fp32_ort"] = ratio_stats(timed[REFERENCE], t)
         warnings = _warnings({n: {**r, "vs_folded": r.get("speedup_vs_fp32_ort")} for n, r in recs.items()}, env,
-                             f"low precision batch {batch}")
-        for rec in recs.values():
+                             f"low precision batch {batch}", REFERENCE)
+        for name, rec in recs.items():
             if rec["status"] == "ok":
-                rec["warnings"] = warnings
+                rec["warnings"] = warnings[name]
         result.records.extend(recs.values())

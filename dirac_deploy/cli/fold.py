@@ -20,6 +20,7 @@ from .render import (
     outputs_with_report,
     print_layer_stats,
     progress_status,
+    settings,
 )
 
 
@@ -88,7 +89,7 @@ def inspect(model, layers, plot, json_path, **opts):
     with status:
         r = inspect_file(model, load_options(**opts))
     if emit_json(json_path, r.to_json()):
-        _fail_on_failed_checks(r)
+        _fail_on_failed_checks(r, shown=False)
         return
     if isinstance(r, InspectReport):
         size = r.spec.input_size
@@ -112,13 +113,18 @@ def inspect(model, layers, plot, json_path, **opts):
                                                           ("graph", p.graph)) if value]
     rows += list(r.checks)
     console().print(kv_table(r.name, rows))
-    _fail_on_failed_checks(r)
+    _fail_on_failed_checks(r, shown=not settings().quiet)
 
 
-def _fail_on_failed_checks(r) -> None:
+def _fail_on_failed_checks(r, shown: bool) -> None:
+    """Exit 1 when a check failed. When the table above (`shown`) already says which and why, the error line
+    only points to it; otherwise (-q, --json -) it carries the whole reason."""
     if not getattr(r, "ok", True):
-        failed = "; ".join(f"{check}: {result}" for check, result in r.checks if result.startswith("FAILED"))
-        raise click.ClickException(" ".join(f"{r.path} failed its checks ({failed})".split()))
+        failed = [(check, result) for check, result in r.checks if result.startswith("FAILED")]
+        if not shown:
+            why = "; ".join(f"{check}: {result}" for check, result in failed)
+            raise click.ClickException(" ".join(f"{r.path} failed its checks ({why})".split()))
+        raise click.ClickException(f"{r.path} failed its checks: {', '.join(c for c, _ in failed)} (above)")
 
 
 def _inspect_layers(path, plot, options, json_path):

@@ -155,11 +155,16 @@ def _source(text: str) -> Text:
     return Text(f" ({text})", style="yellow" if text.startswith("assumed") else "dim")
 
 
+def _floats(values) -> str:
+    """[0.4128, 0.3921, 0.3792]: four significant digits (the full values are in --json and the artifact)."""
+    return "[" + ", ".join(f"{v:.4g}" for v in (values or [])) + "]"
+
+
 def input_rows(shape, mean, std, provenance: dict) -> list[tuple[str, Text]]:
     """Input size and normalization, each marked with where it came from (assumed values stand out)."""
     c, h, w = shape
     return [("input", Text(f"{c}x{h}x{w}") + _source(provenance.get("input_size", ""))),
-            ("normalization", Text(f"mean {list(mean or [])}, std {list(std or [])}")
+            ("normalization", Text(f"mean {_floats(mean)}, std {_floats(std)}")
              + _source(provenance.get("normalization", "")))]
 
 
@@ -292,7 +297,7 @@ def print_bench(out: Console, result) -> None:
     table_rows = []
     for r in rows:
         best = _SHORT.get(r.best_alternative.against, r.best_alternative.against) if r.best_alternative else "-"
-        cells = [r.backend, str(r.batch), _ms(r.folded), _ratio(r.best_alternative), best,
+        cells = [r.backend, str(r.batch), _ms(r.folded_ms), _ratio(r.best_alternative), best,
                  _ms(r.best_alternative_ms), _ratio(r.vs_as_trained, wide), _ratio(r.vs_resnet, wide)]
         if v1:
             cells.append(_ratio(r.vs_absorbed, wide))

@@ -39,6 +39,12 @@ from .proof_data import load_proof_data, plan_data
 from .registry import DEFAULT_METHOD, DEFAULT_TARGET, RECIPES
 from .speed import DEFAULT_MIN_SPEEDUP, REFUSED, UNDECIDED, Timer, faster_alternative, measure_speed
 
+# The unit of every number in the quantize report whose name does not carry it (docs/reports.md).
+QUANTIZE_UNITS = {"agreement": "fraction of images, 0..1", "accuracy": "fraction of images, 0..1",
+                  "accuracy_fp32": "fraction of images, 0..1", "accuracy_drop": "percentage points",
+                  "max_accuracy_drop": "percentage points", "min_agreement": "fraction of images, 0..1",
+                  "speedup / iqr / rounds": "t_fp32 / t_artifact: above 1, the artifact is faster"}
+
 
 class SlowerThanFp32Error(EquivalenceError):
     """The artifact is proven accurate but runs slower than the fp32 chain it would replace."""
@@ -89,7 +95,8 @@ class QuantizeReport:
 
     def to_json(self) -> dict:
         a = self.artifact
-        return {"schema": "dirac-deploy/quantize", "version": 3, "model": str(self.model),
+        # version 4: `units`, and speed rows with their per-round `rounds` and `decision`
+        return {"schema": "dirac-deploy/quantize", "version": 4, "units": QUANTIZE_UNITS, "model": str(self.model),
                 "architecture": self.architecture, "precision": a.precision, "method": a.method,
                 "target": a.target, "int8_types": a.int8_types, "calibration": self.calibration,
                 "convs": len(a.proof.layers), "convs_fp32": self.fp32_layers, "cpu": self.cpu,
@@ -289,7 +296,8 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         written = write_all({output: lambda tmp: tmp.write_bytes(data)})
     else:
         written = _write_ir(art, output, loaded.provenance, probe_inputs(2, loaded.input_shape))
-    return QuantizeReport(model_path, loaded.name, art, cal.source, written, features.to_dict())
+    calibrated = cal.source if precision == "int8" else f"none ({precision} is not calibrated)"
+    return QuantizeReport(model_path, loaded.name, art, calibrated, written, features.to_dict())
 
 
 def _prove_speed(art: Artifact, fp32, input_shape, features, *, min_speedup: float, speed_batch: int,
