@@ -47,7 +47,7 @@ def render(path: Path) -> str:
     for r in rows:
         best = SHORT.get(r.best_alternative.against, r.best_alternative.against) if r.best_alternative else "–"
         flag = " ⚠" if r.warnings else ""
-        lines.append(f"| {r.backend} | {r.batch} | {_f(r.folded)}{flag} | {best} | {_f(r.best_alternative_ms)} | "
+        lines.append(f"| {r.backend} | {r.batch} | {_f(r.folded_ms)}{flag} | {best} | {_f(r.best_alternative_ms)} | "
                      f"**{_r(r.best_alternative)}** | {_r(r.vs_as_trained)} | {_r(r.vs_resnet)} |"
                      + (f" {_r(r.vs_absorbed)} |" if v1 else "")
                      + f" {_f(r.folded_gflops, '.0f')} | "

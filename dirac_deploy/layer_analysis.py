@@ -106,7 +106,9 @@ def analyze_chain(plain: nn.Sequential, input_shape: tuple[int, int, int], *, ba
 
 
 def plot_layers(stats: list[LayerStats], path, title: str):
-    """Four panels against layer index: identity distance, spectral norm, condition number, activation RMS."""
+    """Six panels against layer index: identity distance, identity dominance (median and max over channels),
+    spectral norm, condition number, activation RMS. On a log axis a zero (the stem has no identity) is drawn
+    as a hollow marker on the axis' floor, labelled 0, rather than dropped."""
     matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -117,22 +119,31 @@ def plot_layers(stats: list[LayerStats], path, title: str):
     idx = list(range(len(stats)))
     fig, axes = plt.subplots(2, 3, figsize=(16, 7), sharex=True)
     panels = [("identity distance ||W - c delta|| / ||W||", [s.identity_distance for s in stats], False),
-              ("identity dominance (median over channels; int8 limit 127)",
-               [s.identity_dominance or None for s in stats], True),
+              ("identity dominance, median over output channels", [s.identity_dominance for s in stats], True),
+              ("identity dominance, max over output channels (int8 limit 127)",
+               [s.identity_dominance_max for s in stats], True),
               ("spectral norm (circular, exact)", [s.spectral_norm for s in stats], True),
               ("condition number", [s.condition_number for s in stats], True),
               ("activation RMS after the layer", [s.activation_rms for s in stats], True)]
-    axes.flat[-1].axis("off")
     for ax, (label, values, log) in zip(axes.flat, panels):
         pts = [(i, v) for i, v in zip(idx, values) if v is not None and v == v and v != float("inf")]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+        shown = [(i, v) for i, v in pts if v > 0 or not log]
+        ax.plot([p[0] for p in shown], [p[1] for p in shown], marker="o")
         ax.set_title(label, fontsize=10)
         if label.startswith("identity dominance"):
             ax.axhline(127, color="tab:red", ls="--", lw=1, label="127: per-channel int8 keeps no learned part")
-            ax.legend(fontsize=7, loc="lower right")
         if log:
             ax.set_yscale("log")
             readable_log_axis(ax)
+            zeros = [i for i, v in pts if v <= 0]
+            if zeros:
+                floor = ax.get_ylim()[0]
+                ax.plot(zeros, [floor] * len(zeros), ls="none", marker="o", mfc="none", color="tab:blue",
+                        clip_on=False, label="0 (drawn on the axis)")
+                for i in zeros:
+                    ax.annotate("0", (i, floor), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
         ax.grid(True, alpha=0.3)
     for ax in axes[1]:
         ax.set_xticks(idx, [s.name.removesuffix("_conv") for s in stats], rotation=70, fontsize=7)

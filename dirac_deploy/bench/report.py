@@ -208,7 +208,7 @@ def write_plot(path: str | Path, records: list[dict], title: str) -> Path:
     lowp = lowp_rows(records)
     records = [r for r in records if not r.get("lowp")]
     rows = headline_rows(records)
-    backends = sorted({r.backend for r in rows if r.folded}, key=_order)
+    backends = sorted({r.backend for r in rows if r.folded_ms}, key=_order)
     batches = sorted({r.batch for r in rows})
     cmap = plt.get_cmap("tab10" if len(backends) <= 10 else "tab20")
     colors = {b: cmap(i % cmap.N) for i, b in enumerate(backends)}
@@ -217,8 +217,8 @@ def write_plot(path: str | Path, records: list[dict], title: str) -> Path:
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5))
     ax_lat, ax_ratio = axes[0], axes[1]
     for b in backends:
-        own = [r for r in rows if r.backend == b and r.folded]
-        ax_lat.plot([r.batch for r in own], [r.folded for r in own], "-o", color=colors[b])
+        own = [r for r in rows if r.backend == b and r.folded_ms]
+        ax_lat.plot([r.batch for r in own], [r.folded_ms for r in own], "-o", color=colors[b])
         alt = [r for r in own if r.best_alternative_ms]
         ax_lat.plot([r.batch for r in alt], [r.best_alternative_ms for r in alt], "--s", color=colors[b], alpha=0.8)
         res = [(bt, index[(RESNET, b, bt)]["latency_ms"]["p50"]) for bt in batches if (RESNET, b, bt) in index]
@@ -234,7 +234,7 @@ def write_plot(path: str | Path, records: list[dict], title: str) -> Path:
     handles = [Line2D([], [], color=colors[b], lw=3, label=b) for b in backends]
     handles += [Line2D([], [], color="gray", ls=s, marker=m, label=lab) for s, m, lab in
                 (("-", "o", "folded"), ("--", "s", "best alternative"), (":", "^", "matched ResNet"))]
-    ax_lat.legend(handles=handles, fontsize=8, loc="upper left")
+    ax_lat.legend(handles=handles, fontsize=8, loc="best")  # where it covers the fewest points
     width = 0.8 / max(len(batches), 1)
     for j, bt in enumerate(batches):
         for i, b in enumerate(backends):
@@ -289,6 +289,6 @@ def _plot_lowp(ax, rows: list[LowpRow]) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("speed-up over fp32 ONNX Runtime (t_fp32 / t_artifact)")
     ax.set_title("low precision: speed-up; labels: logit SQNR, top-1 agreement", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_xlim(0, max(r.speedup_vs_fp32_ort.iqr[1] for r in rows if r.speedup_vs_fp32_ort) * 1.45)
