@@ -4,8 +4,10 @@ Writes, into --out-dir (default train-out/; the package's own copies in dirac_de
 with --replace-package-data, which is how the bundled files were made):
   digits_diracnet.pt7   the checkpoint in the original train.py layout {'params', 'epoch', 'optimizer'}, plus
                         the optional 'normalization' record (mean, std, input size it was trained with)
-  digits_holdout.npz    the held-out 20% (uint8 images, labels), never seen in training
-  digits_calib.npz      128 training images, for quantization calibration (never used to evaluate)
+  digits_holdout.npz    the held-out 20% (uint8 8x8 `images`, `labels`, and `x`, the network inputs), never
+                        seen in training
+  digits_calib.npz      128 training images (`images`, `x`), for quantization calibration (never used to
+                        evaluate); `quantize --calib`/`--eval` read their `x`
 
 Needs the `train` extra (scikit-learn), which the package itself never imports:
     .venv/bin/python scripts/train_digits.py            # about a minute on 2 CPU cores -> train-out/
@@ -116,8 +118,12 @@ def main() -> None:
     torch.save({"params": to_original_params(model), "epoch": args.epochs, "optimizer": opt.state_dict(),
                 "normalization": {"mean": list(DIGITS_MEAN), "std": list(DIGITS_STD), "input_size": INPUT_SIZE}},
                out / "digits_diracnet.pt7")
-    np.savez_compressed(out / "digits_holdout.npz", images=x_te, labels=y_te.astype(np.uint8))
-    np.savez_compressed(out / "digits_calib.npz", images=x_tr[:128])  # quantization calibration (training split)
+    # `images`: the raw 8x8 scans the package's own loaders preprocess; `x`: the same, preprocessed (float32
+    # [N, 3, 32, 32]), which is what `quantize --calib FILE` / `--eval FILE` read
+    np.savez_compressed(out / "digits_holdout.npz", images=x_te, labels=y_te.astype(np.uint8),
+                        x=x_test.numpy())
+    np.savez_compressed(out / "digits_calib.npz", images=x_tr[:128],  # quantization calibration (training split)
+                        x=preprocess(x_tr[:128]).numpy())
     print(f"wrote {out / 'digits_diracnet.pt7'} and {out / 'digits_holdout.npz'}")
 
 

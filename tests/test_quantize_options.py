@@ -215,3 +215,49 @@ def test_the_proof_runs_on_at_most_eval_limit_images(tmp_path):
     proof = json.loads(res.output)["proof"]
     assert proof["images"] == 150
     assert all(layer["output_sqnr_db"] is not None for layer in proof["layers"])  # on its first 64 images
+
+
+def _skimage_photos(folder, classes: dict[str, list[str]]):
+    """Real photographs and scans from scikit-image's bundled data (RGB, grayscale, RGBA, JPEG, odd sizes and
+    aspect ratios) copied into a torchvision ImageFolder layout; skimage itself is not imported."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None:
+        pytest.skip("scikit-image is not installed (the test extra brings it)")
+    src = Path(list(spec.submodule_search_locations)[0]) / "data"
+    for cls, names in classes.items():
+        (folder / cls).mkdir(parents=True)
+        for name in names:
+            shutil.copy(src / name, folder / cls / name)
+    return folder
+
+
+def test_calibration_from_a_folder_of_real_photographs(user_ckpt, tmp_path):
+    """F11: the image-folder path on real photographs: every mode (RGB, L, RGBA, JPEG) and shape (300x451 to
+    1411x1411, 191x384 pages) resized on the shorter side and centre-cropped, labels from sorted folder names,
+    and a user's checkpoint quantized with them (calibration and a disjoint held-out folder)."""
+    calib = _skimage_photos(tmp_path / "calib", {"animal": ["chelsea.png", "horse.png"],
+                                                "object": ["coffee.png", "rocket.jpg", "logo.png"],
+                                                "person": ["astronaut.png", "camera.png", "page.png"]})
+    held = _skimage_photos(tmp_path / "held", {"animal": ["motorcycle_left.png"], "object": ["color.png", "coins.png"],
+                                              "person": ["retina.jpg", "moon.png", "text.png", "brick.png"]})
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    ds = load_data(str(calib), (3, 32, 32), mean=mean, std=std, role="calib")
+    assert ds.x.shape == (8, 3, 32, 32) and ds.x.dtype == np.float32 and np.isfinite(ds.x).all()
+    assert list(ds.labels) == [0, 0, 1, 1, 1, 2, 2, 2] and "animal=0, object=1, person=2" in ds.source
+    gray = ds.x[6] * np.array(std, np.float32)[:, None, None] + np.array(mean, np.float32)[:, None, None]
+    np.testing.assert_allclose(gray[0], gray[1], atol=1e-6)  # camera.png: grayscale, the same in R, G and B
+    assert 0.0 <= gray.min() and gray.max() <= 1.0
+    # the photographs differ from each other (no image was replaced by a blank or a constant)
+    assert len({round(float(x.mean()), 3) for x in ds.x}) == 8 and all(float(x.std()) > 0.05 for x in ds.x)
+    out = tmp_path / "q.onnx"
+    res = _quantize(user_ckpt, "-o", out, "--calib", calib, "--eval", held, "--mean", ",".join(map(str, mean)),
+                    "--std", ",".join(map(str, std)), "--min-agreement", "0", "--max-accuracy-drop", "100",
+                    "--min-sqnr-db", "0", "--json", tmp_path / "q.json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "q.json").read_text())
+    assert doc["proof"]["images"] == 7 and "labels from sorted folder names" in doc["calibration"]
+    assert out.is_file()

@@ -42,3 +42,19 @@ def test_both_scripts_name_the_flag_that_replaces_the_package_data(tmp_path):
     proc = _run("train_digits.py", "--out-dir", "x", "--replace-package-data", cwd=tmp_path)
     assert proc.returncode != 0 and "give one" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_the_bundled_digits_files_are_what_quantize_reads_and_match_the_embedded_data():
+    """`quantize --calib dirac_deploy/data/digits_calib.npz` (and --eval the held-out file) reads their `x`,
+    which is the embedded preprocessing of their raw 8x8 `images`."""
+    import numpy as np
+
+    from dirac_deploy import data
+    from dirac_deploy.quantize.data import load_data
+
+    calib = load_data(str(DATA / "digits_calib.npz"), (3, 32, 32), role="calib")
+    np.testing.assert_array_equal(calib.x, data.load_calibration().numpy())
+    held = load_data(str(DATA / "digits_holdout.npz"), (3, 32, 32), role="eval")
+    x, labels = data.load_holdout()
+    np.testing.assert_array_equal(held.x, x.numpy())
+    np.testing.assert_array_equal(held.labels, labels.numpy())

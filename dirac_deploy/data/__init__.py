@@ -3,7 +3,8 @@
 - The default: a small DiracNet-10 trained on scikit-learn's bundled 8x8 digits. `digits_diracnet.pt7` is in
   the original `train.py` layout (`{'params', 'epoch', 'optimizer'}`) plus the optional `normalization`
   record, produced by `scripts/train_digits.py`; `digits_holdout.npz` holds the 360 held-out images (uint8,
-  0..16) and labels, `digits_calib.npz` 128 training images for quantization calibration. Images are scaled
+  0..16) and labels, `digits_calib.npz` 128 training images for quantization calibration; each also holds
+  `x`, the same images preprocessed, so `quantize --calib`/`--eval` can be given the files themselves. Images are scaled
   to [0, 1], upsampled to 32x32 (bilinear), repeated to 3 channels and normalized.
 - For low-precision checks: a wide DiracNet-16-2 (32/64/128 channels) on corrupted digits
   (`scripts/train_noisy_digits.py`): `noisy_diracnet.pt7`, `noisy_data.npz` (colour uint8 32x32 images).
