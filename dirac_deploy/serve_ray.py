@@ -19,6 +19,7 @@ served, as by `serve`.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ class RayOptions:
     address: str | None = None  # a running cluster ("auto", "ray://host:10001", ...); None: start one here
     num_cpus: int | None = None  # CPUs of the local cluster (None: Ray's count of this machine's)
     runtime_env: dict = field(default_factory=dict)
+    # Ray's own INFO / WARNING lines (token set-up, "Started a local Ray instance", Serve's start and stop) on
+    # stderr: off unless asked (`serve -v`); errors always show
+    ray_log_level: int = logging.ERROR
 
     def deployment_options(self) -> dict:
         opts: dict = {"ray_actor_options": {"num_cpus": self.cpus_per_replica},
@@ -196,15 +200,28 @@ Ray binds its gRPC proxy to [::], whatever `host` is).
     check_sources(parse_model_args(list(model_args), runtime))
     ray = require("ray")
     serve = require("ray.serve")
+    _quiet_ray_loggers(options.ray_log_level)
     if not ray.is_initialized():
         ray.init(address=options.address, num_cpus=options.num_cpus if options.address is None else None,
-                 include_dashboard=False, log_to_driver=False, runtime_env=options.runtime_env or None)
+                 include_dashboard=False, log_to_driver=False, runtime_env=options.runtime_env or None,
+                 logging_level=options.ray_log_level)
     after_init()
     grpc = {"grpc_options": {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]}} if grpc_port else {}
-    serve.start(http_options={"host": host, "port": port}, **grpc)
+    level = logging.getLevelName(options.ray_log_level)
+    serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": level}, **grpc)
+    _quiet_ray_loggers(options.ray_log_level)  # Serve configures its driver logger when it starts
     serve.run(ray_application(model_args, runtime=runtime, limits=limits, options=options, verify=verify),
-              name=APP_NAME, route_prefix="/")
+              name=APP_NAME, route_prefix="/", logging_config={"log_level": level})
     return f"http://{host}:{port}"
+
+
+def _quiet_ray_loggers(level: int) -> None:
+    """Ray's and Ray Serve's loggers in this process at `level` (their handlers write to stderr directly)."""
+    for name in ("ray", "ray.serve"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        for handler in logger.handlers:
+            handler.setLevel(level)
 
 
 def stop_ray() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import click
@@ -189,7 +190,8 @@ def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, ve
                                      param_hint="--autoscale")
     options = RayOptions(replicas=replicas, cpus_per_replica=cpus_per_replica, threads=threads or 1,
                          max_ongoing_requests=max_ongoing, max_batch=max_batch, min_replicas=lo, max_replicas=hi,
-                         address=address, batching=batching)
+                         address=address, batching=batching,
+                         ray_log_level=logging.INFO if settings().verbose else logging.ERROR)
     stop = threading.Event()
 
     def handle_signals():  # again after ray.init, which installs its own SIGTERM handler

@@ -229,6 +229,8 @@ def test_cli_engine_ray_serves_and_stops_on_sigterm(tmp_path):
         count, total = values["dirac_deploy_batch_images_count"], values["dirac_deploy_batch_images_sum"]
         assert count == 65 and total > count, (count, total)  # some requests ran in batches of several images
     assert proc.returncode == 0, proc.returncode
+    err = proc.stderr.read()
+    assert not [line for line in err.splitlines() if " INFO " in line or "WARNING" in line], err  # Ray's own logs
     deadline = time.monotonic() + 30
     while _ray_processes() and time.monotonic() < deadline:
         time.sleep(0.5)
