@@ -203,7 +203,13 @@ def test_openvino_int8_ir_is_written_and_served(tmp_path):
     assert (report["target"], report["method"], report["int8_types"]) == ("openvino", "identity", "u8s8")
     assert proof["agreement"] >= 0.99 and proof["speed"]["runtime"] == "openvino"
     # OpenVINO's runtime model: every conv the plan quantized runs in int8, and the fc too
-    assert proof["runtime_ops"]["conv"]["int8"] == report["convs"] - report["convs_fp32"] > 0
+    ops = proof["runtime_ops"]["conv"]
+    assert sum(ops.values()) == report["convs"]
+    if ops["int8"] == 0 and not report["cpu"]["vnni"]:
+        # measured on an AVX2-only AMD EPYC (OpenVINO 2026.4.1): the identity form's convs all run in fp32 there,
+        # while NNCF's graph runs 7 of 7 in int8; docs/low-precision.md, "CPUs without VNNI"
+        pytest.xfail("OpenVINO runs no conv of the identity form in int8 on a CPU without VNNI")
+    assert ops["int8"] == report["convs"] - report["convs_fp32"] > 0
     assert proof["runtime_ops"]["gemm"]["int8"] == 1
     assert any(layer["form"] == "int8-residual" for layer in proof["layers"])
     assert xml.is_file() and xml.with_suffix(".bin").is_file()
@@ -269,7 +275,7 @@ def test_bench_low_precision_rows(tmp_path):
     doc = json.loads(out.read_text())
     rows = {r["name"]: r for r in doc["lowp_rows"]}
     ref = rows["fp32-onnxruntime"]
-    assert ref["status"] == "ok" and ref["speedup_vs_fp32_ort"] is None and doc["version"] == 3
+    assert ref["status"] == "ok" and ref["speedup_vs_fp32_ort"] is None and doc["version"] == 4
     for name in ("int8-identity-onnxruntime", "int8-naive-onnxruntime", "fp16-onnxruntime"):
         r = rows[name]
         assert r["status"] == "ok" and r["ms"] > 0 and r["speedup_vs_fp32_ort"]["median"] > 0
@@ -282,8 +288,14 @@ def test_bench_low_precision_rows(tmp_path):
     assert rows["int8-identity-tensorrt"]["status"].startswith("skipped: ") and "TensorRT" in rows[
         "int8-identity-tensorrt"]["status"]
     if available("openvino"):
-        for name in ("int8-identity-openvino", "int8-naive-openvino"):
-            assert rows[name]["status"] == "ok" and rows[name]["quality"]["runtime_ops"]["conv"]["int8"] > 0
+        assert rows["int8-naive-openvino"]["status"] == "ok"
+        assert rows["int8-naive-openvino"]["quality"]["runtime_ops"]["conv"]["int8"] > 0
+        identity = rows["int8-identity-openvino"]
+        assert identity["status"] == "ok"
+        if identity["quality"]["runtime_ops"]["conv"]["int8"] == 0 and not doc["env"]["cpu_features"]["vnni"]:
+            pytest.xfail("OpenVINO runs no conv of the identity form in int8 on a CPU without VNNI "
+                         "(docs/low-precision.md, CPUs without VNNI)")
+        assert identity["quality"]["runtime_ops"]["conv"]["int8"] > 0
     bf16 = rows["bf16-openvino"]
     assert bf16["status"] == "ok" or bf16["status"].startswith("skipped: ")
     assert doc["env"]["lowp"]["evaluation"].startswith("embedded digits")

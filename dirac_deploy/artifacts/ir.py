@@ -16,6 +16,7 @@ import numpy as np
 from .._optional import require
 from ..errors import DiracDeployError
 from ..proof import Proof, compare_logits
+from .digest import check_content, ir_content_sha256
 from .onnx import LOW_PRECISION_PROBE_RTOL, narrowed_rtol, parse_probe
 from .provenance import PROBE, PROBE_RTOL, Provenance, rt_info_reader
 
@@ -71,17 +72,26 @@ class IrArtifact:
         return proof
 
 
-def _check_ir_files(xml: Path) -> None:
+MAX_IR_BIN_BYTES = 4 << 30  # a folded chain's weights; DiracNet-34 in fp32 is about 90 MB
+
+
+def _check_ir_files(xml: Path) -> str:
+    """Both files regular and bounded, the layer count bounded; returns the content digest of the two
+    (`artifacts.digest.ir_content_sha256`), computed before OpenVINO reads either."""
     bin_path = xml.with_suffix(".bin")
     for f in (xml, bin_path):
         if f.is_symlink() or not f.is_file():
             raise DiracDeployError(f"{f} is not a regular file; an IR is an .xml and a .bin beside it")
     if xml.stat().st_size > MAX_IR_XML_BYTES:
         raise DiracDeployError(f"{xml} is over {MAX_IR_XML_BYTES >> 20} MiB of XML; not a folded chain's IR")
-    layers = xml.read_bytes().count(b"<layer ")
+    if bin_path.stat().st_size > MAX_IR_BIN_BYTES:
+        raise DiracDeployError(f"{bin_path} is over {MAX_IR_BIN_BYTES >> 30} GiB; not a folded chain's weights")
+    text = xml.read_bytes()
+    layers = text.count(b"<layer ")
     if layers > MAX_IR_LAYERS:
         raise DiracDeployError(f"{xml} has {layers:,} layers; a folded chain's IR has at most a few hundred "
                                f"(limit {MAX_IR_LAYERS:,})")
+    return ir_content_sha256(text, bin_path.read_bytes())
 
 
 def read_ir(path: str | Path) -> IrArtifact:
@@ -93,7 +103,7 @@ def read_ir(path: str | Path) -> IrArtifact:
     """
     path = Path(path)
     ov = require("openvino")
-    _check_ir_files(path)
+    actual = _check_ir_files(path)
     try:
         net = ov.Core().read_model(str(path))
     except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line messages
@@ -108,5 +118,6 @@ def read_ir(path: str | Path) -> IrArtifact:
                                f"{shape} and {out}")
     c, h, w = (d.get_length() for d in list(shape)[1:])
     get = rt_info_reader(net)
-    return IrArtifact(path, net, (c, h, w), out[1].get_length(), Provenance.from_rt_info(get), get(PROBE),
-                      get(PROBE_RTOL))
+    provenance = Provenance.from_rt_info(get)
+    check_content(provenance.content_sha256, actual, str(path))  # an edited IR's recorded probe does not apply
+    return IrArtifact(path, net, (c, h, w), out[1].get_length(), provenance, get(PROBE), get(PROBE_RTOL))

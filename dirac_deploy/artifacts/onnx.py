@@ -19,6 +19,7 @@ from ..errors import CheckpointError, EquivalenceError, ExportError, first_line
 from ..proof import DEFAULT_RTOL, Proof, compare_logits
 from ..runtime import ort_session
 from ..spec import INPUT_NAME, OUTPUT_NAME
+from .digest import ONNX_CONTENT_KEY, check_content, onnx_content_sha256
 from .provenance import PROBE, PROBE_RTOL, Provenance, metadata_value
 
 # Everything a folded DiracNet may contain. BatchNormalization, Mul/Div/Add (the Dirac parameterization),
@@ -279,6 +280,8 @@ def read_onnx(path: str | Path) -> OnnxArtifact:
                               f"what this tool serves (at most {MAX_CHANNELS} channels, {MAX_SIDE} pixels a side, "
                               f"{MAX_CLASSES:,} classes)")
     metadata = {p.key: p.value for p in model.metadata_props}
+    # the recorded digest against this content: an edited file's recorded probe and proofs do not apply
+    check_content(metadata.get(ONNX_CONTENT_KEY, ""), onnx_content_sha256(model), str(path))
     return OnnxArtifact(path, model, (dims[1], dims[2], dims[3]), out[1], metadata)
 
 

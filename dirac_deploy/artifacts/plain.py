@@ -21,6 +21,7 @@ from ..errors import CheckpointError, first_line
 from ..fileio import atomic_write
 from ..models.plain import PlainNet
 from ..spec import MAX_INPUT_SIZE, LayerSpec
+from .digest import CONTENT_KEY, check_content, plain_content_sha256
 from .provenance import Provenance
 
 FORMAT = "dirac-deploy/plain"
@@ -98,13 +99,28 @@ def plain_artifact(path: Path, plain: PlainNet, provenance: Provenance, input_si
     return art
 
 
+def content_sha256(layers: list, meta: dict, state_dict: dict) -> str:
+    """The plain file's content digest (`artifacts.digest.plain_content_sha256`) over its stored layers, meta
+    and tensors (raw bytes, whatever their dtype)."""
+    def tensors():
+        for name, t in state_dict.items():
+            if not isinstance(t, torch.Tensor):
+                raise ValueError(f"{name} is a {type(t).__name__}, not a tensor")
+            flat = t.detach().cpu().contiguous().reshape(-1)
+            yield name, str(t.dtype), tuple(t.shape), flat.view(torch.uint8).numpy().tobytes()
+
+    return plain_content_sha256(layers, meta, tensors())
+
+
 def save_plain(path: str | Path, plain: PlainNet, meta: Provenance | dict) -> Path:
-    """Write `plain` and its provenance (or a plain-file `meta` dict) atomically (temp file + rename)."""
+    """Write `plain` and its provenance (or a plain-file `meta` dict) atomically (temp file + rename), stamped
+    with the digest of its content (a later edit of the weights voids the recorded proof)."""
     if isinstance(meta, Provenance):
         meta = meta.to_plain_meta()
-    payload = {"format": FORMAT, "version": VERSION, "layers": [layer.to_dict() for layer in plain.layers],
-               "state_dict": {k: v.detach().cpu().contiguous() for k, v in plain.state_dict().items()},
-               "meta": meta}
+    layers = [layer.to_dict() for layer in plain.layers]
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in plain.state_dict().items()}
+    meta = {**meta, CONTENT_KEY: content_sha256(layers, meta, state_dict)}
+    payload = {"format": FORMAT, "version": VERSION, "layers": layers, "state_dict": state_dict, "meta": meta}
 
     def write(tmp: Path) -> None:
         torch.save(payload, tmp)
@@ -130,13 +146,16 @@ def plain_from_payload(obj, where: str) -> tuple[PlainNet, Provenance]:
         _check_layers(layers, obj["state_dict"])  # before building: the layer args decide what gets allocated
         plain = PlainNet(layers)
         plain.load_state_dict(obj["state_dict"], strict=True)
+        actual = content_sha256(obj["layers"], obj.get("meta", {}), obj["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         first = first_line(e)
         raise CheckpointError(f"{where} is a damaged plain file: {first[:300]}") from None
     for k, v in plain.state_dict().items():
         if not torch.isfinite(v).all():
             raise CheckpointError(f"{where}: {k} contains NaN/Inf values")
-    return plain.eval(), Provenance.from_plain_meta(obj.get("meta", {}), where, plain.layers[0].args.get("in_channels"))
+    provenance = Provenance.from_plain_meta(obj.get("meta", {}), where, plain.layers[0].args.get("in_channels"))
+    check_content(provenance.content_sha256, actual, where)  # an edited file's recorded proof does not apply
+    return plain.eval(), provenance
 
 
 _POSITIVE = {"kernel_size", "stride", "in_channels", "out_channels", "in_features", "out_features"}
@@ -149,6 +168,10 @@ def _check_layers(layers: list[LayerSpec], state_dict) -> None:
     what the file holds)."""
     if not isinstance(state_dict, dict) or not layers:
         raise ValueError("no layers or no state_dict")
+    names = [layer.name for layer in layers]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # two entries would build one module: the file would say more layers than it runs
+        raise ValueError(f"layer name(s) {', '.join(map(repr, repeated))[:200]} appear more than once")
     for key, value in state_dict.items():
         if isinstance(value, torch.Tensor) and not value.is_floating_point():
             raise ValueError(f"{key} holds {value.dtype} values; a folded chain's tensors are floating point")

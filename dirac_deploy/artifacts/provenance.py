@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CheckpointError
+from .digest import CONTENT_KEY
 
 PREFIX = "dirac_deploy."  # ONNX metadata_props keys; OpenVINO rt_info keys sit under ["dirac_deploy", key]
 PROBE = "parity_probe"
@@ -40,6 +41,10 @@ class Provenance:
         graph: the kind of graph ("folded", "unfolded (as trained)", "quantized-int8", ...).
         precision / method: a low-precision artifact's precision and quantization method.
         tool_version / torch_version: what wrote it.
+        content_sha256: the digest of the weights and graph recorded when the artifact was built
+            (`artifacts.digest`); a reader that got this far has checked it against the content ('' when the
+            file records none: its provenance is then unverifiable). Writers stamp it; the codecs below only
+            read it, so a provenance carried from one artifact to another never carries a stale digest.
     """
 
     source_file: str = ""
@@ -60,6 +65,7 @@ class Provenance:
     method: str = ""
     tool_version: str = ""
     torch_version: str = ""
+    content_sha256: str = ""
 
     def replace(self, **changes: Any) -> Provenance:
         return dataclasses.replace(self, **changes)
@@ -93,7 +99,7 @@ class Provenance:
                    mean=mean, std=std, origins={str(k): str(v) for k, v in (meta.get("provenance") or {}).items()},
                    fold_proof=dict(meta["fold_proof"]) if meta.get("fold_proof") else None,
                    fold_form=(meta.get("fold") or {}).get("ncrelu"), tool_version=_str(meta.get("dirac_deploy_version")),
-                   torch_version=_str(meta.get("torch_version")))
+                   torch_version=_str(meta.get("torch_version")), content_sha256=_str(meta.get(CONTENT_KEY)))
 
     def to_plain_meta(self) -> dict:
         """The plain file's `meta` (the layout `fold` has always written; docs/formats.md)."""
@@ -122,7 +128,7 @@ class Provenance:
                    origins={k: get(f"{k}_source") for k in ("normalization", "input_size") if get(f"{k}_source")},
                    fold_proof=_fold_errors(get("fold_max_abs_error"), get("fold_max_rel_error")),
                    graph=get("graph"), precision=get("precision"), method=get("method"),
-                   tool_version=get("version"))
+                   tool_version=get("version"), content_sha256=get(CONTENT_KEY))
 
     def to_onnx_metadata(self, *, probe: str | None = None, probe_rtol: float | None = None,
                          low_precision_proof: Mapping | None = None, int8_types: str = "") -> dict[str, str]:
@@ -156,7 +162,7 @@ class Provenance:
 
 _ONNX_KEYS = ("source_sha256", "layout", "architecture", "input_size", "mean", "std", "normalization_source",
               "input_size_source", "fold_max_abs_error", "fold_max_rel_error", "version", "graph", "precision",
-              "method", LOW_PRECISION_PROOF, INT8_TYPES, PROBE, PROBE_RTOL)
+              "method", LOW_PRECISION_PROOF, INT8_TYPES, PROBE, PROBE_RTOL, CONTENT_KEY)
 
 
 def metadata_value(props: Mapping[str, str], key: str) -> str:

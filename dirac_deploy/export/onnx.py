@@ -31,6 +31,7 @@ from ..artifacts.onnx import (
     probe_inputs,
     probe_record,
 )
+from ..artifacts.digest import stamp_onnx
 from ..artifacts.provenance import Provenance
 from ..errors import EquivalenceError, ExportError, first_line
 from ..fileio import write_all
@@ -150,10 +151,12 @@ def _raise_on_parity(proofs: list[Proof], what: str) -> None:
 
 
 def _set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
+    """The provenance and probe, then the content digest over all of it (`artifacts.digest`)."""
     del model.metadata_props[:]
     for k, v in props.items():
         model.metadata_props.add(key=k, value=v)
     model.producer_name = "dirac-deploy"
+    stamp_onnx(model)
 
 
 def _writer(model: onnx.ModelProto):

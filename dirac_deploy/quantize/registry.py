@@ -72,9 +72,11 @@ def _int8(naive: bool, target: str) -> Callable[[object, np.ndarray, np.ndarray]
             model = openvino_model(qdq)
             return Built(model, run(model, evaluation), plans, types, notes, qdq, reference)
         if target == "tensorrt":
-            notes.append("proven with ONNX Runtime running the QDQ graph on the CPU: TensorRT never ran here "
-                         "(build the engine with: dirac-deploy export ARTIFACT.onnx --trt MODEL.plan)")
-        return Built(model, ort_outputs(model, evaluation)[0], plans, types, notes, qdq, reference)
+            notes.append("proven with ONNX Runtime simulating the QDQ graph as written (Q/DQ in float, no CPU int8 "
+                         "kernels): TensorRT never ran here (build the engine with: dirac-deploy export "
+                         "ARTIFACT.onnx --trt MODEL.plan)")
+        return Built(model, ort_outputs(model, evaluation, optimized=target != "tensorrt")[0], plans, types, notes,
+                     qdq, reference)
     return build
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from .._optional import require
 from ..artifacts.onnx import LOW_PRECISION_PROBE_RTOL
 from ..artifacts.provenance import Provenance
-from ..errors import EquivalenceError, OptionError
+from ..errors import EquivalenceError, ExportError, OptionError
 from ..fileio import check_output_path, write_all
 from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
 from .data import DEFAULT_CROP_FRACTION, Dataset
@@ -185,6 +185,7 @@ def _provenance(art: Artifact, source: Provenance) -> Provenance:
 
 
 def _onnx_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray) -> bytes:
+    from ..artifacts.digest import stamp_onnx
     from ..artifacts.onnx import probe_record
 
     model = art.model
@@ -196,6 +197,7 @@ def _onnx_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray) -> bytes
     for k, v in props.items():
         model.metadata_props.add(key=k, value=str(v))
     model.producer_name = "dirac-deploy"
+    stamp_onnx(model)  # last: the digest covers the graph, the weights and everything recorded above
     return model.SerializeToString()
 
 
@@ -356,6 +358,7 @@ def _write_ir(art: Artifact, output: Path, source: Provenance, probe_x: np.ndarr
     the seeded probe images, as OpenVINO computes them at the precision the IR records), checked by `serve`."""
     import tempfile
 
+    from ..artifacts.digest import CONTENT_KEY, ir_content_sha256
     from ..artifacts.onnx import probe_record
     from ..artifacts.provenance import write_rt_info
     from .openvino import run, save_ir
@@ -368,7 +371,15 @@ def _write_ir(art: Artifact, output: Path, source: Provenance, probe_x: np.ndarr
     with tempfile.TemporaryDirectory(prefix="dirac-deploy-ir-", dir=output.parent) as tmp:
         xml = Path(tmp) / "model.xml"
         save_ir(model, xml)
+        # the content digest over what was just written, recorded in rt_info and written again: the second
+        # .xml must differ from the first only by that element (checked, so the stamp always verifies)
+        digest = ir_content_sha256(xml.read_bytes(), xml.with_suffix(".bin").read_bytes())
+        write_rt_info(model, {CONTENT_KEY: digest})
+        save_ir(model, xml)
         xml_bytes, bin_bytes = xml.read_bytes(), xml.with_suffix(".bin").read_bytes()
+    if ir_content_sha256(xml_bytes, bin_bytes) != digest:
+        raise ExportError("OpenVINO wrote the IR differently twice, so its content digest cannot be recorded; "
+                          "nothing written (please report it)")
     # The .xml names its weights file by the .xml's own name: model.xml -> model.bin, so rename both together.
     return write_all({output: lambda tmp: tmp.write_bytes(xml_bytes),
                       output.with_suffix(".bin"): lambda tmp: tmp.write_bytes(bin_bytes)})

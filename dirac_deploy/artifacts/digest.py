@@ -1,0 +1,90 @@
+"""Content digests: what ties an artifact's recorded proof to the exact bytes it was computed on.
+
+Every artifact this tool writes records a sha256 of its *content*: the weights, the graph and every other
+recorded field (provenance, parity probe, proofs), all but the digest itself. Every open recomputes it; a
+mismatch means the file was edited after it was built (its weights scaled, a node added, its source forged),
+so its recorded fold proof, parity probe and low-precision proof no longer describe it (`ContentEditedError`). A digest is no signature: anyone can recompute it after an
+edit. It catches accidental and naive edits; `dirac-deploy verify --key` (signatures) catches deliberate ones.
+
+- plain.pth: the layer list and the `meta` (canonical JSON) and every state_dict tensor (name, dtype, shape,
+  bytes), sorted.
+- ONNX: the model serialized deterministically without the digest's own `metadata_props` entry.
+- OpenVINO IR: the .xml without the digest's own rt_info element, then the .bin's bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..errors import CheckpointError
+
+CONTENT_KEY = "content_sha256"  # the plain meta key; rt_info["dirac_deploy"][CONTENT_KEY]
+ONNX_CONTENT_KEY = "dirac_deploy." + CONTENT_KEY  # the ONNX metadata_props key
+
+
+class ContentEditedError(CheckpointError):
+    """The artifact's content does not match the digest recorded when it was built."""
+
+
+def plain_content_sha256(layers: list[Mapping[str, Any]], meta: Mapping[str, Any],
+                         tensors: Iterable[tuple[str, str, tuple, bytes]]) -> str:
+    """sha256 over the canonical JSON of `layers` and of `meta` without the digest, then each (name, dtype,
+    shape, raw bytes) sorted by name."""
+    fields = {k: v for k, v in meta.items() if k != CONTENT_KEY} if isinstance(meta, Mapping) else meta
+    h = hashlib.sha256(json.dumps([list(layers), fields], sort_keys=True, default=repr).encode())
+    for name, dtype, shape, data in sorted(tensors, key=lambda t: t[0]):
+        h.update(f"\0{name}\0{dtype}\0{list(shape)}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def onnx_content_sha256(model) -> str:
+    """sha256 of the model serialized deterministically, without the digest's own metadata entry."""
+    import onnx
+
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    kept = [(p.key, p.value) for p in bare.metadata_props if p.key != ONNX_CONTENT_KEY]
+    del bare.metadata_props[:]
+    for key, value in kept:
+        bare.metadata_props.add(key=key, value=value)
+    return hashlib.sha256(bare.SerializeToString(deterministic=True)).hexdigest()
+
+
+def stamp_onnx(model) -> str:
+    """Record the model's content digest in its metadata_props (replacing any earlier one); returns it."""
+    digest = onnx_content_sha256(model)
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != ONNX_CONTENT_KEY]
+    del model.metadata_props[:]
+    for key, value in [*kept, (ONNX_CONTENT_KEY, digest)]:
+        model.metadata_props.add(key=key, value=value)
+    return digest
+
+
+# the element on its own line, as OpenVINO writes it: `\t\t\t<content_sha256 value="..." />\n`
+_IR_DIGEST = re.compile(rb"[ \t]*<" + CONTENT_KEY.encode() + rb"\s+value=\"[^\"]*\"\s*/>[ \t]*(?:\r?\n)?")
+
+
+def ir_content_sha256(xml: bytes, weights: bytes) -> str:
+    """sha256 over the IR's .xml without the digest's own rt_info element, then its .bin."""
+    h = hashlib.sha256(_IR_DIGEST.sub(b"", xml))
+    h.update(b"\0")
+    h.update(weights)
+    return h.hexdigest()
+
+
+def check_content(recorded: str, actual: str, where: str) -> str:
+    """'verified' when the recorded digest matches, 'unverifiable: ...' when none is recorded; raises
+    ContentEditedError on a mismatch (the recorded proof does not apply to this content)."""
+    if not recorded:
+        return "unverifiable: no content digest recorded (written by another tool, or by a dirac-deploy that " \
+               "recorded none)"
+    if recorded != actual:
+        raise ContentEditedError(f"{where} was edited after it was built: its content (sha256 {actual[:12]}) is not "
+                                 f"what its recorded proof was computed on ({recorded[:12]}), so that proof does not "
+                                 f"apply; rebuild it from its source (dirac-deploy fold / export / quantize)")
+    return "verified"
