@@ -45,14 +45,47 @@ _QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 _LOW_PRECISION_TYPES = (10, 16)  # TensorProto.FLOAT16, TensorProto.BFLOAT16
 
 
+def live_nodes(model) -> list:
+    """The nodes the graph's outputs depend on, in graph order (an unused node or tensor changes nothing the
+    graph computes, so it never decides what kind of graph this is)."""
+    producer = {out: n for n in model.graph.node for out in n.output}
+    needed, seen, live = [o.name for o in model.graph.output], set(), set()
+    while needed:
+        name = needed.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        node = producer.get(name)
+        if node is not None and id(node) not in live:
+            live.add(id(node))
+            needed.extend(i for i in node.input if i)
+    return [n for n in model.graph.node if id(n) in live]
+
+
 def content_kind(model) -> str:
-    """What the graph itself holds: "quantized" (quantize/dequantize nodes or fp16/bf16 weights), else
-    "folded". Never read from metadata, which an edited file could set to anything."""
-    if any(n.op_type in _QUANTIZED_OPS for n in model.graph.node):
-        return "quantized"
-    if any(t.data_type in _LOW_PRECISION_TYPES for t in model.graph.initializer):
-        return "quantized"
-    return "folded"
+    """What the graph computes, from its structure alone: "quantized" when a live Conv or Gemm takes its weight
+    through a DequantizeLinear (int8) or as an fp16/bf16 tensor (directly or through a Cast), else "folded".
+    Never read from metadata, which an edited file could set to anything, nor from an unused tensor or node:
+    an fp32-shaped graph with a stray fp16 initializer or a Q/DQ pair on its logits is still fp32-shaped, and
+    gets the fp32 audit and tolerance."""
+    nodes = live_nodes(model)
+    producer = {out: n for n in nodes for out in n.output}
+    low = {t.name for t in model.graph.initializer if t.data_type in _LOW_PRECISION_TYPES}
+
+    def low_precision(name: str, depth: int = 0) -> bool:
+        if name in low:
+            return True
+        node = producer.get(name)
+        if node is None or depth > 4:
+            return False
+        if node.op_type == "DequantizeLinear":
+            return True
+        if node.op_type == "Cast":  # fp16 weights reach a float conv through Cast(to=float)
+            return any(low_precision(i, depth + 1) for i in node.input[:1])
+        return False
+
+    weighted = [n for n in nodes if n.op_type in ("Conv", "Gemm") and len(n.input) > 1]
+    return "quantized" if any(low_precision(n.input[1]) for n in weighted) else "folded"
 
 
 def narrowed_rtol(tool_rtol: float, recorded: str | None) -> float:

@@ -111,10 +111,35 @@ def check_against(expected: dict[str, torch.Tensor], sd: dict, what: str) -> Non
         if tuple(t.shape) != tuple(ref.shape) and not (t.numel() == ref.numel() == 1):
             raise CheckpointError(f"inconsistent shapes in {what}: {k} is {list(t.shape)}, but the architecture "
                                   f"implied by the other tensors needs {list(ref.shape)}")
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            bad = int((~torch.isfinite(t)).sum())
-            raise CheckpointError(f"{k} contains {bad} NaN/Inf value(s): the checkpoint is corrupt or training "
-                                  f"diverged; nothing to fold")
+        check_values(k, t)
+
+
+# No trained weight, bias, scale or batch-norm statistic comes near this; past it a fold's products overflow
+# float32 (3.4e38) or lose every other weight's precision, and the error would surface later as "inf".
+MAX_ABS_VALUE = 1e15
+
+
+def check_values(name: str, t) -> None:
+    """A checkpoint tensor's values, named when impossible: NaN/Inf, a negative batch-norm variance, or a
+    magnitude no trained net has (`MAX_ABS_VALUE`).
+
+    Raises:
+        CheckpointError: naming the tensor, how many values and the worst one.
+    """
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.numel() == 0:
+        return
+    if not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).sum())
+        raise CheckpointError(f"{name} contains {bad} NaN/Inf value(s): the checkpoint is corrupt or training "
+                              f"diverged; nothing to fold")
+    if name.endswith("running_var") and (t < 0).any():
+        raise CheckpointError(f"{name} has {int((t < 0).sum())} negative value(s) (the lowest {float(t.min()):.3g}): "
+                              f"a batch-norm variance is never negative; the checkpoint is corrupt; nothing to fold")
+    worst = float(t.abs().max())
+    if worst > MAX_ABS_VALUE:
+        raise CheckpointError(f"{name} holds a value of magnitude {worst:.3g} ({int((t.abs() > MAX_ABS_VALUE).sum())} "
+                              f"over {MAX_ABS_VALUE:.0e}): no trained net has such weights, and folding them would "
+                              f"overflow; the checkpoint is corrupt; nothing to fold")
 
 
 def with_overrides(spec: DiracNetSpec, **kw) -> DiracNetSpec:

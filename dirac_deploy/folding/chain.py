@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ..checkpoint.infer import check_values
 from ..errors import CheckpointError
 from ..kernels import bn_tensors, fold_conv_bn, fold_dirac_conv_bn
 from ..models.plain import PlainNet
@@ -191,8 +192,7 @@ def folded_source_ops(spec: DiracNetSpec, sd: dict, what: str) -> list[Op]:
                         "every block conv has the v1 shape [out, 2 x in, 3, 3]")
             raise CheckpointError(f"inconsistent shapes in {what}: {k} is {got}, but the architecture implied by the "
                                   f"other tensors needs {list(shape)}{hint}")
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise CheckpointError(f"{k} contains NaN/Inf values: the checkpoint is corrupt; nothing to fold")
+        check_values(k, t)  # NaN/Inf, negative variances, overflowing magnitudes: named here, not as "inf" later
     out = []
     for op in ops:
         if op.kind in ("conv", "linear"):

@@ -13,8 +13,13 @@ Types (`int8_types`): activations are unsigned (every quantized conv input follo
 which a zero point covers), weights signed where the CPU multiplies u8 x s8 exactly: always in OpenVINO, and
 in ONNX Runtime on CPUs with VNNI (vpdpbusd). Without VNNI, ONNX Runtime's u8 x s8 kernels multiply in 16-bit
 pairs (vpmaddubsw), which saturates: one DiracNet-like conv measured 21.7 dB there against 38.1 dB unfused, so
-there weights are unsigned too (u8u8). Signed activations (ONNX Runtime's default) were measured 2.6x slower
-than u8s8 for this form on an AMX Xeon, and OpenVINO's CPU plugin refused an s8-input stem conv there.
+there weights are unsigned too (u8u8). OpenVINO runs no conv with u8 weights in int8, and on AVX2 without VNNI
+its u8 x s8 convs saturate the same way (the digits model: 10.7 dB in OpenVINO against 22.1 dB simulated), so
+for OpenVINO on such CPUs the weights take 7 bits (`u8s7`: quantize_static's `reduce_range`), which no pair
+sum can saturate (2 x 255 x 64 < 2^15): measured on an AVX2 EPYC, 7 of 7 convs in int8 at 25.2 dB in
+OpenVINO, ONNX Runtime and the simulation alike. Signed activations (ONNX Runtime's default) were measured
+2.6x slower than u8s8 for this form on an AMX Xeon, and OpenVINO's CPU plugin refused an s8-input stem conv
+there.
 """
 
 from __future__ import annotations
@@ -53,12 +58,13 @@ def has_vnni() -> bool:
 
 
 def int8_types(target: str, vnni: bool | None = None) -> str:
-    """Activation and weight types, as "u8s8" or "u8u8" (module docstring)."""
+    """Activation and weight types, as "u8s8", "u8s7" (signed weights in 7 bits) or "u8u8" (module docstring)."""
+    vnni = has_vnni() if vnni is None else vnni
     if target == "openvino":
-        return "u8s8"
+        return "u8s8" if vnni else "u8s7"
     if target == "tensorrt":  # TensorRT takes symmetric signed int8 only (zero point 0)
         return "s8s8"
-    return "u8s8" if (has_vnni() if vnni is None else vnni) else "u8u8"
+    return "u8s8" if vnni else "u8u8"
 
 
 def choose_forms(model, carriers: tuple[str, ...] = (), *, keep_stem: bool = True,
@@ -142,7 +148,8 @@ def _build(model, calib, plans, types, target="onnxruntime"):
         ops.append("Add")
         extra = {"extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True}}
     return _quantize_static(unit_residual(model, residual).model, calib, activation_type=act, weight_type=wt,
-                            op_types_to_quantize=ops, nodes_to_exclude=keep, **extra)
+                            op_types_to_quantize=ops, nodes_to_exclude=keep, reduce_range=types.endswith("s7"),
+                            **extra)
 
 
 def conv_output_sqnr(fp32, quantized, plans: list[LayerPlan], x: np.ndarray) -> list[float | None]:
@@ -181,6 +188,22 @@ class Identity:
     nonpositive: dict[str, int]  # conv -> channels whose diagonal stays in the quantized weight
 
 
+def logits_on(target: str):
+    """How a candidate QDQ graph is judged while layers are promoted: on the runtime the artifact is for.
+    OpenVINO runs it (its CPU plugin's int8 kernels differ from ONNX Runtime's: on AVX2 without VNNI, ONNX
+    Runtime's u8 x s8 dot products saturate and would push every layer to fp32 for an IR that OpenVINO runs
+    accurately); TensorRT is not here, so its graph runs as written (Q/DQ in float: exact int8 arithmetic)."""
+    if target == "openvino":
+        def on_openvino(model, x: np.ndarray) -> np.ndarray:
+            from ..runtime import openvino_model
+            from .openvino import run
+
+            return run(openvino_model(model), x)
+        return on_openvino
+    optimized = target != "tensorrt"
+    return lambda model, x: ort_outputs(model, x, optimized=optimized)[0]
+
+
 def quantize_identity(model, calib: np.ndarray, *, target: str = "onnxruntime", types: str | None = None,
                       keep_stem: bool = False, target_db: float = 25.0, max_steps: int = 8) -> Identity:
     """The identity-aware int8 QDQ graph of the fp32 chain `model` (module docstring).
@@ -196,11 +219,9 @@ def quantize_identity(model, calib: np.ndarray, *, target: str = "onnxruntime", 
     probe = calib[: min(len(calib), 32)]
     (ref,) = ort_outputs(model, probe)
     quantized = _build(model, calib, plans, types, target)
-    # TensorRT's int8 is judged on the QDQ graph as written (Q/DQ run in float: exact int8 arithmetic), not on
-    # this CPU's int8 kernels, whose AVX2 u8/s8 dot products saturate where a GPU's do not
-    optimized = target != "tensorrt"
+    logits = logits_on(target)
     for _ in range(max_steps):
-        if sqnr_db(ref, ort_outputs(quantized, probe, optimized=optimized)[0]) >= target_db:
+        if sqnr_db(ref, logits(quantized, probe)) >= target_db:
             break
         layer_db = [np.nan if db is None else db for db in conv_output_sqnr(base.model, quantized, plans, probe)]
         losses = [(prev - cur, i) for i, (prev, cur) in enumerate(zip([np.inf, *layer_db[:-1]], layer_db))

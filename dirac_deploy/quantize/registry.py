@@ -21,7 +21,7 @@ class Built:
     model: object  # onnx.ModelProto or openvino.Model
     logits: np.ndarray
     plans: list | None = None  # int8.LayerPlan per conv (identity / naive int8)
-    int8_types: str | None = None  # "s8s8", "u8s8" or "u8u8" (activations, weights)
+    int8_types: str | None = None  # "s8s8", "u8s8", "u8s7" or "u8u8" (activations, weights; s7: 7-bit weights)
     notes: list[str] = field(default_factory=list)
     qdq: object = None  # the int8 QDQ ONNX graph (also for an OpenVINO artifact compiled from it)
     reference: object = None  # the fp32 chain in the QDQ graph's units (per-layer comparisons)

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from .._optional import require
-from ..artifacts.onnx import LOW_PRECISION_PROBE_RTOL
+from ..artifacts.onnx import LOW_PRECISION_PROBE_RTOL, OnnxArtifact, content_kind
 from ..artifacts.provenance import Provenance
 from ..errors import EquivalenceError, ExportError, OptionError
 from ..fileio import check_output_path, write_all
@@ -165,6 +165,9 @@ def _why_types(types: str, target: str) -> str:
         return "TensorRT takes symmetric s8 only; Q/DQ on both inputs of each residual Add"
     if types == "s8s8":
         return "ONNX Runtime's quantize_static default"
+    if target == "openvino" and types == "u8s7":
+        return ("this CPU has no VNNI: OpenVINO's u8 x s8 convs would saturate at 8-bit weights, so they take 7 "
+                "bits")
     if target == "openvino":
         return "OpenVINO's CPU plugin multiplies u8 activations by s8 weights natively"
     return "this CPU has VNNI" if types == "u8s8" else "this CPU has no VNNI: u8 x s8 would saturate"
@@ -268,6 +271,9 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     if isinstance(loaded, IrArtifact):
         raise OptionError(f"{model_path} is an OpenVINO IR, already quantized; quantize starts from a checkpoint, "
                           f"a plain.pth or an .onnx from export")
+    if isinstance(loaded, OnnxArtifact) and content_kind(loaded.model) == "quantized":
+        raise OptionError(f"{model_path} is already quantized (its convs take int8 or fp16 weights); quantize starts "
+                          f"from the fp32 chain: a checkpoint, a plain.pth or an .onnx from export")
     progress("reading the calibration and evaluation data")
     cal, ev, notes = load_proof_data(plan, loaded, min_agreement=min_agreement, calib_limit=calib_limit,
                                      eval_limit=eval_limit, crop_fraction=crop_fraction)
