@@ -250,7 +250,7 @@ def test_calibration_from_a_folder_of_real_photographs(user_ckpt, tmp_path):
     assert list(ds.labels) == [0, 0, 1, 1, 1, 2, 2, 2] and "animal=0, object=1, person=2" in ds.source
     gray = ds.x[6] * np.array(std, np.float32)[:, None, None] + np.array(mean, np.float32)[:, None, None]
     np.testing.assert_allclose(gray[0], gray[1], atol=1e-6)  # camera.png: grayscale, the same in R, G and B
-    assert 0.0 <= gray.min() and gray.max() <= 1.0
+    assert gray.min() >= 0.0 and gray.max() <= 1.0
     # the photographs differ from each other (no image was replaced by a blank or a constant)
     assert len({round(float(x.mean()), 3) for x in ds.x}) == 8 and all(float(x.std()) > 0.05 for x in ds.x)
     out = tmp_path / "q.onnx"

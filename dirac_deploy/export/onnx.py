@@ -22,6 +22,7 @@ import onnx
 import torch
 
 from .._optional import require
+from ..artifacts.digest import stamp_onnx
 from ..artifacts.onnx import (
     OnnxArtifact,
     allowed_ops,
@@ -31,7 +32,6 @@ from ..artifacts.onnx import (
     probe_inputs,
     probe_record,
 )
-from ..artifacts.digest import stamp_onnx
 from ..artifacts.provenance import Provenance
 from ..errors import EquivalenceError, ExportError, first_line
 from ..fileio import write_all
