@@ -206,7 +206,11 @@ def _publish_all(staged: list[tuple[Path, Path]]) -> None:
             backup = None
             if path.is_file() and len(staged) > 1:  # one output alone needs no undo: os.replace is atomic
                 backup = _temp_beside(path)
-                os.replace(path, backup)
+                try:
+                    os.replace(path, backup)
+                except BaseException:
+                    backup.unlink(missing_ok=True)  # the empty placeholder mkstemp made: never left behind
+                    raise
             try:
                 _publish(tmp, path)
             except BaseException:

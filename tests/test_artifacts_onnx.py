@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from onnx import helper, numpy_helper
 
 from dirac_deploy import data
+from dirac_deploy.artifacts.digest import ContentEditedError, stamp_onnx
 from dirac_deploy.artifacts.onnx import check_artifact, content_kind, narrowed_rtol, read_onnx
 from dirac_deploy.cli import main
 from dirac_deploy.errors import CheckpointError, EquivalenceError, ExportError
@@ -22,7 +23,10 @@ def exported(tmp_path_factory):
     return path
 
 
-def _edited(src, dst, *, scale: float = 1.0, meta: dict | None = None, extra_mul: bool = False):
+def _edited(src, dst, *, scale: float = 1.0, meta: dict | None = None, extra_mul: bool = False,
+            restamp: bool = True, edit=None):
+    """`src` edited; `restamp`: with its content digest recomputed, as a deliberate attacker would (so the checks
+    behind the digest are what is tested), else left stale (the digest check is)."""
     model = onnx.load(str(src))
     if scale != 1.0:
         init = next(t for t in model.graph.initializer if len(t.dims) == 4)
@@ -32,11 +36,72 @@ def _edited(src, dst, *, scale: float = 1.0, meta: dict | None = None, extra_mul
         last.output[0] = "pre_logits"
         model.graph.initializer.append(numpy_helper.from_array(np.ones((), np.float32), "one"))
         model.graph.node.append(helper.make_node("Mul", ["pre_logits", "one"], ["logits"], name="scale"))
+    if edit is not None:
+        edit(model)
     for k, v in (meta or {}).items():
         entry = next((p for p in model.metadata_props if p.key == k), None) or model.metadata_props.add(key=k)
         entry.value = v
+    if restamp:
+        stamp_onnx(model)
     onnx.save(model, str(dst))
     return dst
+
+
+def _logits_through(model, op_nodes, initializers):
+    """Route the graph's logits through extra nodes: the last node writes 'pre_logits', the new ones 'logits'."""
+    model.graph.node[-1].output[0] = "pre_logits"
+    model.graph.initializer.extend(initializers)
+    model.graph.node.extend(op_nodes)
+
+
+@pytest.mark.hostile
+def test_an_edit_without_a_new_digest_is_refused_by_every_reader(exported, tmp_path):
+    path = _edited(exported, tmp_path / "scaled.onnx", scale=1.5, restamp=False)
+    with pytest.raises(ContentEditedError, match="edited after it was built"):
+        read_onnx(path)
+    for args in (["inspect", str(path)], ["export", str(path), "--onnx", str(tmp_path / "o.onnx")],
+                 ["quantize", str(path), "-o", str(tmp_path / "q.onnx"), "--min-speedup", "0"]):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 1 and "edited after it was built" in res.output, (args, res.output)
+    from dirac_deploy.serve_files import load_models
+
+    with pytest.raises(ContentEditedError):
+        load_models([str(path)], None, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scaled.onnx"]
+
+
+@pytest.mark.hostile
+def test_an_unused_fp16_tensor_and_a_quantized_claim_do_not_loosen_the_audit(exported, tmp_path):
+    """The first finding of round four: an fp32 export plus one unused fp16 initializer, a Mul x1.03 on the
+    logits and `graph=quantized-int8` passed as quantized (5% probe tolerance). The kind comes from the live
+    graph's structure, so it gets the folded audit, and the Mul fails it."""
+    def edit(model):
+        model.graph.initializer.append(numpy_helper.from_array(np.ones(4, np.float16), "unused_fp16"))
+        _logits_through(model, [helper.make_node("Mul", ["pre_logits", "k"], ["logits"], name="nudge")],
+                        [numpy_helper.from_array(np.full((), 1.03, np.float32), "k")])
+
+    path = _edited(exported, tmp_path / "nudged.onnx", edit=edit, meta={"dirac_deploy.graph": "quantized-int8"})
+    art = read_onnx(path)
+    assert content_kind(art.model) == "folded" and art.graph_kind == "folded"
+    with pytest.raises(ExportError, match="Mul"):
+        check_artifact(art)
+    res = CliRunner().invoke(main, ["inspect", str(path)])
+    assert res.exit_code == 1 and "passed" not in res.output.split("audit")[-1][:40]
+
+
+@pytest.mark.hostile
+def test_a_lossy_qdq_pair_on_the_logits_is_not_a_quantized_graph(exported, tmp_path):
+    def edit(model):
+        _logits_through(model, [helper.make_node("QuantizeLinear", ["pre_logits", "s", "z"], ["q"]),
+                                helper.make_node("DequantizeLinear", ["q", "s", "z"], ["logits"])],
+                        [numpy_helper.from_array(np.full((), 0.5, np.float32), "s"),
+                         numpy_helper.from_array(np.zeros((), np.int8), "z")])
+
+    path = _edited(exported, tmp_path / "lossy.onnx", edit=edit, meta={"dirac_deploy.graph": "quantized-int8"})
+    art = read_onnx(path)
+    assert content_kind(art.model) == "folded"  # no conv takes int8 weights: Q/DQ on the logits decide nothing
+    with pytest.raises(ExportError, match="QuantizeLinear"):
+        check_artifact(art)
 
 
 def test_a_recorded_tolerance_cannot_loosen_the_parity_check(exported, tmp_path):
@@ -63,8 +128,10 @@ def test_the_tolerance_is_narrowed_never_widened():
 
 
 def _with_meta(src, dst, key, value):
+    """`key` set to `value`, the digest recomputed (the checks behind it are tested)."""
     model = onnx.load(str(src))
     next(p for p in model.metadata_props if p.key == key).value = value
+    stamp_onnx(model)
     onnx.save(model, str(dst))
     return dst
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dirac_deploy import LoadOptions, fold_checkpoint
+from dirac_deploy.artifacts.digest import stamp_onnx
 from dirac_deploy.artifacts.onnx import OnnxArtifact, read_onnx
 from dirac_deploy.artifacts.open import open_artifact as load_model
 from dirac_deploy.artifacts.plain import PlainArtifact
@@ -62,6 +63,7 @@ def test_a_tampered_onnx_fails_its_probe_and_nothing_is_written(files, tmp_path)
     w = onnx.numpy_helper.to_array(init).copy()
     w[0, 0, 1, 1] += 5.0  # a weight edited after export
     init.CopyFrom(onnx.numpy_helper.from_array(w, init.name))
+    stamp_onnx(model)  # with the digest recomputed, as a deliberate attacker would: the probe must catch it
     onnx.save(model, tmp_path / "bad.onnx")
     with pytest.raises(EquivalenceError, match="does not reproduce the logits recorded at export"):
         export_file(tmp_path / "bad.onnx", tmp_path / "out.onnx")
@@ -73,6 +75,7 @@ def test_an_onnx_without_a_probe_is_not_passed_as_verified(files, tmp_path):
     kept = [p for p in model.metadata_props if p.key != PROBE_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
+    stamp_onnx(model)
     onnx.save(model, tmp_path / "noprobe.onnx")
     with pytest.raises(ExportError, match="no parity probe"):
         export_file(tmp_path / "noprobe.onnx", tmp_path / "out.onnx")

@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from dirac_deploy import data
+from dirac_deploy.artifacts.plain import content_sha256
 from dirac_deploy.cli import main
 
 
@@ -32,8 +33,13 @@ def _edits(payload):
     ints, cplx = copy.deepcopy(payload), copy.deepcopy(payload)
     ints["state_dict"]["stem_conv.weight"] = ints["state_dict"]["stem_conv.weight"].to(torch.int32)
     cplx["state_dict"]["stem_conv.weight"] = cplx["state_dict"]["stem_conv.weight"].to(torch.complex64)
+    # the meta edit restamped, as a deliberate attacker would: the run check behind the digest must hold
+    small["meta"]["content_sha256"] = content_sha256(small["layers"], small["meta"], small["state_dict"])
+    scaled = copy.deepcopy(payload)
+    scaled["state_dict"]["stem_conv.weight"] = scaled["state_dict"]["stem_conv.weight"] * 1.5
     return {"small": (small, "does not run on a 3x3x3 input"), "pool": (pool, "kernel_size = 0"),
-            "slope": (slope, "negative_slope"), "ints": (ints, "torch.int32"), "cplx": (cplx, "torch.complex64")}
+            "slope": (slope, "negative_slope"), "ints": (ints, "torch.int32"), "cplx": (cplx, "torch.complex64"),
+            "scaled": (scaled, "was edited after it was built")}
 
 
 def test_edited_plain_files_are_one_line_before_export(payload, tmp_path):

@@ -237,6 +237,9 @@ def test_inspect_onnx_shows_its_normalization_and_fails_when_a_check_fails(tmp_p
     init = model.graph.initializer[0]
     w = onnx.numpy_helper.to_array(init) * 1.5  # an edited weight: the recorded parity probe no longer holds
     init.CopyFrom(onnx.numpy_helper.from_array(w, init.name))
+    from dirac_deploy.artifacts.digest import stamp_onnx
+
+    stamp_onnx(model)  # the digest recomputed, as a deliberate attacker would: the probe must still catch it
     onnx.save(model, str(tmp_path / "edited.onnx"))
     for extra in ([], ["--json", "-"]):
         res = CliRunner().invoke(main, ["inspect", str(tmp_path / "edited.onnx"), *extra])

@@ -4,6 +4,7 @@ Every case must end with one line on stderr, exit status 1 (2 for click's own us
 nothing written, and the input unchanged.
 """
 
+import contextlib
 import hashlib
 import os
 import random
@@ -77,6 +78,18 @@ def _checkpoints(d: Path, plain: dict) -> dict:
              "quantized tensor")
     ckpt("stride0-huge", lambda p: p.__setitem__("conv", torch.zeros(1).expand(80000, 80000, 3, 3)),
          "stride-0 view")
+
+    def negative_var(p):
+        key = next(k for k in p if k.endswith("running_var"))
+        p[key] = p[key].clone()
+        p[key][0] = -0.5
+
+    def huge_weight(p):
+        p["group0.block0.conv"] = p["group0.block0.conv"].clone()
+        p["group0.block0.conv"].view(-1)[0] = 3e38
+
+    ckpt("negative-variance", negative_var, "a batch-norm variance is never negative")
+    ckpt("huge-weight", huge_weight, "magnitude 3e+38")
     for kind, payload, fragment in (("os-system", Evil(), "posix.system"), ("custom-class", Custom(), "Custom"),
                                     ("eval", eval, "eval")):
         for legacy in (False, True):
@@ -104,10 +117,27 @@ def _checkpoints(d: Path, plain: dict) -> dict:
     (d / "crc.pt7").write_bytes(bytes(raw))
     cases["crc-mismatch"] = (d / "crc.pt7", "CRC")
 
-    def plain_case(name, mutate, fragment):
-        obj = {**plain, "meta": dict(plain["meta"]), "layers": [dict(x, args=dict(x["args"])) for x in plain["layers"]]}
+    def plain_case(name, mutate, fragment, restamp=True):
+        """A plain file edited by `mutate`; `restamp`: with its content digest recomputed, as a deliberate
+        attacker would (the checks behind the digest must hold on their own)."""
+        obj = {**plain, "meta": dict(plain["meta"]), "layers": [dict(x, args=dict(x["args"])) for x in plain["layers"]],
+               "state_dict": dict(plain["state_dict"])}
         mutate(obj)
+        if restamp and isinstance(obj["meta"], dict):
+            from dirac_deploy.artifacts.plain import content_sha256
+
+            with contextlib.suppress(TypeError, ValueError, KeyError):  # too broken to digest: the reader says so
+                obj["meta"]["content_sha256"] = content_sha256(obj["layers"], obj["meta"], obj["state_dict"])
         cases[name] = (_save(obj, d / f"{name}.pth"), fragment)
+
+    def scaled(o):
+        key = next(k for k in o["state_dict"] if k.endswith("weight"))
+        o["state_dict"][key] = o["state_dict"][key] * 1.5
+
+    plain_case("weights-scaled", scaled, "was edited after it was built", restamp=False)
+    plain_case("source-forged", lambda o: o["meta"].__setitem__("source", {"file": "other.pt7", "sha256": "0" * 64}),
+               "was edited after it was built", restamp=False)
+    plain_case("layer-twice", lambda o: o["layers"].insert(1, dict(o["layers"][0])), "appear more than once")
 
     plain_case("meta-list", lambda o: o.__setitem__("meta", [1, 2]), "'meta' is a list")
     plain_case("input-size-str", lambda o: o["meta"].__setitem__("input_size", "abc"), "input_size 'abc'")
@@ -275,3 +305,28 @@ def test_bf16_weights_are_read_with_a_note(tmp_path):
     src = _save(obj, tmp_path / "bf.pt7")
     res = CliRunner().invoke(main, ["fold", str(src), "-o", str(tmp_path / "p.pth")])
     assert res.exit_code == 0 and "bfloat16 were read as float32 (exact)" in res.stdout, res.output
+
+
+def test_json_equal_to_an_input_names_the_option(good, tmp_path):
+    res = CliRunner().invoke(main, ["fold", str(good), "-o", str(tmp_path / "p.pth"), "--json", str(good)])
+    _assert_one_line(res, "--json: output")
+    assert not (tmp_path / "p.pth").exists()
+
+
+def test_an_already_quantized_onnx_is_refused_before_any_work(tmp_path):
+    """Round four: `quantize q.onnx --method naive` on an int8 artifact made ONNX Runtime's quantizer spin for
+    minutes; it is refused as soon as the file is read."""
+    import time
+
+    from dirac_deploy import data
+
+    q = tmp_path / "q.onnx"
+    res = CliRunner().invoke(main, ["quantize", str(data.embedded_checkpoint()), "-o", str(q), "--target",
+                                    "tensorrt"])
+    assert res.exit_code == 0, res.output
+    for method in ("naive", "identity"):
+        t0 = time.monotonic()
+        res = CliRunner().invoke(main, ["quantize", str(q), "-o", str(tmp_path / f"qq-{method}.onnx"), "--method",
+                                        method, "--min-speedup", "0"])
+        _assert_one_line(res, "is already quantized")
+        assert time.monotonic() - t0 < 30 and not (tmp_path / f"qq-{method}.onnx").exists()

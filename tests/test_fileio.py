@@ -89,3 +89,26 @@ def test_a_report_that_fails_takes_the_artifact_with_it(tmp_path, monkeypatch):
                                     "--json", str(tmp_path / "r.json")])
     assert res.exit_code == 2 and "No space left" in res.output and len(res.output.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.hostile
+def test_a_target_that_cannot_be_moved_aside_leaves_no_placeholder(tmp_path, monkeypatch):
+    """Round four: a `.q.bin.*.tmp` stayed behind when the .bin could not be replaced. The backup placeholder
+    `write_all` makes for each existing target is removed when moving the target aside fails."""
+    from pathlib import Path
+
+    a, b = tmp_path / "q.xml", tmp_path / "q.bin"
+    a.write_text("old xml")
+    b.write_text("old bin")
+    real = os.replace
+
+    def refuse_bin(src, dst):
+        if Path(src) == b:
+            raise PermissionError(13, "Permission denied")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse_bin)
+    with pytest.raises(OutputPathError, match="cannot write"):
+        write_all({a: lambda t: t.write_text("new xml"), b: lambda t: t.write_text("new bin")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.bin", "q.xml"]
+    assert a.read_text() == "old xml" and b.read_text() == "old bin"

@@ -43,11 +43,17 @@ def plain_content_sha256(layers: list[Mapping[str, Any]], meta: Mapping[str, Any
 
 
 def onnx_content_sha256(model) -> str:
-    """sha256 of the model serialized deterministically, without the digest's own metadata entry."""
+    """sha256 of the model serialized deterministically, without the digest's own metadata entry, its
+    initializers in one canonical form (raw little-endian bytes), so that moving weights to external data and
+    back, or between `raw_data` and the typed fields, leaves the digest as it was."""
     import onnx
+    from onnx import numpy_helper
 
     bare = onnx.ModelProto()
     bare.CopyFrom(model)
+    for t in bare.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:  # external data not loaded: digested as it is
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t), t.name))
     kept = [(p.key, p.value) for p in bare.metadata_props if p.key != ONNX_CONTENT_KEY]
     del bare.metadata_props[:]
     for key, value in kept:
@@ -88,3 +94,13 @@ def check_content(recorded: str, actual: str, where: str) -> str:
                                  f"what its recorded proof was computed on ({recorded[:12]}), so that proof does not "
                                  f"apply; rebuild it from its source (dirac-deploy fold / export / quantize)")
     return "verified"
+
+
+def content_row(recorded: str) -> tuple[str, str]:
+    """The `inspect` check row for an artifact read without error: its recorded digest matched (a reader
+    raises otherwise), or there was none, and then its provenance is the file's own claim."""
+    if recorded:
+        return ("content", f"sha256 {recorded[:12]}... matches the digest recorded when it was built: its recorded "
+                           f"provenance and proofs describe these bytes")
+    return ("content", "UNVERIFIABLE: no content digest recorded (written by another tool, or by a dirac-deploy "
+                       "that recorded none): its provenance and recorded proofs are the file's own claims")

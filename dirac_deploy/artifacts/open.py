@@ -19,6 +19,7 @@ from ..load_options import LoadOptions
 from .ir import IrArtifact, read_ir
 from .kinds import kind_of, read_deployed
 from .onnx import OnnxArtifact, read_onnx
+from .digest import content_row
 from .provenance import Provenance
 
 if TYPE_CHECKING:
@@ -120,12 +121,14 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
                       ("parity probe", f"passed: {checked.describe()}")]
         except DiracDeployError as e:
             checks = [("audit and parity probe", f"FAILED: {e}")]
+        checks.insert(0, content_row(graph.provenance.content_sha256))
         return FileReport(path, "onnx", graph.architecture, graph.input_shape, graph.num_classes, None, None,
                           op_histogram(graph.model), graph.provenance, checks, dict(graph.metadata))
     if kind == "openvino-ir":
         ir = read_ir(path)
         return FileReport(path, "openvino-ir", ir.name, ir.input_shape, ir.num_classes, None, None, {},
-                          ir.provenance, [("read", "OpenVINO reads it; one input, one output")])
+                          ir.provenance, [content_row(ir.provenance.content_sha256),
+                                          ("read", "OpenVINO reads it; one input, one output")])
     from ..checkpoint.reading import load_torch_file
     from ..summary import count_flops, count_parameters
     from .plain import is_plain_file, plain_artifact, plain_from_payload
@@ -135,7 +138,8 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
         return inspect_checkpoint(path, options)
     plain, provenance = plain_from_payload(obj, str(path))
     art = plain_artifact(path, plain, provenance, options.input_size)
-    checks = [("load", "rebuilt from plain data; tensors finite and matching their layers")]
+    checks = [content_row(provenance.content_sha256),
+              ("load", "rebuilt from plain data; tensors finite and matching their layers")]
     proof = provenance.fold_proof or {}
     if "max_rel_error" in proof:
         checks.append(("fold proof (recorded)", f"max |logit error| {proof['max_rel_error']:.3g} of max|logit|, "

@@ -107,7 +107,7 @@ def inspect(model, layers, plot, json_path, **opts):
     rows.append(("layers" if r.kind == "plain file" else "ops", ", ".join(f"{k} x{v}" for k, v in r.ops.items())))
     if r.kind == "plain file" and (p.source_file or p.source_sha256):
         rows.append(("folded from", f"{p.source_file or '?'} (sha256 {p.source_sha256[:12]}), "
-                                    f"layout {p.layout or '?'}"))
+                                    f"layout {p.layout or '?'}" + ("" if p.content_sha256 else " (unverified claim)")))
     elif r.kind != "plain file":
         rows += [(label, value[:80]) for label, value in (("layout", p.layout), ("source_sha256", p.source_sha256),
                                                           ("graph", p.graph)) if value]

@@ -112,9 +112,13 @@ def check_json_path(json_path: Path | None, *others) -> None:
     (a report that fails after the artifact was written would break all-or-nothing)."""
     if json_path is None or str(json_path) == "-":
         return
+    from ..errors import OutputPathError
     from ..fileio import check_output_path
 
-    check_output_path(json_path, *[o for o in others if o is not None])
+    try:
+        check_output_path(json_path, *[o for o in others if o is not None])
+    except OutputPathError as e:  # name the option: "output X" alone reads as the artifact
+        raise OutputPathError(f"--json: {e}") from None
 
 
 def emit_json(json_path: Path | None, payload: dict) -> bool:

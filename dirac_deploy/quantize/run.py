@@ -28,7 +28,7 @@ import numpy as np
 from .._optional import require
 from ..artifacts.onnx import LOW_PRECISION_PROBE_RTOL, OnnxArtifact, content_kind
 from ..artifacts.provenance import Provenance
-from ..errors import EquivalenceError, ExportError, OptionError
+from ..errors import EquivalenceError, ExportError, OptionError, OutputPathError
 from ..fileio import check_output_path, write_all
 from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
 from .data import DEFAULT_CROP_FRACTION, Dataset
@@ -374,7 +374,11 @@ def _write_ir(art: Artifact, output: Path, source: Provenance, probe_x: np.ndarr
     write_rt_info(model, _provenance(art, source).to_rt_info(
         probe=probe_record(logits), probe_rtol=PROBE_RTOL, low_precision_proof=art.proof.to_dict(),
         int8_types=art.int8_types or ""))
-    with tempfile.TemporaryDirectory(prefix="dirac-deploy-ir-", dir=output.parent) as tmp:
+    try:
+        staging = tempfile.TemporaryDirectory(prefix="dirac-deploy-ir-", dir=output.parent)
+    except OSError as e:  # an unwritable folder: the user's error, said as one, before any file is made
+        raise OutputPathError(f"cannot write {output}: {e.strerror or e} (in {output.parent})") from None
+    with staging as tmp:
         xml = Path(tmp) / "model.xml"
         save_ir(model, xml)
         # the content digest over what was just written, recorded in rt_info and written again: the second

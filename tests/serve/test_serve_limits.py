@@ -413,8 +413,11 @@ def test_a_port_in_use_is_one_line_before_anything_loads(onnx_path):
 
 
 def _tampered(onnx_path, tmp_path, name, edit):
+    from dirac_deploy.artifacts.digest import stamp_onnx
+
     model = onnx.load(onnx_path)
     edit(model)
+    stamp_onnx(model)  # the digest recomputed, as a deliberate attacker would: the audit and probe must hold
     onnx.save(model, tmp_path / f"{name}.onnx")
     return tmp_path / f"{name}.onnx"
 

@@ -83,6 +83,7 @@ def test_an_ir_cannot_loosen_its_own_parity_check(artifacts, tmp_path):
     import re
     import shutil
 
+    from dirac_deploy.artifacts.digest import ir_content_sha256
     from dirac_deploy.serve.model import ModelSource
     from dirac_deploy.serve_files import load_served_model
 
@@ -92,8 +93,13 @@ def test_an_ir_cannot_loosen_its_own_parity_check(artifacts, tmp_path):
     probe["logits"] = [[2 * v + 1 for v in row] for row in probe["logits"]]  # logits the IR does not compute
     text = text.replace(m.group(1), html.escape(json.dumps(probe), quote=True))
     xml = tmp_path / "q.xml"
-    xml.write_text(text)
     shutil.copy(artifacts / "q.bin", tmp_path / "q.bin")
+    xml.write_text(text)
+    with pytest.raises(DiracDeployError, match="edited after it was built"):  # its digest no longer matches
+        load_served_model(ModelSource("q", xml))
+    # the digest recomputed, as a deliberate attacker would: the probe and the tool's tolerance still hold
+    digest = ir_content_sha256(text.encode(), (tmp_path / "q.bin").read_bytes())
+    xml.write_text(re.sub(r'<content_sha256 value="[0-9a-f]*"', f'<content_sha256 value="{digest}"', text))
     with pytest.raises(DiracDeployError, match="does not reproduce"):
         load_served_model(ModelSource("q", xml))
 
