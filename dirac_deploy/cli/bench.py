@@ -138,14 +138,25 @@ def bench(model, device, depth, batches, backends, threads, rounds, iters, warmu
                       threads=threads, rounds=rounds, warmup=warmup, iters=iters, max_seconds=max_seconds,
                       tf32=tf32, formats=formats, options=load_options(**opts), precisions=precisions, calib=calib,
                       evaluation=evaluation)
-    with Progress(TextColumn("{task.description:<44}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console(), transient=True) as bar:
-        task = bar.add_task("benchmark", total=None)  # the library announces its step count once models are built
+    err = err_console()
+    if not err.is_terminal:  # a log, not a screen: one line per step, and no bar's blank line left behind
+        done, total = [0], ["?"]
 
-        def progress(msg: str) -> None:
-            bar.update(task, description=escape(msg), advance=1)
+        def step_line(msg: str) -> None:
+            done[0] += 1
+            err.print(Text(f"[{done[0]}/{total[0]}] {msg}", style="dim"))
 
-        result = run_benchmark(cfg, progress, on_plan=lambda steps: bar.update(task, total=len(steps)))
+        result = run_benchmark(cfg, step_line, on_plan=lambda steps: total.__setitem__(0, str(len(steps))))
+    else:
+        with Progress(TextColumn("{task.description:<44}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=err,
+                      transient=True) as bar:
+            task = bar.add_task("benchmark", total=None)  # the step count comes once the models are built
+
+            def progress(msg: str) -> None:
+                bar.update(task, description=escape(msg), advance=1)
+
+            result = run_benchmark(cfg, progress, on_plan=lambda steps: bar.update(task, total=len(steps)))
     if in_out_dir:
         out_dir.mkdir(exist_ok=True)
     out = console() if not to_stdout else err_console()

@@ -122,7 +122,8 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
     rows = [("model", str(r.model)), ("architecture", r.architecture),
             ("artifact", f"{a.precision}, method {a.method}, for {a.target}"
                          + (f" ({a.int8_types})" if a.int8_types else "")),
-            ("calibration", r.calibration), ("proof", p.describe()),
+            *([("calibration", r.calibration)] if a.precision == "int8" else []),  # casts and hints calibrate nothing
+            ("proof", p.describe()),
             *([("speed", _speed(p.speed))] if p.speed else []),
             *([("convs", f"{len(p.layers)}, of which {r.fp32_layers} stay fp32")] if p.layers else []),
             ("thresholds", f"agreement >= {p.min_agreement:.2%}, accuracy drop <= {p.max_accuracy_drop:g} points"
