@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from ..errors import DiracDeployError
 from ..load_options import LoadOptions
+from .digest import content_row
 from .ir import IrArtifact, read_ir
 from .kinds import kind_of, read_deployed
 from .onnx import OnnxArtifact, read_onnx
-from .digest import content_row
 from .provenance import Provenance
 
 if TYPE_CHECKING:
