@@ -146,6 +146,18 @@ _TRANSACTION: contextvars.ContextVar[tuple[list[tuple[Path, Path]], list[Path]] 
     "dirac_deploy_output_transaction", default=None)
 
 
+def staged_file(target: str | os.PathLike) -> Path:
+    """Where `target`'s new bytes are now: inside a `transaction()`, the temp file staged for it (the target
+    itself is published only when the transaction ends); else the target."""
+    target = Path(target)
+    tx = _TRANSACTION.get()
+    if tx is not None:
+        for tmp, path in reversed(tx[0]):
+            if path == target:
+                return tmp
+    return target
+
+
 @contextlib.contextmanager
 def transaction():
     """Every file written inside (by `write_all`, `atomic_write`, `write_with_dirs`, at any depth) is staged and

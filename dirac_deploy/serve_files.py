@@ -37,14 +37,44 @@ def load_served_model(source: ModelSource, runtime: str | None = None, threads: 
                                      max_batch=max_batch, verify=verify)
 
 
+def verify_signatures(model_args: list[str], runtime: str | None, public_key) -> list[str]:
+    """Every model file's detached signature checked against `public_key` (a PEM path or a loaded key), before
+    anything loads; one line per model saying whose key signed what.
+
+    Raises:
+        SignatureError: an unsigned model, another key's signature, or a file changed since it was signed.
+    """
+    from .artifacts.signing import fingerprint, load_public_key, verify_signature
+
+    key = load_public_key(public_key) if not hasattr(public_key, "verify") else public_key
+    lines = []
+    for source in parse_model_args(model_args, runtime):
+        record = verify_signature(source.path, key)
+        lines.append(f"{source.name}: signature verified ({', '.join(f['name'] for f in record['files'])}, key "
+                     f"{fingerprint(key)[:12]})")
+    return lines
+
+
 def load_models(model_args: list[str], runtime: str | None, threads: int | None, options=None,
                 on_loaded: Callable[[ServedModel], None] = lambda _m: None, instances: int = 1,
                 max_batch: int = 1, verify: bool = True,
-                on_loading: Callable[[str, object], None] = lambda _name, _path: None) -> dict[str, ServedModel]:
-    """Every model checked first (files, runtimes, dependencies: `check_sources`), then each loaded on its own
-    runtime (`[NAME=]PATH@RUNTIME`, else `runtime`, else the file's default)."""
+                on_loading: Callable[[str, object], None] = lambda _name, _path: None,
+                signature_key=None) -> dict[str, ServedModel]:
+    """Every model checked first (files, runtimes, dependencies: `check_sources`; with `signature_key`, its
+    signature too, again right before it is read), then each loaded on its own runtime (`[NAME=]PATH@RUNTIME`,
+    else `runtime`, else the file's default)."""
     models = {}
+    key = None
+    if signature_key is not None:
+        from .artifacts.signing import load_public_key
+
+        key = load_public_key(signature_key)
+        verify_signatures(model_args, runtime, key)
     for source in check_sources(parse_model_args(model_args, runtime)):
+        if key is not None:
+            from .artifacts.signing import verify_signature
+
+            verify_signature(source.path, key)  # again just before the read: a file swapped since is refused
         on_loading(source.name, source.path)
         models[source.name] = load_served_model(source, source.runtime, threads, options, instances, max_batch,
                                                 verify)

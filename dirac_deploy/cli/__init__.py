@@ -84,6 +84,7 @@ def main(ctx, quiet: bool, verbose: int) -> None:
     dirac-deploy quantize plain.pth -o q.xml int8 keeping the identity, proven
     dirac-deploy bench --device cpu          folded vs the alternatives
     dirac-deploy serve m.onnx                Open Inference Protocol endpoint
+    dirac-deploy verify m.onnx --key k.pub   check an artifact's signature
     """
     ctx.obj = Settings(quiet=quiet, verbose=verbose)
     if verbose:
@@ -98,7 +99,8 @@ from . import export as _export  # noqa: E402
 from . import fold as _fold  # noqa: E402
 from . import quantize as _quantize  # noqa: E402
 from . import serve as _serve  # noqa: E402
+from . import verify as _verify  # noqa: E402
 
 for _command in (_demo.demo, _fold.fold, _fold.inspect, _export.export, _quantize.quantize, _bench.bench,
-                 _serve.serve):
+                 _serve.serve, _verify.verify):
     main.add_command(_command)

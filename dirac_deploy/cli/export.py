@@ -8,7 +8,18 @@ import click
 
 from ..export import DEFAULT_OPSET, MAX_PARITY_BATCH
 from .options import checkpoint_options, load_options
-from .render import check_json_path, console, emit_json, json_option, kv_table, outputs_with_report, progress_status
+from .render import (
+    check_json_path,
+    check_sign_key,
+    console,
+    emit_json,
+    json_option,
+    kv_table,
+    outputs_with_report,
+    progress_status,
+    sign_option,
+    sign_written,
+)
 
 
 def _histogram(nodes: dict[str, int]) -> str:
@@ -33,9 +44,10 @@ def _histogram(nodes: dict[str, int]) -> str:
               help="MIN:OPT:MAX batch sizes: TensorRT profile, Triton max_batch_size, parity check at 1 and OPT "
                    f"(at most {MAX_PARITY_BATCH}).")
 @json_option
+@sign_option
 @checkpoint_options
 def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo, name, opset, batch_range,
-           json_path, **opts):
+           json_path, sign_key, **opts):
     """Export MODEL (a plain.pth from fold, any checkpoint fold reads, or an .onnx from export) to ONNX,
     TensorRT and a Triton model repository.
 
@@ -47,13 +59,15 @@ def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo
     from ..export.from_file import export_file
     from ..export.tensorrt import BatchRange
 
-    check_json_path(json_path, model, onnx_path, trt_path, triton_repo)
+    check_json_path(json_path, model, onnx_path, trt_path, triton_repo, sign_key)
+    check_sign_key(sign_key)
     status, progress = progress_status(f"exporting {model} ...")
-    with outputs_with_report(json_path):  # every artifact and the report land together or not at all
+    with outputs_with_report(json_path, sign_key):  # every artifact, its signature and the report: all or none
         with status:
             r = export_file(model, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo,
                             name=name, opset=opset, batch_range=BatchRange.parse(batch_range),
                             workspace_mb=workspace_mb, fp16=fp16, options=load_options(**opts), progress=progress)
+        r.written.extend(sign_written(sign_key, r.written))
         to_stdout = emit_json(json_path, r.to_json())
     if to_stdout:
         return

@@ -10,6 +10,7 @@ from rich.text import Text
 from .options import checkpoint_options, load_options
 from .render import (
     check_json_path,
+    check_sign_key,
     console,
     emit_json,
     human,
@@ -21,6 +22,8 @@ from .render import (
     print_layer_stats,
     progress_status,
     settings,
+    sign_option,
+    sign_written,
 )
 
 
@@ -31,8 +34,9 @@ from .render import (
 @click.option("--check-batch", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Seeded random images the fold is verified on.")
 @json_option
+@sign_option
 @checkpoint_options
-def fold(checkpoint, output, check_batch, json_path, **opts):
+def fold(checkpoint, output, check_batch, json_path, sign_key, **opts):
     """Fold a DiracNet CHECKPOINT into a verified plain conv-ReLU chain.
 
     Reads every known layout (original train.py model.pt7, published params/stats and folded files, DiracNet
@@ -42,11 +46,13 @@ def fold(checkpoint, output, check_batch, json_path, **opts):
     """
     from ..pipeline import fold_checkpoint
 
-    check_json_path(json_path, checkpoint, output)
+    check_json_path(json_path, checkpoint, output, sign_key)
+    check_sign_key(sign_key)
     status, _ = progress_status(f"folding {checkpoint} ...")
-    with outputs_with_report(json_path):  # plain.pth and the report land together or not at all
+    with outputs_with_report(json_path, sign_key):  # plain.pth, its signature and the report: all or none
         with status:
             r = fold_checkpoint(checkpoint, output, load_options(**opts), check_batch=check_batch)
+        signed = sign_written(sign_key, [r.output])
         to_stdout = emit_json(json_path, r.to_json())
     if to_stdout:
         return
@@ -56,6 +62,7 @@ def fold(checkpoint, output, check_batch, json_path, **opts):
         ("FLOPs", f"{human(r.flops)} -> {human(r.flops_after)} per image at {size}x{size}"),
         ("fold error", r.proof.describe()),
         ("wrote", str(r.output)),
+        *[("signed", str(sig)) for sig in signed],
     ]
     console().print(kv_table(f"Folded {r.spec.name}", rows))
 

@@ -18,6 +18,7 @@ from ..quantize import (
 from .options import checkpoint_options, load_options
 from .render import (
     check_json_path,
+    check_sign_key,
     console,
     emit_json,
     json_option,
@@ -25,6 +26,8 @@ from .render import (
     outputs_with_report,
     print_quantize_layers,
     progress_status,
+    sign_option,
+    sign_written,
 )
 
 
@@ -79,9 +82,11 @@ def _speed(speed: dict) -> str:
 @click.option("--threads", type=click.IntRange(1, 1024),
               help="Threads for the speed proof, both sides [default: one per CPU].")
 @json_option
+@sign_option
 @checkpoint_options
 def quantize(model, output, precision, method, target, calib, evaluation, crop_fraction, calib_limit, eval_limit,
-             min_agreement, max_accuracy_drop, min_sqnr_db, min_speedup, speed_batch, threads, json_path, **opts):
+             min_agreement, max_accuracy_drop, min_sqnr_db, min_speedup, speed_batch, threads, json_path, sign_key,
+             **opts):
     """Write a low-precision artifact of MODEL (a checkpoint, plain.pth or .onnx from export), proven first.
 
     The artifact is built from the audited fp32 ONNX of the folded chain and compared with it on the --eval
@@ -105,9 +110,10 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
     """
     from ..quantize.run import quantize_file
 
-    check_json_path(json_path, model, output, output.with_suffix(".bin"), calib, evaluation)
+    check_json_path(json_path, model, output, output.with_suffix(".bin"), calib, evaluation, sign_key)
+    check_sign_key(sign_key)
     status, progress = progress_status(f"quantizing {model} ...")
-    with outputs_with_report(json_path):  # the artifact and the report land together or not at all
+    with outputs_with_report(json_path, sign_key):  # the artifact, its signature and the report: all or none
         with status:
             r = quantize_file(model, output, precision=precision, method=method, target=target, calib=calib,
                               evaluation=evaluation, options=load_options(**opts), min_agreement=min_agreement,
@@ -115,6 +121,7 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
                               min_sqnr_db=None if min_sqnr_db <= 0 else min_sqnr_db, calib_limit=calib_limit,
                               crop_fraction=crop_fraction, eval_limit=eval_limit, min_speedup=min_speedup,
                               speed_batch=speed_batch, threads=threads, progress=progress)
+        r.written.extend(sign_written(sign_key, r.written))
         to_stdout = emit_json(json_path, r.to_json())
     if to_stdout:
         return

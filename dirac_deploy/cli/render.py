@@ -95,12 +95,36 @@ def json_option(f):
                              "docs/reports.md.")(f)
 
 
-def outputs_with_report(json_path: Path | None):
-    """The context a command runs its library call and `emit_json` in: a file transaction when the report goes
-    to a file (artifacts and report land together or not at all), else nothing."""
+def sign_option(f):
+    return click.option("--sign-key", type=click.Path(path_type=Path),
+                        help="Sign every artifact written with this Ed25519 private key (PEM): a detached FILE.sig "
+                             "beside it, checked by `dirac-deploy verify` and `serve --require-signature`. Make a key "
+                             "with: openssl genpkey -algorithm ed25519 -out key.pem")(f)
+
+
+def check_sign_key(sign_key: Path | None) -> None:
+    """Load the signing key before any work: a wrong path or key type fails in one line, nothing written."""
+    if sign_key is not None:
+        from ..artifacts.signing import load_private_key
+
+        load_private_key(sign_key)
+
+
+def sign_written(sign_key: Path | None, written) -> list[Path]:
+    """Inside the command's output transaction: a signature beside each artifact it wrote."""
+    if sign_key is None:
+        return []
+    from ..artifacts.signing import sign_outputs
+
+    return sign_outputs([Path(p) for p in written], sign_key)
+
+
+def outputs_with_report(json_path: Path | None, sign_key: Path | None = None):
+    """The context a command runs its library call, its signatures and `emit_json` in: a file transaction when
+    the report goes to a file or the artifacts get signatures (all land together or not at all), else nothing."""
     import contextlib
 
-    if json_path is None or str(json_path) == "-":
+    if (json_path is None or str(json_path) == "-") and sign_key is None:
         return contextlib.nullcontext()
     from ..fileio import transaction
 

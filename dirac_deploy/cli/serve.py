@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import click
 from rich.markup import escape
+from rich.text import Text
 
 from ..serve.limits import ServeLimits  # no dependencies: the defaults below are the library's
 from .options import checkpoint_options, load_options
@@ -79,11 +81,17 @@ _LIMITS = ServeLimits()
               help="--engine ray with --max-batch > 1: ours (as the builtin engine: a lone request never waits) or "
                    "Ray's @serve.batch (waits up to 10 ms for a batch to fill). Measured in "
                    "docs/images-and-scale-out.md.")
+@click.option("--require-signature", is_flag=True,
+              help="Refuse to start unless every MODEL carries a valid signature (MODEL.sig, from --sign-key when it "
+                   "was written) by --key.")
+@click.option("--key", "public_key", type=click.Path(path_type=Path),
+              help="The Ed25519 public key (PEM) --require-signature trusts.")
 @checkpoint_options
 def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, max_json_mb,
           max_inflight_mb, max_connections,
           header_timeout, body_timeout, min_body_rate, max_header_kb, drain_seconds, verify, engine, replicas,
-          cpus_per_replica, max_ongoing, autoscale, ray_address, ray_batching, **opts):
+          cpus_per_replica, max_ongoing, autoscale, ray_address, ray_batching, require_signature, public_key,
+          **opts):
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
     Each MODEL is a plain.pth, an .onnx from export or quantize (served without torch), an OpenVINO IR .xml,
@@ -105,6 +113,13 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     from ..serve_files import load_models
 
     out, status = console(), err_console()
+    if require_signature != (public_key is not None):
+        raise click.UsageError("--require-signature and --key go together")
+    if require_signature:
+        from ..serve_files import verify_signatures
+
+        for line in verify_signatures(list(models), runtime, public_key):  # before any cluster or model loads
+            out.print(Text(line, style="dim"))
     if max_inflight_mb < max_body_mb:
         raise click.BadParameter(f"{max_inflight_mb:g} is below --max-body-mb {max_body_mb:g}: no request that size "
                                  f"could ever be held", param_hint="--max-inflight-mb")
@@ -158,7 +173,8 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
 
     def load():
         return load_models(list(models), runtime, threads, options, on_loaded=loaded, instances=instances,
-                           max_batch=max_batch, verify=verify, on_loading=loading)
+                           max_batch=max_batch, verify=verify, on_loading=loading,
+                           signature_key=public_key if require_signature else None)
 
     try:
         served = serve_models(load, host=host, port=port, grpc_port=grpc_port, limits=limits, on_started=started,
