@@ -19,7 +19,9 @@ served, as by `serve`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._optional import require
+from .errors import DiracDeployError, first_line
 from .serve.app import create_app
 from .serve.batching import run_together
 from .serve.limits import ServeLimits
@@ -53,6 +56,9 @@ class RayOptions:
     # Ray's own INFO / WARNING lines (token set-up, "Started a local Ray instance", Serve's start and stop) on
     # stderr: off unless asked (`serve -v`); errors always show
     ray_log_level: int = logging.ERROR
+    # Shared memory a local cluster maps for its object store. Ray's default (30% of RAM, ~7 GB here) fails to
+    # start under an address-space limit; a serving-only cluster passes only requests and logits through it.
+    object_store_mb: int | None = 256  # None: Ray's default; ignored when joining a running cluster
 
     def deployment_options(self) -> dict:
         opts: dict = {"ray_actor_options": {"num_cpus": self.cpus_per_replica},
@@ -201,18 +207,41 @@ Ray binds its gRPC proxy to [::], whatever `host` is).
     ray = require("ray")
     serve = require("ray.serve")
     _quiet_ray_loggers(options.ray_log_level)
-    if not ray.is_initialized():
-        ray.init(address=options.address, num_cpus=options.num_cpus if options.address is None else None,
-                 include_dashboard=False, log_to_driver=False, runtime_env=options.runtime_env or None,
-                 logging_level=options.ray_log_level)
-    after_init()
-    grpc = {"grpc_options": {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]}} if grpc_port else {}
-    level = logging.getLevelName(options.ray_log_level)
-    serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": level}, **grpc)
-    _quiet_ray_loggers(options.ray_log_level)  # Serve configures its driver logger when it starts
-    serve.run(ray_application(model_args, runtime=runtime, limits=limits, options=options, verify=verify),
-              name=APP_NAME, route_prefix="/", logging_config={"log_level": level})
+    # Ray's C++ core installs a failure-signal handler that aborts the process on SIGTERM (exit 134, output
+    # lost) while ray.init connects; without it a signal reaches Python, and the caller can stop cleanly
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    local = options.address is None
+    store = options.object_store_mb << 20 if local and options.object_store_mb else None
+    try:
+        if not ray.is_initialized():
+            ray.init(address=options.address, num_cpus=options.num_cpus if local else None,
+                     include_dashboard=False, log_to_driver=False, runtime_env=options.runtime_env or None,
+                     logging_level=options.ray_log_level, object_store_memory=store)
+        after_init()
+        grpc = {"grpc_options": {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]}} if grpc_port else {}
+        level = logging.getLevelName(options.ray_log_level)
+        serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": level}, **grpc)
+        _quiet_ray_loggers(options.ray_log_level)  # Serve configures its driver logger when it starts
+        serve.run(ray_application(model_args, runtime=runtime, limits=limits, options=options, verify=verify),
+                  name=APP_NAME, route_prefix="/", logging_config={"log_level": level})
+    except Exception as e:  # Ray's own types (ActorDiedError, RayServeException, RuntimeError, ...)
+        stop_ray()  # no half-started cluster left behind
+        if isinstance(e, DiracDeployError):
+            raise
+        store_hint = (f"; a local cluster maps its object store in shared memory ({options.object_store_mb} MiB, "
+                      f"--ray-object-store-mb): under a memory or address-space limit, lower it") if local else ""
+        raise DiracDeployError(f"Ray Serve did not start: {type(e).__name__}: {first_line(e, 200)}"
+                               f"{store_hint}") from None
     return f"http://{host}:{port}"
+
+
+def _is_ray(process, psutil) -> bool:
+    """A Ray process (raylet, gcs_server, ray::*, Ray's agents and workers), not another child of this one."""
+    try:
+        args = " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+    return "ray" in args.split("/")[-1] or "/ray/" in args or args.startswith("ray::") or "raylet" in args
 
 
 def _quiet_ray_loggers(level: int) -> None:
@@ -225,9 +254,25 @@ def _quiet_ray_loggers(level: int) -> None:
 
 
 def stop_ray() -> None:
-    """Remove the application and, when this process started the cluster, stop it (no Ray process is left)."""
+    """Remove the application and, when this process started the cluster, stop it (no Ray process is left).
+
+    Ray's shutdown stops the processes it tracks; its dashboard and runtime-env agents, children of the raylet,
+    outlived it when the start was interrupted (they ignore SIGTERM once orphaned), so every process this one
+    started is listed first and whatever is still alive after the shutdown is ended (terminate, then kill)."""
     ray = require("ray")
     serve = require("ray.serve")
+    psutil = require("psutil")
+    ours = [p for p in psutil.Process().children(recursive=True) if _is_ray(p, psutil)]  # if it started them
     if ray.is_initialized():
-        serve.shutdown()
+        with contextlib.suppress(Exception):  # a half-started Serve may have no controller to ask
+            serve.shutdown()
         ray.shutdown()
+    left = [p for p in ours if p.is_running()]
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(left, timeout=5)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)

@@ -77,6 +77,9 @@ _LIMITS = ServeLimits()
               help="--engine ray: autoscale between MIN and MAX replicas instead of --replicas.")
 @click.option("--ray-address",
               help="--engine ray: a running cluster to deploy to (auto, ray://HEAD:10001); default: start one here.")
+@click.option("--ray-object-store-mb", type=click.IntRange(0, 1 << 20), default=256, show_default=True,
+              help="--engine ray, a cluster started here: shared memory for Ray's object store (0: Ray's default, "
+                   "30 percent of RAM, which fails under an address-space limit).")
 @click.option("--ray-batching", type=click.Choice(["ours", "ray"]), default="ours", show_default=True,
               help="--engine ray with --max-batch > 1: ours (as the builtin engine: a lone request never waits) or "
                    "Ray's @serve.batch (waits up to 10 ms for a batch to fill). Measured in "
@@ -90,8 +93,8 @@ _LIMITS = ServeLimits()
 def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch, max_body_mb, max_json_mb,
           max_inflight_mb, max_connections,
           header_timeout, body_timeout, min_body_rate, max_header_kb, drain_seconds, verify, engine, replicas,
-          cpus_per_replica, max_ongoing, autoscale, ray_address, ray_batching, require_signature, public_key,
-          **opts):
+          cpus_per_replica, max_ongoing, autoscale, ray_address, ray_batching, ray_object_store_mb,
+          require_signature, public_key, **opts):
     """Serve MODELS over the Open Inference Protocol (KServe v2, HTTP, binary tensor extension).
 
     Each MODEL is a plain.pth, an .onnx from export or quantize (served without torch), an OpenVINO IR .xml,
@@ -132,7 +135,8 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
         _serve_on_ray(list(models), host=host, port=port, runtime=runtime, threads=threads, max_batch=max_batch,
                       limits=limits,
                       verify=verify, grpc_port=grpc_port, replicas=replicas, cpus_per_replica=cpus_per_replica,
-                      max_ongoing=max_ongoing, autoscale=autoscale, address=ray_address, batching=ray_batching)
+                      max_ongoing=max_ongoing, autoscale=autoscale, address=ray_address, batching=ray_batching,
+                      object_store_mb=ray_object_store_mb or None)
         return
     spinner = status.status("loading ...")
 
@@ -185,7 +189,7 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
 
 
 def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, verify, grpc_port, replicas,
-                  cpus_per_replica, max_ongoing, autoscale, address, batching) -> None:
+                  cpus_per_replica, max_ongoing, autoscale, address, batching, object_store_mb) -> None:
     """`serve --engine ray`: deploy, print where, wait for SIGTERM / Ctrl-C, remove the app and the cluster."""
     import signal
     import threading
@@ -206,7 +210,7 @@ def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, ve
                                      param_hint="--autoscale")
     options = RayOptions(replicas=replicas, cpus_per_replica=cpus_per_replica, threads=threads or 1,
                          max_ongoing_requests=max_ongoing, max_batch=max_batch, min_replicas=lo, max_replicas=hi,
-                         address=address, batching=batching,
+                         address=address, batching=batching, object_store_mb=object_store_mb,
                          ray_log_level=logging.INFO if settings().verbose else logging.ERROR)
     stop = threading.Event()
 
@@ -215,10 +219,18 @@ def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, ve
             signal.signal(sig, lambda _s, _f: stop.set())
 
     handle_signals()
-    with err_console().status(f"starting Ray Serve ({'autoscaling ' + autoscale if autoscale else replicas} "
-                              f"replica(s); each loads and verifies every model) ..."):
-        url = start_ray(models, host=host, port=port, runtime=runtime, limits=limits, options=options, verify=verify,
-                        grpc_port=grpc_port, after_init=handle_signals)
+    try:
+        with err_console().status(f"starting Ray Serve ({'autoscaling ' + autoscale if autoscale else replicas} "
+                                  f"replica(s); each loads and verifies every model) ..."):
+            url = start_ray(models, host=host, port=port, runtime=runtime, limits=limits, options=options,
+                            verify=verify, grpc_port=grpc_port, after_init=handle_signals)
+    except (SystemExit, KeyboardInterrupt):  # a signal inside ray.init, whose own handler calls sys.exit
+        stop.set()
+        url = None
+    if stop.is_set():  # stopped while starting: take down what started, exit 0
+        stop_ray()
+        console().print("stopped before serving (signal while starting)")
+        return
     try:
         grpc = (f" and gRPC on port {grpc_port} (Ray's gRPC proxy listens on every interface, whatever --host "
                 f"says)" if grpc_port else "")

@@ -5,7 +5,9 @@ loses and corrupts nothing, a replica killed mid-load is replaced, and stopping 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -235,3 +237,53 @@ def test_cli_engine_ray_serves_and_stops_on_sigterm(tmp_path):
     while _ray_processes() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _ray_processes() == []
+
+
+@pytest.mark.parametrize("delay", [3.0, 5.0, 7.0])
+def test_sigterm_while_starting_exits_zero_and_leaves_no_ray_process(tmp_path, delay):
+    """Round four: SIGTERM 4 s after start killed the process (rc -15) inside ray.init and left
+    ray::DashboardAgent and ray::RuntimeEnvAgent orphaned. Now the signal is taken at any moment of the start:
+    exit 0 (or the default -15 before our handler exists, when nothing has started yet), no Ray process left."""
+    onnx_path = tmp_path / "digits.onnx"
+    export_file(embedded_checkpoint(), onnx_path)
+    proc = subprocess.Popen([sys.executable, "-m", "dirac_deploy.cli", "serve", str(onnx_path), "--engine", "ray",
+                             "--replicas", "1", "--cpus-per-replica", "0.5", "--port", str(free_port())],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, -signal.SIGTERM), (proc.returncode, out, err[-2000:])
+    assert "Traceback" not in err, err[-2000:]
+    deadline = time.monotonic() + 30
+    while _ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _ray_processes() == []
+
+
+def test_a_local_cluster_starts_under_an_address_space_limit(tmp_path):
+    """Round four: under an 8 GiB address-space limit every start failed ('unexpected ActorDiedError'): Ray
+    mapped a ~7 GB object store. A serving-only cluster maps 256 MiB by default (--ray-object-store-mb)."""
+    import resource
+
+    onnx_path = tmp_path / "digits.onnx"
+    export_file(embedded_checkpoint(), onnx_path)
+    limit = 8 << 30
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dirac_deploy.cli", "serve", str(onnx_path), "--engine", "ray",
+                             "--replicas", "1", "--cpus-per-replica", "0.5", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
