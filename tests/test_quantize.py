@@ -296,3 +296,27 @@ def test_bench_low_precision_rows(tmp_path):
     assert "Low precision" in res.output and "speed-up vs fp32 ORT" in res.output
     # the headline rows ignore the low-precision records
     assert {r["backend"] for r in doc["rows"]} == {"onnxruntime"} and len(doc["rows"]) == 1
+
+
+def test_an_int8_artifact_in_which_nothing_runs_in_int8_is_refused(tmp_path, monkeypatch):
+    """The runtime's own count decides: no conv in int8 there means an fp32 model with extra nodes, refused
+    before it is timed or written."""
+    from dirac_deploy.quantize import run
+
+    monkeypatch.setattr(run, "_runtime_ops", lambda _model, _target: {"conv": {"int8": 0, "bf16": 7},
+                                                                      "gemm": {"int8": 0, "bf16": 1}})
+    out = tmp_path / "q.onnx"
+    with pytest.raises(run.NothingInInt8Error, match=r"nothing runs in int8.*7 in bf16.*--precision bf16"):
+        run.quantize_file(DIGITS, out, min_speedup=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_layer_table_says_what_the_runtime_runs():
+    from dirac_deploy.quantize.proof import LayerError
+    from dirac_deploy.quantize.run import _label_runtime_precision
+
+    layers = [LayerError("a", "fp32", 30.0), LayerError("b", "int8-residual", 28.0), LayerError("c", "int8", 27.0)]
+    _label_runtime_precision(layers, {"int8": 2, "bf16": 1})
+    assert [la.runs_in for la in layers] == ["bf16", "int8", "int8"]  # a kept layer on an AMX CPU: not "fp32"
+    _label_runtime_precision(layers, {"int8": 1, "fp32": 2})
+    assert [la.runs_in for la in layers] == ["?", "?", "?"]  # the count cannot say which

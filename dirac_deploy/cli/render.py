@@ -438,13 +438,15 @@ def _db(v) -> str:
 
 def print_quantize_layers(out: Console, layers) -> None:
     """quantize's per-conv table: the form each conv runs in and what it loses against fp32."""
-    cols = [Column("layer", "left", wraps=True), Column("form", "left"), Column("output SQNR"),
-            Column("weight SQNR", drop=2), Column("identity dominance (median)", drop=1)]
-    rows = [[escape(layer.name), layer.form, _db(layer.output_sqnr_db), _db(layer.weight_sqnr_db),
+    cols = [Column("layer", "left", wraps=True), Column("form", "left"), Column("runs in", "left", drop=3),
+            Column("output SQNR"), Column("weight SQNR", drop=2), Column("identity dominance (median)", drop=1)]
+    rows = [[escape(layer.name), layer.form, getattr(layer, "runs_in", None) or "-", _db(layer.output_sqnr_db),
+             _db(layer.weight_sqnr_db),
              "-" if layer.identity_dominance is None else f"{layer.identity_dominance:.3g}"] for layer in layers]
     fitted_table(out, "per conv: form and SQNR against fp32 (dB)", cols, rows)
-    out.print(Text("identity dominance: |diagonal centre tap| / max |rest of the filter|, the median over output "
-                   "channels", style="dim"))
+    out.print(Text("runs in: the precision the runtime's optimized graph runs the conv in, from its own count "
+                   "('?' where the count cannot tell which conv); identity dominance: |diagonal centre tap| / max "
+                   "|rest of the filter|, the median over output channels", style="dim"))
 
 
 def print_layer_stats(out: Console, title: str, shape, stats) -> None:

@@ -30,6 +30,7 @@ class LayerError:
     output_sqnr_db: float | None  # of this layer's output against fp32, on the eval images
     weight_sqnr_db: float | None = None
     identity_dominance: float | None = None
+    runs_in: str | None = None  # the precision the runtime runs it in (its optimized graph), where it tells
 
 
 @dataclass

@@ -50,6 +50,30 @@ class SlowerThanFp32Error(EquivalenceError):
     """The artifact is proven accurate but runs slower than the fp32 chain it would replace."""
 
 
+class NothingInInt8Error(EquivalenceError):
+    """An int8 artifact in which no conv runs in int8: slower or no faster than fp32, and named wrongly."""
+
+
+def _refuse_int8_free(art, features) -> None:
+    """Refuse an "int8" artifact whose runtime runs no conv in int8 (or, for TensorRT, whose plan kept every
+    conv in fp32): it is an fp32 model with extra nodes."""
+    if art.precision != "int8":
+        return
+    layers = art.proof.layers
+    if art.target == "tensorrt":
+        if layers and all(la.form == FP32 for la in layers):
+            raise NothingInInt8Error(f"nothing would run in int8: every conv stayed in fp32 to keep the logits at "
+                                     f"{art.proof.logit_sqnr_db:.1f} dB; use --precision fp16 or the fp32 ONNX "
+                                     f"(dirac-deploy export); nothing written")
+        return
+    conv = (art.proof.runtime_ops or {}).get("conv") or {}
+    if conv and conv.get("int8", 0) == 0:
+        runs = ", ".join(f"{n} in {p}" for p, n in conv.items() if n)
+        raise NothingInInt8Error(f"nothing runs in int8: {art.target} runs every conv of this artifact in another "
+                                 f"precision on this CPU ({runs}; {features.describe()}): use --precision bf16 or "
+                                 f"fp32, or --method nncf; nothing written")
+
+
 class UndecidedSpeedError(EquivalenceError):
     """The speed proof could not decide: the per-round speed-ups straddle --min-speedup after every round
     allowed. Nothing was written; exit status 3, so a script can tell "too noisy" from "slower"."""
@@ -157,7 +181,24 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
     elif plans is not None:
         proof.layers = [LayerError(p.name, p.form, None, p.weight_sqnr_db.get(p.form), p.identity_dominance)
                         for p in plans]
+    if proof.runtime_ops:
+        _label_runtime_precision(proof.layers, proof.runtime_ops["conv"])
     return Artifact(precision, method, target, model, proof, types)
+
+
+def _label_runtime_precision(layers: list[LayerError], conv_ops: dict[str, int]) -> None:
+    """Each layer's `runs_in` from the runtime's own count of conv precisions, where the count decides it: the
+    quantized layers run in int8 when as many convs run in int8, the kept ones in the one other precision the
+    runtime uses (bf16 on a CPU with AVX-512 BF16 or AMX, where "fp32" would mislead), else "?"."""
+    quantized = [la for la in layers if la.form != FP32]
+    kept = [la for la in layers if la.form == FP32]
+    int8 = conv_ops.get("int8", 0)
+    others = {p: n for p, n in conv_ops.items() if p != "int8" and n}
+    for la in quantized:
+        la.runs_in = "int8" if int8 == len(quantized) else "?"
+    other = next(iter(others)) if len(others) == 1 and sum(others.values()) == len(kept) else None
+    for la in kept:
+        la.runs_in = other if other is not None else ("?" if kept else None)
 
 
 def _why_types(types: str, target: str) -> str:
@@ -287,6 +328,7 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     art.proof.notes.append(f"proved on {features.model} ({features.describe()})")
     renamed = _chain_names(art.proof.layers, getattr(loaded, "plain", None))
     art.proof.notes = [_renamed(n, renamed) for n in art.proof.notes]
+    _refuse_int8_free(art, features)
     if not art.proof.ok:
         worst = ", ".join(f"{layer.name} {layer.output_sqnr_db:.1f} dB ({layer.form})" for layer in art.proof.worst_layers())
         raise EquivalenceError(f"the {precision} artifact misses its thresholds ({'; '.join(art.proof.failures)}): "
