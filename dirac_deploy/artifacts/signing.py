@@ -175,6 +175,11 @@ def sign_outputs(written: list[Path], key_path: str | os.PathLike) -> list[Path]
         path = Path(path)
         if path.suffix in skip:
             continue
-        data = signature_bytes(path, key, read=staged_file)
-        out.append(atomic_write(signature_path(path), lambda tmp, data=data: tmp.write_bytes(data)))
+        out.append(atomic_write(signature_path(path), _writer(signature_bytes(path, key, read=staged_file))))
     return out
+
+
+def _writer(data: bytes) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+    return write
