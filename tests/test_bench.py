@@ -173,7 +173,9 @@ def test_bench_cli_writes_json_plot_and_table(tmp_path, tiny_ckpt):
                                     "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")])
     assert res.exit_code == 0, res.output
     payload = json.loads((tmp_path / "b.json").read_text())
-    assert {"env", "records", "rows"} <= set(payload) and len(payload["records"]) == 4 * 2 * 2
+    assert {"env", "records", "rows", "units"} <= set(payload) and len(payload["records"]) == 4 * 2 * 2
+    assert payload["version"] == 4 and all("folded_ms" in r for r in payload["rows"])
+    assert payload["units"]["agreement"].startswith("fraction") and payload["units"]["latency_ms"].startswith("ms")
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for column in ("vs best alternative", "vs as-trained", "vs ResNet", "practical peak", "onnxruntime"):
         assert column in res.stdout

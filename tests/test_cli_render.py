@@ -121,3 +121,10 @@ def test_help_fits_80_columns(command):
     assert res.exit_code == 0
     too_long = [line for line in res.output.splitlines() if len(line) > 80]
     assert not too_long, too_long
+
+
+def test_normalization_prints_four_significant_digits():
+    from dirac_deploy.cli.render import input_rows
+
+    rows = dict(input_rows((3, 32, 32), [0.39551234567, 0.3946, 0.3951], [0.2325432, 0.2336, 0.2329], {}))
+    assert rows["normalization"].plain == "mean [0.3955, 0.3946, 0.3951], std [0.2325, 0.2336, 0.2329]"

@@ -320,3 +320,17 @@ def test_the_layer_table_says_what_the_runtime_runs():
     assert [la.runs_in for la in layers] == ["bf16", "int8", "int8"]  # a kept layer on an AMX CPU: not "fp32"
     _label_runtime_precision(layers, {"int8": 1, "fp32": 2})
     assert [la.runs_in for la in layers] == ["?", "?", "?"]  # the count cannot say which
+
+
+def test_notes_name_layers_as_the_table_does_and_fp32_layers_are_never_the_worst():
+    from dirac_deploy.quantize.proof import LayerError, LowPrecisionProof
+    from dirac_deploy.quantize.run import _renamed
+
+    renamed = {"node_conv2d_1": "group0_block0_conv", "node_conv2d_10": "group2_block1_conv"}
+    note = "kept in fp32: node_conv2d_1, node_conv2d_10 (and node_conv2d_100, not a conv of this chain)"
+    assert _renamed(note, renamed) == ("kept in fp32: group0_block0_conv, group2_block1_conv (and node_conv2d_100, "
+                                       "not a conv of this chain)")
+    fields = {f: None for f in LowPrecisionProof.__dataclass_fields__}
+    proof = LowPrecisionProof(**{**fields, "layers": [LayerError("a", "fp32", 5.0), LayerError("b", "int8", 20.0),
+                                                       LayerError("c", "int8-residual", 30.0)]})
+    assert [la.name for la in proof.worst_layers()] == ["b", "c"]  # "a" only inherits its input's error

@@ -34,7 +34,10 @@ def test_speed_proof_is_recorded_in_the_artifact_and_its_report(tmp_path):
     timer = fake_timer(artifact_ms=1.0, fp32_ms=2.5)
     out = tmp_path / "q.onnx"
     report = quantize_file(DIGITS, out, speed_batch=4, timer=timer)
-    speed = report.to_json()["proof"]["speed"]
+    doc = report.to_json()
+    speed = doc["proof"]["speed"]
+    assert doc["version"] == 4 and doc["units"]["accuracy_drop"] == "percentage points"
+    assert all(r["decision"] == "accepted" and len(r["rounds"]) == 5 for r in speed["rows"])
     assert timer.seen == [[ARTIFACT, FP32]] * 2  # batch 1 and the batch asked for, both sides each time
     assert [r["batch"] for r in speed["rows"]] == [1, 4] and speed["ok"] and speed["min_speedup"] == 1.0
     assert all(r["speedup"] == pytest.approx(2.5) and r["fp32_ms"] == 2.5 for r in speed["rows"])
