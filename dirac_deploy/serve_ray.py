@@ -60,9 +60,14 @@ class RayOptions:
     # start under an address-space limit; a serving-only cluster passes only requests and logits through it.
     object_store_mb: int | None = 256  # None: Ray's default; ignored when joining a running cluster
 
+    drain_seconds: float = 10.0  # on stop, how long a replica's ongoing requests may take to finish
+
     def deployment_options(self) -> dict:
+        # graceful shutdown: a replica being stopped finishes its ongoing requests first (up to drain_seconds)
         opts: dict = {"ray_actor_options": {"num_cpus": self.cpus_per_replica},
-                      "max_ongoing_requests": self.max_ongoing_requests}
+                      "max_ongoing_requests": self.max_ongoing_requests,
+                      "graceful_shutdown_wait_loop_s": 0.2,
+                      "graceful_shutdown_timeout_s": max(self.drain_seconds, 0.1)}
         if self.min_replicas is not None and self.max_replicas is not None:
             opts["autoscaling_config"] = {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
                                           "target_ongoing_requests": max(1, self.max_ongoing_requests // 2)}
@@ -264,7 +269,11 @@ def stop_ray() -> None:
     psutil = require("psutil")
     ours = [p for p in psutil.Process().children(recursive=True) if _is_ray(p, psutil)]  # if it started them
     if ray.is_initialized():
-        with contextlib.suppress(Exception):  # a half-started Serve may have no controller to ask
+        with contextlib.suppress(Exception):  # a half-started Serve may have no application or controller
+            # the application first, while the proxies still carry the answers back: its replicas drain
+            # their ongoing requests (graceful_shutdown_timeout_s) before the proxies go
+            serve.delete(APP_NAME, _blocking=True)
+        with contextlib.suppress(Exception):
             serve.shutdown()
         ray.shutdown()
     left = [p for p in ours if p.is_running()]

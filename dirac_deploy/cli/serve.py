@@ -211,6 +211,7 @@ def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, ve
     options = RayOptions(replicas=replicas, cpus_per_replica=cpus_per_replica, threads=threads or 1,
                          max_ongoing_requests=max_ongoing, max_batch=max_batch, min_replicas=lo, max_replicas=hi,
                          address=address, batching=batching, object_store_mb=object_store_mb,
+                         drain_seconds=limits.drain_seconds,
                          ray_log_level=logging.INFO if settings().verbose else logging.ERROR)
     stop = threading.Event()
 

@@ -287,3 +287,53 @@ def test_a_local_cluster_starts_under_an_address_space_limit(tmp_path):
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
+
+
+def test_sigterm_under_load_answers_every_request_already_sent(tmp_path):
+    """Round four: SIGTERM under load exited 0, but requests already sent got no response. The application is
+    now deleted first, its replicas finishing their ongoing requests, while the proxies still carry answers
+    back: every request that reached the server gets a response (an answer, or a status for one that came too
+    late); only connections refused after the stop count as not sent."""
+    onnx_path = tmp_path / "digits.onnx"
+    export_file(embedded_checkpoint(), onnx_path)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dirac_deploy.cli", "serve", str(onnx_path), "--engine", "ray",
+                             "--replicas", "1", "--cpus-per-replica", "0.5", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.5)
+    x = np.random.default_rng(5).standard_normal(SHAPE).astype(np.float32)
+    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    outcomes: list[str] = []
+    stop_at = time.monotonic() + 8
+
+    def client():
+        with httpx.Client(timeout=30) as c:
+            while time.monotonic() < stop_at:
+                try:
+                    r = c.post(f"{url}/v2/models/digits/infer", json=body)
+                    outcomes.append(f"status {r.status_code}")
+                except httpx.ConnectError:
+                    outcomes.append("not sent")  # the server had stopped listening: never reached it
+                    time.sleep(0.05)
+                except httpx.TransportError as e:
+                    outcomes.append(f"lost: {type(e).__name__}")
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    lost = [o for o in outcomes if o.startswith("lost")]
+    assert outcomes.count("status 200") > 10 and not lost, (len(outcomes), lost[:5])
