@@ -239,7 +239,7 @@ def test_tables_keep_their_headline_whole_at_100_columns():
 
     from dirac_deploy.bench.report import headline_rows, lowp_rows
     from dirac_deploy.bench.run import BenchResult
-    from dirac_deploy.cli.render import print_bench
+    from dirac_deploy.cli.tables import print_bench
 
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     for name in ("cpu-diracnet18.json", "cpu-lowp-noisy.json"):

@@ -12,7 +12,8 @@ from rich.text import Text
 
 from ..bench import ALL_BACKENDS, MAX_BENCH_BATCH
 from .options import checkpoint_options, load_options
-from .render import console, err_console, print_bench
+from .render import console, err_console
+from .tables import print_bench
 
 
 def _ints(_ctx, _param, value):

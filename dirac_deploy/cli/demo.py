@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from .render import console, err_console, human, input_rows, kv_table, print_bench
+from .render import console, err_console, human, input_rows, kv_table
+from .tables import print_bench
 
 
 def _skipped(step) -> None:
