@@ -312,8 +312,8 @@ def test_an_int8_artifact_in_which_nothing_runs_in_int8_is_refused(tmp_path, mon
 
 
 def test_the_layer_table_says_what_the_runtime_runs():
+    from dirac_deploy.quantize.layer_table import label_runtime_precision as _label_runtime_precision
     from dirac_deploy.quantize.proof import LayerError
-    from dirac_deploy.quantize.run import _label_runtime_precision
 
     layers = [LayerError("a", "fp32", 30.0), LayerError("b", "int8-residual", 28.0), LayerError("c", "int8", 27.0)]
     _label_runtime_precision(layers, {"int8": 2, "bf16": 1})
@@ -323,8 +323,8 @@ def test_the_layer_table_says_what_the_runtime_runs():
 
 
 def test_notes_name_layers_as_the_table_does_and_fp32_layers_are_never_the_worst():
+    from dirac_deploy.quantize.layer_table import renamed_note as _renamed
     from dirac_deploy.quantize.proof import LayerError, LowPrecisionProof
-    from dirac_deploy.quantize.run import _renamed
 
     renamed = {"node_conv2d_1": "group0_block0_conv", "node_conv2d_10": "group2_block1_conv"}
     note = "kept in fp32: node_conv2d_1, node_conv2d_10 (and node_conv2d_100, not a conv of this chain)"

@@ -17,6 +17,14 @@ from .._optional import require
 from ..fileio import atomic_write
 from .models import ABSORBED, ALTERNATIVES, AS_TRAINED, FOLDED, RESNET
 
+# The unit of every number in the bench JSON whose name does not carry it (docs/reports.md).
+BENCH_UNITS = {"latency_ms": "ms per call", "round_p50_ms": "ms per call", "throughput": "images/s",
+               "peak_mem_mb": "MiB", "gflops": "GFLOP/s", "peak_fraction": "fraction of the practical peak, 0..1",
+               "agreement": "fraction of images, 0..1", "top1_agreement": "fraction of images, 0..1",
+               "accuracy": "fraction of images, 0..1", "accuracy_fp32": "fraction of images, 0..1",
+               "logit_sqnr_db": "dB", "median / iqr (ratios)": "t_other / t_this: above 1, this is faster",
+               "prepare_s": "s", "export_s": "s"}
+
 
 @dataclass
 class Ratio:

@@ -62,7 +62,7 @@ class BenchResult:
     records: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        from .report import best_rows, headline_rows, lowp_rows
+        from .report import BENCH_UNITS, best_rows, headline_rows, lowp_rows
 
         # version 4: `rows[].folded_ms` (was `folded`), `units`, each record's warnings its own; version 3:
         # every ratio is a speed-up, t_other / t_this (> 1: this is faster); version 2's lowp `vs_fp32_ort` ran
@@ -131,15 +131,6 @@ def _peak(backend, device, cfg, threads) -> tuple[float | None, str]:
         return None, str(e)
     timed = time_interleaved({"probe": call}, rounds=1, iters=5, max_seconds=cfg.max_seconds, sync=sync)
     return flops / (timed["probe"].round_p50_ms[0] / 1e3) / 1e9, "ok"
-
-
-# The unit of every number in the bench JSON whose name does not carry it (docs/reports.md).
-BENCH_UNITS = {"latency_ms": "ms per call", "round_p50_ms": "ms per call", "throughput": "images/s",
-               "peak_mem_mb": "MiB", "gflops": "GFLOP/s", "peak_fraction": "fraction of the practical peak, 0..1",
-               "agreement": "fraction of images, 0..1", "top1_agreement": "fraction of images, 0..1",
-               "accuracy": "fraction of images, 0..1", "accuracy_fp32": "fraction of images, 0..1",
-               "logit_sqnr_db": "dB", "median / iqr (ratios)": "t_other / t_this: above 1, this is faster",
-               "prepare_s": "s", "export_s": "s"}
 
 
 def _warnings(recs: dict[str, dict], env: dict, where: str, hub: str) -> dict[str, list[str]]:

@@ -18,7 +18,6 @@ thresholds and, timed against the fp32 chain on its own runtime (`speed`), is no
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,6 +33,7 @@ from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
 from .data import DEFAULT_CROP_FRACTION, Dataset
 from .graph import ort_outputs
 from .int8 import FP32
+from .layer_table import chain_names, conv_errors, label_runtime_precision, renamed_note
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
 from .proof_data import load_proof_data, plan_data
 from .registry import DEFAULT_METHOD, DEFAULT_TARGET, RECIPES
@@ -127,15 +127,6 @@ class QuantizeReport:
                 "proof": a.proof.to_dict(), "written": [str(p) for p in self.written]}
 
 
-def _layer_table(fp32, quantized, plans, x: np.ndarray) -> list[LayerError]:
-    """Each conv output against fp32 on the eval images (`int8.conv_output_sqnr`), with its weight SQNR."""
-    from .int8 import conv_output_sqnr
-
-    output_db = conv_output_sqnr(fp32, quantized, plans, x)
-    return [LayerError(p.name, p.form, db, p.weight_sqnr_db.get(p.form if p.form != FP32 else "int8"),
-                       p.identity_dominance) for p, db in zip(plans, output_db)]
-
-
 def check_combination(precision: str, method: str | None, target: str) -> None:
     """`method` None: the user gave none (the message then does not name the default it would have taken)."""
     if method is None:
@@ -177,28 +168,13 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
                            f"counted in {target}'s optimized graph")
     if layer_table and plans is not None and built.qdq is not None:
         # every conv output of every image is held at once: a diagnostic needs a few dozen, not the whole set
-        proof.layers = _layer_table(built.reference, built.qdq, plans, evaluation.x[:LAYER_TABLE_IMAGES])
+        proof.layers = conv_errors(built.reference, built.qdq, plans, evaluation.x[:LAYER_TABLE_IMAGES])
     elif plans is not None:
         proof.layers = [LayerError(p.name, p.form, None, p.weight_sqnr_db.get(p.form), p.identity_dominance)
                         for p in plans]
     if proof.runtime_ops:
-        _label_runtime_precision(proof.layers, proof.runtime_ops["conv"])
+        label_runtime_precision(proof.layers, proof.runtime_ops["conv"])
     return Artifact(precision, method, target, model, proof, types)
-
-
-def _label_runtime_precision(layers: list[LayerError], conv_ops: dict[str, int]) -> None:
-    """Each layer's `runs_in` from the runtime's own count of conv precisions, where the count decides it: the
-    quantized layers run in int8 when as many convs run in int8, the kept ones in the one other precision the
-    runtime uses (bf16 on a CPU with AVX-512 BF16 or AMX, where "fp32" would mislead), else "?"."""
-    quantized = [la for la in layers if la.form != FP32]
-    kept = [la for la in layers if la.form == FP32]
-    int8 = conv_ops.get("int8", 0)
-    others = {p: n for p, n in conv_ops.items() if p != "int8" and n}
-    for la in quantized:
-        la.runs_in = "int8" if int8 == len(quantized) else "?"
-    other = next(iter(others)) if len(others) == 1 and sum(others.values()) == len(kept) else None
-    for la in kept:
-        la.runs_in = other if other is not None else ("?" if kept else None)
 
 
 def _why_types(types: str, target: str) -> str:
@@ -326,8 +302,8 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     art.proof.notes[:0] = notes
     features = cpu_features()
     art.proof.notes.append(f"proved on {features.model} ({features.describe()})")
-    renamed = _chain_names(art.proof.layers, getattr(loaded, "plain", None))
-    art.proof.notes = [_renamed(n, renamed) for n in art.proof.notes]
+    renamed = chain_names(art.proof.layers, getattr(loaded, "plain", None))
+    art.proof.notes = [renamed_note(n, renamed) for n in art.proof.notes]
     _refuse_int8_free(art, features)
     if not art.proof.ok:
         worst = ", ".join(f"{layer.name} {layer.output_sqnr_db:.1f} dB ({layer.form})" for layer in art.proof.worst_layers())
@@ -373,32 +349,6 @@ def _prove_speed(art: Artifact, fp32, input_shape, features, *, min_speedup: flo
             f"{art.target}) reaches --min-speedup {min_speedup:g}: {row.describe()}, the quartiles on both sides "
             f"of it after {len(row.rounds)} rounds; nothing written. Run again on a quieter machine (or with "
             f"fewer --threads), or --min-speedup 0 to write it anyway")
-
-
-def _chain_names(layers: list[LayerError], plain) -> dict[str, str]:
-    """Name the table's convs as the plain chain does (group1_block0_conv, ...), not as the exporter did, when
-    the chain is at hand and its convs correspond one to one (same order). Returns {exporter's name: chain's}."""
-    if plain is None:
-        return {}
-    import torch
-
-    names = [n for n, m in plain.named_children() if isinstance(m, torch.nn.Conv2d)]
-    renamed = {}
-    if len(names) == len(layers):
-        for layer, name in zip(layers, names):
-            renamed[layer.name] = name
-            layer.name = name
-    return renamed
-
-
-def _renamed(note: str, renamed: dict[str, str]) -> str:
-    """A note with the exporter's node names replaced by the chain's, as the layer table names them (whole
-    names only: node_conv2d_1 is not a prefix of node_conv2d_10)."""
-    if not renamed:
-        return note
-    pattern = re.compile(r"(?<![\w/.])(" + "|".join(map(re.escape, sorted(renamed, key=len, reverse=True)))
-                         + r")(?![\w/.])")
-    return pattern.sub(lambda m: renamed[m.group(1)], note)
 
 
 def _write_ir(art: Artifact, output: Path, source: Provenance, probe_x: np.ndarray) -> list[Path]:
