@@ -78,5 +78,10 @@ def load_models(model_args: list[str], runtime: str | None, threads: int | None,
         on_loading(source.name, source.path)
         models[source.name] = load_served_model(source, source.runtime, threads, options, instances, max_batch,
                                                 verify)
+        if key is not None:  # the banner's "verified:" says it
+            from .artifacts.signing import fingerprint
+
+            info = models[source.name].info
+            info["verified"] = f"{info.get('verified', 'loaded')}; signature (key {fingerprint(key)[:12]})"
         on_loaded(models[source.name])
     return models

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -75,25 +76,27 @@ def stamp_onnx(model) -> str:
 _IR_DIGEST = re.compile(rb"[ \t]*<" + CONTENT_KEY.encode() + rb"\s+value=\"[^\"]*\"\s*/>[ \t]*(?:\r?\n)?")
 
 
-def ir_content_sha256(xml: bytes, weights: bytes) -> str:
-    """sha256 over the IR's .xml without the digest's own rt_info element, then its .bin."""
+def ir_content_sha256(xml: bytes, weights: bytes | os.PathLike) -> str:
+    """sha256 over the IR's .xml without the digest's own rt_info element, then its .bin (bytes, or a path
+    read in 1 MiB blocks: a .bin may be gigabytes, and memory stays bounded)."""
     h = hashlib.sha256(_IR_DIGEST.sub(b"", xml))
     h.update(b"\0")
-    h.update(weights)
+    if isinstance(weights, bytes):
+        h.update(weights)
+    else:
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
-def check_content(recorded: str, actual: str, where: str) -> str:
-    """'verified' when the recorded digest matches, 'unverifiable: ...' when none is recorded; raises
-    ContentEditedError on a mismatch (the recorded proof does not apply to this content)."""
-    if not recorded:
-        return "unverifiable: no content digest recorded (written by another tool, or by a dirac-deploy that " \
-               "recorded none)"
-    if recorded != actual:
+def check_content(recorded: str, actual: str, where: str) -> None:
+    """Raise ContentEditedError when a recorded digest differs from the content's (the recorded proof does not
+    apply to it); a file that records none passes, and `content_row` marks it unverifiable."""
+    if recorded and recorded != actual:
         raise ContentEditedError(f"{where} was edited after it was built: its content (sha256 {actual[:12]}) is not "
                                  f"what its recorded proof was computed on ({recorded[:12]}), so that proof does not "
                                  f"apply; rebuild it from its source (dirac-deploy fold / export / quantize)")
-    return "verified"
 
 
 def content_row(recorded: str) -> tuple[str, str]:

@@ -91,7 +91,7 @@ def _check_ir_files(xml: Path) -> str:
     if layers > MAX_IR_LAYERS:
         raise DiracDeployError(f"{xml} has {layers:,} layers; a folded chain's IR has at most a few hundred "
                                f"(limit {MAX_IR_LAYERS:,})")
-    return ir_content_sha256(text, bin_path.read_bytes())
+    return ir_content_sha256(text, bin_path)
 
 
 def read_ir(path: str | Path) -> IrArtifact:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .._optional import require
 from ..errors import DiracDeployError
-from ..fileio import atomic_write, staged_file
+from ..fileio import atomic_write, sha256_file, staged_file
 
 FORMAT = "dirac-deploy/signature"
 VERSION = 1
@@ -50,17 +50,9 @@ def artifact_files(path: str | os.PathLike) -> list[Path]:
     return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
 
 
-def _sha256(path: Path, read: Callable[[Path], Path]) -> str:
-    h = hashlib.sha256()
-    with open(read(path), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _record(files: list[Path], read: Callable[[Path], Path]) -> dict:
     return {"format": FORMAT, "version": VERSION, "algorithm": "ed25519",
-            "files": [{"name": f.name, "sha256": _sha256(f, read)} for f in files]}
+            "files": [{"name": f.name, "sha256": sha256_file(read(f))} for f in files]}
 
 
 def _message(record: dict) -> bytes:
@@ -157,7 +149,7 @@ def verify_signature(path: str | os.PathLike, public_key) -> dict:
     if {str(f.get("name")) for f in record["files"]} != expected:
         raise SignatureError(f"{sig} signs {[f.get('name') for f in record['files']]}, not {sorted(expected)}")
     for entry in record["files"]:
-        actual = _sha256(path.with_name(entry["name"]), lambda p: p)
+        actual = sha256_file(path.with_name(entry["name"]))
         if actual != entry["sha256"]:
             raise SignatureError(f"{path.with_name(entry['name'])} changed after it was signed (sha256 {actual[:12]}, "
                                  f"signed {str(entry['sha256'])[:12]})")

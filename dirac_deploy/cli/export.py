@@ -10,7 +10,6 @@ from ..export import DEFAULT_OPSET, MAX_PARITY_BATCH
 from .options import checkpoint_options, load_options
 from .render import (
     check_json_path,
-    check_sign_key,
     console,
     emit_json,
     json_option,
@@ -60,7 +59,6 @@ def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo
     from ..export.tensorrt import BatchRange
 
     check_json_path(json_path, model, onnx_path, trt_path, triton_repo, sign_key)
-    check_sign_key(sign_key)
     status, progress = progress_status(f"exporting {model} ...")
     with outputs_with_report(json_path, sign_key):  # every artifact, its signature and the report: all or none
         with status:

@@ -10,7 +10,6 @@ from rich.text import Text
 from .options import checkpoint_options, load_options
 from .render import (
     check_json_path,
-    check_sign_key,
     console,
     emit_json,
     human,
@@ -19,12 +18,12 @@ from .render import (
     json_option,
     kv_table,
     outputs_with_report,
-    print_layer_stats,
     progress_status,
     settings,
     sign_option,
     sign_written,
 )
+from .tables import print_layer_stats
 
 
 @click.command()
@@ -47,7 +46,6 @@ def fold(checkpoint, output, check_batch, json_path, sign_key, **opts):
     from ..pipeline import fold_checkpoint
 
     check_json_path(json_path, checkpoint, output, sign_key)
-    check_sign_key(sign_key)
     status, _ = progress_status(f"folding {checkpoint} ...")
     with outputs_with_report(json_path, sign_key):  # plain.pth, its signature and the report: all or none
         with status:

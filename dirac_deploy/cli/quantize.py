@@ -18,17 +18,16 @@ from ..quantize import (
 from .options import checkpoint_options, load_options
 from .render import (
     check_json_path,
-    check_sign_key,
     console,
     emit_json,
     json_option,
     kv_table,
     outputs_with_report,
-    print_quantize_layers,
     progress_status,
     sign_option,
     sign_written,
 )
+from .tables import print_quantize_layers
 
 
 def _speed(speed: dict) -> str:
@@ -111,7 +110,6 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
     from ..quantize.run import quantize_file
 
     check_json_path(json_path, model, output, output.with_suffix(".bin"), calib, evaluation, sign_key)
-    check_sign_key(sign_key)
     status, progress = progress_status(f"quantizing {model} ...")
     with outputs_with_report(json_path, sign_key):  # the artifact, its signature and the report: all or none
         with status:

@@ -118,10 +118,10 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     out, status = console(), err_console()
     if require_signature != (public_key is not None):
         raise click.UsageError("--require-signature and --key go together")
-    if require_signature:
+    if require_signature and engine == "ray":  # the builtin engine checks them in load_models, before any load
         from ..serve_files import verify_signatures
 
-        for line in verify_signatures(list(models), runtime, public_key):  # before any cluster or model loads
+        for line in verify_signatures(list(models), runtime, public_key):  # before any cluster starts
             out.print(Text(line, style="dim"))
     if max_inflight_mb < max_body_mb:
         raise click.BadParameter(f"{max_inflight_mb:g} is below --max-body-mb {max_body_mb:g}: no request that size "
