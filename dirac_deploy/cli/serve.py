@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -196,6 +197,8 @@ def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, ve
 
     from .._optional import require
 
+    # before Ray is imported: its C++ failure-signal handler would abort the process on SIGTERM (serve_ray)
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     require("ray.serve")
     from ..serve_ray import RayOptions, start_ray, stop_ray
 
@@ -231,7 +234,10 @@ def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, ve
     if stop.is_set():  # stopped while starting: take down what started, exit 0
         stop_ray()
         console().print("stopped before serving (signal while starting)")
-        return
+        # os._exit skips Ray's C++ teardown at interpreter exit, which crashed (SIGSEGV) after an interrupted
+        # ray.init once in a few runs; the cluster is already gone and nothing is left to flush but stdout
+        sys.stdout.flush()
+        os._exit(0)
     try:
         grpc = (f" and gRPC on port {grpc_port} (Ray's gRPC proxy listens on every interface, whatever --host "
                 f"says)" if grpc_port else "")
