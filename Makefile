@@ -53,7 +53,8 @@ wheel-test: install
 lint: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check dirac_deploy tests benchmarks scripts converters
-	$(BIN)/mypy dirac_deploy/artifacts dirac_deploy/kernels.py dirac_deploy/spec.py dirac_deploy/folding
+	$(BIN)/mypy dirac_deploy/artifacts dirac_deploy/kernels.py dirac_deploy/spec.py dirac_deploy/folding dirac_deploy/runtimes \
+		dirac_deploy/export/targets.py
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info

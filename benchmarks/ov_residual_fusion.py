@@ -30,7 +30,7 @@ from dirac_deploy.export.onnx import export_onnx
 from dirac_deploy.folding.fold import fold
 from dirac_deploy.models.dirac import DiracNet
 from dirac_deploy.quantize.int8 import quantize_identity
-from dirac_deploy.runtime import openvino_compiled, openvino_model
+from dirac_deploy.runtimes.openvino import compiled, load
 from dirac_deploy.spec import imagenet_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,9 +41,9 @@ def residual_fusion(fp32, input_shape: tuple[int, ...]) -> dict:
     qdq = quantize_identity(fp32, calib, target="openvino").model
     adds = [n.name for n in qdq.graph.node if n.op_type == "Add" and n.name.endswith("_residual")]
     widening = {n.name.removesuffix("_widen") + "_residual" for n in qdq.graph.node if n.name.endswith("_widen")}
-    compiled = openvino_compiled(openvino_model(qdq), batch=1, precision=None)
+    net = compiled(load(qdq), batch=1, hint=None)
     separate = set()
-    for op in compiled.get_runtime_model().get_ordered_ops():
+    for op in net.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
         if str(info["layerType"].astype(str)) == "Eltwise":
             separate |= set(str(info["originalLayersNames"].astype(str)).split(",")) & set(adds)

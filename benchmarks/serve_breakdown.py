@@ -29,7 +29,7 @@ from dirac_deploy.bench.report import write_json
 from dirac_deploy.export.onnx import export_onnx
 from dirac_deploy.folding.fold import fold
 from dirac_deploy.models.dirac import DiracNet
-from dirac_deploy.runtime import ort_session
+from dirac_deploy.runtimes.onnxruntime import session as ort_session
 from dirac_deploy.spec import imagenet_spec
 
 from serving import running_server

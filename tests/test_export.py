@@ -24,7 +24,7 @@ from dirac_deploy.export.fp16 import scan_fp16
 from dirac_deploy.export.from_file import export_file
 from dirac_deploy.export.onnx import export_onnx, to_onnx_proto
 from dirac_deploy.export.tensorrt import BatchRange, build_engine
-from dirac_deploy.runtime import ort_session
+from dirac_deploy.runtimes.onnxruntime import session as ort_session
 
 import reference
 

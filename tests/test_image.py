@@ -24,7 +24,7 @@ import pytest
 
 from dirac_deploy.data import embedded_checkpoint
 from dirac_deploy.export.from_file import export_file
-from dirac_deploy.runtime import ort_session
+from dirac_deploy.runtimes.onnxruntime import session as ort_session
 
 pytestmark = pytest.mark.image
 ROOT = Path(__file__).resolve().parents[1]

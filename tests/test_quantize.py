@@ -251,7 +251,7 @@ def test_openvino_serves_onnx_and_checkpoints_like_onnxruntime(digits_int8):
 
 @needs_openvino
 def test_bf16_says_what_this_cpu_runs(tmp_path):
-    from dirac_deploy.quantize.openvino import bf16_supported
+    from dirac_deploy.runtimes.openvino import bf16_supported
 
     xml = tmp_path / "bf16.xml"
     res = _quantize(DIGITS, "-o", xml, "--precision", "bf16", "--json", "-")
@@ -303,7 +303,7 @@ def test_an_int8_artifact_in_which_nothing_runs_in_int8_is_refused(tmp_path, mon
     before it is timed or written."""
     from dirac_deploy.quantize import run
 
-    monkeypatch.setattr(run, "_runtime_ops", lambda _model, _target: {"conv": {"int8": 0, "bf16": 7},
+    monkeypatch.setattr(run, "runtime_ops", lambda _target, _model: {"conv": {"int8": 0, "bf16": 7},
                                                                       "gemm": {"int8": 0, "bf16": 1}})
     out = tmp_path / "q.onnx"
     with pytest.raises(run.NothingInInt8Error, match=r"nothing runs in int8.*7 in bf16.*--precision bf16"):

@@ -13,8 +13,8 @@ from dirac_deploy import data
 from dirac_deploy.artifacts.open import load_model
 from dirac_deploy.checkpoint import LoadOptions
 from dirac_deploy.export.from_file import verified_onnx
-from dirac_deploy.quantize.graph import ort_outputs
 from dirac_deploy.quantize.rescale import RescaleError, output_units, unit_residual, unit_residual_weight
+from dirac_deploy.runtimes import logits
 
 from reference import as_v1_params_stats, define_params_v1
 
@@ -59,7 +59,7 @@ def _chain(*, diag_first: np.ndarray, extra_op: str | None = None) -> onnx.Model
 
 def _same(a: onnx.ModelProto, b: onnx.ModelProto, shape=(4, 3, 16, 16)) -> None:
     x = RNG.standard_normal(shape).astype(np.float32)
-    (ya,), (yb,) = ort_outputs(a, x), ort_outputs(b, x)
+    ya, yb = logits("onnxruntime", a, x), logits("onnxruntime", b, x)
     np.testing.assert_allclose(yb, ya, rtol=1e-4, atol=1e-5 * np.abs(ya).max())
 
 

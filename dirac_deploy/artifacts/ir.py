@@ -7,15 +7,16 @@ before OpenVINO reads either (a FIFO would block it; a huge graph can crash it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .. import runtimes
 from .._optional import require
 from ..errors import DiracDeployError
 from ..proof import Proof, compare_logits
+from ..runtimes import Runner
 from .digest import check_content, ir_content_sha256
 from .onnx import LOW_PRECISION_PROBE_RTOL, narrowed_rtol, parse_probe
 from .provenance import PROBE, PROBE_RTOL, Provenance, rt_info_reader
@@ -51,9 +52,10 @@ class IrArtifact:
     def name(self) -> str:
         return self.provenance.architecture or "OpenVINO IR"
 
-    def check(self, run: Callable[[np.ndarray], np.ndarray]) -> Proof:
-        """`run` (the compiled model that will serve) against the logits recorded when the IR was written, at
-        the tool's tolerance for an IR (OpenVINO may run it in bf16 or int8; the file may only narrow it).
+    def check(self, runner: Runner | None = None) -> Proof:
+        """`runner` (the compiled model that will serve; default: a new OpenVINO runner at the precision the IR
+        records) against the logits recorded when the IR was written, at the tool's tolerance for an IR
+        (OpenVINO may run it in bf16 or int8; the file may only narrow it).
 
         Raises:
             DiracDeployError: no readable probe (not written by `quantize`), or logits that differ.
@@ -63,7 +65,8 @@ class IrArtifact:
             raise DiracDeployError(f"{self.path} records no readable parity probe (it was not written by "
                                    f"`dirac-deploy quantize`); serve it with --no-verify to skip the check")
         x, ref = probe
-        got = np.asarray(run(x))
+        runner = runner or runtimes.build("openvino", self.net, precision=self.provenance.precision)
+        got = np.asarray(runner.run(x))
         proof = compare_logits(ref, got, rtol=narrowed_rtol(LOW_PRECISION_PROBE_RTOL, self.probe_rtol),
                                reference_name="logits recorded at quantize")
         if got.shape != ref.shape or not proof.ok:

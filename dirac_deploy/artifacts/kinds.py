@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import DiracDeployError
 from ..fileio import model_file_kind
+from ..runtimes import served_on
 
 if TYPE_CHECKING:
     from .ir import IrArtifact
@@ -26,9 +27,13 @@ class ArtifactKind:
 
     key: str
     description: str
-    runtimes: tuple[str, ...]
     needs_torch: bool
     commands: tuple[str, ...] = ("fold", "inspect", "export", "quantize", "bench", "serve")  # those that read it
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        """The serving engines for this kind, the default first (`runtimes.served_on`, read from the engine table)."""
+        return served_on(self.key)
 
     @property
     def default_runtime(self) -> str:
@@ -36,11 +41,9 @@ class ArtifactKind:
 
 
 KINDS = {
-    "onnx": ArtifactKind("onnx", "an ONNX graph", ("onnxruntime", "openvino"), False,
-                         ("inspect", "export", "quantize", "serve")),
-    "openvino-ir": ArtifactKind("openvino-ir", "an OpenVINO IR", ("openvino",), False, ("inspect", "serve")),
-    "torch": ArtifactKind("torch", "a PyTorch file (checkpoint or plain.pth)", ("onnxruntime", "openvino", "torch"),
-                          True),
+    "onnx": ArtifactKind("onnx", "an ONNX graph", False, ("inspect", "export", "quantize", "serve")),
+    "openvino-ir": ArtifactKind("openvino-ir", "an OpenVINO IR", False, ("inspect", "serve")),
+    "torch": ArtifactKind("torch", "a PyTorch file (checkpoint or plain.pth)", True),
 }
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import runtimes
 from ..errors import CheckpointError, EquivalenceError, ExportError, first_line
 from ..proof import DEFAULT_RTOL, Proof, compare_logits
-from ..runtime import ort_session
+from ..runtimes import Runner
 from ..spec import INPUT_NAME, OUTPUT_NAME
 from .digest import ONNX_CONTENT_KEY, check_content, onnx_content_sha256
 from .provenance import PROBE, PROBE_RTOL, Provenance, metadata_value
@@ -191,9 +192,10 @@ class OnnxArtifact:
     def provenance(self) -> Provenance:
         return Provenance.from_onnx_metadata(self.metadata)
 
-    def check(self, *, rtol: float = DEFAULT_RTOL, session=None, engine: str = "ONNX Runtime") -> Proof:
-        """The audit for its kind of graph, then the parity probe in ONNX Runtime (`check_artifact`)."""
-        return check_artifact(self, rtol=rtol, session=session, engine=engine)
+    def check(self, runner: Runner | None = None, *, rtol: float = DEFAULT_RTOL) -> Proof:
+        """The audit for its kind of graph, then the parity probe on `runner` (default: a new ONNX Runtime
+        runner; `check_artifact`)."""
+        return check_artifact(self, rtol=rtol, runner=runner)
 
     def audit(self) -> list[str]:
         """Violations of the op set this kind of graph may hold (unknown graphs: the folded set)."""
@@ -329,10 +331,9 @@ def audit_artifact(art: OnnxArtifact) -> None:
                              f"serves it unverified)"))
 
 
-def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=None,
-                   engine: str = "ONNX Runtime") -> Proof:
-    """Re-check an ONNX file from `export` without its source: the audit for its kind of graph, then ONNX
-    Runtime (`session`, or a new CPU session) against the parity probe recorded in it.
+def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, runner: Runner | None = None) -> Proof:
+    """Re-check an ONNX file from `export` without its source: the audit for its kind of graph, then `runner`
+    (the one that will serve, or a new ONNX Runtime runner on the CPU) against the parity probe recorded in it.
 
     Raises:
         ExportError: the graph fails the audit, has no parity probe (not written by `dirac-deploy export`), or
@@ -351,9 +352,9 @@ def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, session=Non
                           f"plain.pth (`dirac-deploy fold`), or for any other net, from your own module "
                           f"(`dirac_deploy.fold_module`)")
     x, ref = probe
+    engine = runtimes.engine(runner.engine).label if runner is not None else "ONNX Runtime"
     try:
-        session = session or ort_session(art.model)
-        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
+        got = (runner or runtimes.build("onnxruntime", art.model)).run(x)
     except Exception as e:  # ORT raises its own exception types for graphs it cannot load or run
         first = first_line(e)
         raise ExportError(f"{engine} cannot run {art.path}: {first[:300]}") from None

@@ -48,7 +48,7 @@ def _why_not(precision: str, method: str, target: str) -> str:
         if not available(module.split(".")[0]):
             return not_installed(module, what)
     if precision == "bf16":
-        from ..quantize.openvino import bf16_supported
+        from ..runtimes.openvino import bf16_supported
 
         if not bf16_supported():
             return "this CPU has no bf16 support in OpenVINO (no AVX-512 BF16 / AMX): it would run fp32"
@@ -60,10 +60,10 @@ def build_artifacts(fp32_onnx, calib, evaluation, precisions: tuple[str, ...],
     """The low-precision artifacts of `fp32_onnx` for the asked precisions ("fp32" adds OpenVINO fp32)."""
     import time
 
-    from ..quantize.graph import ort_outputs
     from ..quantize.run import build_artifact
+    from ..runtimes import logits
 
-    (ref,) = ort_outputs(fp32_onnx, evaluation.x)  # one fp32 reference for every artifact's proof
+    ref = logits("onnxruntime", fp32_onnx, evaluation.x)  # one fp32 reference for every artifact's proof
     out = []
     for name, precision, method, target in rows_for(precisions):
         art = LowpArtifact(name, precision, method, target, missing=_why_not(precision, method, target))
@@ -92,13 +92,11 @@ def _count(items):
 
 def prepare_call(art: LowpArtifact | None, fp32_onnx, x: np.ndarray, threads: int) -> Callable[[], object]:
     """A zero-argument call running `x` through the artifact (None: the fp32 ONNX Runtime reference)."""
-    from ..runtime import INPUT_NAME, OUTPUT_NAME, openvino_compiled, ort_session
+    from ..runtimes import build
 
     if art is None or art.target == "onnxruntime":
         # No spinning: ONNX Runtime's idle threads would otherwise keep both cores busy while the next
         # artifact, maybe on OpenVINO, is timed in the same round.
-        session = ort_session(fp32_onnx if art is None else art.model, threads=threads, spinning=False)
-        return lambda: session.run([OUTPUT_NAME], {INPUT_NAME: x})
-    hint = {"bf16": "bf16"}.get(art.precision, "f32" if art.precision == "fp32" else None)
-    request = openvino_compiled(art.model.clone(), threads=threads, batch=len(x), precision=hint).create_infer_request()
-    return lambda: request.infer({0: x})
+        return build("onnxruntime", fp32_onnx if art is None else art.model, threads=threads,
+                     spinning=False).bind(x)
+    return build(art.target, art.model, threads=threads, batch=len(x), precision=art.precision).bind(x)

@@ -8,25 +8,22 @@ computed; `execute_export` turns the opened artifact into the outputs, all writt
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import onnx
-
-from .._optional import model_config_pb2, require
 from ..artifacts.onnx import OnnxArtifact
 from ..artifacts.open import open_artifact
 from ..artifacts.plain import PlainArtifact
 from ..checkpoint import LoadOptions
 from ..errors import ExportError
-from ..fileio import check_not_input, check_output_path, write_with_dirs
+from ..fileio import check_not_input, write_with_dirs
 from ..pipeline import REPORT_VERSION
-from .fp16 import Fp16Finding, scan_fp16
+from .fp16 import Fp16Finding
 from .onnx import DEFAULT_OPSET, MAX_PARITY_BATCH, GraphReport, OnnxExport, export_onnx, verify_artifact
-from .tensorrt import BatchRange, EngineReport, build_plan
-from .triton import TritonModel, check_model_name, repo_files, repo_targets
+from .targets import TARGETS, ExportContext, check_requirements
+from .tensorrt import BatchRange, EngineReport
+from .triton import TritonModel, check_model_name
 
 
 @dataclass
@@ -86,19 +83,33 @@ def _default_name(model_path: Path) -> str:
 
 @dataclass(frozen=True)
 class ExportPlan:
-    """Every output of one export, validated: paths writable and distinct, none an input, the Triton model
-    name legal, the optional dependencies installed."""
+    """Every output of one export, validated: `outputs` maps an export target (`targets.TARGETS`, in its order)
+    to its path; the paths are writable and distinct, none an input, the Triton model name legal, the optional
+    dependencies installed."""
 
     model_path: Path
-    onnx_path: Path | None
-    unfolded_path: Path | None
-    trt_path: Path | None
-    triton_repo: Path | None
+    outputs: dict[str, Path]
     model_name: str | None
     opset: int
     batch_range: BatchRange
     workspace_mb: int
     fp16: bool
+
+    @property
+    def onnx_path(self) -> Path | None:
+        return self.outputs.get("onnx")
+
+    @property
+    def unfolded_path(self) -> Path | None:
+        return self.outputs.get("unfolded")
+
+    @property
+    def trt_path(self) -> Path | None:
+        return self.outputs.get("tensorrt")
+
+    @property
+    def triton_repo(self) -> Path | None:
+        return self.outputs.get("triton")
 
     @property
     def check_batches(self) -> tuple[int, int]:
@@ -108,11 +119,28 @@ class ExportPlan:
         return 1, min(larger, MAX_PARITY_BATCH)
 
 
-def plan_export(model_path: str | Path, onnx_path: str | Path | None, *, unfolded: bool = False,
+def _outputs(onnx_path, unfolded: bool, trt_path, triton_repo, outputs: dict | None) -> dict[str, Path]:
+    """The outputs by target key, in the targets' order: the keyword options, then `outputs` (any target)."""
+    given = dict(outputs or {})
+    for key, path in (("onnx", onnx_path), ("tensorrt", trt_path), ("triton", triton_repo)):
+        if path is not None:
+            given[key] = path
+    if unfolded:
+        if onnx_path is None and "onnx" not in given:
+            raise ExportError("--unfolded writes beside the --onnx output; give --onnx too")
+        given["unfolded"] = Path(given["onnx"]).with_suffix(".unfolded.onnx")
+    unknown = [k for k in given if k not in TARGETS]
+    if unknown:
+        raise ExportError(f"unknown export target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+    return {k: Path(given[k]) for k in TARGETS if k in given}
+
+
+def plan_export(model_path: str | Path, onnx_path: str | Path | None = None, *, unfolded: bool = False,
                 trt_path: str | Path | None = None, triton_repo: str | Path | None = None, name: str | None = None,
                 opset: int = DEFAULT_OPSET, batch_range: BatchRange = BatchRange(1, 8, 32), workspace_mb: int = 1024,
-                fp16: bool = False) -> ExportPlan:
-    """Validate every output and dependency of an export before anything is computed.
+                fp16: bool = False, outputs: dict[str, str | Path] | None = None) -> ExportPlan:
+    """Validate every output and dependency of an export before anything is computed. Outputs come as the
+    keyword options or as `outputs` ({target key: path}, any registered target, `targets.TARGETS`).
 
     Raises:
         ExportError: no output, --unfolded without --onnx, two outputs naming one file, a Triton output that
@@ -121,48 +149,37 @@ def plan_export(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
         MissingDependencyError: the export extra, TensorRT, tritonclient or onnxconverter-common missing.
     """
     model_path = Path(model_path)
-    if onnx_path is None and triton_repo is None and trt_path is None:
+    wanted = _outputs(onnx_path, unfolded, trt_path, triton_repo, outputs)
+    if not wanted:
         raise ExportError("nothing to export: give --onnx, --trt and/or --triton-repo")
-    if fp16 and trt_path is None:
+    if fp16 and "tensorrt" not in wanted:
         raise ExportError("--fp16 converts the graph TensorRT builds from (TensorRT 11 takes precision from the "
                           "ONNX graph); it needs --trt. For a low-precision ONNX use: dirac-deploy quantize")
-    outputs = [Path(p) for p in (onnx_path, trt_path) if p is not None]
-    unfolded_path = None
-    if unfolded:
-        if onnx_path is None:
-            raise ExportError("--unfolded writes beside the --onnx output; give --onnx too")
-        unfolded_path = Path(onnx_path).with_suffix(".unfolded.onnx")
-        outputs.append(unfolded_path)
-    if len({p.resolve() for p in outputs}) != len(outputs):
-        raise ExportError(f"two outputs name the same file: {', '.join(map(str, outputs))}")
-    for out in outputs:
-        check_output_path(out, model_path)
-    model_name = None
-    if triton_repo is not None:
-        model_name = check_model_name(name or _default_name(model_path))
-        for targets in repo_targets(triton_repo, model_name, with_plan=trt_path is not None):
-            for out in targets:
+    model_name = check_model_name(name or _default_name(model_path)) if "triton" in wanted else None
+    plan = ExportPlan(model_path, wanted, model_name, opset, batch_range, workspace_mb, fp16)
+    single = [p for k, p in wanted.items() if k != "triton"]
+    if len({p.resolve() for p in single}) != len(single):
+        raise ExportError(f"two outputs name the same file: {', '.join(map(str, single))}")
+    seen = {p.resolve() for p in single}
+    for key, path in wanted.items():
+        written = TARGETS[key].plan(plan, path)
+        if key == "triton":
+            for out in written:
                 check_not_input(out, model_path)
-                if out.resolve() in {p.resolve() for p in outputs}:
+                if out.resolve() in seen:
                     raise ExportError(f"the Triton repository would write {out}, which is also another output")
-        model_config_pb2()
-    for module in ("onnxruntime", "onnxscript", "onnxsim"):  # the export extra
-        require(module)
-    if trt_path is not None:
-        require("tensorrt")
-    if fp16:
-        require("onnxconverter_common.float16")
-    return ExportPlan(model_path, None if onnx_path is None else Path(onnx_path), unfolded_path,
-                      None if trt_path is None else Path(trt_path), None if triton_repo is None else Path(triton_repo),
-                      model_name, opset, batch_range, workspace_mb, fp16)
+    check_requirements(list(wanted), fp16)
+    return plan
 
 
 def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolded: bool = False,
                 trt_path: str | Path | None = None, triton_repo: str | Path | None = None, name: str | None = None,
                 opset: int = DEFAULT_OPSET, batch_range: BatchRange = BatchRange(1, 8, 32), workspace_mb: int = 1024,
                 fp16: bool = False, options: LoadOptions | None = None,
-                progress: Callable[[str], None] = lambda _step: None) -> ExportReport:
-    """Export MODEL to ONNX and, optionally, a TensorRT engine and a Triton repository.
+                progress: Callable[[str], None] = lambda _step: None,
+                outputs: dict[str, str | Path] | None = None) -> ExportReport:
+    """Export MODEL to ONNX and, optionally, a TensorRT engine and a Triton repository (or to any registered
+    export target: `outputs`, {target key: path}, `targets.TARGETS`).
 
     The unfolded graph (if asked for) is written beside the ONNX as `<stem>.unfolded.onnx`. Output paths,
     the model name and optional dependencies (TensorRT, tritonclient, onnxconverter-common) are checked before
@@ -175,7 +192,8 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
         MissingDependencyError: an optional dependency the options need is not installed.
     """
     plan = plan_export(model_path, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo,
-                       name=name, opset=opset, batch_range=batch_range, workspace_mb=workspace_mb, fp16=fp16)
+                       name=name, opset=opset, batch_range=batch_range, workspace_mb=workspace_mb, fp16=fp16,
+                       outputs=outputs)
     progress(f"loading {plan.model_path.name} (a checkpoint is folded and verified first)")
     art = open_artifact(plan.model_path, options)
     if not isinstance(art, (PlainArtifact, OnnxArtifact)):
@@ -186,58 +204,25 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
 
 def execute_export(plan: ExportPlan, art: PlainArtifact | OnnxArtifact,
                    progress: Callable[[str], None] = lambda _step: None) -> ExportReport:
-    """Build every output of `plan` from `art`, verify each, then write them all together (or none)."""
-    if plan.unfolded_path is not None and getattr(art, "unfolded", None) is None:
+    """Build every output of `plan` from `art` (each target in `targets.TARGETS` order), verify each, then write
+    them all together (or none)."""
+    unfolded = any(TARGETS[k].needs_unfolded for k in plan.outputs)
+    if unfolded and getattr(art, "unfolded", None) is None:
         what = {"plain file": "already a folded plain file", "onnx": "an ONNX file"}.get(
             art.kind, "an already-folded checkpoint")
         raise ExportError(f"--unfolded needs the unfolded source checkpoint, but {plan.model_path} is {what}; "
                           f"pass the checkpoint it was folded from")
     progress("auditing the ONNX file and re-running its parity probe" if isinstance(art, OnnxArtifact) else
              "exporting, checking, simplifying, auditing and running ONNX Runtime parity")
-    result = verified_onnx(art, opset=plan.opset, check_batches=plan.check_batches,
-                           unfolded=plan.unfolded_path is not None)
+    result = verified_onnx(art, opset=plan.opset, check_batches=plan.check_batches, unfolded=unfolded)
     report = ExportReport(plan.model_path, art.source, art.name, result)
-    onnx_bytes = result.model.SerializeToString()
-    writes = {}
-    if plan.onnx_path is not None:
-        writes[plan.onnx_path] = lambda tmp: tmp.write_bytes(onnx_bytes)
-        result.folded.path = plan.onnx_path
-    if plan.unfolded_path is not None:
-        raw = result.unfolded_model.SerializeToString()
-        writes[plan.unfolded_path] = lambda tmp: tmp.write_bytes(raw)
-        result.unfolded.path = plan.unfolded_path
-    plan_bytes = None
-    if plan.trt_path is not None:
-        plan_bytes = _engine(plan, art, result, report, progress)
-        writes[plan.trt_path] = lambda tmp: tmp.write_bytes(plan_bytes)
-    if plan.triton_repo is not None:
-        report.triton, repo_writes = repo_files(
-            plan.triton_repo, plan.model_name, onnx_bytes=onnx_bytes, input_shape=art.input_shape,
-            num_classes=art.num_classes, max_batch_size=plan.batch_range.max,
-            preferred_batch_sizes=(plan.batch_range.opt,), plan_bytes=plan_bytes)
-        writes.update(repo_writes)
+    ctx = ExportContext(plan, art, result, report, progress)
+    writes: dict[Path, object] = {}
+    for key, path in plan.outputs.items():
+        writes.update(TARGETS[key].build(ctx, path))
     progress("writing")
     report.written = write_with_dirs(writes)
     return report
-
-
-def _engine(plan: ExportPlan, art: PlainArtifact | OnnxArtifact, result: OnnxExport, report: ExportReport,
-            progress: Callable[[str], None]) -> bytes:
-    """The TensorRT plan built from the verified graph (converted to fp16 first with --fp16)."""
-    with tempfile.TemporaryDirectory(prefix="dirac-deploy-") as tmp:
-        engine_source = Path(tmp) / "model.onnx"
-        engine_model = result.model
-        if plan.fp16:
-            from .fp16_onnx import to_fp16
-
-            report.fp16_findings = scan_fp16(art.plain.state_dict()) if isinstance(art, PlainArtifact) else []
-            engine_model = to_fp16(result.model)
-        onnx.save(engine_model, engine_source)
-        progress("building the TensorRT engine")
-        plan_bytes, version = build_plan(engine_source, input_shape=art.input_shape, batch_range=plan.batch_range,
-                                         workspace_mb=plan.workspace_mb)
-    report.engine = EngineReport(plan.trt_path, version, plan.batch_range, plan.workspace_mb, len(plan_bytes))
-    return plan_bytes
 
 
 __all__ = ["ExportPlan", "ExportReport", "GraphReport", "execute_export", "export_file", "onnx_artifact",

@@ -17,10 +17,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 
+from .. import runtimes
 from .._optional import require
 from ..artifacts.digest import stamp_onnx
 from ..artifacts.onnx import (
@@ -36,7 +36,6 @@ from ..artifacts.provenance import Provenance
 from ..errors import EquivalenceError, ExportError, first_line
 from ..fileio import write_all
 from ..folding.verify import DEFAULT_RTOL, Proof, compare_logits, seeded_inputs
-from ..runtime import ort_session
 from ..spec import INPUT_NAME, OUTPUT_NAME
 from . import DEFAULT_OPSET, MAX_PARITY_BATCH, MIN_OPSET
 
@@ -133,12 +132,12 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 def ort_parity(model: onnx.ModelProto, reference: torch.nn.Module, input_shape: tuple[int, int, int],
                batches: tuple[int, ...], *, rtol: float = DEFAULT_RTOL, seed: int = 0) -> list[Proof]:
     """ONNX Runtime (CPU) output vs the PyTorch module, one Proof per batch size."""
-    session = ort_session(model)
+    runner = runtimes.build("onnxruntime", model)
     proofs = []
     for b in batches:
         x = seeded_inputs(b, input_shape[0], input_shape[1], seed + b)
-        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
-        proofs.append(compare_logits(reference(x), np.asarray(got), rtol=rtol, input_shape=tuple(x.shape),
+        got = runner.run(x.numpy())
+        proofs.append(compare_logits(reference(x), got, rtol=rtol, input_shape=tuple(x.shape),
                                      reference_name="PyTorch model"))
     return proofs
 
@@ -171,8 +170,8 @@ def parity_probe(model: onnx.ModelProto, reference: torch.nn.Module, input_shape
     re-check the graph, `artifacts.onnx.OnnxArtifact.probe`) and ONNX Runtime's agreement with them now."""
     x = probe_inputs(batch, input_shape, seed)
     ref = reference(torch.from_numpy(x)).numpy()
-    (got,) = ort_session(model).run([OUTPUT_NAME], {INPUT_NAME: x})
-    proof = compare_logits(ref, np.asarray(got), rtol=rtol, input_shape=tuple(x.shape), reference_name="PyTorch model")
+    got = runtimes.build("onnxruntime", model).run(x)
+    proof = compare_logits(ref, got, rtol=rtol, input_shape=tuple(x.shape), reference_name="PyTorch model")
     return probe_record(ref, seed), proof
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels import identity_dominance  # noqa: F401  (re-exported: the per-layer report uses it)
-from ..spec import INPUT_NAME
 
 
 @dataclass
@@ -84,50 +83,3 @@ def with_outputs(model, names: list[str]):
         if name not in have:
             model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
     return model
-
-
-def ort_outputs(model, x: np.ndarray, optimized: bool = True, outputs: list[str] | None = None,
-                batch: int = 16) -> list[np.ndarray]:
-    """`outputs` (default: the first graph output, the logits) of `model` in ONNX Runtime over `x`, in batches."""
-    from ..runtime import ort_session
-
-    session = ort_session(model, optimized=optimized)
-    names = outputs or [session.get_outputs()[0].name]
-    chunks = [session.run(names, {INPUT_NAME: x[i:i + batch]}) for i in range(0, len(x), batch)]
-    return [np.concatenate([c[j] for c in chunks]) for j in range(len(names))]
-
-
-INT8_CONV_OPS = {"QLinearConv", "ConvInteger"}
-FP_CONV_OPS = {"Conv", "FusedConv"}
-INT8_GEMM_OPS = {"QGemm", "QLinearMatMul", "MatMulInteger", "DynamicQuantizeMatMul"}
-FP_GEMM_OPS = {"Gemm", "MatMul", "FusedGemm", "FusedMatMul"}
-
-
-def ort_int8_ops(model) -> dict[str, dict[str, int]]:
-    """What ONNX Runtime really runs: its optimized graph (`optimized_model_filepath`, all optimizations, CPU)
-    with the convs and matrix products counted by arithmetic, {"conv": {"int8": n, "fp32": m}, "gemm": ...}.
-    A QDQ pair the optimizer could not fuse leaves the conv in fp32 between a DequantizeLinear and a
-    QuantizeLinear: it is counted as fp32, which is where it runs."""
-    import tempfile
-    from pathlib import Path
-
-    import onnx
-
-    from .._optional import require
-
-    ort = require("onnxruntime")
-    with tempfile.TemporaryDirectory(prefix="dirac-deploy-ortopt-") as tmp:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 4
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        source = model.SerializeToString() if hasattr(model, "SerializeToString") else model
-        ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
-        graph = onnx.load(opts.optimized_model_filepath).graph
-    counts = {"conv": {"int8": 0, "fp32": 0}, "gemm": {"int8": 0, "fp32": 0}}
-    for n in graph.node:
-        for kind, int8_ops, fp_ops in (("conv", INT8_CONV_OPS, FP_CONV_OPS), ("gemm", INT8_GEMM_OPS, FP_GEMM_OPS)):
-            if n.op_type in int8_ops:
-                counts[kind]["int8"] += 1
-            elif n.op_type in fp_ops:
-                counts[kind]["fp32"] += 1
-    return counts

@@ -36,8 +36,10 @@ import numpy as np
 
 from .._optional import require
 from ..cpuinfo import cpu_features
+from ..runtimes import load, logits
+from ..runtimes.onnxruntime import outputs
 from ..spec import INPUT_NAME
-from .graph import conv_layers, identity_dominance, ort_outputs, weight, weight_sqnr_db, with_outputs
+from .graph import conv_layers, identity_dominance, weight, weight_sqnr_db, with_outputs
 from .rescale import unit_residual
 
 PLAIN, RESIDUAL, FP32 = "int8", "int8-residual", "fp32"
@@ -171,8 +173,8 @@ def conv_output_sqnr(fp32, quantized, plans: list[LayerPlan], x: np.ndarray) -> 
     names = sorted(set(tensor.values()))
     if not names:
         return [None] * len(plans)
-    ref = dict(zip(names, ort_outputs(with_outputs(fp32, names), x, outputs=names)))
-    got = dict(zip(names, ort_outputs(with_outputs(quantized, names), x, optimized=False, outputs=names)))
+    ref = dict(zip(names, outputs(with_outputs(fp32, names), x, names=names)))
+    got = dict(zip(names, outputs(with_outputs(quantized, names), x, optimized=False, names=names)))
     for name in names:  # the removed ReLU: its clamp lives in the Q/DQ pair that follows the conv
         if name in relu_out:
             got[name] = np.maximum(got[name], 0)
@@ -194,14 +196,9 @@ def logits_on(target: str):
     Runtime's u8 x s8 dot products saturate and would push every layer to fp32 for an IR that OpenVINO runs
     accurately); TensorRT is not here, so its graph runs as written (Q/DQ in float: exact int8 arithmetic)."""
     if target == "openvino":
-        def on_openvino(model, x: np.ndarray) -> np.ndarray:
-            from ..runtime import openvino_model
-            from .openvino import run
-
-            return run(openvino_model(model), x)
-        return on_openvino
+        return lambda model, x: logits("openvino", load("openvino", model), x, batch=8)
     optimized = target != "tensorrt"
-    return lambda model, x: ort_outputs(model, x, optimized=optimized)[0]
+    return lambda model, x: logits("onnxruntime", model, x, optimized=optimized)
 
 
 def quantize_identity(model, calib: np.ndarray, *, target: str = "onnxruntime", types: str | None = None,
@@ -217,11 +214,11 @@ def quantize_identity(model, calib: np.ndarray, *, target: str = "onnxruntime", 
     base = unit_residual(model, set())  # rescaled, nothing rewritten: the reference in the quantized units
     plans = choose_forms(base.model, base.carriers, keep_stem=keep_stem)
     probe = calib[: min(len(calib), 32)]
-    (ref,) = ort_outputs(model, probe)
+    ref = logits("onnxruntime", model, probe)
     quantized = _build(model, calib, plans, types, target)
-    logits = logits_on(target)
+    judge = logits_on(target)
     for _ in range(max_steps):
-        if sqnr_db(ref, logits(quantized, probe)) >= target_db:
+        if sqnr_db(ref, judge(quantized, probe)) >= target_db:
             break
         layer_db = [np.nan if db is None else db for db in conv_output_sqnr(base.model, quantized, plans, probe)]
         losses = [(prev - cur, i) for i, (prev, cur) in enumerate(zip([np.inf, *layer_db[:-1]], layer_db))

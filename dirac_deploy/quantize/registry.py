@@ -40,7 +40,7 @@ class Recipe:
 
 def _int8(naive: bool, target: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
     def build(fp32, calib: np.ndarray, evaluation: np.ndarray) -> Built:
-        from .graph import ort_outputs
+        from ..runtimes import load, logits
         from .int8 import FP32, PLAIN, choose_forms, int8_types, quantize_identity, quantize_naive
 
         notes = []
@@ -63,50 +63,47 @@ def _int8(naive: bool, target: str) -> Callable[[object, np.ndarray, np.ndarray]
                 notes.append(f"kept in fp32: {', '.join(kept)}")
         qdq = model
         if target == "openvino":
-            from ..runtime import openvino_model
-            from .openvino import run
-
             # No precision hint: what is not int8 runs at the plugin's default (bf16 on CPUs with AMX or AVX-512
             # BF16, f32 elsewhere), as the proof measured it and `runtime_ops` counts it. An f32 hint measured
             # 0.66-0.92x as fast on an AMX Xeon (DiracNet-18, batch 1 / 8, a one-off interleaved check).
-            model = openvino_model(qdq)
-            return Built(model, run(model, evaluation), plans, types, notes, qdq, reference)
+            model = load("openvino", qdq)
+            return Built(model, logits("openvino", model, evaluation, batch=8), plans, types, notes, qdq, reference)
         if target == "tensorrt":
             notes.append("proven with ONNX Runtime simulating the QDQ graph as written (Q/DQ in float, no CPU int8 "
                          "kernels): TensorRT never ran here (build the engine with: dirac-deploy export "
                          "ARTIFACT.onnx --trt MODEL.plan)")
-        return Built(model, ort_outputs(model, evaluation, optimized=target != "tensorrt")[0], plans, types, notes,
+        return Built(model, logits("onnxruntime", model, evaluation, optimized=target != "tensorrt"), plans, types, notes,
                      qdq, reference)
     return build
 
 
 def _nncf(fp32, calib: np.ndarray, evaluation: np.ndarray) -> Built:
-    from .openvino import nncf_int8, run
+    from ..runtimes import logits
+    from .openvino import nncf_int8
 
     model = nncf_int8(fp32, calib)
-    return Built(model, run(model, evaluation))
+    return Built(model, logits("openvino", model, evaluation, batch=8))
 
 
 def _fp16(fp32, calib: np.ndarray, evaluation: np.ndarray) -> Built:  # noqa: ARG001 (no calibration: a cast)
     from ..export.fp16_onnx import to_fp16
-    from .graph import ort_outputs
+    from ..runtimes import logits
 
     model = to_fp16(fp32)
-    return Built(model, ort_outputs(model, evaluation)[0])
+    return Built(model, logits("onnxruntime", model, evaluation))
 
 
 def _openvino_hint(precision: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
     def build(fp32, calib: np.ndarray, evaluation: np.ndarray) -> Built:  # noqa: ARG001 (a hint, not calibrated)
-        from ..runtime import openvino_model
-        from .openvino import bf16_supported, run, with_precision
+        from ..runtimes import load, logits
+        from ..runtimes.openvino import bf16_supported, hint_for, record_hint
 
-        hint = "bf16" if precision == "bf16" else "f32"
         notes = []
         if precision == "bf16" and not bf16_supported():
             notes.append("this CPU has no bf16 support in OpenVINO (its capabilities list no BF16): the plugin "
                          "runs the model in fp32 here, so this proof is of fp32 arithmetic")
-        model = with_precision(openvino_model(fp32), hint)
-        return Built(model, run(model, evaluation, precision=hint), notes=notes)
+        model = record_hint(load("openvino", fp32), hint_for(precision))
+        return Built(model, logits("openvino", model, evaluation, batch=8, precision=precision), notes=notes)
     return build
 
 

@@ -29,9 +29,9 @@ from ..artifacts.onnx import LOW_PRECISION_PROBE_RTOL, OnnxArtifact, content_kin
 from ..artifacts.provenance import Provenance
 from ..errors import EquivalenceError, ExportError, OptionError, OutputPathError
 from ..fileio import check_output_path, write_all
+from ..runtimes import logits, runtime_ops
 from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
 from .data import DEFAULT_CROP_FRACTION, Dataset
-from .graph import ort_outputs
 from .int8 import FP32
 from .layer_table import chain_names, conv_errors, label_runtime_precision, renamed_note
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
@@ -151,7 +151,7 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
     """
     check_combination(precision, method, target)
     if ref is None:
-        (ref,) = ort_outputs(fp32, evaluation.x)
+        ref = logits("onnxruntime", fp32, evaluation.x)
     kw = dict(precision=precision, method=method, data=evaluation.source, min_agreement=min_agreement,
               max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db)
     built = RECIPES[(precision, method, target)].build(fp32, calib.x, evaluation.x)
@@ -161,7 +161,7 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
     if types:
         proof.notes.append(f"int8 types {types} (activations, weights; {_why_types(types, target)})")
     if precision == "int8" and target != "tensorrt":
-        proof.runtime_ops = _runtime_ops(model, target)
+        proof.runtime_ops = runtime_ops(target, model)
         conv = proof.runtime_ops["conv"]
         rest = ", ".join(f"{n} in {p}" for p, n in conv.items() if p != "int8" and n)
         proof.notes.append(f"{conv.get('int8', 0)} of {sum(conv.values())} convs run in int8{f' ({rest})' if rest else ''}, "
@@ -190,16 +190,6 @@ def _why_types(types: str, target: str) -> str:
     return "this CPU has VNNI" if types == "u8s8" else "this CPU has no VNNI: u8 x s8 would saturate"
 
 
-def _runtime_ops(model, target: str) -> dict:
-    if target == "openvino":
-        from .openvino import int8_ops
-
-        return int8_ops(model)
-    from .graph import ort_int8_ops
-
-    return ort_int8_ops(model)
-
-
 def _provenance(art: Artifact, source: Provenance) -> Provenance:
     return source.replace(graph=f"quantized-{art.precision}", precision=art.precision, method=art.method)
 
@@ -209,9 +199,9 @@ def _onnx_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray) -> bytes
     from ..artifacts.onnx import probe_record
 
     model = art.model
-    (logits,) = ort_outputs(model, probe_x)
+    probe_logits = logits("onnxruntime", model, probe_x)
     props = _provenance(art, source).to_onnx_metadata(
-        probe=probe_record(logits), probe_rtol=PROBE_RTOL, low_precision_proof=art.proof.to_dict(),
+        probe=probe_record(probe_logits), probe_rtol=PROBE_RTOL, low_precision_proof=art.proof.to_dict(),
         int8_types=art.int8_types or "")
     del model.metadata_props[:]
     for k, v in props.items():
@@ -359,12 +349,12 @@ def _write_ir(art: Artifact, output: Path, source: Provenance, probe_x: np.ndarr
     from ..artifacts.digest import CONTENT_KEY, ir_content_sha256
     from ..artifacts.onnx import probe_record
     from ..artifacts.provenance import write_rt_info
-    from .openvino import run, save_ir
+    from .openvino import save_ir
 
     model = art.model
-    logits = run(model, probe_x, batch=len(probe_x))
+    probe_logits = logits("openvino", model, probe_x, batch=len(probe_x))
     write_rt_info(model, _provenance(art, source).to_rt_info(
-        probe=probe_record(logits), probe_rtol=PROBE_RTOL, low_precision_proof=art.proof.to_dict(),
+        probe=probe_record(probe_logits), probe_rtol=PROBE_RTOL, low_precision_proof=art.proof.to_dict(),
         int8_types=art.int8_types or ""))
     try:
         staging = tempfile.TemporaryDirectory(prefix="dirac-deploy-ir-", dir=output.parent)

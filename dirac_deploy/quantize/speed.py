@@ -103,24 +103,15 @@ def interleaved_timer(seconds: float = SPEED_SECONDS) -> Timer:
 
 
 def _call_makers(art_model, fp32_onnx, target: str, precision: str, threads: int) -> Callable:
-    """Both sides loaded once: a function x -> {ARTIFACT: call, FP32: call} for a batch `x`. ONNX Runtime
-    sessions take any batch; OpenVINO compiles per batch (a static shape runs faster), from models converted once."""
-    from ..runtime import INPUT_NAME, OUTPUT_NAME, openvino_compiled, openvino_model, ort_session
+    """Both sides loaded once: a function x -> {ARTIFACT: call, FP32: call} for a batch `x` (`runtimes.for_batches`:
+    one ONNX Runtime session for every batch; OpenVINO compiled per batch, a static shape runs faster). No
+    spinning: an idle session's threads would take the cores from the one timed next."""
+    from ..runtimes import for_batches
 
-    if target == "onnxruntime":
-        # No spinning: an idle session's threads would take the cores from the one timed next.
-        a = ort_session(art_model, threads=threads, spinning=False)
-        f = ort_session(fp32_onnx, threads=threads, spinning=False)
-        return lambda x: {ARTIFACT: lambda: a.run([OUTPUT_NAME], {INPUT_NAME: x}),
-                          FP32: lambda: f.run([OUTPUT_NAME], {INPUT_NAME: x})}
-    hint = "bf16" if precision == "bf16" else None  # None: what the artifact records (int8 IRs record no hint)
-    fp32_model = openvino_model(fp32_onnx)
-
-    def calls(x: np.ndarray) -> dict:
-        a = openvino_compiled(art_model.clone(), threads=threads, batch=len(x), precision=hint).create_infer_request()
-        f = openvino_compiled(fp32_model.clone(), threads=threads, batch=len(x), precision="f32").create_infer_request()
-        return {ARTIFACT: lambda: a.infer({0: x}), FP32: lambda: f.infer({0: x})}
-    return calls
+    settings = {"threads": threads, "spinning": False} if target == "onnxruntime" else {"threads": threads}
+    artifact = for_batches(target, art_model, precision=precision, **settings)
+    fp32 = for_batches(target, fp32_onnx, precision="fp32", **settings)
+    return lambda x: {ARTIFACT: artifact(len(x)).bind(x), FP32: fp32(len(x)).bind(x)}
 
 
 def measure_speed(art_model, fp32_onnx, *, target: str, precision: str, input_shape: tuple[int, ...],

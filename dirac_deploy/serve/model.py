@@ -22,12 +22,12 @@ from ..artifacts.ir import IrArtifact, runtime_reason
 from ..artifacts.kinds import kind_of
 from ..artifacts.onnx import OnnxArtifact, audit_artifact, check_artifact
 from ..errors import DiracDeployError, MissingDependencyError
-from ..runtime import ort_session
+from ..runtimes import Runner as EngineRunner
+from ..runtimes import build, engine, engines, load, served_on
 from ..spec import INPUT_NAME, OUTPUT_NAME
 from .batching import DynamicBatcher
 from .instances import InstancePool, Runner
 
-RUNTIMES = ("onnxruntime", "openvino", "torch")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -46,7 +46,7 @@ def default_runtime(path: Path) -> str:
 
 def _split_runtime(arg: str) -> tuple[str, str | None]:
     head, at, tail = arg.rpartition("@")
-    return (head, tail) if at and tail in RUNTIMES else (arg, None)
+    return (head, tail) if at and tail in engines(serving=True) else (arg, None)
 
 
 def parse_model_args(args: list[str], runtime: str | None = None) -> list[ModelSource]:
@@ -109,18 +109,17 @@ def check_sources(sources: list[ModelSource]) -> list[ModelSource]:
     for s in sources:
         kind = kind_of(s.path)  # missing, empty, unknown content: one line naming the file
         runtime = s.runtime or kind.default_runtime
-        if runtime not in RUNTIMES:
-            raise DiracDeployError(f"{s.name}: unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        if runtime not in engines(serving=True):
+            raise DiracDeployError(f"{s.name}: unknown runtime {runtime!r}; choose from "
+                                   f"{', '.join(engines(serving=True))}")
         if runtime not in kind.runtimes:
             raise DiracDeployError(f"{s.name}: {s.path} is {kind.description}; serve it on "
                                    f"{' or '.join(kind.runtimes)} ({s.path}@{kind.default_runtime}, or leave the "
                                    f"runtime out: it defaults to {kind.default_runtime})")
-        if runtime == "openvino" and not available("openvino"):
-            raise MissingDependencyError(f"{s.name} is to run on OpenVINO, which is not installed: "
-                                         f"{install_hint('openvino')}")
-        if runtime == "onnxruntime" and not available("onnxruntime"):
-            raise MissingDependencyError(f"{s.name} is to run on ONNX Runtime, which is not installed: "
-                                         f"{install_hint('onnxruntime')}")
+        needed = engine(runtime)
+        if not available(needed.package):
+            raise MissingDependencyError(f"{s.name} is to run on {needed.label}, which is not installed: "
+                                         f"{install_hint(needed.package)}")
         if kind.needs_torch and not available("torch"):
             raise MissingDependencyError(f"{s.name}: {s.path} is a PyTorch file; serving it needs PyTorch, which is "
                                          f"not installed here (the slim image serves exported .onnx only): export "
@@ -160,21 +159,22 @@ class ServedModel:
         """
         if instances < 1 or max_batch < 1:
             raise DiracDeployError(f"instances and max_batch must be at least 1, got {instances} and {max_batch}")
-        if runtime not in RUNTIMES:
-            raise DiracDeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        if runtime not in engines(serving=True):
+            raise DiracDeployError(f"unknown runtime {runtime!r}; choose from {', '.join(engines(serving=True))}")
         threads = threads or default_threads(instances)
         if isinstance(art, OnnxArtifact):
             runners, info = _onnx_runners(art, runtime, threads, instances, verify)
         elif isinstance(art, IrArtifact):
             runners, info = _ir_runners(art, runtime, threads, instances, verify)
         elif runtime == "torch":
-            runners = _torch_runners(art.plain, threads, instances)
+            runners = _runners("torch", art.plain, threads, instances, "fp32")
             info = {"architecture": art.name, "source": art.source, "source_sha256": art.provenance.source_sha256}
         else:
             raise DiracDeployError(f"{art.path}: a PyTorch chain is served on {runtime} through its verified ONNX "
                                    f"export (dirac_deploy.serve_files.served_artifact), or on --runtime torch")
         info.update(preprocessing(art))
-        return cls(name, art.input_shape, art.num_classes, runtime, runners, art.path, info, max_batch)
+        return cls(name, art.input_shape, art.num_classes, runtime, [r.run for r in runners], art.path, info,
+                   max_batch)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Logits for a batch, computed in the calling thread."""
@@ -252,37 +252,24 @@ def default_threads(instances: int) -> int | None:
     return max(1, len(os.sched_getaffinity(0)) // instances)
 
 
-def _ort_runners(model, threads: int | None, instances: int) -> list[Runner]:
-    serialized = model.SerializeToString()
-
-    def runner() -> Runner:
-        session = ort_session(serialized, threads=threads)
-        return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-
-    return [runner() for _ in range(instances)]
-
-
-def _openvino_runners(model, threads: int | None, instances: int, precision: str | None = "f32") -> list[Runner]:
-    """One compiled model and infer request per instance (dynamic batch, as the graph has it)."""
-    from ..runtime import openvino_compiled, openvino_model
-
-    net = openvino_model(model)
-
-    def runner() -> Runner:
-        request = openvino_compiled(net.clone(), threads=threads, precision=precision).create_infer_request()
-        return lambda x: np.array(request.infer({0: np.ascontiguousarray(x)})[0])
-
-    return [runner() for _ in range(instances)]
+def _runners(runtime: str, model, threads: int | None, instances: int, precision: str | None) -> list[EngineRunner]:
+    """`instances` runners of `model` on `runtime` (`runtimes.build`), loaded once: a runner per instance,
+    each used by one request at a time. PyTorch instances each own a copy of the module (one model object
+    must not run two requests at once); `threads` there is process-wide, as PyTorch has it."""
+    loaded = load(runtime, model)
+    copies = [loaded] + [copy.deepcopy(loaded) if runtime == "torch" else loaded for _ in range(instances - 1)]
+    return [build(runtime, m, threads=threads, precision=precision) for m in copies]
 
 
 def _ir_runners(art: IrArtifact, runtime: str, threads: int | None, instances: int,
-                verify: bool) -> tuple[list[Runner], dict]:
+                verify: bool) -> tuple[list[EngineRunner], dict]:
     """An OpenVINO IR from `quantize`, checked against the probe it records (there is no ONNX graph to audit;
     the probe is the check), on the runner that will serve."""
-    if runtime != "openvino":
-        raise DiracDeployError(f"{art.path} is an OpenVINO IR; serve it with --runtime openvino")
-    runners = _openvino_runners(art.net, threads, instances, precision=None)
+    if runtime not in served_on("openvino-ir"):
+        raise DiracDeployError(f"{art.path} is an OpenVINO IR; serve it with --runtime "
+                               f"{' or '.join(served_on('openvino-ir'))}")
     prov = art.provenance
+    runners = _runners(runtime, art.net, threads, instances, prov.precision)
     info = {"architecture": art.name, "source": art.source, "source_sha256": prov.source_sha256,
             "precision": prov.precision or "fp32"}
     if verify:
@@ -293,55 +280,26 @@ def _ir_runners(art: IrArtifact, runtime: str, threads: int | None, instances: i
     return runners, info
 
 
-def _torch_runners(plain, threads: int | None, instances: int) -> list[Runner]:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)  # process-wide in PyTorch: every instance gets this many
-
-    def runner(module) -> Runner:
-        @torch.inference_mode()
-        def run(x: np.ndarray) -> np.ndarray:
-            x = x if x.flags.writeable else x.copy()  # binary inputs are read-only views of the body
-            return module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
-
-        return run
-
-    # Each instance owns its module (the pool gives a runner to one request at a time), so no lock is needed.
-    return [runner(plain if i == 0 else copy.deepcopy(plain)) for i in range(instances)]
-
-
 def _onnx_runners(art: OnnxArtifact, runtime: str, threads: int | None, instances: int,
-                  verify: bool) -> tuple[list[Runner], dict]:
+                  verify: bool) -> tuple[list[EngineRunner], dict]:
     """An ONNX artifact: audited before a runtime sees it, then re-checked against its parity probe on the
     runner that will serve, without torch."""
-    if runtime not in ("onnxruntime", "openvino"):
-        raise DiracDeployError(f"{art.path} is ONNX; serve it with --runtime onnxruntime or openvino")
+    if runtime not in served_on("onnx"):
+        raise DiracDeployError(f"{art.path} is ONNX; serve it with --runtime {' or '.join(served_on('onnx'))}")
     if verify:
         audit_artifact(art)  # before the runtime sees the graph (custom ops fail there with less to go on)
-    engine = "ONNX Runtime" if runtime == "onnxruntime" else "OpenVINO"
+    label = engine(runtime).label
     try:
-        runners = (_ort_runners(art.model, threads, instances) if runtime == "onnxruntime"
-                   else _openvino_runners(art.model, threads, instances))
+        runners = _runners(runtime, art.model, threads, instances, art.provenance.precision or "fp32")
     except DiracDeployError:
         raise
     except Exception as e:  # runtimes raise their own types for graphs they cannot load (custom ops, attributes)
-        raise DiracDeployError(f"{engine} cannot load {art.path}: {runtime_reason(e)}") from None
+        raise DiracDeployError(f"{label} cannot load {art.path}: {runtime_reason(e)}") from None
     info = {"architecture": art.architecture, "source": "ONNX file", "source_sha256": art.provenance.source_sha256}
     if verify:
         probe = art.probe()
-        check_artifact(art, session=_RunnerSession(runners[0]) if probe is not None else None, engine=engine)
+        check_artifact(art, runner=runners[0] if probe is not None else None)
         info["verified"] = "audit and parity probe"
     else:
         info["verified"] = "no (--no-verify)"
     return runners, info
-
-
-class _RunnerSession:
-    """`session.run` over a runner, so the probe check runs on the very session that will serve."""
-
-    def __init__(self, runner: Runner):
-        self.runner = runner
-
-    def run(self, _outputs, feeds):
-        return [self.runner(feeds[INPUT_NAME])]

@@ -25,7 +25,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from dirac_deploy._optional import available
 from dirac_deploy.data import embedded_checkpoint
 from dirac_deploy.export.from_file import export_file
-from dirac_deploy.runtime import ort_session
+from dirac_deploy.runtimes.onnxruntime import session as ort_session
 from dirac_deploy.serve.protocol import encode_infer_response
 
 from serving import free_port, running_server

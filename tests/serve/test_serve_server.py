@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from dirac_deploy.cli import main
 from dirac_deploy.data import embedded_checkpoint, load_holdout
 from dirac_deploy.export.from_file import export_file
-from dirac_deploy.runtime import ort_session
+from dirac_deploy.runtimes.onnxruntime import session as ort_session
 
 import reference
 from serving import free_port, running_server
