@@ -21,7 +21,6 @@ import numpy as np
 import onnx
 
 from dirac_deploy import data
-from dirac_deploy.artifacts.open import load_model
 from dirac_deploy.bench.env import collect_env
 from dirac_deploy.bench.models import calibrate_bn
 from dirac_deploy.bench.report import write_json
@@ -29,6 +28,7 @@ from dirac_deploy.export.from_file import verified_onnx
 from dirac_deploy.export.onnx import export_onnx
 from dirac_deploy.folding.fold import fold
 from dirac_deploy.models.dirac import DiracNet
+from dirac_deploy.opener import load_model
 from dirac_deploy.quantize.int8 import quantize_identity
 from dirac_deploy.runtimes.openvino import compiled, load
 from dirac_deploy.spec import imagenet_spec

@@ -20,9 +20,9 @@ from dirac_deploy.bench.env import collect_env
 from dirac_deploy.bench.formats import NumericFormat
 from dirac_deploy.bench.models import Variant
 from dirac_deploy.bench.runners import Skip, prepare, sync_for
-from dirac_deploy.bench.timing import ratio_stats, time_interleaved
 from dirac_deploy.fileio import atomic_write
 from dirac_deploy.models.resnet import resnet
+from dirac_deploy.timing import ratio_stats, time_interleaved
 
 
 def main() -> None:

@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from ._optional import require
-from .artifacts.kinds import kind_of
-from .artifacts.open import open_artifact
 from .artifacts.plain import PlainArtifact
 from .errors import DiracDeployError
 from .kernels import identity_dominance
+from .kinds import kind_of
+from .opener import open_artifact
 
 
 def conv_singular_values(weight: torch.Tensor, n: int) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Checkpoint -> verified plain chain: `fold_checkpoint` and `inspect_checkpoint` (the library side of
 `dirac-deploy fold` and `inspect`), `fold_loaded` for a checkpoint already read, and the reports they return.
 
-Opening any model file (a checkpoint is folded here on the way) is `artifacts.open.open_artifact`.
+Opening any model file (a checkpoint is folded here on the way) is `opener.open_artifact`.
 """
 
 from __future__ import annotations

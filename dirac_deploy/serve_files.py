@@ -1,7 +1,7 @@
 """Model files -> served models: the application step before the server starts.
 
 The server serves artifacts and builds none (`serve.model.ServedModel.from_artifact`). Here each file is
-opened as its artifact (`artifacts.open.open_artifact`: a checkpoint is folded and verified, a plain.pth
+opened as its artifact (`opener.open_artifact`: a checkpoint is folded and verified, a plain.pth
 rebuilt), and a PyTorch chain headed for ONNX Runtime or OpenVINO goes through the same verified export as
 `dirac-deploy export` (audit and parity check), in memory. An .onnx or an IR is read without torch.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .artifacts.kinds import kind_of, read_deployed
+from .artifacts.deployed import read_deployed
+from .kinds import kind_of
 from .serve.model import ModelSource, ServedModel, check_sources, parse_model_args
 
 
@@ -19,8 +20,8 @@ def served_artifact(source: ModelSource, runtime: str, options=None):
     verified chain (torch runtime) or its verified ONNX export, in memory (ONNX Runtime, OpenVINO)."""
     if not kind_of(source.path).needs_torch:
         return read_deployed(source.path)
-    from .artifacts.open import open_artifact  # torch from here on
     from .export.from_file import onnx_artifact
+    from .opener import open_artifact  # torch from here on
 
     art = open_artifact(source.path, options)
     return art if runtime == "torch" else onnx_artifact(art)

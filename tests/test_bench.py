@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from dirac_deploy.bench.models import matched_resnet
 from dirac_deploy.bench.report import Row, headline_rows
 from dirac_deploy.bench.run import BenchConfig, run_benchmark
-from dirac_deploy.bench.timing import ratio_stats, summarize, time_interleaved
 from dirac_deploy.cli import main
 from dirac_deploy.errors import DiracDeployError
 from dirac_deploy.models.cifar_resnet import cifar_resnet
 from dirac_deploy.spec import cifar_spec, imagenet_spec
 from dirac_deploy.summary import count_parameters
+from dirac_deploy.timing import ratio_stats, summarize, time_interleaved
 
 import reference
 

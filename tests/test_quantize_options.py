@@ -43,7 +43,7 @@ def no_fold(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr("dirac_deploy.artifacts.open.open_artifact", boom)
+    monkeypatch.setattr("dirac_deploy.opener.open_artifact", boom)
 
 
 def _files(path):

@@ -10,9 +10,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from dirac_deploy import data
-from dirac_deploy.artifacts.open import load_model
 from dirac_deploy.checkpoint import LoadOptions
 from dirac_deploy.export.from_file import verified_onnx
+from dirac_deploy.opener import load_model
 from dirac_deploy.quantize.rescale import RescaleError, output_units, unit_residual, unit_residual_weight
 from dirac_deploy.runtimes import logits
 

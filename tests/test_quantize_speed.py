@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from dirac_deploy import data
-from dirac_deploy.bench.timing import Timed
 from dirac_deploy.cli import main
 from dirac_deploy.quantize.run import SlowerThanFp32Error, quantize_file
 from dirac_deploy.quantize.speed import ARTIFACT, FP32, SpeedProof, SpeedRow, faster_alternative
+from dirac_deploy.timing import Timed
 
 DIGITS = data.embedded_checkpoint()
 

@@ -16,8 +16,8 @@ needs_openvino = pytest.mark.skipif(not available("openvino"), reason="OpenVINO 
 
 @pytest.fixture(scope="module")
 def digits_onnx():
-    from dirac_deploy.artifacts.open import load_model
     from dirac_deploy.export.from_file import verified_onnx
+    from dirac_deploy.opener import load_model
 
     return verified_onnx(load_model(data.embedded_checkpoint())).model
 
@@ -69,7 +69,7 @@ def test_runners_of_every_cpu_engine_agree_on_the_digits_chain(digits_onnx):
     the same logits; `run_batched` drops the padding."""
     import torch
 
-    from dirac_deploy.artifacts.open import load_model
+    from dirac_deploy.opener import load_model
 
     x = np.random.default_rng(0).standard_normal((10, 3, 32, 32)).astype(np.float32)
     ref = runtimes.logits("onnxruntime", digits_onnx, x, batch=3)
@@ -96,8 +96,8 @@ def test_unknown_engines_and_devices_are_refused_in_one_line():
 
 def test_every_list_of_engines_is_read_from_the_table():
     """serve's runtimes, the runtimes an artifact kind is served on, quantize's targets and bench's backends."""
-    from dirac_deploy.artifacts.kinds import KINDS
     from dirac_deploy.bench import ALL_BACKENDS, BACKENDS
+    from dirac_deploy.kinds import KINDS
     from dirac_deploy.quantize import TARGETS
 
     assert runtimes.ENGINES == ("onnxruntime", "openvino", "torch", "tensorrt")
@@ -139,7 +139,7 @@ def toy_engine(monkeypatch):
 
 def test_a_toy_engine_is_one_module_and_one_row(toy_engine, digits_onnx, tmp_path):
     """Registered, it is built, batched, reported available, and served on for ONNX files, with no other edit."""
-    from dirac_deploy.artifacts.kinds import KINDS
+    from dirac_deploy.kinds import KINDS
     from dirac_deploy.serve.model import ModelSource, check_sources
 
     x = np.ones((5, 1, 2, 2), np.float32)

@@ -4,7 +4,7 @@ Contents: `{"format": "dirac-deploy/plain", "version": 1, "layers": [LayerSpec d
 "meta": {...}}`. `meta` is the `Provenance` in its plain-file form (`Provenance.to_plain_meta`): the source
 sha256, detected layout, architecture, the measured fold error, input size and normalization.
 `PlainArtifact` is the chain in memory with that provenance, whether read from a plain.pth or folded from a
-checkpoint (`artifacts.open.open_artifact`).
+checkpoint (`opener.open_artifact`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..artifacts.open import open_artifact
 from ..artifacts.plain import PlainArtifact
 from ..artifacts.provenance import Provenance
 from ..checkpoint import LoadOptions
@@ -33,6 +32,7 @@ from ..folding.fold import fold
 from ..models.cifar_resnet import cifar_resnet
 from ..models.dirac import DiracNet
 from ..models.resnet import resnet
+from ..opener import open_artifact
 from ..spec import DiracNetSpec, imagenet_spec
 from ..summary import count_flops, count_parameters
 

@@ -23,12 +23,12 @@ import torch
 from .._optional import install_hint
 from ..checkpoint import LoadOptions
 from ..errors import DiracDeployError, first_line
+from ..timing import PeakRSS, Timed, ratio_stats, time_interleaved
 from . import MAX_BENCH_BATCH, ONNX_BACKENDS
 from .env import collect_env
 from .formats import FORMATS, NumericFormat, agreement, tf32_allowed, uses_tf32
 from .models import FOLDED, VARIANTS, build_models, peak_conv
 from .runners import ALL_BACKENDS, Skip, default_backends, prepare, sync_for, unavailable
-from .timing import PeakRSS, Timed, ratio_stats, time_interleaved
 
 MAX_SPREAD = 0.25  # a latency's (p75 - p25) / p50 above this: the row is noisy
 MAX_RATIO_SPREAD = 0.15  # per-round ratios' IQR / median above this: the row's ratio is not trustworthy

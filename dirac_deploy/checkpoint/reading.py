@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts.kinds import kind_of
 from ..errors import CheckpointError, UnsafeCheckpointError, first_line
+from ..kinds import kind_of
 
 _PREFIXES = ("module.", "_orig_mod.")
 # Both spellings torch uses for a blocked global: "Unsupported global: GLOBAL builtins.eval was not an
@@ -89,7 +89,7 @@ def load_torch_file(path: str | Path, *, trust: bool = False):
     """
     path = Path(path)
     kind = kind_of(path)
-    if not kind.needs_torch:  # what this file is and where it goes: artifacts.kinds, the one table of kinds
+    if not kind.needs_torch:  # what this file is and where it goes: kinds, the one table of kinds
         raise CheckpointError(f"{path} is {kind.description}, not a PyTorch checkpoint; "
                               f"{', '.join(f'`{c}`' for c in kind.commands)} read it as it is (in Python: "
                               f"dirac_deploy.open_artifact)")

@@ -87,7 +87,7 @@ def inspect(model, layers, plot, json_path, **opts):
     if layers:
         _inspect_layers(model, plot, load_options(**opts), json_path)
         return
-    from ..artifacts.open import inspect_file
+    from ..opener import inspect_file
     from ..pipeline import InspectReport
 
     status, _ = progress_status(f"reading {model} ...")

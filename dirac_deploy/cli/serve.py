@@ -11,6 +11,7 @@ import click
 from rich.markup import escape
 from rich.text import Text
 
+from ..runtimes import SERVING  # the table of engines; imports none of them
 from ..serve.limits import ServeLimits  # no dependencies: the defaults below are the library's
 from .options import checkpoint_options, load_options
 from .render import console, err_console, settings
@@ -24,7 +25,7 @@ _LIMITS = ServeLimits()
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--grpc-port", type=click.IntRange(1, 65535),
               help="Also serve the protocol over gRPC (inference.GRPCInferenceService) on this port [default: off].")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "openvino", "torch"]),
+@click.option("--runtime", type=click.Choice(SERVING),
               help="Runtime for every model that names none with MODEL@RUNTIME [default: per file: an OpenVINO IR "
                    ".xml (from `quantize --target openvino`, run at the precision it records) on openvino, "
                    "anything else on onnxruntime]. openvino needs pip install '.[openvino]'.")

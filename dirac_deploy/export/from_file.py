@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..artifacts.onnx import OnnxArtifact
-from ..artifacts.open import open_artifact
 from ..artifacts.plain import PlainArtifact
 from ..checkpoint import LoadOptions
 from ..errors import ExportError
 from ..fileio import check_not_input, write_with_dirs
+from ..opener import open_artifact
 from ..pipeline import REPORT_VERSION
 from .fp16 import Fp16Finding
 from .onnx import DEFAULT_OPSET, MAX_PARITY_BATCH, GraphReport, OnnxExport, export_onnx, verify_artifact

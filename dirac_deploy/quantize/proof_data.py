@@ -44,7 +44,7 @@ def plan_data(model_path: Path, calib: str | None, evaluation: str | None, optio
     """Which data calibrates and which proves, decided (and every source's form checked) before any fold or
     export. 'embedded' is the default only for the bundled models; without --eval the proof runs on data held
     out from --calib."""
-    from ..artifacts.open import source_sha256
+    from ..opener import source_sha256
 
     for spec, role in ((calib, "calib"), (evaluation, "eval")):
         if spec is not None:

@@ -239,9 +239,9 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     """
     from ..artifacts.ir import IrArtifact
     from ..artifacts.onnx import probe_inputs
-    from ..artifacts.open import open_artifact
     from ..cpuinfo import cpu_features
     from ..export.from_file import verified_onnx
+    from ..opener import open_artifact
 
     model_path, output = Path(model_path), Path(output)
     if precision not in DEFAULT_TARGET:

@@ -2,7 +2,7 @@
 
 An optimization slower than what it replaces is a defect, so before anything is written the artifact and the
 fp32 chain are timed on the runtime the artifact targets (ONNX Runtime: the fp32 ONNX; OpenVINO: the fp32
-chain compiled at f32), same threads, interleaved rounds (`bench.timing.time_interleaved`), at batch 1 and
+chain compiled at f32), same threads, interleaved rounds (`timing.time_interleaved`), at batch 1 and
 the batch asked for, a few seconds in all. `speedup` is the median over rounds of t_fp32 / t_artifact (above
 1: faster). The CPU's features go with it: int8 and bf16 speed depend on VNNI / AMX / AVX-512 BF16.
 
@@ -92,12 +92,12 @@ class SpeedProof:
         return d
 
 
-Timer = Callable[[dict[str, Callable[[], object]]], dict]  # calls -> {name: bench.timing.Timed}
+Timer = Callable[[dict[str, Callable[[], object]]], dict]  # calls -> {name: timing.Timed}
 
 
 def interleaved_timer(seconds: float = SPEED_SECONDS) -> Timer:
     """The default timer: `ROUNDS` interleaved rounds within about `seconds` (one batch, both calls)."""
-    from ..bench.timing import time_interleaved
+    from ..timing import time_interleaved
 
     return lambda calls: time_interleaved(calls, rounds=ROUNDS, iters=1000, max_seconds=seconds)
 
@@ -123,8 +123,8 @@ def measure_speed(art_model, fp32_onnx, *, target: str, precision: str, input_sh
     holds its runners already; the tests)."""
     import os
 
-    from ..bench.timing import Timed, ratio_stats
     from ..cpuinfo import cpu_features
+    from ..timing import Timed, ratio_stats
 
     threads = threads or os.cpu_count() or 1
     batches = tuple(dict.fromkeys(batches))

@@ -19,9 +19,9 @@ import numpy as np
 
 from .._optional import available, install_hint, model_config_pb2
 from ..artifacts.ir import IrArtifact, runtime_reason
-from ..artifacts.kinds import kind_of
 from ..artifacts.onnx import OnnxArtifact, audit_artifact, check_artifact
 from ..errors import DiracDeployError, MissingDependencyError
+from ..kinds import kind_of
 from ..runtimes import Runner as EngineRunner
 from ..runtimes import build, engine, engines, load, served_on
 from ..spec import INPUT_NAME, OUTPUT_NAME

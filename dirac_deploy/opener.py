@@ -14,17 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import DiracDeployError
-from ..load_options import LoadOptions
-from .digest import content_row
-from .ir import IrArtifact, read_ir
-from .kinds import kind_of, read_deployed
-from .onnx import OnnxArtifact, read_onnx
-from .provenance import Provenance
+from .artifacts.deployed import read_deployed
+from .artifacts.digest import content_row
+from .artifacts.ir import IrArtifact, read_ir
+from .artifacts.onnx import OnnxArtifact, read_onnx
+from .artifacts.provenance import Provenance
+from .errors import DiracDeployError
+from .kinds import kind_of
+from .load_options import LoadOptions
 
 if TYPE_CHECKING:
-    from ..pipeline import FileReport, InspectReport
-    from .plain import PlainArtifact
+    from .artifacts.plain import PlainArtifact
+    from .pipeline import FileReport, InspectReport
 
 
 def open_artifact(path: str | Path, options: LoadOptions | None = None, *, check_batch: int = 4,
@@ -52,10 +53,10 @@ load_model = open_artifact  # its earlier name, kept for code written against it
 
 
 def _open_torch_file(path: Path, options: LoadOptions, check_batch: int, measure: bool) -> PlainArtifact:
-    from ..checkpoint import checkpoint_from_object
-    from ..checkpoint.reading import load_torch_file
-    from ..pipeline import fold_loaded, plain_provenance
-    from .plain import is_plain_file, plain_artifact, plain_from_payload
+    from .artifacts.plain import is_plain_file, plain_artifact, plain_from_payload
+    from .checkpoint import checkpoint_from_object
+    from .checkpoint.reading import load_torch_file
+    from .pipeline import fold_loaded, plain_provenance
 
     obj = load_torch_file(path, trust=options.trust_checkpoint)
     if is_plain_file(obj):
@@ -72,7 +73,7 @@ def _open_torch_file(path: Path, options: LoadOptions, check_batch: int, measure
 def source_sha256(path: str | Path, options: LoadOptions | None = None) -> str:
     """The sha256 of the checkpoint a model file comes from, without folding anything: the file's own for a
     checkpoint, the recorded one for a plain.pth, an .onnx or an IR ('' when none is recorded)."""
-    from ..fileio import sha256_file
+    from .fileio import sha256_file
 
     path = Path(path)
     options = options or LoadOptions()
@@ -90,8 +91,8 @@ def source_sha256(path: str | Path, options: LoadOptions | None = None) -> str:
             return read_ir(path).provenance.source_sha256
         except DiracDeployError:
             return ""
-    from ..checkpoint.reading import load_torch_file
-    from .plain import is_plain_file
+    from .artifacts.plain import is_plain_file
+    from .checkpoint.reading import load_torch_file
 
     obj = load_torch_file(path, trust=options.trust_checkpoint)
     if is_plain_file(obj):
@@ -106,13 +107,13 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
     """What any model file holds, without folding a checkpoint: an `InspectReport` for a checkpoint, a
     `FileReport` for a plain.pth (its layers, size and provenance), an .onnx (its ops, the audit and the
     parity probe re-run in ONNX Runtime) or an IR (its shape and recorded provenance)."""
-    from ..pipeline import FileReport, inspect_checkpoint, layer_histogram
+    from .pipeline import FileReport, inspect_checkpoint, layer_histogram
 
     path = Path(path)
     options = options or LoadOptions()
     kind = kind_of(path).key
     if kind == "onnx":
-        from .onnx import op_histogram
+        from .artifacts.onnx import op_histogram
 
         graph = read_onnx(path)
         try:
@@ -129,9 +130,9 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
         return FileReport(path, "openvino-ir", ir.name, ir.input_shape, ir.num_classes, None, None, {},
                           ir.provenance, [content_row(ir.provenance.content_sha256),
                                           ("read", "OpenVINO reads it; one input, one output")])
-    from ..checkpoint.reading import load_torch_file
-    from ..summary import count_flops, count_parameters
-    from .plain import is_plain_file, plain_artifact, plain_from_payload
+    from .artifacts.plain import is_plain_file, plain_artifact, plain_from_payload
+    from .checkpoint.reading import load_torch_file
+    from .summary import count_flops, count_parameters
 
     obj = load_torch_file(path, trust=options.trust_checkpoint)
     if not is_plain_file(obj):

@@ -1,4 +1,4 @@
-"""artifacts.open: one opener for every model file, typed artifacts with one provenance, and ONNX files re-checked
+"""opener: one opener for every model file, typed artifacts with one provenance, and ONNX files re-checked
 against their parity probe."""
 
 import numpy as np
@@ -10,10 +10,10 @@ import torch
 from dirac_deploy import LoadOptions, fold_checkpoint
 from dirac_deploy.artifacts.digest import stamp_onnx
 from dirac_deploy.artifacts.onnx import OnnxArtifact, read_onnx
-from dirac_deploy.artifacts.open import open_artifact as load_model
 from dirac_deploy.artifacts.plain import PlainArtifact
 from dirac_deploy.errors import CheckpointError, EquivalenceError, ExportError
 from dirac_deploy.export.from_file import export_file
+from dirac_deploy.opener import open_artifact as load_model
 
 import reference
 

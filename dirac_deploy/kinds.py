@@ -1,22 +1,18 @@
 """What kind of artifact a file holds and where each kind can be served, read from its bytes (no torch).
 
-With `open.open_artifact`, the one place a file's kind decides anything: `read_deployed` reads an exported or
-quantized file into its artifact without torch, and the server asks `kind_of` which runtimes may serve it.
+With `opener.open_artifact`, the one place a file's kind decides anything: `artifacts.deployed.read_deployed`
+reads an exported or quantized file into its artifact without torch, and the server asks `kind_of` which
+runtimes may serve it. It sits at the base, beside the file sniffing it reads (`fileio.model_file_kind`), so
+any layer may ask what a file is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..errors import DiracDeployError
-from ..fileio import model_file_kind
-from ..runtimes import served_on
-
-if TYPE_CHECKING:
-    from .ir import IrArtifact
-    from .onnx import OnnxArtifact
+from .fileio import model_file_kind
+from .runtimes import served_on
 
 
 @dataclass(frozen=True)
@@ -54,22 +50,3 @@ def kind_of(path: str | Path) -> ArtifactKind:
         CheckpointError: missing, empty, or not a model file this tool reads (one line naming the file).
     """
     return KINDS[model_file_kind(Path(path))]
-
-
-def read_deployed(path: str | Path) -> OnnxArtifact | IrArtifact:
-    """An `.onnx` or an OpenVINO IR read into its artifact, without torch (`open.open_artifact` for any file).
-
-    Raises:
-        DiracDeployError: a PyTorch file (it must be folded / exported first), or a file its reader refuses.
-    """
-    kind = kind_of(path)
-    if kind.key == "onnx":
-        from .onnx import read_onnx
-
-        return read_onnx(path)
-    if kind.key == "openvino-ir":
-        from .ir import read_ir
-
-        return read_ir(path)
-    raise DiracDeployError(f"{path} is {kind.description}, not an exported artifact; export it first "
-                           f"(dirac-deploy export {Path(path).name} --onnx {Path(path).stem}.onnx)")
