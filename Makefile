@@ -54,7 +54,7 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check dirac_deploy tests benchmarks scripts converters
 	$(BIN)/mypy dirac_deploy/artifacts dirac_deploy/kernels.py dirac_deploy/spec.py dirac_deploy/folding dirac_deploy/runtimes \
-		dirac_deploy/export/targets.py dirac_deploy/kinds.py dirac_deploy/timing.py
+		dirac_deploy/export/targets.py dirac_deploy/kinds.py dirac_deploy/timing.py dirac_deploy/serving.py
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info

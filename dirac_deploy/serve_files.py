@@ -86,3 +86,23 @@ def load_models(model_args: list[str], runtime: str | None, threads: int | None,
             info["verified"] = f"{info.get('verified', 'loaded')}; signature (key {fingerprint(key)[:12]})"
         on_loaded(models[source.name])
     return models
+
+
+def run(request, events) -> bool:
+    """The builtin serving engine (`serving.SERVING_ENGINES["builtin"]`): every model checked, loaded and
+    verified, then served by uvicorn (and grpcio with a gRPC port) in this process until SIGTERM or Ctrl-C,
+    which drain in-flight requests first (`serve.server.serve_models` owns the signals)."""
+    from .serve.server import serve_models
+
+    def load() -> dict[str, ServedModel]:
+        return load_models(list(request.models), request.runtime, request.threads, request.load_options,
+                           on_loaded=events.loaded, instances=request.instances, max_batch=request.max_batch,
+                           verify=request.verify, on_loading=events.loading, signature_key=request.signature_key)
+
+    def started(served, bound) -> None:
+        grpc = f" and gRPC {request.host}:{request.grpc_port}" if request.grpc_port else ""
+        events.started(f"serving {len(served)} model(s) on http://{request.host}:{bound}/v2{grpc} (Ctrl-C or "
+                       f"SIGTERM to stop)")
+
+    return bool(serve_models(load, host=request.host, port=request.port, grpc_port=request.grpc_port,
+                             limits=request.limits, on_started=started, on_stopped=events.stopped_while_loading))

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._optional import require
-from .errors import DiracDeployError, first_line
+from .errors import DiracDeployError, OptionError, first_line
 from .serve.app import create_app
 from .serve.batching import run_together
 from .serve.limits import ServeLimits
@@ -285,3 +285,75 @@ def stop_ray() -> None:
         with contextlib.suppress(psutil.Error):
             p.kill()
     psutil.wait_procs(alive, timeout=5)
+
+
+def parse_autoscale(text: str | None) -> tuple[int | None, int | None]:
+    """'MIN:MAX' -> (MIN, MAX), 0 <= MIN <= MAX, MAX >= 1; None -> (None, None)."""
+    if not text:
+        return None, None
+    try:
+        lo, hi = (int(v) for v in text.split(":"))
+    except ValueError:
+        lo = hi = -1
+    if not 0 <= lo <= hi or hi < 1:
+        raise OptionError(f"--autoscale {text!r}: expected MIN:MAX with 0 <= MIN <= MAX, MAX >= 1")
+    return lo, hi
+
+
+def run(request, events) -> bool:
+    """The Ray serving engine (`serving.SERVING_ENGINES["ray"]`): signatures checked (with a key), the cluster
+    started or joined, the application deployed; then wait for SIGTERM / Ctrl-C (handled here, also during
+    the start, which `ray.init` would otherwise take over), remove the app and the cluster.
+    `request.engine_options`: replicas, cpus_per_replica, max_ongoing, autoscale ("MIN:MAX"), address,
+    batching, object_store_mb, verbose."""
+    import signal
+    import threading
+
+    # before Ray is imported: its C++ failure-signal handler would abort the process on SIGTERM (start_ray)
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    opts = dict(request.engine_options)
+    if request.signature_key is not None:  # before any cluster starts; each replica's loads are the driver's files
+        from .serve_files import verify_signatures
+
+        for line in verify_signatures(list(request.models), request.runtime, request.signature_key):
+            events.note(line)
+    lo, hi = parse_autoscale(opts.get("autoscale"))
+    options = RayOptions(replicas=opts.get("replicas", 2), cpus_per_replica=opts.get("cpus_per_replica", 1.0),
+                         threads=request.threads or 1, max_ongoing_requests=opts.get("max_ongoing", 8),
+                         max_batch=request.max_batch, min_replicas=lo, max_replicas=hi,
+                         address=opts.get("address"), batching=opts.get("batching", "ours"),
+                         object_store_mb=opts.get("object_store_mb", 256) or None,
+                         drain_seconds=request.limits.drain_seconds,
+                         ray_log_level=logging.INFO if opts.get("verbose") else logging.ERROR)
+    stop = threading.Event()
+
+    def handle_signals() -> None:  # again after ray.init, which installs its own SIGTERM handler
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda _s, _f: stop.set())
+
+    handle_signals()
+    replicas = f"autoscaling {opts['autoscale']}" if opts.get("autoscale") else str(options.replicas)
+    try:
+        with events.status(f"starting Ray Serve ({replicas} replica(s); each loads and verifies every model) ..."):
+            url = start_ray(list(request.models), host=request.host, port=request.port, runtime=request.runtime,
+                            limits=request.limits, options=options, verify=request.verify,
+                            grpc_port=request.grpc_port, after_init=handle_signals)
+    except (SystemExit, KeyboardInterrupt):  # a signal inside ray.init, whose own handler calls sys.exit
+        stop.set()
+        url = None
+    if stop.is_set():  # stopped while starting: take down what started, exit 0
+        stop_ray()
+        events.note("stopped before serving (signal while starting)")
+        # os._exit skips Ray's C++ teardown at interpreter exit, which crashed (SIGSEGV) after an interrupted
+        # ray.init once in a few runs; the cluster is already gone and nothing is left to flush but stdout
+        sys.stdout.flush()
+        os._exit(0)
+    try:
+        grpc = (f" and gRPC on port {request.grpc_port} (Ray's gRPC proxy listens on every interface, whatever "
+                f"--host says)" if request.grpc_port else "")
+        events.started(f"serving {len(request.models)} model argument(s) on {url}/v2{grpc} through Ray Serve "
+                       f"(Ctrl-C or SIGTERM to stop)")
+        stop.wait()
+    finally:
+        stop_ray()
+    return True

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from pathlib import Path
 
 import click
@@ -13,6 +11,7 @@ from rich.text import Text
 
 from ..runtimes import SERVING  # the table of engines; imports none of them
 from ..serve.limits import ServeLimits  # no dependencies: the defaults below are the library's
+from ..serving import SERVING_ENGINES  # the table of serving engines; imports none of them
 from .options import checkpoint_options, load_options
 from .render import console, err_console, settings
 
@@ -66,7 +65,7 @@ _LIMITS = ServeLimits()
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Audit each .onnx and re-run the parity probe its export recorded; --no-verify serves an ONNX "
                    "that was not written by `dirac-deploy export` (nothing then proves it is a folded chain).")
-@click.option("--engine", type=click.Choice(["builtin", "ray"]), default="builtin", show_default=True,
+@click.option("--engine", type=click.Choice(list(SERVING_ENGINES)), default="builtin", show_default=True,
               help="ray: the same routes (and --grpc-port service) on Ray Serve, one app per replica behind Ray's "
                    "proxies (pip install '.[ray]'; docs/images-and-scale-out.md).")
 @click.option("--replicas", type=click.IntRange(1, 1024), default=2, show_default=True,
@@ -109,22 +108,12 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
     Endpoints: /v2/health/{live,ready}, /v2, /v2/models/NAME[/ready|/config], POST /v2/models/NAME/infer,
     /metrics; with --grpc-port also inference.GRPCInferenceService (live, ready, metadata, config, infer).
     """
-    from .._optional import require
-
-    require("fastapi")
-    require("uvicorn")
-    from ..serve.limits import ServeLimits
-    from ..serve.server import serve_models
-    from ..serve_files import load_models
+    from ..serving import ServeEvents, ServeRequest
+    from ..serving import serve as serve_on
 
     out, status = console(), err_console()
     if require_signature != (public_key is not None):
         raise click.UsageError("--require-signature and --key go together")
-    if require_signature and engine == "ray":  # the builtin engine checks them in load_models, before any load
-        from ..serve_files import verify_signatures
-
-        for line in verify_signatures(list(models), runtime, public_key):  # before any cluster starts
-            out.print(Text(line, style="dim"))
     if max_inflight_mb < max_body_mb:
         raise click.BadParameter(f"{max_inflight_mb:g} is below --max-body-mb {max_body_mb:g}: no request that size "
                                  f"could ever be held", param_hint="--max-inflight-mb")
@@ -133,13 +122,13 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
                          max_connections=max_connections,
                          header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds,
                          min_body_rate=min_body_rate, max_header_bytes=int(max_header_kb * 1024))
-    if engine == "ray":
-        _serve_on_ray(list(models), host=host, port=port, runtime=runtime, threads=threads, max_batch=max_batch,
-                      limits=limits,
-                      verify=verify, grpc_port=grpc_port, replicas=replicas, cpus_per_replica=cpus_per_replica,
-                      max_ongoing=max_ongoing, autoscale=autoscale, address=ray_address, batching=ray_batching,
-                      object_store_mb=ray_object_store_mb or None)
-        return
+    request = ServeRequest(list(models), host=host, port=port, grpc_port=grpc_port, runtime=runtime,
+                           threads=threads, instances=instances, max_batch=max_batch, limits=limits, verify=verify,
+                           load_options=load_options(**opts), signature_key=public_key if require_signature else None,
+                           engine_options={"replicas": replicas, "cpus_per_replica": cpus_per_replica,
+                                           "max_ongoing": max_ongoing, "autoscale": autoscale,
+                                           "address": ray_address, "batching": ray_batching,
+                                           "object_store_mb": ray_object_store_mb, "verbose": settings().verbose})
     spinner = status.status("loading ...")
 
     def loading(name, path):
@@ -171,80 +160,11 @@ def serve(models, host, port, grpc_port, runtime, threads, instances, max_batch,
             os.write(1, b"stopped before serving (signal while loading)\n")
         os._exit(0)
 
-    def started(served, bound):
-        grpc = f" and gRPC {host}:{grpc_port}" if grpc_port else ""
-        out.print(f"serving {len(served)} model(s) on http://{host}:{bound}/v2{grpc} (Ctrl-C or SIGTERM to stop)")
-
-    options = load_options(**opts)
-
-    def load():
-        return load_models(list(models), runtime, threads, options, on_loaded=loaded, instances=instances,
-                           max_batch=max_batch, verify=verify, on_loading=loading,
-                           signature_key=public_key if require_signature else None)
-
+    events = ServeEvents(loading=loading, loaded=loaded, status=lambda text: status.status(escape(text)),
+                         note=lambda line: out.print(Text(line, style="dim")), started=lambda line: out.print(escape(line)),
+                         stopped_while_loading=stopped_while_loading)
     try:
-        served = serve_models(load, host=host, port=port, grpc_port=grpc_port, limits=limits, on_started=started,
-                              on_stopped=stopped_while_loading)
+        served = serve_on(engine, request, events)
     finally:
         spinner.stop()
     out.print("stopped" if served else "stopped before serving (signal while loading)")
-
-
-def _serve_on_ray(models, *, host, port, runtime, threads, max_batch, limits, verify, grpc_port, replicas,
-                  cpus_per_replica, max_ongoing, autoscale, address, batching, object_store_mb) -> None:
-    """`serve --engine ray`: deploy, print where, wait for SIGTERM / Ctrl-C, remove the app and the cluster."""
-    import signal
-    import threading
-
-    from .._optional import require
-
-    # before Ray is imported: its C++ failure-signal handler would abort the process on SIGTERM (serve_ray)
-    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
-    require("ray.serve")
-    from ..serve_ray import RayOptions, start_ray, stop_ray
-
-    lo = hi = None
-    if autoscale:
-        try:
-            lo, hi = (int(v) for v in autoscale.split(":"))
-        except ValueError:
-            lo = hi = -1
-        if not 0 <= lo <= hi or hi < 1:
-            raise click.BadParameter(f"{autoscale!r}: expected MIN:MAX with 0 <= MIN <= MAX, MAX >= 1",
-                                     param_hint="--autoscale")
-    options = RayOptions(replicas=replicas, cpus_per_replica=cpus_per_replica, threads=threads or 1,
-                         max_ongoing_requests=max_ongoing, max_batch=max_batch, min_replicas=lo, max_replicas=hi,
-                         address=address, batching=batching, object_store_mb=object_store_mb,
-                         drain_seconds=limits.drain_seconds,
-                         ray_log_level=logging.INFO if settings().verbose else logging.ERROR)
-    stop = threading.Event()
-
-    def handle_signals():  # again after ray.init, which installs its own SIGTERM handler
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda _s, _f: stop.set())
-
-    handle_signals()
-    try:
-        with err_console().status(f"starting Ray Serve ({'autoscaling ' + autoscale if autoscale else replicas} "
-                                  f"replica(s); each loads and verifies every model) ..."):
-            url = start_ray(models, host=host, port=port, runtime=runtime, limits=limits, options=options,
-                            verify=verify, grpc_port=grpc_port, after_init=handle_signals)
-    except (SystemExit, KeyboardInterrupt):  # a signal inside ray.init, whose own handler calls sys.exit
-        stop.set()
-        url = None
-    if stop.is_set():  # stopped while starting: take down what started, exit 0
-        stop_ray()
-        console().print("stopped before serving (signal while starting)")
-        # os._exit skips Ray's C++ teardown at interpreter exit, which crashed (SIGSEGV) after an interrupted
-        # ray.init once in a few runs; the cluster is already gone and nothing is left to flush but stdout
-        sys.stdout.flush()
-        os._exit(0)
-    try:
-        grpc = (f" and gRPC on port {grpc_port} (Ray's gRPC proxy listens on every interface, whatever --host "
-                f"says)" if grpc_port else "")
-        console().print(f"serving {len(models)} model argument(s) on {url}/v2{grpc} through Ray Serve "
-                        f"(Ctrl-C or SIGTERM to stop)")
-        stop.wait()
-    finally:
-        stop_ray()
-    console().print("stopped")
