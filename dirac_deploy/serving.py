@@ -36,7 +36,7 @@ class ServeRequest:
     threads: int | None = None
     instances: int = 1
     max_batch: int = 1
-    limits: ServeLimits | None = None  # None: the defaults
+    limits: ServeLimits = field(default_factory=ServeLimits)
     verify: bool = True
     load_options: LoadOptions = field(default_factory=LoadOptions)
     signature_key: Path | None = None  # every model must carry a valid signature by this public key
@@ -96,6 +96,4 @@ def serve(engine: str, request: ServeRequest, events: ServeEvents | None = None)
     e = SERVING_ENGINES[engine]
     for module in ("fastapi", "uvicorn", *e.requires):
         require(module)
-    if request.limits is None:
-        request.limits = ServeLimits()
     return bool(importlib.import_module(e.module).run(request, events or ServeEvents()))

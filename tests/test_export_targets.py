@@ -37,9 +37,17 @@ def test_a_toy_target_is_built_and_written_with_the_others(toy_target, tmp_path)
 def test_outputs_are_planned_in_the_table_order_and_checked_before_anything_runs(tmp_path):
     plan = plan_export(embedded_checkpoint(), tmp_path / "m.onnx", unfolded=True, triton_repo=tmp_path / "repo")
     assert list(plan.outputs) == ["onnx", "unfolded", "triton"]
-    assert plan.unfolded_path == tmp_path / "m.unfolded.onnx"
+    assert plan.outputs["unfolded"] == tmp_path / "m.unfolded.onnx"
     with pytest.raises(ExportError, match="unknown export target"):
         plan_export(embedded_checkpoint(), outputs={"nope": tmp_path / "x"})
     with pytest.raises(ExportError, match="same file"):
         plan_export(embedded_checkpoint(), tmp_path / "m.onnx", outputs={"unfolded": tmp_path / "m.onnx"})
     assert not list(tmp_path.iterdir())  # planning writes nothing
+
+
+def test_an_output_inside_the_triton_repository_is_refused_before_anything_runs(tmp_path):
+    inside = tmp_path / "repo" / "digits" / "1" / "model.onnx"
+    inside.parent.mkdir(parents=True)  # a repository a user made earlier
+    with pytest.raises(ExportError, match=r"same file: .*model.onnx \(onnx and triton\)"):
+        plan_export(embedded_checkpoint(), inside, triton_repo=tmp_path / "repo", name="digits")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -5,8 +5,8 @@ calibration, same proof) with its thresholds off, so a bad artifact still gets t
 SQNR say how bad it is. Per batch, all of them and the fp32 reference (the folded chain's audited ONNX on ONNX
 Runtime with its default optimizations) are timed in the same interleaved rounds; `speedup_vs_fp32_ort` is the
 median of the per-round ratios t_reference / t_artifact (above 1: faster than fp32, the direction of every
-ratio in the bench JSON). Every ONNX Runtime session here
-has intra-op spinning off, so that its idle threads do not take the cores from the runtime timed next.
+ratio in the bench JSON). Every runner here is built for shared cores (ONNX Runtime's intra-op spinning off),
+so that its idle threads do not take the cores from the runtime timed next.
 """
 
 from __future__ import annotations
@@ -94,9 +94,10 @@ def prepare_call(art: LowpArtifact | None, fp32_onnx, x: np.ndarray, threads: in
     """A zero-argument call running `x` through the artifact (None: the fp32 ONNX Runtime reference)."""
     from ..runtimes import build
 
-    if art is None or art.target == "onnxruntime":
-        # No spinning: ONNX Runtime's idle threads would otherwise keep both cores busy while the next
-        # artifact, maybe on OpenVINO, is timed in the same round.
-        return build("onnxruntime", fp32_onnx if art is None else art.model, threads=threads,
-                     spinning=False).bind(x)
-    return build(art.target, art.model, threads=threads, batch=len(x), precision=art.precision).bind(x)
+    # shared cores: an idle runner's threads would otherwise keep both cores busy while the next artifact is
+    # timed in the same round
+    if art is None:
+        return build("onnxruntime", fp32_onnx, threads=threads, batch=len(x), precision="fp32",
+                     shared_cores=True).bind(x)
+    return build(art.target, art.model, threads=threads, batch=len(x), precision=art.precision,
+                 shared_cores=True).bind(x)

@@ -78,7 +78,7 @@ def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int
                                     device=device, **options)
         except RuntimeError as e:  # a runtime that cannot run here after all (a provider missing)
             raise Skip(first_line(e)) from None
-        return runner.bind(x.to(device) if engine == "tensorrt" else x.numpy())
+        return runner.bind(x.numpy())
     if variant.model is None:
         raise Skip(variant.missing or "an ONNX-only variant: it runs on the ONNX backends")
     model, xd = fmt.apply(variant.model.to(device).eval(), x.to(device))

@@ -16,7 +16,7 @@ from ..artifacts.onnx import OnnxArtifact
 from ..artifacts.plain import PlainArtifact
 from ..checkpoint import LoadOptions
 from ..errors import ExportError
-from ..fileio import check_not_input, write_with_dirs
+from ..fileio import write_with_dirs
 from ..opener import open_artifact
 from ..pipeline import REPORT_VERSION
 from .fp16 import Fp16Finding
@@ -96,22 +96,6 @@ class ExportPlan:
     fp16: bool
 
     @property
-    def onnx_path(self) -> Path | None:
-        return self.outputs.get("onnx")
-
-    @property
-    def unfolded_path(self) -> Path | None:
-        return self.outputs.get("unfolded")
-
-    @property
-    def trt_path(self) -> Path | None:
-        return self.outputs.get("tensorrt")
-
-    @property
-    def triton_repo(self) -> Path | None:
-        return self.outputs.get("triton")
-
-    @property
     def check_batches(self) -> tuple[int, int]:
         """ONNX Runtime parity at batch 1 and at the engine's optimal batch (or a small one)."""
         br = self.batch_range
@@ -157,17 +141,12 @@ def plan_export(model_path: str | Path, onnx_path: str | Path | None = None, *, 
                           "ONNX graph); it needs --trt. For a low-precision ONNX use: dirac-deploy quantize")
     model_name = check_model_name(name or _default_name(model_path)) if "triton" in wanted else None
     plan = ExportPlan(model_path, wanted, model_name, opset, batch_range, workspace_mb, fp16)
-    single = [p for k, p in wanted.items() if k != "triton"]
-    if len({p.resolve() for p in single}) != len(single):
-        raise ExportError(f"two outputs name the same file: {', '.join(map(str, single))}")
-    seen = {p.resolve() for p in single}
+    owner: dict[Path, str] = {}  # every file an output writes -> the output, so no two outputs share one
     for key, path in wanted.items():
-        written = TARGETS[key].plan(plan, path)
-        if key == "triton":
-            for out in written:
-                check_not_input(out, model_path)
-                if out.resolve() in seen:
-                    raise ExportError(f"the Triton repository would write {out}, which is also another output")
+        for out in TARGETS[key].plan(plan, path):
+            other = owner.setdefault(out.resolve(), key)
+            if other != key:
+                raise ExportError(f"two outputs name the same file: {out} ({other} and {key})")
     check_requirements(list(wanted), fp16)
     return plan
 

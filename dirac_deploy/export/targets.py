@@ -12,12 +12,12 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._optional import model_config_pb2, require
-from ..errors import ExportError
-from ..fileio import check_output_path
+from ..fileio import check_not_input, check_output_path
 
 if TYPE_CHECKING:
     from .from_file import ExportPlan, ExportReport
@@ -44,11 +44,9 @@ class ExportContext:
         assert self.result.model is not None
         return self.result.model
 
-    @property
+    @cached_property
     def onnx_bytes(self) -> bytes:
-        if "onnx_bytes" not in self.built:
-            self.built["onnx_bytes"] = self.model.SerializeToString()
-        return self.built["onnx_bytes"]
+        return self.model.SerializeToString()
 
 
 @dataclass(frozen=True)
@@ -71,12 +69,6 @@ def _onnx(ctx: ExportContext, path: Path) -> dict[Path, Writer]:
     data = ctx.onnx_bytes
     ctx.result.folded.path = path
     return {path: lambda tmp: tmp.write_bytes(data)}
-
-
-def _plan_unfolded(plan: ExportPlan, path: Path) -> list[Path]:
-    if "onnx" not in plan.outputs:
-        raise ExportError("--unfolded writes beside the --onnx output; give --onnx too")
-    return single_file(plan, path)
 
 
 def _unfolded(ctx: ExportContext, path: Path) -> dict[Path, Writer]:
@@ -116,8 +108,11 @@ def _plan_triton(plan: ExportPlan, repo: Path) -> list[Path]:
     from .triton import repo_targets
 
     model_config_pb2()
-    return [f for files in repo_targets(repo, plan.model_name or "model", with_plan="tensorrt" in plan.outputs)
-            for f in files]
+    files = [f for pair in repo_targets(repo, plan.model_name or "model", with_plan="tensorrt" in plan.outputs)
+             for f in pair]
+    for f in files:
+        check_not_input(f, plan.model_path)
+    return files
 
 
 def _triton(ctx: ExportContext, repo: Path) -> dict[Path, Writer]:
@@ -133,7 +128,7 @@ def _triton(ctx: ExportContext, repo: Path) -> dict[Path, Writer]:
 
 TARGETS: dict[str, ExportTarget] = {t.key: t for t in (
     ExportTarget("onnx", "the folded chain's verified ONNX graph", single_file, _onnx),
-    ExportTarget("unfolded", "the unfolded model's ONNX graph, beside the folded one", _plan_unfolded, _unfolded,
+    ExportTarget("unfolded", "the unfolded model's ONNX graph, beside the folded one", single_file, _unfolded,
                  needs_unfolded=True),
     ExportTarget("tensorrt", "a serialized TensorRT engine (11.x)", single_file, _tensorrt, ("tensorrt",)),
     ExportTarget("triton", "a Triton model repository", _plan_triton, _triton),

@@ -36,7 +36,7 @@ import numpy as np
 
 from .._optional import require
 from ..cpuinfo import cpu_features
-from ..runtimes import load, logits
+from ..runtimes import logits
 from ..runtimes.onnxruntime import outputs
 from ..spec import INPUT_NAME
 from .graph import conv_layers, identity_dominance, weight, weight_sqnr_db, with_outputs
@@ -196,7 +196,7 @@ def logits_on(target: str):
     Runtime's u8 x s8 dot products saturate and would push every layer to fp32 for an IR that OpenVINO runs
     accurately); TensorRT is not here, so its graph runs as written (Q/DQ in float: exact int8 arithmetic)."""
     if target == "openvino":
-        return lambda model, x: logits("openvino", load("openvino", model), x, batch=8)
+        return lambda model, x: logits("openvino", model, x, batch=8)
     optimized = target != "tensorrt"
     return lambda model, x: logits("onnxruntime", model, x, optimized=optimized)
 

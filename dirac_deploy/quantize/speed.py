@@ -104,13 +104,12 @@ def interleaved_timer(seconds: float = SPEED_SECONDS) -> Timer:
 
 def _call_makers(art_model, fp32_onnx, target: str, precision: str, threads: int) -> Callable:
     """Both sides loaded once: a function x -> {ARTIFACT: call, FP32: call} for a batch `x` (`runtimes.for_batches`:
-    one ONNX Runtime session for every batch; OpenVINO compiled per batch, a static shape runs faster). No
-    spinning: an idle session's threads would take the cores from the one timed next."""
+    one ONNX Runtime session for every batch; OpenVINO compiled per batch, a static shape runs faster), on
+    shared cores: an idle runner's threads must not take the cores from the one timed next."""
     from ..runtimes import for_batches
 
-    settings = {"threads": threads, "spinning": False} if target == "onnxruntime" else {"threads": threads}
-    artifact = for_batches(target, art_model, precision=precision, **settings)
-    fp32 = for_batches(target, fp32_onnx, precision="fp32", **settings)
+    artifact = for_batches(target, art_model, precision=precision, threads=threads, shared_cores=True)
+    fp32 = for_batches(target, fp32_onnx, precision="fp32", threads=threads, shared_cores=True)
     return lambda x: {ARTIFACT: artifact(len(x)).bind(x), FP32: fp32(len(x)).bind(x)}
 
 

@@ -129,7 +129,9 @@ def build(name: str, model: Any, *, threads: int | None = None, batch: int | Non
         precision: what the artifact is: "fp32" runs in exact fp32, "bf16" asks for bf16 compute, None (and
             "int8") runs what the file records, else the engine's default (`openvino.hint_for`, the one rule).
         device: "cpu" or "cuda".
-        options: the engine's own (ONNX Runtime: `optimized`, `spinning`; PyTorch: `compile`, `cuda_graph`).
+        options: `shared_cores=True` where other runners are timed in turn on the same cores (ONNX Runtime's
+            idle threads then stop spinning; OpenVINO's never spin), and the engine's own (ONNX Runtime:
+            `optimized`; PyTorch: `compile`, `cuda_graph`).
     """
     module = _module(engine(name))
     return module.Runner(module.load(model), threads=threads, batch=batch, precision=precision, device=device,

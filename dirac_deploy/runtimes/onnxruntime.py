@@ -76,9 +76,11 @@ class Runner:
     engine = "onnxruntime"
 
     def __init__(self, model: Any, *, threads: int | None = None, batch: int | None = None,
-                 precision: str | None = None, device: str = "cpu", optimized: bool = True, spinning: bool = True):
+                 precision: str | None = None, device: str = "cpu", optimized: bool = True,
+                 shared_cores: bool = False):
         self.threads, self.batch, self.precision, self.device = threads, batch, precision, device
-        self.session = session(model, threads=threads, optimized=optimized, device=device, spinning=spinning)
+        # cores shared with runners timed in turn: idle threads must not spin and take them from the next one
+        self.session = session(model, threads=threads, optimized=optimized, device=device, spinning=not shared_cores)
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
 

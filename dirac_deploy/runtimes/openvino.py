@@ -82,7 +82,8 @@ class Runner:
     device = "cpu"
 
     def __init__(self, model: Any, *, threads: int | None = None, batch: int | None = None,
-                 precision: str | None = None, device: str = "cpu"):
+                 precision: str | None = None, device: str = "cpu", shared_cores: bool = False):  # noqa: ARG002
+        # shared_cores: nothing to do; the plugin's threads do not spin between calls
         if device != "cpu":
             raise RuntimeError(f"the OpenVINO runner runs on the CPU here, not {device}")
         self.threads, self.batch, self.precision = threads, batch, precision
