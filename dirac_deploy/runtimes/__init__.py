@@ -130,7 +130,7 @@ def build(name: str, model: Any, *, threads: int | None = None, batch: int | Non
             "int8") runs what the file records, else the engine's default (`openvino.hint_for`, the one rule).
         device: "cpu" or "cuda".
         options: `shared_cores=True` where other runners are timed in turn on the same cores (ONNX Runtime's
-            idle threads then stop spinning; OpenVINO's never spin), and the engine's own (ONNX Runtime:
+            idle threads then stop spinning; OpenVINO has no such setting), and the engine's own (ONNX Runtime:
             `optimized`; PyTorch: `compile`, `cuda_graph`).
     """
     module = _module(engine(name))

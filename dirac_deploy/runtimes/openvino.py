@@ -83,7 +83,8 @@ class Runner:
 
     def __init__(self, model: Any, *, threads: int | None = None, batch: int | None = None,
                  precision: str | None = None, device: str = "cpu", shared_cores: bool = False):  # noqa: ARG002
-        # shared_cores: nothing to do; the plugin's threads do not spin between calls
+        # shared_cores: accepted as every engine accepts it; the plugin's threads are left as they are (whether they
+        # spin between calls and take cores from the runner timed next was not measured)
         if device != "cpu":
             raise RuntimeError(f"the OpenVINO runner runs on the CPU here, not {device}")
         self.threads, self.batch, self.precision = threads, batch, precision
