@@ -94,7 +94,7 @@ class Runner:
     device = "cuda"
 
     def __init__(self, model: Any, *, threads: int | None = None, batch: int | None = None,
-                 precision: str | None = None, device: str = "cuda"):
+                 precision: str | None = None, device: str = "cuda", shared_cores: bool = False):  # noqa: ARG002
         import onnx
 
         if device != "cuda" or not batch:

@@ -28,7 +28,7 @@ class Runner:
 
     def __init__(self, module: Any, *, threads: int | None = None, batch: int | None = None,
                  precision: str | None = None, device: str = "cpu", compile: str | None = None,
-                 cuda_graph: bool = False):
+                 cuda_graph: bool = False, shared_cores: bool = False):  # noqa: ARG002 (PyTorch has no spin setting)
         import torch
 
         if compile is not None and compile not in COMPILE_MODES:
