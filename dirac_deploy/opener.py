@@ -5,14 +5,16 @@
 - an `.onnx` from `export` or `quantize`: read and contract-checked into an `OnnxArtifact` (no torch);
 - an OpenVINO IR `.xml` from `quantize --target openvino`: an `IrArtifact` (needs openvino, no torch).
 
-`inspect_file` and `source_sha256` answer questions about a file without folding it. Torch is imported only
+`inspect_file` answers what a file holds without folding it. Torch is imported only
 for the PyTorch kinds, so opening an .onnx or an IR works where PyTorch is not installed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .artifacts.deployed import read_deployed
 from .artifacts.digest import content_row
@@ -20,7 +22,8 @@ from .artifacts.ir import IrArtifact, read_ir
 from .artifacts.onnx import OnnxArtifact, read_onnx
 from .artifacts.provenance import Provenance
 from .errors import DiracDeployError
-from .kinds import kind_of
+from .fileio import sha256_file
+from .kinds import ArtifactKind, kind_of
 from .load_options import LoadOptions
 
 if TYPE_CHECKING:
@@ -28,79 +31,95 @@ if TYPE_CHECKING:
     from .pipeline import FileReport, InspectReport
 
 
-def open_artifact(path: str | Path, options: LoadOptions | None = None, *, check_batch: int = 4,
-                  measure: bool = False) -> PlainArtifact | OnnxArtifact | IrArtifact:
+@dataclass
+class ModelFile:
+    """A model file read once, not yet folded: its kind and what was read (the artifact of an .onnx or IR,
+    the loaded payload of a PyTorch file). `open_artifact` folds from it; what a caller must know before a
+    fold (the source checkpoint's digest) it answers without reading the file again."""
+
+    path: Path
+    kind: ArtifactKind
+    deployed: OnnxArtifact | IrArtifact | None = None
+    payload: Any = None  # the PyTorch file as `load_torch_file` returned it
+
+    @cached_property
+    def source_sha256(self) -> str:
+        """The sha256 of the checkpoint the file comes from: the file's own for a checkpoint, the recorded one
+        for a plain.pth, an .onnx or an IR ('' when none is recorded)."""
+        from .artifacts.plain import is_plain_file
+
+        if self.deployed is not None:
+            return self.deployed.provenance.source_sha256
+        if is_plain_file(self.payload):
+            try:
+                return Provenance.from_plain_meta(self.payload.get("meta", {})).source_sha256
+            except DiracDeployError:
+                return ""
+        return sha256_file(self.path)
+
+
+def read_model_file(path: str | Path, options: LoadOptions | None = None, *,
+                    kind: ArtifactKind | None = None) -> ModelFile:
+    """Sniff and read a model file once (`kind`: when the caller has sniffed it already). An .onnx or an IR
+    is read and contract-checked into its artifact; a PyTorch file is loaded (`load_torch_file`, safe unless
+    `options.trust_checkpoint`) but not folded.
+
+    Raises:
+        CheckpointError, UnsafeCheckpointError, DiracDeployError: as `open_artifact`.
+    """
+    path = Path(path)
+    kind = kind or kind_of(path)
+    if not kind.needs_torch:
+        return ModelFile(path, kind, deployed=read_deployed(path, kind))
+    from .checkpoint.reading import load_torch_file
+
+    trust = (options or LoadOptions()).trust_checkpoint
+    return ModelFile(path, kind, payload=load_torch_file(path, trust=trust, kind=kind))
+
+
+def open_artifact(path: str | Path | ModelFile, options: LoadOptions | None = None, *, check_batch: int = 4,
+                  measure: bool = False,
+                  kind: ArtifactKind | None = None) -> PlainArtifact | OnnxArtifact | IrArtifact:
     """Open a checkpoint (folded and verified), a plain file, an ONNX file or an OpenVINO IR.
 
     Args:
-        path: the file.
+        path: the file, or the `ModelFile` it was read into (`read_model_file`), which is not read again.
         options: trust, BN eps and metadata overrides for checkpoints; `input_size` for plain files.
         check_batch: seeded images the fold proof runs on (checkpoints only).
         measure: also count FLOPs before and after the fold (one extra forward pass each).
+        kind: the file's kind when the caller has sniffed it already (`kinds.kind_of`).
 
     Raises:
         CheckpointError: unreadable, unsafe, unknown layout or damaged file.
         EquivalenceError: a checkpoint whose fold misses the tolerance.
         DiracDeployError: an IR that OpenVINO cannot read or that breaks the I/O contract.
     """
-    path = Path(path)
-    if not kind_of(path).needs_torch:
-        return read_deployed(path)
-    return _open_torch_file(path, options or LoadOptions(), check_batch, measure)
+    options = options or LoadOptions()
+    read = path if isinstance(path, ModelFile) else read_model_file(path, options, kind=kind)
+    if read.deployed is not None:
+        return read.deployed
+    return _open_torch_file(read, options, check_batch, measure)
 
 
 load_model = open_artifact  # its earlier name, kept for code written against it
 
 
-def _open_torch_file(path: Path, options: LoadOptions, check_batch: int, measure: bool) -> PlainArtifact:
+def _open_torch_file(read: ModelFile, options: LoadOptions, check_batch: int, measure: bool) -> PlainArtifact:
     from .artifacts.plain import is_plain_file, plain_artifact, plain_from_payload
     from .checkpoint import checkpoint_from_object
-    from .checkpoint.reading import load_torch_file
     from .pipeline import fold_loaded, plain_provenance
 
-    obj = load_torch_file(path, trust=options.trust_checkpoint)
+    path, obj = read.path, read.payload
     if is_plain_file(obj):
         plain, provenance = plain_from_payload(obj, str(path))
         return plain_artifact(path, plain, provenance, options.input_size)
-    loaded = checkpoint_from_object(obj, path, options)
+    # the digest is reused when a caller asked for it already (a cached_property sits in __dict__ once computed)
+    loaded = checkpoint_from_object(obj, path, options, sha256=read.__dict__.get("source_sha256"))
     report = fold_loaded(loaded, check_batch=check_batch, measure=measure, ncrelu=options.ncrelu)
     assert report.plain is not None and report.proof is not None  # fold_loaded returns both or raises
     return plain_artifact(path, report.plain, plain_provenance(loaded, report.proof, options.ncrelu),
-                          kind="checkpoint", source=f"checkpoint ({report.layout}), folded and verified",
+                          origin="checkpoint", source=f"checkpoint ({report.layout}), folded and verified",
                           unfolded=None if loaded.folded_source else loaded.model, fold=report)
-
-
-def source_sha256(path: str | Path, options: LoadOptions | None = None) -> str:
-    """The sha256 of the checkpoint a model file comes from, without folding anything: the file's own for a
-    checkpoint, the recorded one for a plain.pth, an .onnx or an IR ('' when none is recorded)."""
-    from .fileio import sha256_file
-
-    path = Path(path)
-    options = options or LoadOptions()
-    kind = kind_of(path).key
-    if kind == "onnx":  # its metadata only: the full read and checks come with open_artifact
-        import onnx
-
-        try:
-            props = onnx.load(str(path), load_external_data=False).metadata_props
-        except Exception:  # protobuf errors share no base class; open_artifact reports the file properly
-            return ""
-        return Provenance.from_onnx_metadata({p.key: p.value for p in props}).source_sha256
-    if kind == "openvino-ir":
-        try:
-            return read_ir(path).provenance.source_sha256
-        except DiracDeployError:
-            return ""
-    from .artifacts.plain import is_plain_file
-    from .checkpoint.reading import load_torch_file
-
-    obj = load_torch_file(path, trust=options.trust_checkpoint)
-    if is_plain_file(obj):
-        try:
-            return Provenance.from_plain_meta(obj.get("meta", {})).source_sha256
-        except DiracDeployError:
-            return ""
-    return sha256_file(path)
 
 
 def inspect_file(path: str | Path, options: LoadOptions | None = None) -> InspectReport | FileReport:

@@ -18,12 +18,13 @@ from .serve.model import ModelSource, ServedModel, check_sources, parse_model_ar
 def served_artifact(source: ModelSource, runtime: str, options=None):
     """The artifact `source` is served from on `runtime`: its own for an .onnx or IR; for a PyTorch file the
     verified chain (torch runtime) or its verified ONNX export, in memory (ONNX Runtime, OpenVINO)."""
-    if not kind_of(source.path).needs_torch:
-        return read_deployed(source.path)
+    kind = source.kind or kind_of(source.path)
+    if not kind.needs_torch:
+        return read_deployed(source.path, kind)
     from .export.from_file import onnx_artifact
     from .opener import open_artifact  # torch from here on
 
-    art = open_artifact(source.path, options)
+    art = open_artifact(source.path, options, kind=kind)
     return art if runtime == "torch" else onnx_artifact(art)
 
 
@@ -32,7 +33,7 @@ def load_served_model(source: ModelSource, runtime: str | None = None, threads: 
     """Open, verify and prepare one model file for serving (`served_artifact`, then
     `ServedModel.from_artifact`): `instances` runners with `threads` intra-op threads each, concurrent requests
     batched up to `max_batch` images. `verify=False` skips an .onnx's audit and probe (an IR's probe)."""
-    runtime = runtime or source.runtime or kind_of(source.path).default_runtime
+    runtime = runtime or source.runtime or (source.kind or kind_of(source.path)).default_runtime
     art = served_artifact(source, runtime, options)
     return ServedModel.from_artifact(source.name, art, runtime, threads=threads, instances=instances,
                                      max_batch=max_batch, verify=verify)

@@ -50,3 +50,27 @@ def test_edited_plain_files_are_one_line_before_export(payload, tmp_path):
         assert res.exit_code == 1 and needle in res.output, (name, res.output)
         assert len(res.output.strip().splitlines()) == 1, (name, res.output)
         assert not (tmp_path / f"{name}.onnx").exists()
+
+
+class _OffRunner:
+    """A runner that returns the chain's logits scaled by `factor` (a runtime that gets the chain wrong)."""
+
+    engine = "torch"
+
+    def __init__(self, module, factor):
+        self.module, self.factor = module, factor
+
+    def run(self, x):
+        with torch.no_grad():
+            return (self.module(torch.from_numpy(x)) * self.factor).numpy()
+
+
+def test_plain_artifact_check_proves_a_runner_against_the_chain_in_float64(tmp_path):
+    from dirac_deploy.errors import EquivalenceError
+    from dirac_deploy.opener import open_artifact
+
+    art = open_artifact(data.embedded_checkpoint())
+    proof = art.check(_OffRunner(art.plain, 1.0))
+    assert proof.ok and proof.max_rel_error < 1e-5 and proof.reference == "chain in float64"
+    with pytest.raises(EquivalenceError, match="does not reproduce its chain"):
+        art.check(_OffRunner(art.plain, 1.001))  # 0.1% off the logits: beyond the fp32 tolerance

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dirac_deploy import LoadOptions, fold_checkpoint
+from dirac_deploy.artifacts.base import Artifact
 from dirac_deploy.artifacts.digest import stamp_onnx
 from dirac_deploy.artifacts.onnx import OnnxArtifact, read_onnx
 from dirac_deploy.artifacts.plain import PlainArtifact
@@ -31,7 +32,10 @@ def files(tmp_path_factory):
 
 def test_checkpoint_plain_and_onnx_open_to_the_same_contract(files):
     ck, pl, ox = (load_model(files / n) for n in ("ckpt.pt7", "plain.pth", "m.onnx"))
-    assert ck.kind == "checkpoint" and pl.kind == "plain file" and ox.kind == "onnx"
+    assert ck.origin == "checkpoint" and pl.origin == "plain file"
+    assert ck.kind.key == pl.kind.key == "torch" and ox.kind.key == "onnx"
+    assert all(isinstance(a, Artifact) for a in (ck, pl, ox))  # one shape: kind, model, provenance, check
+    assert ck.model is ck.plain and ox.model is not None
     assert ck.input_shape == pl.input_shape == ox.input_shape == (3, 32, 32)
     assert ck.num_classes == pl.num_classes == ox.num_classes == 10
     assert ck.name == pl.name == ox.name == "DiracNet-10-1 (CIFAR stem, 10 classes)"
@@ -40,6 +44,9 @@ def test_checkpoint_plain_and_onnx_open_to_the_same_contract(files):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(ck.plain(x), pl.plain(x), atol=1e-5)
+    plain_proof, onnx_proof = pl.check(), ox.check()  # each against its own reference
+    assert plain_proof.ok and plain_proof.reference == "chain in float64"
+    assert onnx_proof.ok and onnx_proof.reference == "logits recorded at export"
     assert ck.fold.proof.ok and len(ck.provenance.source_sha256) == 64
     assert ck.provenance.source_sha256 == pl.provenance.source_sha256 == ox.provenance.source_sha256
     assert ck.provenance.mean == pl.provenance.mean == ox.provenance.mean and ox.provenance.graph == "folded"

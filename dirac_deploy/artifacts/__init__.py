@@ -2,9 +2,11 @@
 
 - `provenance.Provenance`: the source, fold proof and input spec, typed once, with its codecs (plain-file
   meta, ONNX metadata_props, OpenVINO rt_info): the only place the `dirac_deploy.*` keys are spelled.
-- `plain.PlainArtifact`, `onnx.OnnxArtifact`, `ir.IrArtifact`: a verified chain, an exported / quantized
-  graph and an OpenVINO IR, each with its own `check()`.
-- `open.open_artifact(path)`: the one dispatch on file kind (a checkpoint is folded there).
+- `base.Artifact`: the one shape all three share: `kind` (a `kinds.ArtifactKind`), `model` (what a runtime
+  loads), provenance, I/O contract, and `check(runner) -> Proof` against the artifact's own reference.
+- `plain.PlainArtifact`, `onnx.OnnxArtifact`, `ir.IrArtifact`: a verified chain (checked against itself in
+  float64), an exported / quantized graph (audit and recorded probe) and an OpenVINO IR (recorded probe).
+- `deployed.read_deployed(path)`: an .onnx or IR without torch; `opener.open_artifact` opens any file.
 
 Import the submodules; this package imports nothing, so the torch-free ones stay torch-free.
 """

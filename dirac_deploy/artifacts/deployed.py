@@ -5,18 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DiracDeployError
-from ..kinds import kind_of
+from ..kinds import ArtifactKind, kind_of
 from .ir import IrArtifact
 from .onnx import OnnxArtifact
 
 
-def read_deployed(path: str | Path) -> OnnxArtifact | IrArtifact:
-    """An `.onnx` or an OpenVINO IR read into its artifact, without torch (`open.open_artifact` for any file).
+def read_deployed(path: str | Path, kind: ArtifactKind | None = None) -> OnnxArtifact | IrArtifact:
+    """An `.onnx` or an OpenVINO IR read into its artifact, without torch (`opener.open_artifact` for any
+    file); `kind`, when the caller has sniffed the file already.
 
     Raises:
         DiracDeployError: a PyTorch file (it must be folded / exported first), or a file its reader refuses.
     """
-    kind = kind_of(path)
+    kind = kind or kind_of(path)
     if kind.key == "onnx":
         from .onnx import read_onnx
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from .. import runtimes
 from .._optional import require
 from ..errors import DiracDeployError
+from ..kinds import KINDS, ArtifactKind
 from ..proof import Proof, compare_logits
 from ..runtimes import Runner
 from .digest import check_content, ir_content_sha256
@@ -45,8 +47,14 @@ class IrArtifact:
     probe_record: str = ""  # the parity probe recorded when it was written ('' for a foreign IR)
     probe_rtol: str = ""
 
-    kind = "openvino-ir"
-    source = "OpenVINO IR"
+    kind: ClassVar[ArtifactKind] = KINDS["openvino-ir"]
+    source: ClassVar[str] = "OpenVINO IR"
+    verified_by: ClassVar[str] = "parity probe"
+
+    @property
+    def model(self) -> object:
+        """The `openvino.Model` a runner compiles."""
+        return self.net
 
     @property
     def name(self) -> str:

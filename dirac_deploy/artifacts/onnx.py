@@ -11,12 +11,13 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .. import runtimes
 from ..errors import CheckpointError, EquivalenceError, ExportError, first_line
+from ..kinds import KINDS, ArtifactKind
 from ..proof import DEFAULT_RTOL, Proof, compare_logits
 from ..runtimes import Runner
 from ..spec import INPUT_NAME, OUTPUT_NAME
@@ -164,8 +165,9 @@ class OnnxArtifact:
     num_classes: int
     metadata: dict[str, str] = field(default_factory=dict)
 
-    kind = "onnx"
-    source = "ONNX file"
+    kind: ClassVar[ArtifactKind] = KINDS["onnx"]
+    source: ClassVar[str] = "ONNX file"
+    verified_by: ClassVar[str] = "audit and parity probe"
 
     @property
     def name(self) -> str:

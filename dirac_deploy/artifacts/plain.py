@@ -9,19 +9,26 @@ checkpoint (`opener.open_artifact`).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
+from .. import runtimes
 from ..checkpoint.reading import load_torch_file
-from ..errors import CheckpointError, first_line
+from ..errors import CheckpointError, EquivalenceError, first_line
 from ..fileio import atomic_write
+from ..kinds import KINDS, ArtifactKind
 from ..models.plain import PlainNet
+from ..proof import DEFAULT_RTOL, Proof, compare_logits
+from ..runtimes import Runner
 from ..spec import MAX_INPUT_SIZE, LayerSpec
 from .digest import CONTENT_KEY, check_content, plain_content_sha256
+from .onnx import probe_inputs
 from .provenance import Provenance
 
 FORMAT = "dirac-deploy/plain"
@@ -35,7 +42,7 @@ class PlainArtifact:
 
     Attributes:
         path: the file it was read or folded from.
-        kind: "plain file" or "checkpoint".
+        origin: "plain file" or "checkpoint".
         source: how it was obtained, for humans ("checkpoint (v2-flat-params), folded and verified").
     """
 
@@ -44,10 +51,17 @@ class PlainArtifact:
     provenance: Provenance
     input_shape: tuple[int, int, int]
     num_classes: int
-    kind: str = "plain file"
+    origin: str = "plain file"
     source: str = "plain file"
     unfolded: torch.nn.Module | None = None
     fold: Any = None  # pipeline.FoldReport for a checkpoint
+
+    kind: ClassVar[ArtifactKind] = KINDS["torch"]
+    verified_by: ClassVar[str] = "chain reproduced against itself in float64"
+
+    @property
+    def model(self) -> PlainNet:
+        return self.plain
 
     @property
     def name(self) -> str:
@@ -57,7 +71,32 @@ class PlainArtifact:
     def layer_kinds(self) -> set[str]:
         return {layer.kind for layer in self.plain.layers}
 
-    def check(self) -> None:
+    def check(self, runner: Runner | None = None, *, batch: int = 2, rtol: float = DEFAULT_RTOL) -> Proof:
+        """`runner` (default: the chain on PyTorch eager, fp32) against the chain itself computed in float64,
+        on `batch` seeded N(0, 1) images (`artifacts.onnx.probe_inputs`, the images an export's probe records).
+        A plain file carries no logits of its own: its weights are the reference (their digest is checked when
+        the file is read), and float64 is the one computation of them no runtime shortcut touches.
+
+        Raises:
+            EquivalenceError: the runner's logits differ beyond `rtol` or disagree on a top-1 class.
+        """
+        x = probe_inputs(batch, self.input_shape)
+        reference = copy.deepcopy(self.plain).double().eval()
+        with torch.no_grad():
+            ref = reference(torch.from_numpy(x).double()).numpy()
+        runner = runner or runtimes.build("torch", self.plain)
+        got = np.asarray(runner.run(x))
+        where = runtimes.engine(runner.engine).label
+        if got.shape != ref.shape:
+            raise EquivalenceError(f"{self.path}: {where} returns logits of shape {list(got.shape)}, the chain "
+                                   f"{list(ref.shape)}")
+        proof = compare_logits(ref, got, rtol=rtol, input_shape=tuple(x.shape),
+                               reference_name="chain in float64")
+        if not proof.ok:
+            raise EquivalenceError(f"{self.path} on {where} does not reproduce its chain: {proof.describe()}")
+        return proof
+
+    def check_runs(self) -> None:
         """One image through the chain at its recorded input size, so an input too small for its pooling (or
         any other inconsistency) is one line here, not an exporter's log later.
 
@@ -95,7 +134,7 @@ def plain_artifact(path: Path, plain: PlainNet, provenance: Provenance, input_si
         provenance = provenance.replace(input_size=input_size)
     art = PlainArtifact(Path(path), plain, provenance, (int(first.args["in_channels"]), size, size),
                         int(last.args["out_features"]), **kw)
-    art.check()
+    art.check_runs()
     return art
 
 

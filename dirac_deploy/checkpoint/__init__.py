@@ -158,10 +158,13 @@ def load_checkpoint(path: str | Path, options: LoadOptions | None = None) -> Loa
     return checkpoint_from_object(load_torch_file(path, trust=options.trust_checkpoint), path, options)
 
 
-def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = None) -> LoadedCheckpoint:
-    """`load_checkpoint` for an object already read with `load_torch_file` from `path`."""
+def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = None,
+                           sha256: str | None = None) -> LoadedCheckpoint:
+    """`load_checkpoint` for an object already read with `load_torch_file` from `path` (`sha256`: the file's,
+    when the caller has it already)."""
     options = options or LoadOptions()
     path = Path(path)
+    sha256 = sha256 or sha256_file(path)
     recorded = recorded_input(obj, path)
     if recorded or (isinstance(obj, Mapping) and "normalization" in obj):
         obj = {k: v for k, v in obj.items() if k != "normalization"}
@@ -185,7 +188,7 @@ def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = 
         source = {k.removeprefix("features."): v for k, v in obj.items()}
         spec = _checked(infer_spec(source, **overrides))
         reference = layout.reference(obj, spec)
-        return LoadedCheckpoint(path, sha256_file(path), layout.NAME, layout.DESCRIPTION, spec, reference.eval(),
+        return LoadedCheckpoint(path, sha256, layout.NAME, layout.DESCRIPTION, spec, reference.eval(),
                                 sd, raw.notes, _provenance(options, recorded, spec.stem))
     if raw.spec is not None:  # a layout that documents its architecture (input size and normalization too)
         spec = _checked(with_overrides(raw.spec, **{k: v for k, v in overrides.items() if k != "final_relu"}))
@@ -201,7 +204,7 @@ def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = 
     check_against(expected, sd, f"{layout.NAME} checkpoint")
     model.load_state_dict(sd)
     stem = None if raw.spec is not None else spec.stem
-    return LoadedCheckpoint(path, sha256_file(path), layout.NAME, layout.DESCRIPTION, spec, model.eval(),
+    return LoadedCheckpoint(path, sha256, layout.NAME, layout.DESCRIPTION, spec, model.eval(),
                             None, raw.notes, _provenance(options, recorded, stem))
 
 

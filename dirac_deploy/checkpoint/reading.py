@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, UnsafeCheckpointError, first_line
-from ..kinds import kind_of
+from ..kinds import ArtifactKind, kind_of
 
 _PREFIXES = ("module.", "_orig_mod.")
 # Both spellings torch uses for a blocked global: "Unsupported global: GLOBAL builtins.eval was not an
@@ -76,19 +76,20 @@ def _check_tensors(obj, path: Path) -> None:
                 raise CheckpointError(f"{path} holds more than {MAX_ELEMENTS:,} tensor elements; not a DiracNet")
 
 
-def load_torch_file(path: str | Path, *, trust: bool = False):
+def load_torch_file(path: str | Path, *, trust: bool = False, kind: ArtifactKind | None = None):
     """Load a torch file onto the CPU.
 
     Args:
         path: the file.
         trust: allow full unpickling (arbitrary code execution); off by default.
+        kind: the file's kind when the caller has sniffed it already (`kinds.kind_of`).
 
     Raises:
         CheckpointError: missing, unreadable, not a torch file, truncated or corrupt.
         UnsafeCheckpointError: the file stores Python objects that need full unpickling and trust is off.
     """
     path = Path(path)
-    kind = kind_of(path)
+    kind = kind or kind_of(path)
     if not kind.needs_torch:  # what this file is and where it goes: kinds, the one table of kinds
         raise CheckpointError(f"{path} is {kind.description}, not a PyTorch checkpoint; "
                               f"{', '.join(f'`{c}`' for c in kind.commands)} read it as it is (in Python: "

@@ -187,8 +187,8 @@ def execute_export(plan: ExportPlan, art: PlainArtifact | OnnxArtifact,
     them all together (or none)."""
     unfolded = any(TARGETS[k].needs_unfolded for k in plan.outputs)
     if unfolded and getattr(art, "unfolded", None) is None:
-        what = {"plain file": "already a folded plain file", "onnx": "an ONNX file"}.get(
-            art.kind, "an already-folded checkpoint")
+        what = ("an ONNX file" if art.kind.key == "onnx" else "already a folded plain file"
+                if getattr(art, "origin", "") == "plain file" else "an already-folded checkpoint")
         raise ExportError(f"--unfolded needs the unfolded source checkpoint, but {plan.model_path} is {what}; "
                           f"pass the checkpoint it was folded from")
     progress("auditing the ONNX file and re-running its parity probe" if isinstance(art, OnnxArtifact) else

@@ -40,12 +40,9 @@ class DataPlan:
     note: str = ""
 
 
-def plan_data(model_path: Path, calib: str | None, evaluation: str | None, options) -> DataPlan:
-    """Which data calibrates and which proves, decided (and every source's form checked) before any fold or
-    export. 'embedded' is the default only for the bundled models; without --eval the proof runs on data held
-    out from --calib."""
-    from ..opener import source_sha256
-
+def check_data_options(calib: str | None, evaluation: str | None) -> None:
+    """Every data source's form checked, and the proof's data kept apart from the calibration data, before
+    any model file is opened (a typo costs no fold)."""
     for spec, role in ((calib, "calib"), (evaluation, "eval")):
         if spec is not None:
             check_source(spec, role)
@@ -58,16 +55,22 @@ def plan_data(model_path: Path, calib: str | None, evaluation: str | None, optio
             and Path(calib).resolve() == Path(evaluation).resolve()):
         raise OptionError(f"--eval {evaluation} and --calib {calib} are the same data; give a held-out set, or "
                           f"leave --eval out to hold out part of --calib")
+
+
+def plan_data(model_name: str, calib: str | None, evaluation: str | None, source_sha256: str) -> DataPlan:
+    """Which data calibrates and which proves (after `check_data_options`), for the opened model whose
+    source checkpoint has `source_sha256`. 'embedded' is the default only for the bundled models; without
+    --eval the proof runs on data held out from --calib."""
     needs_embedded = "embedded" in (calib, evaluation) or calib is None
-    bundled = embedded_model(source_sha256(model_path, options)) if needs_embedded else None
+    bundled = embedded_model(source_sha256) if needs_embedded else None
     if calib is None:
         if bundled is None:
-            raise OptionError(f"{model_path.name} is not one of the bundled models, so it needs calibration data: "
+            raise OptionError(f"{model_name} is not one of the bundled models, so it needs calibration data: "
                               f"--calib a .npz/.npy of images, a directory of images, or random:N for a "
                               f"random-weight net (--eval then defaults to a held-out part of --calib)")
         calib = "embedded"
     if "embedded" in (calib, evaluation) and bundled is None:
-        raise OptionError(f"'embedded' data exists only for the bundled models, and {model_path.name} is not one; "
+        raise OptionError(f"'embedded' data exists only for the bundled models, and {model_name} is not one; "
                           f"give --calib (and --eval) as a .npz/.npy file, a directory of images or random:N")
     if evaluation is None:
         if calib == "embedded":

@@ -35,7 +35,7 @@ from .data import DEFAULT_CROP_FRACTION, Dataset
 from .int8 import FP32
 from .layer_table import chain_names, conv_errors, label_runtime_precision, renamed_note
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
-from .proof_data import load_proof_data, plan_data
+from .proof_data import check_data_options, load_proof_data, plan_data
 from .registry import DEFAULT_METHOD, DEFAULT_TARGET, RECIPES
 from .speed import DEFAULT_MIN_SPEEDUP, REFUSED, UNDECIDED, Timer, faster_alternative, measure_speed
 
@@ -241,7 +241,7 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     from ..artifacts.onnx import probe_inputs
     from ..cpuinfo import cpu_features
     from ..export.from_file import verified_onnx
-    from ..opener import open_artifact
+    from ..opener import open_artifact, read_model_file
 
     model_path, output = Path(model_path), Path(output)
     if precision not in DEFAULT_TARGET:
@@ -272,9 +272,11 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         if method == "nncf":
             require("nncf")
     require("onnxruntime")
-    plan = plan_data(model_path, calib, evaluation, options)
+    check_data_options(calib, evaluation)
+    source = read_model_file(model_path, options)  # read once: the data plan and the fold both use it
+    plan = plan_data(model_path.name, calib, evaluation, source.source_sha256)
     progress(f"loading {model_path.name} (a checkpoint is folded and verified first)")
-    loaded = open_artifact(model_path, options)
+    loaded = open_artifact(source, options)
     if isinstance(loaded, IrArtifact):
         raise OptionError(f"{model_path} is an OpenVINO IR, already quantized; quantize starts from a checkpoint, "
                           f"a plain.pth or an .onnx from export")

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from .._optional import available, install_hint, model_config_pb2
-from ..artifacts.ir import IrArtifact, runtime_reason
-from ..artifacts.onnx import OnnxArtifact, audit_artifact, check_artifact
+from ..artifacts.base import Artifact
+from ..artifacts.ir import runtime_reason
+from ..artifacts.onnx import OnnxArtifact, audit_artifact
 from ..errors import DiracDeployError, MissingDependencyError
-from ..kinds import kind_of
+from ..kinds import ArtifactKind, kind_of
 from ..runtimes import Runner as EngineRunner
-from ..runtimes import build, engine, engines, load, served_on
+from ..runtimes import build, engine, engines, load
 from ..spec import INPUT_NAME, OUTPUT_NAME
 from .batching import DynamicBatcher
 from .instances import InstancePool, Runner
@@ -36,6 +37,7 @@ class ModelSource:
     name: str
     path: Path
     runtime: str | None = None  # None: `default_runtime` of the file
+    kind: ArtifactKind | None = None  # settled by `check_sources`, so the file is sniffed once
 
 
 def default_runtime(path: Path) -> str:
@@ -125,7 +127,7 @@ def check_sources(sources: list[ModelSource]) -> list[ModelSource]:
                                          f"not installed here (the slim image serves exported .onnx only): export "
                                          f"it with `dirac-deploy export {s.path.name} --onnx {s.path.stem}.onnx` "
                                          f"where torch is installed, or use the full image")
-        checked.append(ModelSource(s.name, s.path, runtime))
+        checked.append(ModelSource(s.name, s.path, runtime, kind))
     return checked
 
 
@@ -150,9 +152,10 @@ class ServedModel:
     def from_artifact(cls, name: str, art, runtime: str, *, threads: int | None = None, instances: int = 1,
                       max_batch: int = 1, verify: bool = True) -> ServedModel:
         """Serve an artifact: `instances` independent runners with `threads` intra-op threads each (default:
-        `default_threads(instances)`), concurrent requests batched up to `max_batch` images. An `OnnxArtifact`
-        is audited and run against its parity probe on the very session that will serve, an `IrArtifact`
-        against its own probe (`verify=False` skips both); a `PlainArtifact` runs on the torch runtime only.
+        `default_threads(instances)`), concurrent requests batched up to `max_batch` images. The artifact's
+        own `check` runs on the very runner that will serve (`verify=False` skips it): an `OnnxArtifact` is
+        audited and run against its parity probe, an `IrArtifact` against its own probe, a `PlainArtifact`
+        (torch runtime only) against its chain in float64.
 
         Raises:
             DiracDeployError: a runtime that cannot run this artifact, or a failed check.
@@ -162,16 +165,11 @@ class ServedModel:
         if runtime not in engines(serving=True):
             raise DiracDeployError(f"unknown runtime {runtime!r}; choose from {', '.join(engines(serving=True))}")
         threads = threads or default_threads(instances)
-        if isinstance(art, OnnxArtifact):
-            runners, info = _onnx_runners(art, runtime, threads, instances, verify)
-        elif isinstance(art, IrArtifact):
-            runners, info = _ir_runners(art, runtime, threads, instances, verify)
-        elif runtime == "torch":
-            runners = _runners("torch", art.plain, threads, instances, "fp32")
-            info = {"architecture": art.name, "source": art.source, "source_sha256": art.provenance.source_sha256}
-        else:
-            raise DiracDeployError(f"{art.path}: a PyTorch chain is served on {runtime} through its verified ONNX "
-                                   f"export (dirac_deploy.serve_files.served_artifact), or on --runtime torch")
+        runners = _runners(art, runtime, threads, instances, verify)
+        prov = art.provenance
+        info = {"architecture": art.name, "source": art.source, "source_sha256": prov.source_sha256,
+                "precision": prov.precision or "fp32",
+                "verified": art.verified_by if verify else "no (--no-verify)"}
         info.update(preprocessing(art))
         return cls(name, art.input_shape, art.num_classes, runtime, [r.run for r in runners], art.path, info,
                    max_batch)
@@ -252,54 +250,31 @@ def default_threads(instances: int) -> int | None:
     return max(1, len(os.sched_getaffinity(0)) // instances)
 
 
-def _runners(runtime: str, model, threads: int | None, instances: int, precision: str | None) -> list[EngineRunner]:
-    """`instances` runners of `model` on `runtime` (`runtimes.build`), loaded once: a runner per instance,
-    each used by one request at a time. PyTorch instances each own a copy of the module (one model object
-    must not run two requests at once); `threads` there is process-wide, as PyTorch has it."""
-    loaded = load(runtime, model)
-    copies = [loaded] + [copy.deepcopy(loaded) if runtime == "torch" else loaded for _ in range(instances - 1)]
-    return [build(runtime, m, threads=threads, precision=precision) for m in copies]
-
-
-def _ir_runners(art: IrArtifact, runtime: str, threads: int | None, instances: int,
-                verify: bool) -> tuple[list[EngineRunner], dict]:
-    """An OpenVINO IR from `quantize`, checked against the probe it records (there is no ONNX graph to audit;
-    the probe is the check), on the runner that will serve."""
-    if runtime not in served_on("openvino-ir"):
-        raise DiracDeployError(f"{art.path} is an OpenVINO IR; serve it with --runtime "
-                               f"{' or '.join(served_on('openvino-ir'))}")
-    prov = art.provenance
-    runners = _runners(runtime, art.net, threads, instances, prov.precision)
-    info = {"architecture": art.name, "source": art.source, "source_sha256": prov.source_sha256,
-            "precision": prov.precision or "fp32"}
-    if verify:
-        art.check(runners[0])
-        info["verified"] = "parity probe"
-    else:
-        info["verified"] = "no (--no-verify)"
-    return runners, info
-
-
-def _onnx_runners(art: OnnxArtifact, runtime: str, threads: int | None, instances: int,
-                  verify: bool) -> tuple[list[EngineRunner], dict]:
-    """An ONNX artifact: audited before a runtime sees it, then re-checked against its parity probe on the
-    runner that will serve, without torch."""
-    if runtime not in served_on("onnx"):
-        raise DiracDeployError(f"{art.path} is ONNX; serve it with --runtime {' or '.join(served_on('onnx'))}")
-    if verify:
+def _runners(art: Artifact, runtime: str, threads: int | None, instances: int,
+             verify: bool) -> list[EngineRunner]:
+    """`instances` runners of the artifact's model on `runtime` (`runtimes.build`), loaded once, the first one
+    checked by the artifact's own `check` (an ONNX graph audited before any runtime sees it): a runner per
+    instance, each used by one request at a time. PyTorch instances each own a copy of the module (one model
+    object must not run two requests at once); `threads` there is process-wide, as PyTorch has it."""
+    kind = art.kind
+    if runtime not in kind.runtimes or (kind.needs_torch and runtime != "torch"):
+        via = (" through its verified ONNX export (dirac_deploy.serve_files.served_artifact), or on --runtime torch"
+               if kind.needs_torch else "")
+        raise DiracDeployError(f"{art.path} is {kind.description}; serve it with --runtime "
+                               f"{' or '.join(r for r in kind.runtimes if r == 'torch' or not kind.needs_torch)}"
+                               f"{via}")
+    if verify and isinstance(art, OnnxArtifact):
         audit_artifact(art)  # before the runtime sees the graph (custom ops fail there with less to go on)
-    label = engine(runtime).label
+    # OpenVINO runs an IR at the precision it records; anything else at the precision of its weights
+    precision = art.provenance.precision or (None if kind.key == "openvino-ir" else "fp32")
     try:
-        runners = _runners(runtime, art.model, threads, instances, art.provenance.precision or "fp32")
+        loaded = load(runtime, art.model)
+        copies = [loaded] + [copy.deepcopy(loaded) if runtime == "torch" else loaded for _ in range(instances - 1)]
+        runners = [build(runtime, m, threads=threads, precision=precision) for m in copies]
     except DiracDeployError:
         raise
     except Exception as e:  # runtimes raise their own types for graphs they cannot load (custom ops, attributes)
-        raise DiracDeployError(f"{label} cannot load {art.path}: {runtime_reason(e)}") from None
-    info = {"architecture": art.architecture, "source": "ONNX file", "source_sha256": art.provenance.source_sha256}
+        raise DiracDeployError(f"{engine(runtime).label} cannot load {art.path}: {runtime_reason(e)}") from None
     if verify:
-        probe = art.probe()
-        check_artifact(art, runner=runners[0] if probe is not None else None)
-        info["verified"] = "audit and parity probe"
-    else:
-        info["verified"] = "no (--no-verify)"
-    return runners, info
+        art.check(runners[0])
+    return runners
