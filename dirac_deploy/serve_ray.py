@@ -32,6 +32,7 @@ from ._optional import require
 from .errors import DiracDeployError, OptionError, first_line
 from .serve.app import create_app
 from .serve.batching import run_together
+from .serve.dataplane import DataPlane
 from .serve.limits import ServeLimits
 from .serve.metrics import ServeMetrics
 from .serve_files import check_sources, load_models, parse_model_args
@@ -140,11 +141,12 @@ class Replica:
         if options.batching == "ray" and options.max_batch > 1:
             for m in self.models.values():
                 m.use_batcher(RayBatcher(m.instances, options.max_batch, options.batch_wait_s))
-        self.limits, self.metrics = limits, ServeMetrics()
-        self.grpc = InferenceService(self.models, self.metrics, limits.max_body_bytes)
+        self.limits = limits
+        self.plane = DataPlane(self.models, ServeMetrics(), limits)  # HTTP and gRPC share it, and its metrics
+        self.grpc = InferenceService(self.plane)
 
     def __serve_build_asgi_app__(self):
-        return create_app(self.models, limits=self.limits, metrics=self.metrics)
+        return create_app(self.plane)
 
     async def _grpc(self, method: str, request, grpc_context):
         """`method` of the plain server's gRPC service; an abort raises `_Aborted` with the status set on Ray's

@@ -1,7 +1,8 @@
-"""The HTTP app: Open Inference Protocol routes over `ServedModel`s. The only module that imports FastAPI.
+"""The HTTP app: Open Inference Protocol routes over a `dataplane.DataPlane`. The only module that imports
+FastAPI.
 
 Infer calls go to a bare ASGI handler (`infer_http`, the hot path); health, metadata and metrics are FastAPI
-routes. Inference runs on each model's instance threads, so health checks and metrics answer while models
+routes, each one call to the data plane. Inference runs on each model's instance threads, so health checks and metrics answer while models
 compute.
 """
 
@@ -15,23 +16,25 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from .. import __version__
+from .dataplane import DataPlane
 from .infer_http import InferEndpoint, infer_target
 from .limits import ServeLimits
 from .metrics import ServeMetrics
-from .model import ServedModel, model_config
+from .model import ServedModel
 from .protocol import ProtocolError
 
 
-def create_app(models: dict[str, ServedModel], *, limits: ServeLimits = ServeLimits(),
+def create_app(models: dict[str, ServedModel] | DataPlane, *, limits: ServeLimits = ServeLimits(),
                grpc_address: str | None = None, metrics: ServeMetrics | None = None):
-    """An ASGI app serving `models` over the Open Inference Protocol (HTTP), with Prometheus metrics, enforcing
-    `limits` (the connection-level ones are the HTTP protocol's: `http_protocol`).
+    """An ASGI app serving `models` (or a `DataPlane` over them, which brings its own limits and metrics) over
+    the Open Inference Protocol (HTTP), with Prometheus metrics, enforcing `limits` (the connection-level ones
+    are the HTTP protocol's: `http_protocol`).
 
-    With `grpc_address` ("host:port") the gRPC service runs on the same event loop, started and stopped with
-    the app. Every error, on every route, is `{"error": "..."}` with a 4xx/5xx status. `metrics` lets a caller
-    that serves gRPC itself (Ray Serve's proxy) count both protocols in the app's /metrics.
+    With `grpc_address` ("host:port") the gRPC service runs on the same event loop and the same data plane,
+    started and stopped with the app. Every error, on every route, is `{"error": "..."}` with a 4xx/5xx status.
+    `metrics` lets a caller that serves gRPC itself (Ray Serve's proxy) count both protocols in /metrics.
     """
-    metrics = metrics if metrics is not None else ServeMetrics()
+    plane = models if isinstance(models, DataPlane) else DataPlane(models, metrics, limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -40,18 +43,29 @@ def create_app(models: dict[str, ServedModel], *, limits: ServeLimits = ServeLim
             return
         from .grpc_service import start_grpc
 
-        server = await start_grpc(models, grpc_address, metrics, limits)
+        server = await start_grpc(plane, grpc_address)
         try:
             yield
         finally:
             await server.stop(grace=10)
 
     api = FastAPI(title="dirac-deploy", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
+    _error_handlers(api)
+    _routes(api, plane)
+    infer = InferEndpoint(plane)
 
-    def model_or_404(name: str) -> ServedModel:
-        if name not in models:
-            raise ProtocolError(f"unknown model '{name}'; served: {', '.join(sorted(models))}", status=404)
-        return models[name]
+    async def app(scope, receive, send):
+        name = infer_target(scope) if scope["type"] == "http" else None
+        if name is None:
+            await api(scope, receive, send)
+        else:
+            await infer(scope, receive, send, name)
+
+    return app
+
+
+def _error_handlers(api: FastAPI) -> None:
+    """Every error as `{"error": "..."}`: ours, FastAPI's unknown routes and methods, bad path parameters."""
 
     @api.exception_handler(ProtocolError)
     async def protocol_error(request, exc: ProtocolError):
@@ -67,22 +81,26 @@ def create_app(models: dict[str, ServedModel], *, limits: ServeLimits = ServeLim
     async def validation_error(request, exc: RequestValidationError):
         return JSONResponse({"error": f"bad request to {request.url.path}: {exc.errors()[:1]}"}, status_code=400)
 
+
+def _routes(api: FastAPI, plane: DataPlane) -> None:
+    """Health, metadata, config and metrics: each a call to the data plane (infer is `infer_http`'s)."""
+
     @api.get("/v2/health/live")
     async def live():
-        return Response(status_code=200)
+        return Response(status_code=200 if plane.live() else 503)
 
     @api.get("/v2/health/ready")
     async def ready():
-        return Response(status_code=200)
+        return Response(status_code=200 if plane.ready() else 503)
 
     @api.get("/v2")
     async def server_metadata():
-        return {"name": "dirac-deploy", "version": __version__, "extensions": ["binary_tensor_data"]}
+        return plane.server_metadata()
 
     @api.get("/v2/models/{name}")
     @api.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(name: str, version: str = "1"):
-        return model_or_404(name).metadata()
+        return plane.model_metadata(name)
 
     @api.api_route("/v2/models/{name}/infer", methods=["GET", "PUT", "DELETE", "PATCH"])
     @api.api_route("/v2/models/{name}/versions/{version}/infer", methods=["GET", "PUT", "DELETE", "PATCH"])
@@ -94,26 +112,14 @@ def create_app(models: dict[str, ServedModel], *, limits: ServeLimits = ServeLim
     async def model_config_route(name: str, version: str = "1"):
         from google.protobuf import json_format
 
-        return json_format.MessageToDict(model_config(model_or_404(name), limits.max_body_bytes),
-                                         preserving_proto_field_name=True)
+        return json_format.MessageToDict(plane.model_config(name), preserving_proto_field_name=True)
 
     @api.get("/v2/models/{name}/ready")
     @api.get("/v2/models/{name}/versions/{version}/ready")
     async def model_ready(name: str, version: str = "1"):
-        model_or_404(name)
+        plane.model(name)  # an unknown model is a 404 with the served names
         return Response(status_code=200)
 
     @api.get("/metrics")
     async def metrics_route():
-        return Response(metrics.render(), media_type=metrics.content_type)
-
-    infer = InferEndpoint(models, metrics, limits)
-
-    async def app(scope, receive, send):
-        name = infer_target(scope) if scope["type"] == "http" else None
-        if name is None:
-            await api(scope, receive, send)
-        else:
-            await infer(scope, receive, send, name)
-
-    return app
+        return Response(plane.metrics.render(), media_type=plane.metrics.content_type)

@@ -1,5 +1,5 @@
 """The Open Inference Protocol over gRPC (`inference.GRPCInferenceService`), on the generated stubs that
-tritonclient[grpc] ships (no hand-written protobuf). Shares validation and outputs with HTTP (`inference`).
+tritonclient[grpc] ships (no hand-written protobuf). Decodes, calls `dataplane.DataPlane` (as HTTP does) and encodes.
 
 Implemented: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelConfig, ModelInfer (raw
 or typed input contents; outputs always as raw_output_contents, which is what tritonclient reads).
@@ -15,11 +15,9 @@ import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from .. import __version__
-from .inference import infer_observed, select_outputs, validate_input
+from .dataplane import DataPlane
 from .limits import ServeLimits
-from .metrics import GRPC_TO_HTTP, UNKNOWN_MODEL, ServeMetrics
-from .model import ServedModel, model_config
+from .metrics import GRPC_TO_HTTP, UNKNOWN_MODEL
 from .protocol import NP_TO_DTYPE, InferRequest, ProtocolError, RequestedOutput, decode_tensor
 
 _log = logging.getLogger("dirac_deploy.serve")
@@ -53,63 +51,65 @@ def request_from_proto(request) -> InferRequest:
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics, max_body_bytes: int = 64 << 20):
-        self.models, self.metrics, self.max_body_bytes = models, metrics, max_body_bytes
+    """The gRPC transport of `DataPlane`: each RPC decodes, asks the data plane, encodes (a `ProtocolError`'s
+    HTTP status becomes NOT_FOUND or INVALID_ARGUMENT)."""
+
+    def __init__(self, plane: DataPlane):
+        self.plane, self.metrics = plane, plane.metrics
 
     async def ServerLive(self, request, context):
-        return pb.ServerLiveResponse(live=True)
+        return pb.ServerLiveResponse(live=self.plane.live())
 
     async def ServerReady(self, request, context):
-        return pb.ServerReadyResponse(ready=True)
+        return pb.ServerReadyResponse(ready=self.plane.ready())
 
     async def ModelReady(self, request, context):
-        return pb.ModelReadyResponse(ready=request.name in self.models)
+        return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name))
 
     async def ServerMetadata(self, request, context):
-        return pb.ServerMetadataResponse(name="dirac-deploy", version=__version__, extensions=["binary_tensor_data"])
+        meta = self.plane.server_metadata()
+        return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
 
-    async def _model(self, name, context) -> ServedModel:
-        if name not in self.models:
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                _details(f"unknown model '{name[:100]}'; served: {', '.join(sorted(self.models))}"))
-        return self.models[name]
+    async def _lookup(self, name, context) -> None:
+        try:
+            self.plane.model(name)
+        except ProtocolError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, _details(str(e)))
 
     async def ModelMetadata(self, request, context):
-        model = await self._model(request.name, context)
-        described = model.metadata()
+        await self._lookup(request.name, context)
+        described = self.plane.model_metadata(request.name)
         tensors = [[pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
                     for t in described[kind]] for kind in ("inputs", "outputs")]
-        return pb.ModelMetadataResponse(name=model.name, versions=described["versions"], platform=described["platform"],
-                                        inputs=tensors[0], outputs=tensors[1])
+        return pb.ModelMetadataResponse(name=described["name"], versions=described["versions"],
+                                        platform=described["platform"], inputs=tensors[0], outputs=tensors[1])
 
     async def ModelConfig(self, request, context):
-        model = await self._model(request.name, context)
-        return pb.ModelConfigResponse(config=model_config(model, self.max_body_bytes))
+        await self._lookup(request.name, context)
+        return pb.ModelConfigResponse(config=self.plane.model_config(request.name))
 
     async def ModelInfer(self, request, context):
         start = time.perf_counter()
-        if request.model_name not in self.models:
+        name = request.model_name
+        if not self.plane.model_ready(name):
             self.metrics.count(UNKNOWN_MODEL, "grpc", GRPC_TO_HTTP["NOT_FOUND"])
-        model = await self._model(request.model_name, context)
+        await self._lookup(name, context)
         try:
-            req = request_from_proto(request)
-            x = validate_input(model, req)
-            logits, _ = await infer_observed(model, x, self.metrics)
-            outputs = select_outputs(model, req, logits)
+            result = await self.plane.infer(name, request_from_proto(request))
         except ProtocolError as e:
-            self.metrics.count(model.name, "grpc", GRPC_TO_HTTP["INVALID_ARGUMENT"])
+            self.metrics.count(name, "grpc", GRPC_TO_HTTP["INVALID_ARGUMENT"])
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _details(str(e)))
         except Exception as e:  # a bug or a runtime failure: answer INTERNAL, log, keep serving
-            _log.exception("gRPC infer on model %r failed", model.name)
-            self.metrics.count(model.name, "grpc", GRPC_TO_HTTP["INTERNAL"])
+            _log.exception("gRPC infer on model %r failed", name)
+            self.metrics.count(name, "grpc", GRPC_TO_HTTP["INTERNAL"])
             await context.abort(grpc.StatusCode.INTERNAL, _details(f"inference failed: {type(e).__name__}: {e}"))
-        response = pb.ModelInferResponse(model_name=model.name, model_version="1", id=request.id)
-        for name, arr, _ in outputs:
+        response = pb.ModelInferResponse(model_name=name, model_version="1", id=request.id)
+        for out, arr, _ in result.outputs:
             arr = np.ascontiguousarray(arr)
-            response.outputs.add(name=name, datatype=NP_TO_DTYPE[arr.dtype], shape=list(arr.shape))
+            response.outputs.add(name=out, datatype=NP_TO_DTYPE[arr.dtype], shape=list(arr.shape))
             response.raw_output_contents.append(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
-        self.metrics.count(model.name, "grpc", GRPC_TO_HTTP["OK"])
-        self.metrics.observe(model.name, time.perf_counter() - start)
+        self.metrics.count(name, "grpc", GRPC_TO_HTTP["OK"])
+        self.metrics.observe(name, time.perf_counter() - start)
         return response
 
 
@@ -119,8 +119,7 @@ def _details(text: str) -> str:
     return text if len(text) <= 1000 else text[:1000] + " ..."
 
 
-async def start_grpc(models: dict[str, ServedModel], address: str, metrics: ServeMetrics,
-                     limits: ServeLimits = ServeLimits()) -> grpc.aio.Server:
+async def start_grpc(plane: DataPlane, address: str) -> grpc.aio.Server:
     """Start a grpc.aio server on the running event loop (the HTTP server's); the caller stops it.
 
     Requests larger than `limits.max_body_bytes` (the HTTP body limit) are refused by gRPC with
@@ -129,6 +128,7 @@ async def start_grpc(models: dict[str, ServedModel], address: str, metrics: Serv
     `max_inflight_bytes // max_body_bytes` calls run at once (others get RESOURCE_EXHAUSTED), so requests held
     in memory stay within the same budget as HTTP's.
     """
+    limits: ServeLimits = plane.limits
     max_body_bytes = limits.max_body_bytes
     server = grpc.aio.server(maximum_concurrent_rpcs=max(1, limits.max_inflight_bytes // max_body_bytes),
                              options=[("grpc.max_receive_message_length", max_body_bytes),
@@ -138,7 +138,7 @@ async def start_grpc(models: dict[str, ServedModel], address: str, metrics: Serv
                                       ("grpc.max_connection_idle_ms", 60_000),
                                       ("grpc.max_metadata_size", 16 << 10),
                                       ("grpc.max_allowed_incoming_connections", limits.max_connections)])
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(models, metrics, max_body_bytes), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(plane), server)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot bind gRPC to {address}")
     await server.start()

@@ -20,10 +20,8 @@ import logging
 import re
 import time
 
-from .inference import infer_observed, select_outputs, validate_input
-from .limits import ServeLimits
-from .metrics import UNKNOWN_MODEL, ServeMetrics
-from .model import ServedModel
+from .dataplane import DataPlane
+from .metrics import UNKNOWN_MODEL
 from .protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
 
 _PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$")
@@ -57,8 +55,11 @@ async def _send_error(send, status: int, message: str) -> None:
 
 
 class InferEndpoint:
-    def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics, limits: ServeLimits):
-        self.models, self.metrics = models, metrics
+    """The HTTP transport of `DataPlane.infer`: the body read under the limits, decoded, answered."""
+
+    def __init__(self, plane: DataPlane):
+        self.plane, self.models, self.metrics = plane, plane.models, plane.metrics
+        limits = plane.limits
         self.max_body_bytes, self.body_timeout = limits.max_body_bytes, limits.body_timeout
         self.max_json_bytes, self.min_body_rate = limits.max_json_bytes, limits.min_body_rate
         # request bodies held in memory at once, over all connections (the server's main memory bound)
@@ -102,17 +103,14 @@ class InferEndpoint:
         status = 500
         held = [0]  # bytes of this request's body counted in `inflight_bytes`, released when it is answered
         try:
-            if name not in self.models:
-                raise ProtocolError(f"unknown model '{name}'; served: {', '.join(sorted(self.models))}", status=404)
-            model = self.models[name]
+            self.plane.model(name)  # an unknown model is a 404 before its body is read
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             body = await self._body(receive, headers.get("content-length"), held)
             t_body = time.perf_counter()
             req = parse_infer_request(body, headers.get(HEADER_LENGTH), self.max_json_bytes)
-            x = validate_input(model, req)
-            logits, run = await infer_observed(model, x, self.metrics)
-            t_inferred = time.perf_counter()
-            payload, out_headers = encode_infer_response(name, req.id, select_outputs(model, req, logits))
+            result = await self.plane.infer(name, req)
+            run, t_inferred = result.run, time.perf_counter()
+            payload, out_headers = encode_infer_response(name, req.id, result.outputs)
             steps = (("receive", t_body - start), ("parse", run["submitted"] - t_body),
                      ("queue", run["start"] - run["submitted"]),  # hop to an instance thread (+ waiting for one)
                      ("infer", run["end"] - run["start"]), ("resume", t_inferred - run["end"]),  # hop back

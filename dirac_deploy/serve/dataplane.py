@@ -1,17 +1,84 @@
-"""What an infer call does with a decoded request, independent of transport (HTTP or gRPC):
-check the input against the model, run it with metrics, and pick the outputs (logits, and top_k
-indices/scores on request)."""
+"""The Open Inference Protocol without a transport: what every front end asks of the served models.
+
+`DataPlane` answers lookup, liveness and readiness, server and model metadata, the model config, and infer
+(validate the decoded request against the model -> run it on the model's instances with queue and compute
+recorded -> select the outputs asked for: logits, and top_k indices/scores on request). The HTTP infer handler
+(`infer_http`), the FastAPI routes (`app`) and the gRPC servicer (`grpc_service`) only decode, call it and
+encode; Ray's replicas serve those same front ends over one `DataPlane`. Errors are `ProtocolError`s carrying
+the HTTP status, which gRPC maps to its codes. (MLServer's `handlers/dataplane.py` is the same split.)
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
+from .. import __version__
 from ..spec import INPUT_NAME, OUTPUT_NAME
+from .limits import ServeLimits
 from .metrics import ServeMetrics
-from .model import ServedModel
+from .model import ServedModel, model_config
 from .protocol import InferRequest, ProtocolError
+
+EXTENSIONS = ("binary_tensor_data",)
+
+
+@dataclass
+class InferResult:
+    """What infer produced: (name, array, binary?) per output asked for, and the run's timing in
+    perf_counter seconds ("submitted", "start", "end"; "images": the batch it ran in)."""
+
+    outputs: list[tuple[str, np.ndarray, bool]]
+    run: dict
+
+
+class DataPlane:
+    """The served models behind every protocol front end, with the metrics they share."""
+
+    def __init__(self, models: dict[str, ServedModel], metrics: ServeMetrics | None = None,
+                 limits: ServeLimits | None = None):
+        self.models = models
+        self.metrics = metrics if metrics is not None else ServeMetrics()
+        self.limits = limits or ServeLimits()
+
+    def model(self, name: str) -> ServedModel:
+        """The served model `name`, or ProtocolError 404 naming the ones served."""
+        if name not in self.models:
+            raise ProtocolError(f"unknown model '{name[:100]}'; served: {', '.join(sorted(self.models))}", status=404)
+        return self.models[name]
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        """Every model is loaded and verified before the server accepts a connection."""
+        return True
+
+    def model_ready(self, name: str) -> bool:
+        return name in self.models
+
+    def server_metadata(self) -> dict:
+        return {"name": "dirac-deploy", "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def model_metadata(self, name: str) -> dict:
+        return self.model(name).metadata()
+
+    def model_config(self, name: str):
+        """Triton's `ModelConfig` protobuf (`serve.model.model_config`) under this server's body limit."""
+        return model_config(self.model(name), self.limits.max_body_bytes)
+
+    async def infer(self, name: str, req: InferRequest) -> InferResult:
+        """Validate -> run (queue, compute and batch size recorded in the metrics) -> select outputs.
+
+        Raises:
+            ProtocolError: an unknown model (404), or an input or output request the model cannot take (400).
+        """
+        model = self.model(name)
+        x = validate_input(model, req)
+        logits, run = await infer_observed(model, x, self.metrics)
+        return InferResult(select_outputs(model, req, logits), run)
 
 TOP_K_OUTPUTS = ("top_k_indices", "top_k_scores")
 
