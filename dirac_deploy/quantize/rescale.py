@@ -117,6 +117,47 @@ def _spatial_mean(node, inits: dict) -> bool:
     return axes is not None and sorted(int(a) % 4 for a in axes) == [2, 3]
 
 
+def _ensure_bias(model, inits: dict, node, channels: int) -> None:
+    """A zero bias for a conv that has none (the unit form divides every conv's bias by its d)."""
+    if len(node.input) > 2:
+        return
+    from onnx import numpy_helper
+
+    bias = node.input[1] + "_bias"
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(channels, np.float32), bias))
+    inits[bias] = model.graph.initializer[-1]
+    node.input.append(bias)
+
+
+def _residual_nodes(model, node, extra: int) -> list:
+    """The conv as learned conv + input: the conv writes `<out>_learned`, and an `Add` of its input (zero-padded
+    by `extra` channels for a widening conv) writes `<out>`, so every consumer keeps its tensor name."""
+    from onnx import helper, numpy_helper
+
+    out = node.output[0]
+    node.output[0] = out + LEARNED_SUFFIX
+    nodes, identity = [node], node.input[0]
+    if extra:
+        pads = node.name + "_widen_pads"
+        model.graph.initializer.append(numpy_helper.from_array(np.array([0, 0, 0, 0, 0, extra, 0, 0], np.int64), pads))
+        nodes.append(helper.make_node("Pad", [identity, pads], [out + "_identity"], name=node.name + "_widen"))
+        identity = out + "_identity"
+    nodes.append(helper.make_node("Add", [out + LEARNED_SUFFIX, identity], [out], name=node.name + "_residual"))
+    return nodes
+
+
+def _gemm_absorbing(node, inits: dict, e: np.ndarray | None) -> np.ndarray:
+    """The classifier's weight with the scale `e` of its input absorbed along its input features (float64)."""
+    from onnx import numpy_helper
+
+    if node.input[1] not in inits:
+        raise _refuse(node, "its weight is computed, not stored")
+    w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+    if e is None:
+        return w
+    return absorb_input_scale(w, e) if _ints(node, "transB", 0) else absorb_input_scale(w.T, e).T
+
+
 def unit_residual(model, residual: set[str] | None = None) -> Rescaled:
     """A copy of the fp32 chain `model` in the unit-residual form (module docstring), same outputs.
     `residual`: the conv nodes to write as learned conv + input (None: every one that can carry the identity);
@@ -126,7 +167,7 @@ def unit_residual(model, residual: set[str] | None = None) -> Rescaled:
         RescaleError: a scaled activation reaches an op that does not commute with a positive per-channel
             scale, or a conv the rewrite cannot express (named).
     """
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     model = copy.deepcopy(model)
     inits = {t.name: t for t in model.graph.initializer}
@@ -148,8 +189,6 @@ def unit_residual(model, residual: set[str] | None = None) -> Rescaled:
             if e is not None and _ints(n, "group", 1) != 1:
                 raise _refuse(n, "a grouped conv fed a scaled input")
             w = absorb_input_scale(array(n.input[1]), e)
-            o = w.shape[0]
-            b = array(n.input[2]) if len(n.input) > 2 else None
             if n.input[0] in graph_inputs or not can_carry_identity(n, w.shape):  # the stem holds no identity
                 store(n.input[1], w)
                 nodes.append(n)
@@ -161,36 +200,16 @@ def unit_residual(model, residual: set[str] | None = None) -> Rescaled:
                 nonpositive[n.name] = bad
             as_residual = residual is None or n.name in residual
             store(n.input[1], unit_residual_weight(w, d, as_residual))
-            if b is None:
-                bias = n.input[1] + "_bias"
-                model.graph.initializer.append(numpy_helper.from_array(np.zeros(o, np.float32), bias))
-                inits[bias] = model.graph.initializer[-1]
-                n.input.append(bias)
-                b = np.zeros(o)
-            store(n.input[2], b / d)
+            _ensure_bias(model, inits, n, w.shape[0])
+            store(n.input[2], array(n.input[2]) / d)
             scale[n.output[0]] = d
-            if not as_residual:
+            if as_residual:
+                rewritten.append(n.name)
+                nodes += _residual_nodes(model, n, w.shape[0] - w.shape[1])
+            else:
                 nodes.append(n)
-                continue
-            rewritten.append(n.name)
-            out = n.output[0]
-            n.output[0] = out + LEARNED_SUFFIX
-            nodes.append(n)
-            identity, extra = n.input[0], o - w.shape[1]
-            if extra:
-                pads = n.name + "_widen_pads"
-                model.graph.initializer.append(
-                    numpy_helper.from_array(np.array([0, 0, 0, 0, 0, extra, 0, 0], np.int64), pads))
-                nodes.append(helper.make_node("Pad", [identity, pads], [out + "_identity"], name=n.name + "_widen"))
-                identity = out + "_identity"
-            nodes.append(helper.make_node("Add", [out + LEARNED_SUFFIX, identity], [out], name=n.name + "_residual"))
         elif n.op_type == "Gemm":
-            if n.input[1] not in inits:
-                raise _refuse(n, "its weight is computed, not stored")
-            w = array(n.input[1])
-            if e is not None:
-                w = absorb_input_scale(w, e) if _ints(n, "transB", 0) else absorb_input_scale(w.T, e).T
-            store(n.input[1], w)
+            store(n.input[1], _gemm_absorbing(n, inits, e))
             nodes.append(n)
             scale[n.output[0]] = None
         elif e is None:

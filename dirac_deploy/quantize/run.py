@@ -249,15 +249,7 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     target = target or {".xml": "openvino", ".onnx": "onnxruntime"}.get(output.suffix, DEFAULT_TARGET[precision])
     check_combination(precision, method, target)
     method = method or DEFAULT_METHOD[(precision, target)]
-    if not 0 <= min_agreement <= 1 or not 0 <= max_accuracy_drop <= 100:
-        raise OptionError("--min-agreement must be in 0..1 and --max-accuracy-drop in 0..100 (points)")
-    if min_sqnr_db is not None and not math.isfinite(min_sqnr_db):
-        raise OptionError(f"--min-sqnr-db must be a finite number of dB, got {min_sqnr_db}")
-    if not math.isfinite(min_speedup) or min_speedup < 0 or speed_batch < 1:
-        raise OptionError(f"--min-speedup must be a finite number >= 0 (got {min_speedup}) and --speed-batch >= 1 "
-                          f"(got {speed_batch})")
-    if not 0.1 <= crop_fraction <= 1:
-        raise OptionError(f"--crop-fraction must be in 0.1..1, got {crop_fraction}")
+    _check_thresholds(min_agreement, max_accuracy_drop, min_sqnr_db, min_speedup, speed_batch, crop_fraction)
     suffix = ".xml" if target == "openvino" else ".onnx"
     if output.suffix != suffix:
         hint = ""
@@ -316,6 +308,20 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         written = _write_ir(art, output, loaded.provenance, probe_inputs(2, loaded.input_shape))
     calibrated = cal.source if precision == "int8" else f"none ({precision} is not calibrated)"
     return QuantizeReport(model_path, loaded.name, art, calibrated, written, features.to_dict())
+
+
+def _check_thresholds(min_agreement: float, max_accuracy_drop: float, min_sqnr_db: float | None,
+                      min_speedup: float, speed_batch: int, crop_fraction: float) -> None:
+    """The proof's thresholds in range, before anything is read."""
+    if not 0 <= min_agreement <= 1 or not 0 <= max_accuracy_drop <= 100:
+        raise OptionError("--min-agreement must be in 0..1 and --max-accuracy-drop in 0..100 (points)")
+    if min_sqnr_db is not None and not math.isfinite(min_sqnr_db):
+        raise OptionError(f"--min-sqnr-db must be a finite number of dB, got {min_sqnr_db}")
+    if not math.isfinite(min_speedup) or min_speedup < 0 or speed_batch < 1:
+        raise OptionError(f"--min-speedup must be a finite number >= 0 (got {min_speedup}) and --speed-batch >= 1 "
+                          f"(got {speed_batch})")
+    if not 0.1 <= crop_fraction <= 1:
+        raise OptionError(f"--crop-fraction must be in 0.1..1, got {crop_fraction}")
 
 
 def _prove_speed(art: Artifact, fp32, input_shape, features, *, min_speedup: float, speed_batch: int,

@@ -145,6 +145,22 @@ def _params(value, what: str) -> dict:
     return value
 
 
+def _requested_outputs(raw, binary_default: bool) -> list[RequestedOutput] | None:
+    """The request's 'outputs' (None: all of them), each binary when its own `binary_data` or the request's
+    `binary_data_output` says so."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise ProtocolError("'outputs' must be a list")
+    outputs = []
+    for o in raw:
+        if not isinstance(o, dict) or not isinstance(o.get("name"), str):
+            raise ProtocolError("each requested output needs a 'name'")
+        oparams = _params(o.get("parameters"), f"output '{o['name'][:100]}': 'parameters'")
+        outputs.append(RequestedOutput(o["name"], bool(oparams.get("binary_data", binary_default))))
+    return outputs
+
+
 def parse_infer_request(body: bytes, header_length: str | None,
                         max_json_bytes: int = DEFAULT_MAX_JSON_BYTES) -> InferRequest:
     """Decode an HTTP v2 infer request (JSON or binary extension) into numpy tensors.
@@ -186,16 +202,7 @@ def parse_infer_request(body: bytes, header_length: str | None,
     if offset != len(binary):
         raise ProtocolError(f"{len(binary) - offset} binary bytes after the last input are not accounted for")
     params = _params(header.get("parameters"), "'parameters'")
-    outputs = None
-    if header.get("outputs") is not None:
-        if not isinstance(header["outputs"], list):
-            raise ProtocolError("'outputs' must be a list")
-        outputs = []
-        for o in header["outputs"]:
-            if not isinstance(o, dict) or not isinstance(o.get("name"), str):
-                raise ProtocolError("each requested output needs a 'name'")
-            oparams = _params(o.get("parameters"), f"output '{o['name'][:100]}': 'parameters'")
-            outputs.append(RequestedOutput(o["name"], bool(oparams.get("binary_data", params.get("binary_data_output", False)))))
+    outputs = _requested_outputs(header.get("outputs"), bool(params.get("binary_data_output", False)))
     request_id = header.get("id")
     return InferRequest(None if request_id is None else str(request_id)[:200], inputs, outputs, params,
                         bool(params.get("binary_data_output", False)))
