@@ -49,12 +49,11 @@ image-test: install
 wheel-test: install
 	$(BIN)/python -m pytest -q -rs -m wheel tests/test_wheel.py
 
-# Layers run one way (import-linter contracts in pyproject.toml), ruff's rule set, and mypy on the core.
+# Layers run one way (import-linter contracts in pyproject.toml), ruff's rule set, and mypy on the whole package.
 lint: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check dirac_deploy tests benchmarks scripts converters
-	$(BIN)/mypy dirac_deploy/artifacts dirac_deploy/kernels.py dirac_deploy/spec.py dirac_deploy/folding dirac_deploy/runtimes \
-		dirac_deploy/export/targets.py dirac_deploy/kinds.py dirac_deploy/timing.py dirac_deploy/serving.py
+	$(BIN)/mypy dirac_deploy
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info

@@ -76,6 +76,7 @@ def demo_fold(out_dir: str | Path) -> DemoFold:
     report = fold_checkpoint(ckpt, out_dir / "digits_plain.pth")
     x, y = load_holdout()
     unfolded = load_checkpoint(ckpt).model
+    assert report.output is not None  # fold_checkpoint was given an output
     folded = load_plain(report.output)
     p_unfolded, p_folded = _predict(unfolded, x), _predict(folded, x)
     return DemoFold(report, float((p_unfolded == y).float().mean()), float((p_folded == y).float().mean()),

@@ -186,7 +186,10 @@ def transaction():
             _TRANSACTION.reset(token)
 
 
-def write_all(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
+Writer = Callable[[Path], object]  # writes one output into the temporary path it is given
+
+
+def write_all(writes: dict[Path, Writer]) -> list[Path]:
     """Write several outputs all or nothing: every `write(tmp)` runs on a temp file beside its target first,
     and only when all succeeded are they renamed into place. On any error every temp file is removed and no
     target is touched; if a rename itself fails (a target that cannot be replaced), the targets already
@@ -245,7 +248,7 @@ def _publish_all(staged: list[tuple[Path, Path]]) -> None:
             backup.unlink(missing_ok=True)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Writer) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`.
 
     Readers never see a half-written file, and on any error the temporary file is removed and `path` is
@@ -254,7 +257,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return write_all({Path(path): write})[0]
 
 
-def write_with_dirs(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
+def write_with_dirs(writes: dict[Path, Writer]) -> list[Path]:
     """`write_all`, creating missing parent directories first and removing the ones it created on failure."""
     created: list[Path] = []
     try:

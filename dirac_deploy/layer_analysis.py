@@ -96,9 +96,10 @@ def analyze_chain(plain: nn.Sequential, input_shape: tuple[int, int, int], *, ba
             sv = None
             if m.stride == (1, 1) and m.groups == 1 and m.dilation == (1, 1):
                 sv = conv_singular_values(m.weight, sizes[name])
-            smax = None if sv is None else float(sv.max())
-            smin = None if sv is None else float(sv.min())
-            cond = None if sv is None else (smax / smin if smin > 0 else float("inf"))
+            smax = smin = cond = None
+            if sv is not None:
+                smax, smin = float(sv.max()), float(sv.min())
+                cond = smax / smin if smin > 0 else float("inf")
             dom = identity_dominance(m.weight) if m.weight.dim() == 4 else np.zeros(1)
             stats.append(LayerStats(name, tuple(m.weight.shape), sizes[name], identity_distance(m.weight),
                                     float(np.median(dom)), float(dom.max()), smax, cond, rms))
@@ -118,7 +119,7 @@ def plot_layers(stats: list[LayerStats], path, title: str):
 
     idx = list(range(len(stats)))
     fig, axes = plt.subplots(2, 3, figsize=(16, 7), sharex=True)
-    panels = [("identity distance ||W - c delta|| / ||W||", [s.identity_distance for s in stats], False),
+    panels: list[tuple[str, list, bool]] = [("identity distance ||W - c delta|| / ||W||", [s.identity_distance for s in stats], False),
               ("identity dominance, median over output channels", [s.identity_dominance for s in stats], True),
               ("identity dominance, max over output channels (int8 limit 127)",
                [s.identity_dominance_max for s in stats], True),

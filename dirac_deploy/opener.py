@@ -119,7 +119,7 @@ def _open_torch_file(read: ModelFile, options: LoadOptions, check_batch: int, me
     assert report.plain is not None and report.proof is not None  # fold_loaded returns both or raises
     return plain_artifact(path, report.plain, plain_provenance(loaded, report.proof, options.ncrelu),
                           origin="checkpoint", source=f"checkpoint ({report.layout}), folded and verified",
-                          unfolded=None if loaded.folded_source else loaded.model, fold=report)
+                          unfolded=None if loaded.folded_source else loaded.unfolded, fold=report)
 
 
 def inspect_file(path: str | Path, options: LoadOptions | None = None) -> InspectReport | FileReport:

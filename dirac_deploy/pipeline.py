@@ -123,7 +123,7 @@ def _inspect(loaded: LoadedCheckpoint, measure: bool = True) -> dict:
     spec = loaded.spec
     source_model = loaded.model
     if loaded.folded_source:  # count the source's own tensors (in its own form), not the transcription's copy
-        ops = folded_source_ops(spec, loaded.folded_state_dict, f"{loaded.layout} checkpoint")
+        ops = folded_source_ops(*loaded.folded(), f"{loaded.layout} checkpoint")
         source_model = to_plain(name_activations(ops))
     return dict(path=loaded.path, sha256=loaded.sha256, layout=loaded.layout,
                 layout_description=loaded.layout_description, spec=spec, folded_source=loaded.folded_source,
@@ -134,8 +134,7 @@ def _inspect(loaded: LoadedCheckpoint, measure: bool = True) -> dict:
 def _folded_chain(loaded: LoadedCheckpoint, ncrelu: str) -> PlainNet:
     """The plain chain of an already-folded source: its tensors (shapes checked against the spec), then the same
     exact rewrites as any fold (`folding.chain.canonicalize`)."""
-    return to_plain(canonicalize(folded_source_ops(loaded.spec, loaded.folded_state_dict,
-                                                   f"{loaded.layout} checkpoint"), ncrelu))
+    return to_plain(canonicalize(folded_source_ops(*loaded.folded(), f"{loaded.layout} checkpoint"), ncrelu))
 
 
 def plain_provenance(loaded: LoadedCheckpoint, proof: Proof, ncrelu: str = "keep") -> Provenance:
@@ -167,7 +166,7 @@ def fold_loaded(loaded: LoadedCheckpoint, *, check_batch: int = 4, seed: int = 0
         if not proof.ok:
             raise EquivalenceError(f"remapped {spec.name} does not reproduce the source: {proof.describe()}")
     else:
-        result = fold(loaded.model, check_batch=check_batch, seed=seed, rtol=rtol, ncrelu=ncrelu)
+        result = fold(loaded.unfolded, check_batch=check_batch, seed=seed, rtol=rtol, ncrelu=ncrelu)
         plain, proof = result.plain, result.proof
         info["notes"] = info["notes"] + result.notes
     return FoldReport(**info, parameters_after=count_parameters(plain),
@@ -199,5 +198,6 @@ def fold_checkpoint(path: str | Path, output: str | Path | None = None, options:
     loaded = checkpoint_from_object(load_torch_file(path, trust=options.trust_checkpoint), path, options)
     report = fold_loaded(loaded, check_batch=check_batch, seed=seed, rtol=rtol, ncrelu=options.ncrelu)
     if output is not None:
+        assert report.plain is not None and report.proof is not None  # fold_loaded returns both or raises
         report.output = save_plain(output, report.plain, plain_provenance(loaded, report.proof, options.ncrelu))
     return report

@@ -21,10 +21,12 @@ def served_artifact(source: ModelSource, runtime: str, options=None):
     kind = source.kind or kind_of(source.path)
     if not kind.needs_torch:
         return read_deployed(source.path, kind)
+    from .artifacts.plain import PlainArtifact  # torch from here on
     from .export.from_file import onnx_artifact
-    from .opener import open_artifact  # torch from here on
+    from .opener import open_artifact
 
     art = open_artifact(source.path, options, kind=kind)
+    assert isinstance(art, PlainArtifact)  # a PyTorch file opens as its chain
     return art if runtime == "torch" else onnx_artifact(art)
 
 

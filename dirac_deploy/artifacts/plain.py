@@ -23,7 +23,9 @@ from ..checkpoint.reading import load_torch_file
 from ..errors import CheckpointError, EquivalenceError, first_line
 from ..fileio import atomic_write
 from ..kinds import KINDS, ArtifactKind
+from ..models.dirac import DiracNet
 from ..models.plain import PlainNet
+from ..models.scaled_identity import ScaledIdentityNet
 from ..proof import DEFAULT_RTOL, Proof, compare_logits
 from ..runtimes import Runner
 from ..spec import MAX_INPUT_SIZE, LayerSpec
@@ -53,7 +55,7 @@ class PlainArtifact:
     num_classes: int
     origin: str = "plain file"
     source: str = "plain file"
-    unfolded: torch.nn.Module | None = None
+    unfolded: DiracNet | ScaledIdentityNet | None = None  # the model as trained, for a checkpoint
     fold: Any = None  # pipeline.FoldReport for a checkpoint
 
     kind: ClassVar[ArtifactKind] = KINDS["torch"]

@@ -55,7 +55,7 @@ class NumericFormat:
         model = copy.deepcopy(model).to(dtype=self.dtype)
         x = x.to(self.dtype)
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # accepted; stubs omit it
             x = x.contiguous(memory_format=torch.channels_last)
         return model, x
 

@@ -32,6 +32,7 @@ from ..folding.fold import fold
 from ..models.cifar_resnet import cifar_resnet
 from ..models.dirac import DiracNet
 from ..models.resnet import resnet
+from ..models.scaled_identity import ScaledIdentityNet
 from ..opener import open_artifact
 from ..spec import DiracNetSpec, imagenet_spec
 from ..summary import count_flops, count_parameters
@@ -136,8 +137,10 @@ def build_models(model_path: str | Path | None, depth: int, options: LoadOptions
     if model_path is None:
         spec = imagenet_spec(depth)
         torch.manual_seed(0)  # the same random net in every run, so runs can be compared
-        unfolded = calibrate_bn(DiracNet(spec), (3, 224, 224))
-        plain, provenance, absorbed = fold(unfolded).plain, Provenance(), None
+        random_net = DiracNet(spec)
+        calibrate_bn(random_net, (3, 224, 224))  # in place
+        unfolded: DiracNet | ScaledIdentityNet | None = random_net
+        plain, provenance, absorbed = fold(random_net).plain, Provenance(), None
         description = f"{spec.name}, random weights, BN calibrated on random images"
         input_shape, classes = (3, 224, 224), spec.num_classes
     else:

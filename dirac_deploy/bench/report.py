@@ -86,8 +86,8 @@ def headline_rows(records: list[dict]) -> list[Row]:
     keys = sorted({(where(r), r["batch"]) for r in records}, key=lambda k: (_order(k[0]), k[1]))
     rows = []
     for backend, batch in keys:
-        f = index.get((FOLDED, backend, batch))
-        ok = f is not None and f["status"] == "ok"
+        f = index.get((FOLDED, backend, batch)) or {}
+        ok = f.get("status") == "ok"
         row = Row(backend, batch, f["latency_ms"]["p50"] if ok else None)
         alternatives = [index.get((a, backend, batch)) for a in ALTERNATIVES]
         measured = [a for a in alternatives if a and a["status"] == "ok" and a.get("vs_folded")]
@@ -281,7 +281,7 @@ def _plot_lowp(ax, rows: list[LowpRow]) -> None:
     for j, batch in enumerate(batches):
         for i, name in enumerate(names):
             r = next((r for r in rows if r.name == name and r.batch == batch and r.speedup_vs_fp32_ort), None)
-            if r is None:
+            if r is None or r.speedup_vs_fp32_ort is None:
                 continue
             s = r.speedup_vs_fp32_ort
             y = i + (j - (len(batches) - 1) / 2) * height

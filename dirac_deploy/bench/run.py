@@ -15,6 +15,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -296,7 +297,7 @@ def _time_group(cfg: BenchConfig, models, backend: str, fmt: NumericFormat, batc
         progress(f"{name} / {where} / batch {batch}: prepare")
         try:
             call, seconds, mem = _measure_prepare(
-                lambda v=v: prepare(backend, device, v, models.input_shape, batch, threads, fmt), device,
+                partial(prepare, backend, device, v, models.input_shape, batch, threads, fmt), device,
                 cfg.warmup, sync)
         except Skip as e:
             recs[name] = _record(name, backend, device, batch, f"skipped: {e}", **extra)
@@ -374,7 +375,7 @@ def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchRe
             if art is not None and art.missing:
                 recs[name] = _record(variant, backend, "cpu", batch, f"skipped: {art.missing}", **base)
                 continue
-            call, seconds, mem = _measure_prepare(lambda art=art: prepare_call(art, folded.onnx, x, threads), "cpu",
+            call, seconds, mem = _measure_prepare(partial(prepare_call, art, folded.onnx, x, threads), "cpu",
                                                   cfg.warmup, sync)
             calls[name] = call
             recs[name] = _record(variant, backend, "cpu", batch, "ok", peak_mem_mb=mem, prepare_s=seconds, **base)

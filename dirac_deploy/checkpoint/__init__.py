@@ -44,6 +44,19 @@ class LoadedCheckpoint:
     def folded_source(self) -> bool:
         return self.folded_state_dict is not None
 
+    @property
+    def unfolded(self) -> DiracNet | ScaledIdentityNet:
+        """The model as trained, to fold (a folded source has none: its chain is read, not folded)."""
+        if not isinstance(self.model, (DiracNet, ScaledIdentityNet)):
+            raise TypeError(f"a {self.layout} checkpoint is already folded; it has no model to fold")
+        return self.model
+
+    def folded(self) -> tuple[DiracNetSpec, dict]:
+        """A folded source's architecture and tensors under plain-chain names (`folding.chain.folded_source_ops`)."""
+        if self.folded_state_dict is None or not isinstance(self.spec, DiracNetSpec):
+            raise TypeError(f"a {self.layout} checkpoint is not a folded DiracNet")
+        return self.spec, self.folded_state_dict
+
 
 def _describe_keys(obj) -> str:
     if not isinstance(obj, dict):
@@ -112,7 +125,7 @@ def recorded_input(obj, where) -> dict:
     if not isinstance(rec, Mapping):
         raise CheckpointError(f"{where}: 'normalization' is a {type(rec).__name__}, expected a dict of mean, std, "
                               f"input_size")
-    out = {}
+    out: dict[str, object] = {}
     for key in ("mean", "std"):
         v = rec.get(key)
         if v is not None:
@@ -192,7 +205,7 @@ def checkpoint_from_object(obj, path: str | Path, options: LoadOptions | None = 
                                 sd, raw.notes, _provenance(options, recorded, spec.stem))
     if raw.spec is not None:  # a layout that documents its architecture (input size and normalization too)
         spec = _checked(with_overrides(raw.spec, **{k: v for k, v in overrides.items() if k != "final_relu"}))
-        model = ScaledIdentityNet(spec)
+        model: nn.Module = ScaledIdentityNet(spec)
     else:
         _normalise_scales(sd)
         spec = _checked(infer_spec(sd, **overrides))

@@ -70,7 +70,8 @@ def console() -> Console:
     """A console for the current stdout, at most `PIPED_WIDTH` wide when piped, lines without trailing blanks.
     Quiet (-q) prints nothing here."""
     stream = sys.stdout
-    return Console(file=_TrimmedLines(stream), highlight=False, width=_width(stream), quiet=settings().quiet)
+    return Console(file=_TrimmedLines(stream), highlight=False,  # type: ignore[arg-type]  # a write()-er
+                   width=_width(stream), quiet=settings().quiet)
 
 
 def err_console() -> Console:

@@ -16,7 +16,7 @@ from ..artifacts.onnx import OnnxArtifact
 from ..artifacts.plain import PlainArtifact
 from ..checkpoint import LoadOptions
 from ..errors import ExportError
-from ..fileio import write_with_dirs
+from ..fileio import Writer, write_with_dirs
 from ..opener import open_artifact
 from ..pipeline import REPORT_VERSION
 from .fp16 import Fp16Finding
@@ -196,7 +196,7 @@ def execute_export(plan: ExportPlan, art: PlainArtifact | OnnxArtifact,
     result = verified_onnx(art, opset=plan.opset, check_batches=plan.check_batches, unfolded=unfolded)
     report = ExportReport(plan.model_path, art.source, art.name, result)
     ctx = ExportContext(plan, art, result, report, progress)
-    writes: dict[Path, object] = {}
+    writes: dict[Path, Writer] = {}
     for key, path in plan.outputs.items():
         writes.update(TARGETS[key].build(ctx, path))
     progress("writing")

@@ -66,7 +66,9 @@ class OnnxExport:
 
     def artifact(self, path: Path, input_shape: tuple[int, int, int], num_classes: int) -> OnnxArtifact:
         """The verified folded graph as an in-memory `OnnxArtifact` (`path`: the file it was made from)."""
-        return OnnxArtifact(Path(path), self.model, tuple(input_shape), num_classes,
+        assert self.model is not None, "a verified export always holds its folded graph"
+        c, h, w = input_shape
+        return OnnxArtifact(Path(path), self.model, (c, h, w), num_classes,
                             {p.key: p.value for p in self.model.metadata_props})
 
 
@@ -100,6 +102,8 @@ def to_onnx_proto(model: torch.nn.Module, example: torch.Tensor, *, opset: int, 
     except Exception as e:  # the exporter raises many types; all mean "could not export"
         first = first_line(e)
         raise ExportError(f"torch.onnx.export failed: {first[:300]}") from None
+    if program is None:  # the exporter returns None only when asked to write a file itself
+        raise ExportError("torch.onnx.export returned no program")
     model = program.model_proto
     written = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)
     if written != opset:  # the exporter falls back silently for opsets it does not implement

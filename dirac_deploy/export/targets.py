@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._optional import model_config_pb2, require
-from ..fileio import check_not_input, check_output_path
+from ..fileio import Writer, check_not_input, check_output_path
 
 if TYPE_CHECKING:
     from .from_file import ExportPlan, ExportReport
     from .onnx import OnnxExport
 
-Writer = Callable[[Path], object]
 
 
 @dataclass
@@ -123,7 +122,7 @@ def _triton(ctx: ExportContext, repo: Path) -> dict[Path, Writer]:
         repo, plan.model_name or "model", onnx_bytes=ctx.onnx_bytes, input_shape=art.input_shape,
         num_classes=art.num_classes, max_batch_size=plan.batch_range.max,
         preferred_batch_sizes=(plan.batch_range.opt,), plan_bytes=ctx.built.get("tensorrt"))
-    return writes  # type: ignore[return-value]
+    return writes
 
 
 TARGETS: dict[str, ExportTarget] = {t.key: t for t in (

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .._optional import model_config_pb2
 from ..errors import OutputPathError
+from ..fileio import Writer
 from ..spec import INPUT_NAME, OUTPUT_NAME
 
 
@@ -69,7 +70,7 @@ def repo_targets(repo: str | Path, name: str, *, with_plan: bool = False) -> lis
 
 def repo_files(repo: str | Path, name: str, *, onnx_bytes: bytes, input_shape: tuple[int, int, int],
                num_classes: int, max_batch_size: int = 32, preferred_batch_sizes: tuple[int, ...] = (8,),
-               plan_bytes: bytes | None = None) -> tuple[list[TritonModel], dict[Path, object]]:
+               plan_bytes: bytes | None = None) -> tuple[list[TritonModel], dict[Path, Writer]]:
     """The models of a Triton repository and the files to write for them ({path: writer(tmp)}), nothing written.
 
     Args:
@@ -90,7 +91,8 @@ def repo_files(repo: str | Path, name: str, *, onnx_bytes: bytes, input_shape: t
     entries = [(name, "onnxruntime_onnx", onnx_bytes, "model.onnx")]
     if plan_bytes is not None:
         entries.append((f"{name}_trt", "tensorrt_plan", plan_bytes, "model.plan"))
-    models, writes = [], {}
+    models: list[TritonModel] = []
+    writes: dict[Path, Writer] = {}
     targets = repo_targets(repo, name, with_plan=plan_bytes is not None)
     for (model_name, platform, data, _), (model_path, config_path) in zip(entries, targets):
         config = model_config(model_name, platform, input_shape, num_classes, max_batch_size, preferred_batch_sizes)

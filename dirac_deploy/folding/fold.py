@@ -49,7 +49,7 @@ def folded_plain(model: DiracNet | ScaledIdentityNet, ncrelu: str = "keep") -> t
     return to_plain(canonicalize(ops, ncrelu)), notes
 
 
-def fold(model: DiracNet, *, check_batch: int = 4, seed: int = 0, rtol: float = DEFAULT_RTOL,
+def fold(model: DiracNet | ScaledIdentityNet, *, check_batch: int = 4, seed: int = 0, rtol: float = DEFAULT_RTOL,
          input_size: int | None = None, ncrelu: str = "keep") -> FoldResult:
     """Fold `model` (eval mode) into a plain chain and verify it.
 

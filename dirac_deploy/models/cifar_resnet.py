@@ -66,4 +66,5 @@ def cifar_resnet(depth: int, widths: tuple[int, int, int] = (16, 32, 64), num_cl
     """ResNet-`depth` for CIFAR (depth = 6n + 2: 20, 32, 44, 56, 110, ...)."""
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1, got {depth}")
-    return CifarResNet((depth - 2) // 6, tuple(widths), num_classes, in_channels)
+    w1, w2, w3 = widths
+    return CifarResNet((depth - 2) // 6, (w1, w2, w3), num_classes, in_channels)

@@ -40,6 +40,7 @@ class DiracConv2d(nn.Module):
         self.alpha = nn.Parameter(torch.full((n_alpha,), float(alpha)))
         self.beta = nn.Parameter(torch.full((n_beta,), float(beta)))
         make_delta = dirac_delta_v1 if tiled_delta else dirac_delta
+        self.delta: torch.Tensor  # a buffer (moves with the module, is not trained)
         self.register_buffer("delta", make_delta(out_channels, in_channels, kernel_size))
 
     def equivalent_weight(self) -> torch.Tensor:
@@ -57,7 +58,7 @@ class DiracConv2d(nn.Module):
                                eps=0.0 if bn is None else bn.eps)
         conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, padding=self.padding, bias=b is not None)
         conv.weight.data.copy_(w)
-        if b is not None:
+        if b is not None and conv.bias is not None:
             conv.bias.data.copy_(b)
         return conv.to(self.weight.device)
 

@@ -295,7 +295,7 @@ def _read_arrays(path: Path, role: str, limit: int | None, where: str):
                 with archive.open(info) as stream:
                     arr = np.lib.format.read_array(stream, allow_pickle=False)
                 out[name] = arr[:limit] if limit is not None and name == key else arr
-            return out[key], out.get(lkey)
+            return out[key], out.get(lkey) if lkey else None
     except OptionError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError, NotImplementedError,

@@ -168,8 +168,8 @@ def conv_output_sqnr(fp32, quantized, plans: list[LayerPlan], x: np.ndarray) -> 
     fp32_tensors = {o for n in fp32.graph.node for o in n.output}
     relu_out = {n.output[0] for n in fp32.graph.node if n.op_type == "Relu"}
     by_name = {n.name: n.output[0] for n in quantized.graph.node if n.op_type == "Conv"}
-    tensor = {p.name: p.output if p.form == RESIDUAL else by_name.get(p.name) for p in plans}
-    tensor = {k: v for k, v in tensor.items() if v in fp32_tensors}
+    wanted = {p.name: p.output if p.form == RESIDUAL else by_name.get(p.name) for p in plans}
+    tensor: dict[str, str] = {k: v for k, v in wanted.items() if v is not None and v in fp32_tensors}
     names = sorted(set(tensor.values()))
     if not names:
         return [None] * len(plans)

@@ -78,7 +78,7 @@ class LowPrecisionProof:
         """The quantized layers whose outputs lose the most (a layer kept in fp32 only inherits its input's
         error, so it is never named)."""
         measured = [layer for layer in self.layers if layer.output_sqnr_db is not None and layer.form != "fp32"]
-        return sorted(measured, key=lambda layer: layer.output_sqnr_db)[:n]
+        return sorted(measured, key=lambda layer: layer.output_sqnr_db or 0.0)[:n]  # measured: never None
 
     def describe(self) -> str:
         acc = ""

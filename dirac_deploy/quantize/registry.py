@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from . import PRECISIONS  # noqa: F401  (the command line reads it from the impo
 
 @dataclass
 class Built:
-    model: object  # onnx.ModelProto or openvino.Model
+    model: Any  # onnx.ModelProto or openvino.Model (imported where used)
     logits: np.ndarray
     plans: list | None = None  # int8.LayerPlan per conv (identity / naive int8)
     int8_types: str | None = None  # "s8s8", "u8s8", "u8s7" or "u8u8" (activations, weights; s7: 7-bit weights)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class Artifact:
     precision: str
     method: str
     target: str
-    model: object  # onnx.ModelProto or openvino.Model
+    model: Any  # onnx.ModelProto or openvino.Model (imported where used)
     proof: LowPrecisionProof
     int8_types: str | None = None
 

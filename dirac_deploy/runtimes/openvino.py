@@ -63,9 +63,11 @@ def compiled(model: Any, *, threads: int | None = None, batch: int | None = None
     return ov.Core().compile_model(net, "CPU", config)
 
 
-def record_hint(model: Any, hint: str) -> Any:
-    """Record the CPU inference precision hint ("f32" or "bf16") in the model's runtime options."""
-    model.set_rt_info(hint, RECORDED)
+def record_hint(model: Any, hint: str | None) -> Any:
+    """Record the CPU inference precision hint ("f32" or "bf16") in the model's runtime options (None: none
+    recorded, so the plugin's default applies, as `hint_for` says)."""
+    if hint is not None:
+        model.set_rt_info(hint, RECORDED)
     return model
 
 

@@ -224,7 +224,7 @@ def encode_infer_response(model_name: str, request_id: str | None, outputs: list
     chunks = []
     for name, arr, binary in outputs:
         arr = np.ascontiguousarray(arr)
-        entry = {"name": name, "datatype": NP_TO_DTYPE[arr.dtype], "shape": list(arr.shape)}
+        entry: dict[str, object] = {"name": name, "datatype": NP_TO_DTYPE[arr.dtype], "shape": list(arr.shape)}
         if binary:
             raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}

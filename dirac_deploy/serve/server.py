@@ -111,7 +111,10 @@ def run_server(models: dict[str, ServedModel], host: str, port: int, *, limits: 
     # httptools (the serve extra installs it) through a subclass that adds the connection cap, the header
     # timeout and JSON errors. The loop stays asyncio: uvloop is optional and has crashed other servers.
     config = uvicorn.Config(app, host=host, port=port, http=guarded_protocol(limits), log_level="warning",
-                            timeout_graceful_shutdown=limits.drain_seconds, timeout_keep_alive=limits.keep_alive,
+                            # both are asyncio timeouts inside uvicorn, where fractions of a second work; its
+                            # annotations say int
+                            timeout_graceful_shutdown=limits.drain_seconds,  # type: ignore[arg-type]
+                            timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]
                             loop="asyncio")
 
     class Server(uvicorn.Server):
