@@ -46,11 +46,11 @@ def prepare_out_dir(path: str | Path) -> Path:
     """The demo's output directory, created if missing (its parent must exist)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OutputPathError(f"--out {path} exists and is not a directory; give a directory for the demo's files")
+        raise OutputPathError(f"`out` {path} exists and is not a directory; give a directory for the demo's files")
     try:
         path.mkdir(exist_ok=True)
     except OSError as e:
-        raise OutputPathError(f"cannot create --out directory {path}: {e.strerror}") from None
+        raise OutputPathError(f"cannot create `out` directory {path}: {e.strerror}") from None
     return path
 
 

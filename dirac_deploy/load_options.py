@@ -34,11 +34,11 @@ class LoadOptions:
 
     def __post_init__(self) -> None:
         if self.bn_eps is not None and not (math.isfinite(self.bn_eps) and 0 < self.bn_eps <= 1):
-            raise OptionError(f"--bn-eps {self.bn_eps!r}: batch-norm epsilon must be a finite number in (0, 1] "
+            raise OptionError(f"`bn_eps` {self.bn_eps!r}: batch-norm epsilon must be a finite number in (0, 1] "
                               f"(the original code uses 1e-5)")
         size = self.input_size
         if size is not None and not (isinstance(size, int) and 8 <= size <= MAX_INPUT_SIZE):
-            raise OptionError(f"--input-size {self.input_size!r}: must be an integer in 8..{MAX_INPUT_SIZE}")
+            raise OptionError(f"`input_size` {self.input_size!r}: must be an integer in 8..{MAX_INPUT_SIZE}")
         for name, values in (("mean", self.mean), ("std", self.std)):
             if values is None:
                 continue

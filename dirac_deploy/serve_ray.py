@@ -159,7 +159,7 @@ class Replica:
 
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"request of {size} bytes is larger than the limit "
-                                f"({self.limits.max_body_bytes} bytes, --max-body-mb)")
+                                f"({self.limits.max_body_bytes} bytes, `max_body_mb`)")
         return await getattr(self.grpc, method)(request, context)
 
     # The KServe v2 RPCs the plain server implements (ModelStreamInfer is not served), each routed by name.
@@ -236,7 +236,7 @@ Ray binds its gRPC proxy to [::], whatever `host` is).
         if isinstance(e, DiracDeployError):
             raise
         store_hint = (f"; a local cluster maps its object store in shared memory ({options.object_store_mb} MiB, "
-                      f"--ray-object-store-mb): under a memory or address-space limit, lower it") if local else ""
+                      f"`object_store_mb`): under a memory or address-space limit, lower it") if local else ""
         raise DiracDeployError(f"Ray Serve did not start: {type(e).__name__}: {first_line(e, 200)}"
                                f"{store_hint}") from None
     return f"http://{host}:{port}"
@@ -298,7 +298,7 @@ def parse_autoscale(text: str | None) -> tuple[int | None, int | None]:
     except ValueError:
         lo = hi = -1
     if not 0 <= lo <= hi or hi < 1:
-        raise OptionError(f"--autoscale {text!r}: expected MIN:MAX with 0 <= MIN <= MAX, MAX >= 1")
+        raise OptionError(f"`autoscale` {text!r}: expected MIN:MAX with 0 <= MIN <= MAX, MAX >= 1")
     return lo, hi
 
 
@@ -352,7 +352,7 @@ def run(request, events) -> bool:
         os._exit(0)
     try:
         grpc = (f" and gRPC on port {request.grpc_port} (Ray's gRPC proxy listens on every interface, whatever "
-                f"--host says)" if request.grpc_port else "")
+                f"`host` says)" if request.grpc_port else "")
         events.started(f"serving {len(request.models)} model argument(s) on {url}/v2{grpc} through Ray Serve "
                        f"(Ctrl-C or SIGTERM to stop)")
         stop.wait()

@@ -36,7 +36,7 @@ def count_flops(model: nn.Module, in_channels: int, size: int) -> int:
     except RuntimeError as e:
         first = first_line(e)
         raise OptionError(f"the model cannot run on {size}x{size} inputs ({first[:200]}); the input size is "
-                          f"probably too small for its pooling: choose a larger --input-size") from None
+                          f"probably too small for its pooling: choose a larger `input_size`") from None
     finally:
         for h in handles:
             h.remove()

@@ -54,7 +54,7 @@ def test_agreement_measures_bf16_against_fp32_and_calls_fp32_exact():
 
 
 def test_formats_other_than_fp32_need_the_gpu():
-    with pytest.raises(DiracDeployError, match="--device cuda.*--precision"):
+    with pytest.raises(DiracDeployError, match="`device='cuda'`.*`precision`"):
         run_benchmark(BenchConfig(device="cpu", formats=("fp16",), batches=(1,)))
     with pytest.raises(DiracDeployError, match="unknown format"):
         run_benchmark(BenchConfig(device="cpu", formats=("half",), batches=(1,)))

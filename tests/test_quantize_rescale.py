@@ -94,7 +94,7 @@ def test_non_positive_diagonals_stay_in_the_weight_and_stay_exact():
 
 
 def test_refuses_an_op_that_does_not_commute_with_a_positive_scale():
-    with pytest.raises(RescaleError, match=r"node 'ncrelu_neg' \(Neg\).*--ncrelu absorb"):
+    with pytest.raises(RescaleError, match=r"node 'ncrelu_neg' \(Neg\).*`ncrelu='absorb'`"):
         unit_residual(_chain(diag_first=np.ones(4, np.float32), extra_op="Neg"))
 
 

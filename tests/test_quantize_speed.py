@@ -78,7 +78,7 @@ def test_slowest_batch_decides_and_zero_turns_the_gate_off():
 
 
 def test_faster_alternative_names_a_command():
-    assert "--target openvino" in faster_alternative("int8", "onnxruntime")
+    assert "`target='openvino'`" in faster_alternative("int8", "onnxruntime")
     assert "GPU" in faster_alternative("fp16", "onnxruntime")
 
 

@@ -111,7 +111,7 @@ class PlainArtifact:
                 self.plain(torch.zeros(1, *shape))
         except (RuntimeError, ValueError, IndexError) as e:
             raise CheckpointError(f"{self.path}: the chain does not run on a {shape[0]}x{shape[1]}x{shape[2]} input "
-                                  f"({first_line(e)[:200]}); pass the size it was trained at with --input-size") from None
+                                  f"({first_line(e)[:200]}); pass the size it was trained at with `input_size`") from None
 
 
 def plain_artifact(path: Path, plain: PlainNet, provenance: Provenance, input_size: int | None = None,
@@ -127,7 +127,7 @@ def plain_artifact(path: Path, plain: PlainNet, provenance: Provenance, input_si
         else 224
     if not 1 <= size <= MAX_INPUT_SIZE:
         raise CheckpointError(f"{path}: metadata input_size {size!r} is not an image size (an integer in 1.."
-                              f"{MAX_INPUT_SIZE}); re-fold the checkpoint or pass --input-size")
+                              f"{MAX_INPUT_SIZE}); re-fold the checkpoint or pass `input_size`")
     first, last = plain.layers[0], plain.layers[-1]
     if first.kind != "conv" or last.kind != "linear":
         raise CheckpointError(f"{path}: a plain chain starts with a conv and ends with a linear layer; this one "

@@ -87,7 +87,7 @@ class Provenance:
         size = meta.get("input_size")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise CheckpointError(f"{where}: metadata input_size {size!r:.40} is not an image size (an integer); "
-                                  f"re-fold the checkpoint or pass --input-size")
+                                  f"re-fold the checkpoint or pass `input_size`")
         mean, std = (_floats(meta.get(k), k, where, channels) for k in ("mean", "std"))
         if std is not None and not all(v > 0 for v in std):
             raise CheckpointError(f"{where}: meta['std'] is {list(std)!r:.80}, expected {channels or 'n'} finite "

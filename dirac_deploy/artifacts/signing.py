@@ -126,7 +126,7 @@ def verify_signature(path: str | os.PathLike, public_key) -> dict:
     path = Path(path)
     sig = signature_path(path)
     if not sig.is_file():
-        raise SignatureError(f"{path} is not signed: no {sig.name} beside it (sign it with --sign-key when it is "
+        raise SignatureError(f"{path} is not signed: no {sig.name} beside it (sign it with `sign_key` when it is "
                              f"written)")
     if sig.stat().st_size > MAX_SIG_BYTES:
         raise SignatureError(f"{sig} is over {MAX_SIG_BYTES >> 10} KiB; not a signature")

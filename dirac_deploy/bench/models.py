@@ -176,7 +176,7 @@ def build_models(model_path: str | Path | None, depth: int, options: LoadOptions
 
     add(FOLDED, plain, folded_onnx(plain), "this project's folded chain; ONNX: `dirac-deploy export`")
     if absorbed is not None:
-        add(ABSORBED, absorbed, folded_onnx(absorbed), "the v1 fold with NCReLU absorbed (--ncrelu absorb): "
+        add(ABSORBED, absorbed, folded_onnx(absorbed), "the v1 fold with NCReLU absorbed (`ncrelu='absorb'`): "
                                                        "conv-ReLU only, twice the outputs before each NCReLU")
     unfolded_missing = ("MODEL is already folded; pass the checkpoint it was folded from to time the unfolded "
                         "model")

@@ -224,9 +224,9 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _ms
     """
     device = cfg.device
     if device == "cuda" and not torch.cuda.is_available():
-        raise DiracDeployError("--device cuda: no CUDA device is visible to torch here (torch "
+        raise DiracDeployError("`device='cuda'`: no CUDA device is visible to torch here (torch "
                                f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); run on a GPU machine "
-                               "or use --device cpu")
+                               "or use `device='cpu'`")
     if not cfg.batches or min(cfg.batches) < 1 or max(cfg.batches) > MAX_BENCH_BATCH:
         raise DiracDeployError(f"batch sizes must be in 1..{MAX_BENCH_BATCH}, got {list(cfg.batches)}")
     if cfg.rounds < 1:
@@ -235,8 +235,8 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _ms
     if bad or not cfg.formats:
         raise DiracDeployError(f"unknown format(s) {bad or '(none)'}; choose from {', '.join(FORMATS)}")
     if device != "cuda" and tuple(cfg.formats) != ("fp32",):
-        raise DiracDeployError(f"formats {', '.join(cfg.formats)} are for --device cuda (PyTorch on a GPU); on the "
-                               "CPU, low precision is --precision (int8/fp16/bf16 artifacts on ONNX Runtime and "
+        raise DiracDeployError(f"formats {', '.join(cfg.formats)} are for `device='cuda'` (PyTorch on a GPU); on the "
+                               "CPU, low precision is `precision` (int8/fp16/bf16 artifacts on ONNX Runtime and "
                                "OpenVINO)")
     threads = cfg.threads or os.cpu_count() or 1
     env_before = collect_env(device, threads)  # the load average before this process adds its own

@@ -105,14 +105,14 @@ def load_torch_file(path: str | Path, *, trust: bool = False, kind: ArtifactKind
         if m and not trust:
             raise UnsafeCheckpointError(
                 f"{path} stores a Python object ({m.group(1)}) that only full unpickling can load, and unpickling "
-                f"can run arbitrary code; if you trust where the file came from, re-run with --trust-checkpoint"
+                f"can run arbitrary code; if you trust where the file came from, re-run with `trust_checkpoint=True`"
             ) from None
         reason = _UNPICKLER.search(str(e))
         if reason and not trust:  # safe loading refused the file for another reason (an opcode, a protocol)
             raise UnsafeCheckpointError(
                 f"{path} cannot be read by safe (weights-only) loading: {reason.group(1).strip()[:200]}; only full "
                 f"unpickling could load it, and that can run arbitrary code: if you trust where the file came "
-                f"from, re-run with --trust-checkpoint") from None
+                f"from, re-run with `trust_checkpoint=True`") from None
         raise CheckpointError(f"cannot read {path}: truncated or corrupt torch file ({first_line(e)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError, IndexError, KeyError,
             TypeError, OverflowError, MemoryError, NotImplementedError) as e:

@@ -1,6 +1,7 @@
 """`dirac-deploy` command line: each command parses options, calls one library function and prints its result.
 
-User errors (`DiracDeployError`) become one line on stderr and exit status 1 (3 when a speed proof is
+User errors (`DiracDeployError`) become one line on stderr, the settings they name worded as the command's
+flags (`wording`), and exit status 1 (3 when a speed proof is
 undecided: the machine was too noisy; 2 for a usage error). Anything else is a bug or a
 case nobody foresaw: it too is one line (its type, its message's first line, the command and its file
 arguments) with exit status 2, and `-v` prints the traceback. Command modules import the library inside their
@@ -15,6 +16,7 @@ import sys
 import click
 
 from .render import Settings
+from .wording import for_command_line
 
 
 class _UsageLine(click.ClickException):
@@ -49,7 +51,8 @@ class _Group(click.Group):
         except click.UsageError as e:
             raise _one_line(e) from None
         except DiracDeployError as e:
-            one_line = click.ClickException(" ".join(str(e).split()))
+            command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+            one_line = click.ClickException(" ".join(for_command_line(str(e), command).split()))
             one_line.exit_code = getattr(e, "exit_code", 1)  # 3: a speed proof too noisy to decide
             raise one_line from None
         except KeyboardInterrupt:

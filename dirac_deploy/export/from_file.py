@@ -111,7 +111,7 @@ def _outputs(onnx_path, unfolded: bool, trt_path, triton_repo, outputs: dict | N
             given[key] = path
     if unfolded:
         if onnx_path is None and "onnx" not in given:
-            raise ExportError("--unfolded writes beside the --onnx output; give --onnx too")
+            raise ExportError("`unfolded` writes beside the `onnx` output; give `onnx` too")
         given["unfolded"] = Path(given["onnx"]).with_suffix(".unfolded.onnx")
     unknown = [k for k in given if k not in TARGETS]
     if unknown:
@@ -135,9 +135,9 @@ def plan_export(model_path: str | Path, onnx_path: str | Path | None = None, *, 
     model_path = Path(model_path)
     wanted = _outputs(onnx_path, unfolded, trt_path, triton_repo, outputs)
     if not wanted:
-        raise ExportError("nothing to export: give --onnx, --trt and/or --triton-repo")
+        raise ExportError("nothing to export: give `onnx`, `trt` and/or `triton_repo`")
     if fp16 and "tensorrt" not in wanted:
-        raise ExportError("--fp16 converts the graph TensorRT builds from (TensorRT 11 takes precision from the "
+        raise ExportError("`fp16` converts the graph TensorRT builds from (TensorRT 11 takes precision from the "
                           "ONNX graph); it needs --trt. For a low-precision ONNX use: dirac-deploy quantize")
     model_name = check_model_name(name or _default_name(model_path)) if "triton" in wanted else None
     plan = ExportPlan(model_path, wanted, model_name, opset, batch_range, workspace_mb, fp16)
@@ -189,7 +189,7 @@ def execute_export(plan: ExportPlan, art: PlainArtifact | OnnxArtifact,
     if unfolded and getattr(art, "unfolded", None) is None:
         what = ("an ONNX file" if art.kind.key == "onnx" else "already a folded plain file"
                 if getattr(art, "origin", "") == "plain file" else "an already-folded checkpoint")
-        raise ExportError(f"--unfolded needs the unfolded source checkpoint, but {plan.model_path} is {what}; "
+        raise ExportError(f"`unfolded` needs the unfolded source checkpoint, but {plan.model_path} is {what}; "
                           f"pass the checkpoint it was folded from")
     progress("auditing the ONNX file and re-running its parity probe" if isinstance(art, OnnxArtifact) else
              "exporting, checking, simplifying, auditing and running ONNX Runtime parity")

@@ -92,7 +92,7 @@ def to_onnx_proto(model: torch.nn.Module, example: torch.Tensor, *, opset: int, 
     """Dynamo export with a dynamic batch axis; returns the in-memory ModelProto (no external data)."""
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too low: the torch.onnx (dynamo) exporter produces opset >= {MIN_OPSET}; "
-                          f"use --opset {MIN_OPSET} or higher")
+                          f"use `opset={MIN_OPSET}` or higher")
     require("onnxscript")  # the exporter's own ImportError would surface as an export failure
     try:
         with _quiet_exporter():
@@ -108,7 +108,7 @@ def to_onnx_proto(model: torch.nn.Module, example: torch.Tensor, *, opset: int, 
     written = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)
     if written != opset:  # the exporter falls back silently for opsets it does not implement
         raise ExportError(f"opset {opset} is not supported by this torch.onnx exporter (it wrote opset {written}); "
-                          f"choose one it implements, e.g. --opset {DEFAULT_OPSET}")
+                          f"choose one it implements, e.g. `opset={DEFAULT_OPSET}`")
     return model
 
 

@@ -38,7 +38,7 @@ def model_config(name: str, platform: str, input_shape: tuple[int, int, int], nu
 
 def check_model_name(name: str) -> str:
     if not name or not all(ch.isalnum() or ch in "_-." for ch in name) or name in (".", "..") or len(name) > 200:
-        raise OutputPathError(f"bad model name {name!r}: use 1-200 letters, digits, '_', '-' and '.' (--name sets it)")
+        raise OutputPathError(f"bad model name {name!r}: use 1-200 letters, digits, '_', '-' and '.' (`name` sets it)")
     return name
 
 

@@ -34,5 +34,5 @@ def compare(reference: torch.nn.Module, candidate: torch.nn.Module, inputs: torc
     except RuntimeError as e:
         first = first_line(e)
         raise OptionError(f"the model cannot run on inputs of shape {list(inputs.shape)} ({first[:200]}); the input "
-                          f"size is probably too small for its pooling: choose a larger --input-size") from None
+                          f"size is probably too small for its pooling: choose a larger `input_size`") from None
     return compare_logits(ref, got, rtol=rtol, input_shape=tuple(inputs.shape), reference_name=reference_name)

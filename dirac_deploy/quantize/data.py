@@ -314,8 +314,8 @@ def holdout_split(data: Dataset, fraction: float = HOLDOUT_FRACTION, seed: int =
     n = len(data)
     k = max(1, round(n * fraction))
     if n < 2 or k >= n:
-        raise OptionError(f"--calib has {n} image(s): too few to hold out a part for the proof; give more images "
-                          f"or a separate --eval set")
+        raise OptionError(f"`calib` has {n} image(s): too few to hold out a part for the proof; give more images "
+                          f"or a separate `evaluation` set")
     order = np.random.default_rng(seed).permutation(n)
     ev, cal = np.sort(order[:k]), np.sort(order[k:])
 

@@ -48,13 +48,13 @@ def check_data_options(calib: str | None, evaluation: str | None) -> None:
             check_source(spec, role)
     if calib is not None and evaluation is not None and calib == evaluation and calib != "embedded" \
             and not calib.startswith("random"):
-        raise OptionError(f"--eval {evaluation} is the calibration data: a proof on the images the artifact was "
-                          f"calibrated on proves nothing about others; give a held-out set, or leave --eval out to "
-                          f"hold out part of --calib")
+        raise OptionError(f"`evaluation` {evaluation} is the calibration data: a proof on the images the artifact was "
+                          f"calibrated on proves nothing about others; give a held-out set, or leave `evaluation` out to "
+                          f"hold out part of `calib`")
     if (calib is not None and evaluation is not None and Path(calib).exists() and Path(evaluation).exists()
             and Path(calib).resolve() == Path(evaluation).resolve()):
-        raise OptionError(f"--eval {evaluation} and --calib {calib} are the same data; give a held-out set, or "
-                          f"leave --eval out to hold out part of --calib")
+        raise OptionError(f"`evaluation` {evaluation} and `calib` {calib} are the same data; give a held-out set, or "
+                          f"leave `evaluation` out to hold out part of `calib`")
 
 
 def plan_data(model_name: str, calib: str | None, evaluation: str | None, source_sha256: str) -> DataPlan:
@@ -66,19 +66,19 @@ def plan_data(model_name: str, calib: str | None, evaluation: str | None, source
     if calib is None:
         if bundled is None:
             raise OptionError(f"{model_name} is not one of the bundled models, so it needs calibration data: "
-                              f"--calib a .npz/.npy of images, a directory of images, or random:N for a "
-                              f"random-weight net (--eval then defaults to a held-out part of --calib)")
+                              f"`calib` a .npz/.npy of images, a directory of images, or random:N for a "
+                              f"random-weight net (`evaluation` then defaults to a held-out part of `calib`)")
         calib = "embedded"
     if "embedded" in (calib, evaluation) and bundled is None:
         raise OptionError(f"'embedded' data exists only for the bundled models, and {model_name} is not one; "
-                          f"give --calib (and --eval) as a .npz/.npy file, a directory of images or random:N")
+                          f"give `calib` (and `evaluation`) as a .npz/.npy file, a directory of images or random:N")
     if evaluation is None:
         if calib == "embedded":
             return DataPlan(calib, "embedded", "")
         if calib.startswith("random"):
-            return DataPlan(calib, "random", "no --eval: the proof runs on seeded N(0, 1) images disjoint from "
+            return DataPlan(calib, "random", "no `evaluation`: the proof runs on seeded N(0, 1) images disjoint from "
                                               "the calibration ones")
-        return DataPlan(calib, None, "no --eval: the proof runs on a seeded quarter of --calib held out from "
+        return DataPlan(calib, None, "no `evaluation`: the proof runs on a seeded quarter of `calib` held out from "
                                       "calibration")
     return DataPlan(calib, evaluation)
 
@@ -116,19 +116,19 @@ def load_proof_data(plan: DataPlan, loaded, *, min_agreement: float, calib_limit
                        limit=eval_limit, **kw)
     notes = [plan.note] if plan.note else []
     if ev.labels is not None and len(ev.labels) and int(ev.labels.max()) >= loaded.num_classes:
-        raise OptionError(f"--eval: a label of {int(ev.labels.max())} for a model with {loaded.num_classes} classes; "
+        raise OptionError(f"`evaluation`: a label of {int(ev.labels.max())} for a model with {loaded.num_classes} classes; "
                           f"labels are class indices 0..{loaded.num_classes - 1}")
     overlap = image_overlap(cal.x, ev.x)
     if overlap == len(ev):
         raise OptionError(f"every one of the {len(ev)} evaluation images is also a calibration image: a proof on "
                           f"the images the artifact was calibrated on proves nothing about others; give a held-out "
-                          f"--eval set, or leave --eval out to hold out part of --calib")
+                          f"`evaluation` set, or leave `evaluation` out to hold out part of `calib`")
     if overlap:
         notes.append(f"{overlap} of the {len(ev)} evaluation images are also calibration images")
     need = min_eval_images(min_agreement)
     if len(ev) < need:
         raise OptionError(f"the proof would run on {len(ev)} images, where one disagreement is "
                           f"{1 / len(ev):.1%}: a {min_agreement:.0%} agreement gate needs at least {need}; give "
-                          f"more held-out images (--eval, or a larger --calib to hold out from) or lower "
-                          f"--min-agreement to {1 - 1 / len(ev):.3f} or less")
+                          f"more held-out images (`evaluation`, or a larger `calib` to hold out from) or lower "
+                          f"`min_agreement` to {1 - 1 / len(ev):.3f} or less")
     return cal, ev, notes

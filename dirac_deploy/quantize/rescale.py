@@ -102,7 +102,7 @@ def can_carry_identity(node, shape: tuple[int, ...]) -> bool:
 def _refuse(node, why: str) -> RescaleError:
     return RescaleError(f"cannot carry the per-channel scale through node {node.name or node.output[0]!r} "
                         f"({node.op_type}): {why}; the identity-aware int8 needs a conv-ReLU chain (a v1 "
-                        f"checkpoint: fold it with --ncrelu absorb), or use --method naive / nncf")
+                        f"checkpoint: fold it with `ncrelu='absorb'`), or use `method='naive'` or `method='nncf'`")
 
 
 def _spatial_mean(node, inits: dict) -> bool:

@@ -63,15 +63,15 @@ def _refuse_int8_free(art, features) -> None:
     if art.target == "tensorrt":
         if layers and all(la.form == FP32 for la in layers):
             raise NothingInInt8Error(f"nothing would run in int8: every conv stayed in fp32 to keep the logits at "
-                                     f"{art.proof.logit_sqnr_db:.1f} dB; use --precision fp16 or the fp32 ONNX "
+                                     f"{art.proof.logit_sqnr_db:.1f} dB; use `precision='fp16'` or the fp32 ONNX "
                                      f"(dirac-deploy export); nothing written")
         return
     conv = (art.proof.runtime_ops or {}).get("conv") or {}
     if conv and conv.get("int8", 0) == 0:
         runs = ", ".join(f"{n} in {p}" for p, n in conv.items() if n)
         raise NothingInInt8Error(f"nothing runs in int8: {art.target} runs every conv of this artifact in another "
-                                 f"precision on this CPU ({runs}; {features.describe()}): use --precision bf16 or "
-                                 f"fp32, or --method nncf; nothing written")
+                                 f"precision on this CPU ({runs}; {features.describe()}): use `precision='bf16'` or "
+                                 f"`precision='fp32'`, or `method='nncf'`; nothing written")
 
 
 class UndecidedSpeedError(EquivalenceError):
@@ -132,11 +132,11 @@ def check_combination(precision: str, method: str | None, target: str) -> None:
     if method is None:
         if (precision, target) not in DEFAULT_METHOD:
             built = sorted({t for p, _, t in COMBINATIONS if p == precision})
-            raise OptionError(f"--precision {precision} --target {target} is not built; {precision} is built for "
-                              f"--target {' or '.join(built)}")
+            raise OptionError(f"`precision` {precision} `target` {target} is not built; {precision} is built for "
+                              f"`target` {' or '.join(built)}")
         return
     if (precision, method, target) not in COMBINATIONS:
-        raise OptionError(f"--precision {precision} --method {method} --target {target} is not built; choose one of "
+        raise OptionError(f"`precision` {precision} `method` {method} `target` {target} is not built; choose one of "
                           + ", ".join(f"{p}/{m}/{t}" for p, m, t in sorted(COMBINATIONS)))
 
 
@@ -245,7 +245,7 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
 
     model_path, output = Path(model_path), Path(output)
     if precision not in DEFAULT_TARGET:
-        raise OptionError(f"unknown --precision {precision!r}; choose int8, fp16, bf16 or fp32")
+        raise OptionError(f"unknown `precision` {precision!r}; choose int8, fp16, bf16 or fp32")
     target = target or {".xml": "openvino", ".onnx": "onnxruntime"}.get(output.suffix, DEFAULT_TARGET[precision])
     check_combination(precision, method, target)
     method = method or DEFAULT_METHOD[(precision, target)]
@@ -254,7 +254,7 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     if output.suffix != suffix:
         hint = ""
         if output.suffix == ".onnx" and target == "openvino":
-            hint = f"; for ONNX Runtime use --target onnxruntime{'' if precision != 'bf16' else ' (bf16 is OpenVINO only)'}"
+            hint = f"; for ONNX Runtime use `target='onnxruntime'`{'' if precision != 'bf16' else ' (bf16 is OpenVINO only)'}"
         raise OptionError(f"a {target} artifact is written as {suffix}, got {output.name}{hint}")
     data_files = [Path(d) for d in (calib, evaluation) if d and Path(d).exists()]
     check_output_path(output, model_path, *data_files)
@@ -314,14 +314,14 @@ def _check_thresholds(min_agreement: float, max_accuracy_drop: float, min_sqnr_d
                       min_speedup: float, speed_batch: int, crop_fraction: float) -> None:
     """The proof's thresholds in range, before anything is read."""
     if not 0 <= min_agreement <= 1 or not 0 <= max_accuracy_drop <= 100:
-        raise OptionError("--min-agreement must be in 0..1 and --max-accuracy-drop in 0..100 (points)")
+        raise OptionError("`min_agreement` must be in 0..1 and `max_accuracy_drop` in 0..100 (points)")
     if min_sqnr_db is not None and not math.isfinite(min_sqnr_db):
-        raise OptionError(f"--min-sqnr-db must be a finite number of dB, got {min_sqnr_db}")
+        raise OptionError(f"`min_sqnr_db` must be a finite number of dB, got {min_sqnr_db}")
     if not math.isfinite(min_speedup) or min_speedup < 0 or speed_batch < 1:
-        raise OptionError(f"--min-speedup must be a finite number >= 0 (got {min_speedup}) and --speed-batch >= 1 "
+        raise OptionError(f"`min_speedup` must be a finite number >= 0 (got {min_speedup}) and `speed_batch` >= 1 "
                           f"(got {speed_batch})")
     if not 0.1 <= crop_fraction <= 1:
-        raise OptionError(f"--crop-fraction must be in 0.1..1, got {crop_fraction}")
+        raise OptionError(f"`crop_fraction` must be in 0.1..1, got {crop_fraction}")
 
 
 def _prove_speed(art: Artifact, fp32, input_shape, features, *, min_speedup: float, speed_batch: int,
@@ -338,15 +338,15 @@ def _prove_speed(art: Artifact, fp32, input_shape, features, *, min_speedup: flo
         raise SlowerThanFp32Error(
             f"the {art.precision} artifact ({art.method}, {art.target}) runs {slow.speedup:.2f}x the fp32 chain at "
             f"{slow.describe()}, {speed.threads} threads, {features.describe()}: even the rounds' upper quartile "
-            f"is below --min-speedup {min_speedup:g}; nothing written. "
-            f"{faster_alternative(art.precision, art.target)}; --min-speedup 0 writes it anyway")
+            f"is below `min_speedup` {min_speedup:g}; nothing written. "
+            f"{faster_alternative(art.precision, art.target)}; `min_speedup=0` writes it anyway")
     if speed.decision == UNDECIDED:
         row = next(r for r in speed.rows if r.decision == UNDECIDED)
         raise UndecidedSpeedError(
             f"undecided: the machine is too noisy to tell whether the {art.precision} artifact ({art.method}, "
-            f"{art.target}) reaches --min-speedup {min_speedup:g}: {row.describe()}, the quartiles on both sides "
+            f"{art.target}) reaches `min_speedup` {min_speedup:g}: {row.describe()}, the quartiles on both sides "
             f"of it after {len(row.rounds)} rounds; nothing written. Run again on a quieter machine (or with "
-            f"fewer --threads), or --min-speedup 0 to write it anyway")
+            f"fewer `threads`), or `min_speedup=0` to write it anyway")
 
 
 def _write_ir(art: Artifact, output: Path, source: Provenance, probe_x: np.ndarray) -> list[Path]:

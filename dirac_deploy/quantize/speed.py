@@ -150,9 +150,9 @@ def measure_speed(art_model, fp32_onnx, *, target: str, precision: str, input_sh
 def faster_alternative(precision: str, target: str) -> str:
     """What to try instead of an artifact slower than fp32 on its runtime."""
     if target == "onnxruntime" and precision == "int8":
-        return "write an OpenVINO IR instead (-o MODEL.xml / --target openvino), where int8 convs fuse"
+        return "write an OpenVINO IR instead (an .xml output, `target='openvino'`), where int8 convs fuse"
     if precision == "fp16":
-        return "fp16 pays off on GPUs; on this CPU keep the fp32 chain, or use --precision int8 --target openvino"
+        return "fp16 pays off on GPUs; on this CPU keep the fp32 chain, or use `precision='int8'` with `target='openvino'`"
     if precision == "bf16":
-        return "bf16 needs AVX-512 BF16 or AMX to pay off; use --precision int8 --target openvino"
+        return "bf16 needs AVX-512 BF16 or AMX to pay off; use `precision='int8'` with `target='openvino'`"
     return "keep the fp32 chain (dirac-deploy export)"

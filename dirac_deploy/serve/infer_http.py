@@ -68,7 +68,7 @@ class InferEndpoint:
     def _hold(self, n: int, held: list[int]) -> None:
         if self.inflight_bytes + n > self.max_inflight_bytes:
             raise ProtocolError(f"the server already holds {self.inflight_bytes:,} bytes of request bodies (limit "
-                                f"{self.max_inflight_bytes:,}, --max-inflight-mb); send the request again shortly",
+                                f"{self.max_inflight_bytes:,}, `max_inflight_mb`); send the request again shortly",
                                 503)
         self.inflight_bytes += n
         held[0] += n

@@ -169,7 +169,7 @@ class ServedModel:
         prov = art.provenance
         info = {"architecture": art.name, "source": art.source, "source_sha256": prov.source_sha256,
                 "precision": prov.precision or "fp32",
-                "verified": art.verified_by if verify else "no (--no-verify)"}
+                "verified": art.verified_by if verify else "no (asked not to verify)"}
         info.update(preprocessing(art))
         return cls(name, art.input_shape, art.num_classes, runtime, [r.run for r in runners], art.path, info,
                    max_batch)
@@ -258,10 +258,10 @@ def _runners(art: Artifact, runtime: str, threads: int | None, instances: int,
     object must not run two requests at once); `threads` there is process-wide, as PyTorch has it."""
     kind = art.kind
     if runtime not in kind.runtimes or (kind.needs_torch and runtime != "torch"):
-        via = (" through its verified ONNX export (dirac_deploy.serve_files.served_artifact), or on --runtime torch"
+        via = (" through its verified ONNX export (dirac_deploy.serve_files.served_artifact), or on `runtime='torch'`"
                if kind.needs_torch else "")
-        raise DiracDeployError(f"{art.path} is {kind.description}; serve it with --runtime "
-                               f"{' or '.join(r for r in kind.runtimes if r == 'torch' or not kind.needs_torch)}"
+        raise DiracDeployError(f"{art.path} is {kind.description}; serve it with "
+                               f"{' or '.join(f'`runtime={r!r}`' for r in kind.runtimes if r == 'torch' or not kind.needs_torch)}"
                                f"{via}")
     if verify and isinstance(art, OnnxArtifact):
         audit_artifact(art)  # before the runtime sees the graph (custom ops fail there with less to go on)

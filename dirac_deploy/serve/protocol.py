@@ -73,7 +73,7 @@ def _bounded_int(text: str) -> int:
 def _json(data: bytes, what: str, max_bytes: int = DEFAULT_MAX_JSON_BYTES) -> dict:
     if len(data) > max_bytes:
         raise ProtocolError(f"{what} is {len(data):,} bytes of JSON; at most {max_bytes:,} are accepted (send "
-                            f"tensors as binary data, Triton's binary tensor extension, or raise --max-json-mb)", 413)
+                            f"tensors as binary data, Triton's binary tensor extension, or raise `max_json_mb`)", 413)
     try:
         obj = json.loads(data, parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

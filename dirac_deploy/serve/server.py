@@ -52,7 +52,7 @@ def serve_models(load: Callable[[], dict[str, ServedModel]], *, host: str = "127
     check_bindable(host, port, "HTTP")
     if grpc_port is not None:
         if grpc_port == port:
-            raise DiracDeployError(f"--grpc-port {grpc_port} is the HTTP --port too; give two ports")
+            raise DiracDeployError(f"`grpc_port` {grpc_port} is the HTTP `port` too; give two ports")
         check_bindable(host, grpc_port, "gRPC")
 
     stopping: list[int] = []
@@ -85,14 +85,14 @@ def check_bindable(host: str, port: int, what: str = "HTTP") -> None:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise DiracDeployError(f"cannot serve {what} on {host}:{port}: {e.strerror}; give an address of this host "
-                               f"(--host)") from None
+                               f"(`host`)") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # what uvicorn and gRPC set too
         try:
             sock.bind(address)
         except OSError as e:
-            flag = "--grpc-port" if what == "gRPC" else "--port"
+            flag = "`grpc_port`" if what == "gRPC" else "`port`"
             raise DiracDeployError(f"cannot serve {what} on {host}:{port}: {e.strerror}; choose another {flag}") from None
 
 

@@ -127,7 +127,7 @@ def test_grpc_through_rays_proxy_answers_as_the_plain_server(cluster):
     with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as e:  # over 2 MB
         pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(_grpc_request(raw_input_contents=[b"\0" * (3 << 20)]),
                                                               timeout=30)
-    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "--max-body-mb" in e.value.details()
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_body_mb" in e.value.details()
 
 
 def _load(url, n: int, clients: int, expected, x, on_done=lambda _i: None) -> tuple[int, int, list[str]]:
