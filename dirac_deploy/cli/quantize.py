@@ -28,6 +28,7 @@ from .render import (
     sign_written,
 )
 from .tables import print_quantize_layers
+from .wording import worded
 
 
 def _speed(speed: dict) -> str:
@@ -133,7 +134,7 @@ def quantize(model, output, precision, method, target, calib, evaluation, crop_f
             *([("convs", f"{len(p.layers)}, of which {r.fp32_layers} stay fp32")] if p.layers else []),
             ("thresholds", f"agreement >= {p.min_agreement:.2%}, accuracy drop <= {p.max_accuracy_drop:g} points"
                            + (f", SQNR >= {p.min_sqnr_db:g} dB" if p.min_sqnr_db is not None else ""))]
-    rows += [("note", n) for n in p.notes]
+    rows += [("note", worded(n)) for n in p.notes]
     rows += [("wrote", str(w)) for w in r.written]
     console().print(kv_table(f"Quantized {r.architecture}", rows))
     if p.layers:

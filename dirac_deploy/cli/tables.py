@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .render import human
+from .wording import worded
 
 
 def _fmt(v, spec=".1f", suffix=""):
@@ -144,7 +145,7 @@ def print_bench(out: Console, result) -> None:
             out.print(Text(f"{name}: {v['missing']}", style="dim"))
         else:
             exp = f", ONNX in {v['export_s']:.1f} s" if v.get("export_s") else ""
-            out.print(Text(f"{name}: {v['description']} ({v['params']:,} parameters, {human(v['flops'])}FLOPs{exp})",
+            out.print(Text(f"{name}: {worded(v['description'])} ({v['params']:,} parameters, {human(v['flops'])}FLOPs{exp})",
                            style="dim"))
     peaks = ", ".join(f"{b} {p['gflops']:.0f} GFLOP/s" for b, p in env["peak"].items() if p["gflops"])
     out.print(f"practical peak (conv3x3 256->256, 56x56, batch 8): {peaks or 'n/a'}")

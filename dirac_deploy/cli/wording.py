@@ -47,6 +47,12 @@ def _flag(option: click.Option, value: str | None) -> str:
     return f"{long} {value}"
 
 
+def worded(message: str) -> str:
+    """`for_command_line` for the command running now (a library note printed in a report)."""
+    ctx = click.get_current_context(silent=True)
+    return for_command_line(message, ctx.command if ctx is not None else None)
+
+
 def for_command_line(message: str, command: click.Command | None) -> str:
     """`message` with every setting `command` has as an option written as its flag."""
     options = options_of(command)
