@@ -71,7 +71,7 @@ class IrArtifact:
         probe = parse_probe(self.probe_record, self.input_shape)
         if probe is None:
             raise DiracDeployError(f"{self.path} records no readable parity probe (it was not written by "
-                                   f"`dirac-deploy quantize`); serve it with --no-verify to skip the check")
+                                   f"`dirac-deploy quantize`); serve it with `verify=False` to skip the check")
         x, ref = probe
         runner = runner or runtimes.build("openvino", self.net, precision=self.provenance.precision)
         got = np.asarray(runner.run(x))

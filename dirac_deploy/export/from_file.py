@@ -138,7 +138,7 @@ def plan_export(model_path: str | Path, onnx_path: str | Path | None = None, *, 
         raise ExportError("nothing to export: give `onnx`, `trt` and/or `triton_repo`")
     if fp16 and "tensorrt" not in wanted:
         raise ExportError("`fp16` converts the graph TensorRT builds from (TensorRT 11 takes precision from the "
-                          "ONNX graph); it needs --trt. For a low-precision ONNX use: dirac-deploy quantize")
+                          "ONNX graph); it needs `trt`. For a low-precision ONNX use: dirac-deploy quantize")
     model_name = check_model_name(name or _default_name(model_path)) if "triton" in wanted else None
     plan = ExportPlan(model_path, wanted, model_name, opset, batch_range, workspace_mb, fp16)
     owner: dict[Path, str] = {}  # every file an output writes -> the output, so no two outputs share one
