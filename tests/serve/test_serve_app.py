@@ -135,7 +135,7 @@ def test_long_json_integers_and_oversized_json_are_4xx_not_500():
         r = _call(app, "POST", "/v2/models/m/infer", content=body.encode())
         assert 400 <= r.status_code < 500 and "error" in r.json(), (body[:40], r.status_code, r.text[:200])
     r = _call(app, "POST", "/v2/models/m/infer", json=_json_request(np.zeros((300, 1, 2, 2), np.float32)))
-    assert r.status_code == 413 and "--max-json-mb" in r.json()["error"]
+    assert r.status_code == 413 and "max_json_mb" in r.json()["error"]
     r = _call(app, "POST", "/v2/models/m/infer", json=_json_request(np.zeros((1, 1, 2, 2), np.float32)))
     assert r.status_code == 200
 
@@ -164,7 +164,7 @@ def test_request_bodies_held_at_once_are_bounded():
             return refused, done, again
 
     refused, done, again = asyncio.run(go())
-    assert refused.status_code == 503 and "--max-inflight-mb" in refused.json()["error"]
+    assert refused.status_code == 503 and "max_inflight_mb" in refused.json()["error"]
     assert done.status_code == 200 and again.status_code == 200
 
 

@@ -471,7 +471,7 @@ def test_low_precision_models_face_the_same_attacks(onnx_path, tmp_path):
                 big = json.dumps({"inputs": [{"name": "input", "shape": [100, 3, 32, 32], "datatype": "FP32",
                                               "data": [0.5] * (100 * 3072)}]}).encode()
                 r = client.post(f"{url}/v2/models/{model}/infer", content=big)
-                assert r.status_code == 413 and "--max-json-mb" in r.json()["error"]
+                assert r.status_code == 413 and "max_json_mb" in r.json()["error"]
                 r = client.post(f"{url}/v2/models/{model}/infer", content=b'{"id": %s}' % (b"9" * 5000))
                 assert r.status_code == 400
                 assert client.get(f"{url}/v2/health/ready").status_code == 200
