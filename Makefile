@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast test-ray lint image-test wheel-test clean
+.PHONY: install demo test test-fast test-ray test-edge lint image-test wheel-test clean
 
 install: $(STAMP)
 
@@ -37,6 +37,18 @@ $(RAY_STAMP): $(STAMP)
 
 test-ray: $(RAY_STAMP)
 	DIRAC_REQUIRE_RAY=1 $(BIN)/python -m pytest -q -rs -m ray --durations=10 tests/serve/test_serve_ray.py
+
+# The edge: adds the [executorch] extra (ExecuTorch 1.5.1 pinned with torch 2.13.0, about 0.6 GB) to .venv and
+# runs the `edge` tests, which `make test` skips where ExecuTorch is not installed; DIRAC_REQUIRE_EDGE=1 makes a
+# missing ExecuTorch an error, not a skip.
+EDGE_STAMP := $(VENV)/.edge-installed
+
+$(EDGE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[executorch]"
+	touch $(EDGE_STAMP)
+
+test-edge: $(EDGE_STAMP)
+	DIRAC_REQUIRE_EDGE=1 $(BIN)/python -m pytest -q -rs -m edge --durations=10 tests/test_export_pte.py
 
 # Build the slim and full serving images with podman (or docker) and run them for real (tests/test_image.py);
 # skips with the reason where no engine can run containers. Image sizes go to demo-out/images.json.

@@ -34,6 +34,8 @@ INSTALL = {
     "tritonclient": _extra("triton", "tritonclient ships Triton's ModelConfig protobuf"),
     "openvino": _extra("openvino"),
     "ray": _extra("ray", "Ray Serve, about 0.5 GB"),
+    "executorch": _extra("executorch", "ExecuTorch 1.5.1 with torch 2.13.0, pinned together; about 0.6 GB; "
+                                       "or make test-edge"),
     "nncf": _extra("openvino", "NNCF, OpenVINO's int8 quantizer"),
     "onnxruntime-gpu": _extra("gpu", "onnxruntime-gpu, in place of onnxruntime: the CUDA provider"),
     "PIL": "pip install pillow  (reading image files)",

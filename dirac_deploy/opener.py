@@ -28,6 +28,7 @@ from .load_options import LoadOptions
 
 if TYPE_CHECKING:
     from .artifacts.plain import PlainArtifact
+    from .artifacts.pte import PteArtifact
     from .pipeline import FileReport, InspectReport
 
 
@@ -39,7 +40,7 @@ class ModelFile:
 
     path: Path
     kind: ArtifactKind
-    deployed: OnnxArtifact | IrArtifact | None = None
+    deployed: OnnxArtifact | IrArtifact | PteArtifact | None = None
     payload: Any = None  # the PyTorch file as `load_torch_file` returned it
 
     @cached_property
@@ -79,7 +80,7 @@ def read_model_file(path: str | Path, options: LoadOptions | None = None, *,
 
 def open_artifact(path: str | Path | ModelFile, options: LoadOptions | None = None, *, check_batch: int = 4,
                   measure: bool = False,
-                  kind: ArtifactKind | None = None) -> PlainArtifact | OnnxArtifact | IrArtifact:
+                  kind: ArtifactKind | None = None) -> PlainArtifact | OnnxArtifact | IrArtifact | PteArtifact:
     """Open a checkpoint (folded and verified), a plain file, an ONNX file or an OpenVINO IR.
 
     Args:
@@ -144,6 +145,8 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
         checks.insert(0, content_row(graph.provenance.content_sha256))
         return FileReport(path, "onnx", graph.architecture, graph.input_shape, graph.num_classes, None, None,
                           op_histogram(graph.model), graph.provenance, checks, dict(graph.metadata))
+    if kind == "pte":
+        return _inspect_pte(path)
     if kind == "openvino-ir":
         ir = read_ir(path)
         return FileReport(path, "openvino-ir", ir.name, ir.input_shape, ir.num_classes, None, None, {},
@@ -168,3 +171,28 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
                       count_flops(plain, art.input_shape[0], art.input_shape[1]), layer_histogram(plain),
                       art.provenance, checks,
                       provenance.to_plain_meta())
+
+
+def _inspect_pte(path: Path) -> FileReport:
+    """An ExecuTorch program: its record (digest checked on read), what XNNPACK runs, and its parity probe
+    re-run in ExecuTorch's runtime where the [executorch] extra is installed."""
+    from ._optional import available, not_installed
+    from .artifacts.pte import read_pte
+    from .pipeline import FileReport
+
+    pte = read_pte(path)
+    rest = pte.delegation.get("not_delegated") or {}
+    checks = [content_row(pte.provenance.content_sha256),
+              ("delegation", f"XNNPACK runs {pte.delegation.get('delegated', '?')} ops" + (
+                  ", the portable kernels " + ", ".join(f"{op} x{n}" for op, n in rest.items()) if rest else
+                  ", all of them"))]
+    if available("executorch"):
+        try:
+            checks.append(("parity probe", f"passed: {pte.check().describe()}"))
+        except DiracDeployError as e:
+            checks.append(("parity probe", f"FAILED: {e}"))
+    else:
+        checks.append(("parity probe", f"not run: {not_installed('executorch', 'ExecuTorch')}"))
+    return FileReport(path, "pte", pte.name, pte.input_shape, pte.num_classes, None, None,
+                      {"XNNPACK delegated ops": int(pte.delegation.get("delegated", 0)), **rest}, pte.provenance,
+                      checks, dict(pte.metadata))

@@ -84,10 +84,11 @@ def layer_histogram(plain: PlainNet) -> dict[str, int]:
 
 @dataclass
 class FileReport:
-    """What a plain.pth, an exported .onnx or an IR holds (`inspect FILE`), with the checks run on it."""
+    """What a plain.pth, an exported .onnx, an IR or an ExecuTorch program holds (`inspect FILE`), with the
+    checks run on it."""
 
     path: Path
-    kind: str  # "plain file", "onnx" or "openvino-ir"
+    kind: str  # "plain file", "onnx", "openvino-ir" or "pte"
     name: str
     input_shape: tuple[int, int, int]
     num_classes: int

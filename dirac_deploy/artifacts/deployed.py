@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DiracDeployError
 from ..kinds import ArtifactKind, kind_of
-from .ir import IrArtifact
-from .onnx import OnnxArtifact
+
+if TYPE_CHECKING:
+    from .ir import IrArtifact
+    from .onnx import OnnxArtifact
+    from .pte import PteArtifact
+
+# kind -> the reader of its files ("module:function" under artifacts/, imported when a file of the kind is read)
+READERS = {"onnx": "onnx:read_onnx", "openvino-ir": "ir:read_ir", "pte": "pte:read_pte"}
 
 
-def read_deployed(path: str | Path, kind: ArtifactKind | None = None) -> OnnxArtifact | IrArtifact:
-    """An `.onnx` or an OpenVINO IR read into its artifact, without torch (`opener.open_artifact` for any
-    file); `kind`, when the caller has sniffed the file already.
+def read_deployed(path: str | Path, kind: ArtifactKind | None = None) -> OnnxArtifact | IrArtifact | PteArtifact:
+    """An `.onnx`, an OpenVINO IR or an ExecuTorch program read into its artifact (`OnnxArtifact`,
+    `IrArtifact`, `PteArtifact`), without torch (`opener.open_artifact` for any file); `kind`, when the caller
+    has sniffed the file already.
 
     Raises:
         DiracDeployError: a PyTorch file (it must be folded / exported first), or a file its reader refuses.
     """
     kind = kind or kind_of(path)
-    if kind.key == "onnx":
-        from .onnx import read_onnx
-
-        return read_onnx(path)
-    if kind.key == "openvino-ir":
-        from .ir import read_ir
-
-        return read_ir(path)
-    raise DiracDeployError(f"{path} is {kind.description}, not an exported artifact; export it first "
-                           f"(dirac-deploy export {Path(path).name} --onnx {Path(path).stem}.onnx)")
+    reader = READERS.get(kind.key)
+    if reader is None:
+        raise DiracDeployError(f"{path} is {kind.description}, not an exported artifact; export it first "
+                               f"(dirac-deploy export {Path(path).name} --onnx {Path(path).stem}.onnx)")
+    module, function = reader.split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), function)(path)

@@ -35,6 +35,7 @@ class ExportReport:
     fp16_findings: list[Fp16Finding] | None = None
     engine: EngineReport | None = None
     triton: list[TritonModel] = field(default_factory=list)
+    made: dict[str, dict] = field(default_factory=dict)  # target key -> what it made ("summary": one line)
     written: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -55,6 +56,7 @@ class ExportReport:
                     "bytes": self.engine.size_bytes},
                 "triton": [{"name": t.name, "config": str(t.config_path), "model": str(t.model_path),
                             "platform": t.platform} for t in self.triton],
+                "targets": {k: {key: v for key, v in d.items() if key != "summary"} for k, d in self.made.items()},
                 "written": [str(p) for p in self.written]}
 
 
@@ -94,6 +96,7 @@ class ExportPlan:
     batch_range: BatchRange
     workspace_mb: int
     fp16: bool
+    options: dict[str, dict] = field(default_factory=dict)  # target key -> its own settings ({"pte": {...}})
 
     @property
     def check_batches(self) -> tuple[int, int]:
@@ -122,7 +125,8 @@ def _outputs(onnx_path, unfolded: bool, trt_path, triton_repo, outputs: dict | N
 def plan_export(model_path: str | Path, onnx_path: str | Path | None = None, *, unfolded: bool = False,
                 trt_path: str | Path | None = None, triton_repo: str | Path | None = None, name: str | None = None,
                 opset: int = DEFAULT_OPSET, batch_range: BatchRange = BatchRange(1, 8, 32), workspace_mb: int = 1024,
-                fp16: bool = False, outputs: dict[str, str | Path] | None = None) -> ExportPlan:
+                fp16: bool = False, outputs: dict[str, str | Path] | None = None,
+                target_options: dict[str, dict] | None = None) -> ExportPlan:
     """Validate every output and dependency of an export before anything is computed. Outputs come as the
     keyword options or as `outputs` ({target key: path}, any registered target, `targets.TARGETS`).
 
@@ -135,12 +139,13 @@ def plan_export(model_path: str | Path, onnx_path: str | Path | None = None, *, 
     model_path = Path(model_path)
     wanted = _outputs(onnx_path, unfolded, trt_path, triton_repo, outputs)
     if not wanted:
-        raise ExportError("nothing to export: give `onnx`, `trt` and/or `triton_repo`")
+        raise ExportError("nothing to export: give `onnx`, `trt`, `triton_repo` and/or `pte` (in Python any "
+                          "target as `outputs`, {key: path})")
     if fp16 and "tensorrt" not in wanted:
         raise ExportError("`fp16` converts the graph TensorRT builds from (TensorRT 11 takes precision from the "
                           "ONNX graph); it needs `trt`. For a low-precision ONNX use: dirac-deploy quantize")
     model_name = check_model_name(name or _default_name(model_path)) if "triton" in wanted else None
-    plan = ExportPlan(model_path, wanted, model_name, opset, batch_range, workspace_mb, fp16)
+    plan = ExportPlan(model_path, wanted, model_name, opset, batch_range, workspace_mb, fp16, dict(target_options or {}))
     owner: dict[Path, str] = {}  # every file an output writes -> the output, so no two outputs share one
     for key, path in wanted.items():
         for out in TARGETS[key].plan(plan, path):
@@ -156,9 +161,11 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
                 opset: int = DEFAULT_OPSET, batch_range: BatchRange = BatchRange(1, 8, 32), workspace_mb: int = 1024,
                 fp16: bool = False, options: LoadOptions | None = None,
                 progress: Callable[[str], None] = lambda _step: None,
-                outputs: dict[str, str | Path] | None = None) -> ExportReport:
+                outputs: dict[str, str | Path] | None = None,
+                target_options: dict[str, dict] | None = None) -> ExportReport:
     """Export MODEL to ONNX and, optionally, a TensorRT engine and a Triton repository (or to any registered
-    export target: `outputs`, {target key: path}, `targets.TARGETS`).
+    export target: `outputs`, {target key: path}, `targets.TARGETS`, with `target_options`, {target key:
+    settings}, e.g. `outputs={"pte": "m.pte"}, target_options={"pte": {"allow_partial": True}}`).
 
     The unfolded graph (if asked for) is written beside the ONNX as `<stem>.unfolded.onnx`. Output paths,
     the model name and optional dependencies (TensorRT, tritonclient, onnxconverter-common) are checked before
@@ -172,12 +179,12 @@ def export_file(model_path: str | Path, onnx_path: str | Path | None, *, unfolde
     """
     plan = plan_export(model_path, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo,
                        name=name, opset=opset, batch_range=batch_range, workspace_mb=workspace_mb, fp16=fp16,
-                       outputs=outputs)
+                       outputs=outputs, target_options=target_options)
     progress(f"loading {plan.model_path.name} (a checkpoint is folded and verified first)")
     art = open_artifact(plan.model_path, options)
     if not isinstance(art, (PlainArtifact, OnnxArtifact)):
-        raise ExportError(f"{plan.model_path} is an OpenVINO IR, already a deployed artifact; export starts from a "
-                          f"checkpoint, a plain.pth or an .onnx")
+        raise ExportError(f"{plan.model_path} is {art.kind.description}, already a deployed artifact; export starts "
+                          f"from a checkpoint, a plain.pth or an .onnx")
     return execute_export(plan, art, progress)
 
 

@@ -237,8 +237,8 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         SlowerThanFp32Error: the speed proof failed (nothing written).
         MissingDependencyError: onnxruntime, openvino or nncf missing for what was asked.
     """
-    from ..artifacts.ir import IrArtifact
     from ..artifacts.onnx import probe_inputs
+    from ..artifacts.plain import PlainArtifact
     from ..cpuinfo import cpu_features
     from ..export.from_file import verified_onnx
     from ..opener import open_artifact, read_model_file
@@ -269,9 +269,9 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     plan = plan_data(model_path.name, calib, evaluation, source.source_sha256)
     progress(f"loading {model_path.name} (a checkpoint is folded and verified first)")
     loaded = open_artifact(source, options)
-    if isinstance(loaded, IrArtifact):
-        raise OptionError(f"{model_path} is an OpenVINO IR, already quantized; quantize starts from a checkpoint, "
-                          f"a plain.pth or an .onnx from export")
+    if not isinstance(loaded, (PlainArtifact, OnnxArtifact)):  # an IR or a program: already deployed
+        raise OptionError(f"{model_path} is {loaded.kind.description}, already a deployed artifact; quantize starts "
+                          f"from a checkpoint, a plain.pth or an .onnx from export")
     if isinstance(loaded, OnnxArtifact) and content_kind(loaded.model) == "quantized":
         raise OptionError(f"{model_path} is already quantized (its convs take int8 or fp16 weights); quantize starts "
                           f"from the fp32 chain: a checkpoint, a plain.pth or an .onnx from export")

@@ -37,7 +37,7 @@ class Runner(Protocol):
 class Engine:
     """An engine: its name on the command line and in reports, its name for people, the module holding its
     `load` and `Runner`, the package it needs, the kinds of model file it runs ("onnx", "openvino-ir",
-    "torch"), its devices, and whether the server may run it."""
+    "torch", "pte"), its devices, and whether the server may run it."""
 
     name: str
     label: str
@@ -55,6 +55,7 @@ ENGINE_TABLE: dict[str, Engine] = {e.name: e for e in (
     Engine("openvino", "OpenVINO", "dirac_deploy.runtimes.openvino", "openvino", ("onnx", "openvino-ir"),
            static_batch=True),
     Engine("torch", "PyTorch", "dirac_deploy.runtimes.torch", "torch", ("torch",), ("cpu", "cuda")),
+    Engine("executorch", "ExecuTorch (XNNPACK)", "dirac_deploy.runtimes.executorch", "executorch", ("pte",)),
     # TensorRT is not installable on our machines: its runner is written against the 11.x API and never timed here
     Engine("tensorrt", "TensorRT", "dirac_deploy.runtimes.tensorrt", "tensorrt", ("onnx",), ("cuda",),
            serves=False),

@@ -30,6 +30,7 @@ from .batching import DynamicBatcher
 from .instances import InstancePool, Runner
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+MODEL_SUFFIXES = (".onnx", ".xml", ".pte", ".pth", ".pt", ".pt7")  # what a directory of models is scanned for
 
 
 @dataclass
@@ -52,7 +53,7 @@ def _split_runtime(arg: str) -> tuple[str, str | None]:
 
 
 def parse_model_args(args: list[str], runtime: str | None = None) -> list[ModelSource]:
-    """`[NAME=]PATH[@RUNTIME]` or a directory (every .onnx / .xml / .pth / .pt / .pt7 inside) -> named sources.
+    """`[NAME=]PATH[@RUNTIME]` or a directory (every model file inside: `MODEL_SUFFIXES`) -> named sources.
     A model's runtime: its own `@RUNTIME`, else `runtime` (the --runtime option), else `default_runtime`.
     A name not given is the file's name without suffixes; when two such names meet (q.onnx and q.xml, as
     `quantize` writes them), the later file is told apart by its runtime (q-openvino), else by its suffix."""
@@ -65,9 +66,9 @@ def parse_model_args(args: list[str], runtime: str | None = None) -> list[ModelS
             name, path = "", arg
         p = Path(path)
         if p.is_dir() and not name:
-            files = sorted(f for f in p.iterdir() if f.suffix in (".onnx", ".xml", ".pth", ".pt", ".pt7") and f.is_file())
+            files = sorted(f for f in p.iterdir() if f.suffix in MODEL_SUFFIXES and f.is_file())
             if not files:
-                raise DiracDeployError(f"no models in directory {p} (expected .onnx, .xml, .pth, .pt or .pt7 files)")
+                raise DiracDeployError(f"no models in directory {p} (expected {', '.join(MODEL_SUFFIXES)} files)")
             sources += [ModelSource(f.name.split(".")[0], f, own or runtime) for f in files]
         else:
             if name:

@@ -1,0 +1,115 @@
+"""The ExecuTorch engine: a `.pte` program (the folded chain lowered to XNNPACK) run by ExecuTorch's own
+runtime (`executorch.runtime`), the runtime a phone or a board runs it with.
+
+A program is compiled for one batch size (ExecuTorch's dynamic batch is unreliable: one program per batch
+size); `run` takes any batch, in chunks of the program's, the last one padded. Every runner loads its own
+program and method (a method is not safe to run from two threads). `threads` resizes XNNPACK's threadpool,
+which is process-wide. Imports executorch (which links libtorch) only where used: `pip install
+'dirac-deploy[executorch]'`, which pins it with the torch it was built against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._optional import require
+
+
+def load(model: Any) -> bytes:
+    """The program's bytes: a `PteArtifact`'s `model`, bytes, or a path to a .pte."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    return Path(model).read_bytes()
+
+
+def quiet_imports() -> None:
+    """ExecuTorch's Python side imports torchao, which logs a warning for each CUDA kernel library a CPU
+    machine cannot load, and torch's pytree, which logs a deprecation: neither is the user's to act on."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def native_stderr_kept(lines: list[str]) -> Iterator[None]:
+    """The process's stderr (file descriptor 2, where ExecuTorch's C++ logs its CPU probing at every method
+    load) captured into `lines` for the duration. Held for a load, never for a run: another thread writing to
+    stderr in that moment is captured too."""
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
+
+
+class Loaded:
+    """A program and one of its methods, held together with the bytes they were loaded from: a method points
+    into its program, and the program into the buffer, so none may be freed while the method runs."""
+
+    def __init__(self, data: bytes, name: str = "forward", threads: int | None = None):
+        quiet_imports()
+        runtime = require("executorch.runtime")
+        logged: list[str] = []
+        self.data = data
+        try:
+            with native_stderr_kept(logged):  # the C++ side's CPU probing and threadpool lines
+                if threads:
+                    from executorch.extension.pybindings import portable_lib
+
+                    portable_lib._unsafe_reset_threadpool(int(threads))  # process-wide, as PyTorch's threads are
+                self.program = runtime.Runtime.get().load_program(data)
+                self.method = self.program.load_method(name)
+        except Exception as e:
+            errors = [line for line in logged if "rror" in line]
+            raise RuntimeError(f"{e}{' (' + errors[-1][:200] + ')' if errors else ''}") from None
+
+
+class Runner:
+    """A program on ExecuTorch's runtime (XNNPACK delegate on the CPU)."""
+
+    engine = "executorch"
+
+    # `batch` is the program's own (read from it); XNNPACK's threadpool has no spin setting for `shared_cores`
+    def __init__(self, model: Any, *, threads: int | None = None, precision: str | None = None, device: str = "cpu",
+                 batch: int | None = None, shared_cores: bool = False):  # noqa: ARG002
+        if device != "cpu":
+            raise RuntimeError("ExecuTorch runs on the CPU here")
+        self.loaded = Loaded(load(model), threads=threads)  # keeps the program and its bytes alive
+        self.method = self.loaded.method
+        sizes = tuple(self.method.metadata.input_tensor_meta(0).sizes())
+        self.batch = int(sizes[0])  # the program's own batch: `run` feeds it chunks of exactly this size
+        self.threads, self.precision, self.device = threads, precision, device
+
+    def _execute(self, chunk: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = self.method.execute([torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))])[0]
+        return out.detach().numpy().copy()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        step, out = self.batch, []
+        for i in range(0, len(x), step):
+            chunk = x[i:i + step]
+            pad = step - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
+            out.append(self._execute(chunk)[: step - pad])
+        return np.concatenate(out)
+
+    def bind(self, x: Any) -> Callable[[], object]:
+        import torch
+
+        chunk = torch.from_numpy(np.ascontiguousarray(np.asarray(x)[: self.batch], dtype=np.float32))
+        return lambda: self.method.execute([chunk])

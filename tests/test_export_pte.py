@@ -1,0 +1,161 @@
+"""export.pte and artifacts.pte: the folded chain as an ExecuTorch program, fully delegated to XNNPACK, run by
+ExecuTorch's own runtime before it is written, read back with its record and digest, inspected and served.
+Skipped where the [executorch] extra is not installed (`make test-edge` installs it and requires it)."""
+
+import asyncio
+import os
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from dirac_deploy import data
+from dirac_deploy._optional import available
+from dirac_deploy.artifacts.digest import ContentEditedError
+from dirac_deploy.artifacts.provenance import Provenance
+from dirac_deploy.cli import main
+from dirac_deploy.errors import CheckpointError, ExportError
+
+if os.environ.get("DIRAC_REQUIRE_EDGE") == "1" and not available("executorch"):  # `make test-edge` installed it
+    raise RuntimeError("DIRAC_REQUIRE_EDGE=1 but executorch is not importable: run `make test-edge`, which installs it")
+needs_executorch = pytest.mark.skipif(not available("executorch"),
+                                      reason="executorch not installed (pip install '.[executorch]', or make test-edge)")
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pte") / "digits.pte"
+    res = CliRunner().invoke(main, ["export", str(data.embedded_checkpoint()), "--pte", str(path)])
+    assert res.exit_code == 0, res.output
+    return path, res.output
+
+
+@pytest.mark.edge
+@needs_executorch
+def test_export_pte_writes_a_fully_delegated_program_proven_in_its_runtime(program):
+    from dirac_deploy.artifacts.pte import read_pte
+    from dirac_deploy.opener import open_artifact
+
+    path, output = program
+    assert "XNNPACK runs 19 ops, all of them" in output and "ExecuTorch parity" in output
+    art = open_artifact(path)
+    assert art.kind.key == "pte" and art.input_shape == (3, 32, 32) and art.num_classes == 10 and art.batch == 1
+    assert art.delegation == {"delegated": 19, "not_delegated": {}}
+    assert art.provenance.source_sha256 == read_pte(path).provenance.source_sha256 != ""
+    assert art.provenance.mean is not None  # the preprocessing travels with the program
+    proof = art.check()
+    assert proof.ok and proof.reference == "logits recorded at export"
+    # the program agrees with the PyTorch chain on images the probe never saw
+    chain = open_artifact(data.embedded_checkpoint())
+    x = np.random.default_rng(7).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    from dirac_deploy.runtimes import build
+
+    got = build("executorch", art.model).run(x)
+    with torch.no_grad():
+        ref = chain.plain(torch.from_numpy(x)).numpy()
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.edge
+@pytest.mark.hostile
+@needs_executorch
+def test_an_edited_program_is_refused_before_executorch_sees_it(program, tmp_path):
+    from dirac_deploy.opener import open_artifact
+
+    path, _ = program
+    raw = path.read_bytes()
+    weights = bytearray(raw)
+    weights[len(raw) // 2] ^= 0x40  # a byte inside the program (weights or code), not the record
+    (tmp_path / "w.pte").write_bytes(bytes(weights))
+    with pytest.raises(ContentEditedError, match="edited after it was built"):
+        open_artifact(tmp_path / "w.pte")
+    forged = raw.replace(b'"dirac_deploy.architecture": "DiracNet', b'"dirac_deploy.architecture": "ResidNet')
+    assert forged != raw and len(forged) == len(raw)
+    (tmp_path / "f.pte").write_bytes(forged)
+    with pytest.raises(ContentEditedError):
+        open_artifact(tmp_path / "f.pte")
+    bare = raw.replace(b'{"format": "dirac-deploy/pte"', b'{"format": "something-else"')
+    (tmp_path / "b.pte").write_bytes(bare)
+    with pytest.raises(CheckpointError, match="carries no dirac-deploy record"):
+        open_artifact(tmp_path / "b.pte")
+
+
+class _Mean(nn.Module):
+    def forward(self, x):
+        return x.mean((2, 3))  # XNNPACK does not take a mean without keepdim: it splits the graph
+
+
+@pytest.mark.edge
+@needs_executorch
+def test_a_partly_delegated_program_is_refused_unless_asked():
+    from dirac_deploy.export.pte import build_pte
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), _Mean(), nn.Linear(8, 4)).eval()
+    with pytest.raises(ExportError, match=r"leaves 1 to ExecuTorch's portable kernels \(aten_mean_dim x1\)"):
+        build_pte(net, (3, 8, 8), 4, Provenance())
+    built = build_pte(net, (3, 8, 8), 4, Provenance(), allow_partial=True)
+    assert built.not_delegated == {"aten_mean_dim": 1} and built.parity is not None and built.parity.ok
+
+
+@pytest.mark.edge
+@needs_executorch
+def test_inspect_and_serve_read_the_program(program):
+    from dirac_deploy.serve.app import create_app
+    from dirac_deploy.serve_files import load_models
+
+    path, _ = program
+    res = CliRunner().invoke(main, ["inspect", str(path)])
+    assert res.exit_code == 0 and "XNNPACK runs 19 ops, all of them" in res.output and "parity probe" in res.output
+    models = load_models([str(path)], None, 1, instances=2)
+    served = models["digits"]
+    assert served.runtime == "executorch" and served.info["verified"] == "parity probe in ExecuTorch's runtime"
+    x = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(models)), base_url="http://t") as c:
+            return await asyncio.gather(*(c.post("/v2/models/digits/infer", json=body) for _ in range(4)))
+
+    answers = asyncio.run(go())
+    assert all(r.status_code == 200 for r in answers)
+    logits = [np.array(r.json()["outputs"][0]["data"]).reshape(3, 10) for r in answers]
+    assert all(np.array_equal(logits[0], other) for other in logits[1:])  # two instances, one answer
+    from dirac_deploy.opener import open_artifact
+
+    with torch.no_grad():
+        ref = open_artifact(data.embedded_checkpoint()).plain(torch.from_numpy(x)).numpy()
+    assert (logits[0].argmax(1) == ref.argmax(1)).all()
+
+
+def test_export_pte_without_executorch_says_how_to_install(tmp_path, monkeypatch):
+    """Where the extra is missing, `--pte` is one line naming the install, before any fold (runs everywhere)."""
+    import dirac_deploy._optional as optional
+
+    real = optional.require
+
+    def missing(module):
+        if module.split(".")[0] == "executorch":
+            raise optional.MissingDependencyError(f"{module} is not available; install it with: "
+                                                  f"{optional.install_hint(module)}")
+        return real(module)
+
+    monkeypatch.setattr("dirac_deploy.export.targets.require", missing)
+    res = CliRunner().invoke(main, ["export", str(data.embedded_checkpoint()), "--pte", str(tmp_path / "m.pte")])
+    assert res.exit_code == 1 and "[executorch]" in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.edge
+@pytest.mark.hostile
+@needs_executorch
+def test_a_program_is_not_a_source_for_quantize_or_export(program, tmp_path):
+    path, _ = program
+    for args in (["quantize", str(path), "-o", str(tmp_path / "q.onnx"), "--calib", "random:8"],
+                 ["export", str(path), "--onnx", str(tmp_path / "m.onnx")]):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 1 and "is an ExecuTorch program, already a deployed artifact" in res.output, res.output
+        assert "Traceback" not in res.output and list(tmp_path.iterdir()) == []
