@@ -159,3 +159,18 @@ def test_a_program_is_not_a_source_for_quantize_or_export(program, tmp_path):
         res = CliRunner().invoke(main, args)
         assert res.exit_code == 1 and "is an ExecuTorch program, already a deployed artifact" in res.output, res.output
         assert "Traceback" not in res.output and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.edge
+@needs_executorch
+def test_bench_times_the_chain_as_an_executorch_program(tmp_path):
+    import json
+
+    out = tmp_path / "b.json"
+    res = CliRunner().invoke(main, ["bench", str(data.embedded_checkpoint()), "--backends", "executorch", "--batch",
+                                    "1", "--rounds", "2", "--iters", "3", "--max-seconds", "0.5", "--json", str(out),
+                                    "--no-plot"])
+    assert res.exit_code == 0, res.output
+    records = {r["variant"]: r for r in json.loads(out.read_text())["records"] if r["backend"] == "executorch"}
+    assert records["folded"]["status"] == "ok" and records["folded"]["latency_ms"]["p50"] > 0
+    assert records["unfolded-as-trained"]["status"] == "ok"  # the DiracNet as trained, lowered as it is

@@ -8,6 +8,9 @@ number. Backends:
 - `cuda-graph`: eager PyTorch captured in a CUDA graph (CUDA only).
 - `onnxruntime` / `onnxruntime-noopt`: ONNX Runtime with its default graph optimizations / with none.
 - `openvino`: OpenVINO's CPU plugin at its default inference precision (see `quantize` for its int8 flow).
+- `executorch`: the variant lowered to an ExecuTorch program (XNNPACK) for this batch size and run by
+  ExecuTorch's runtime; a variant XNNPACK does not take whole runs its rest on the portable kernels (the
+  record says how many ops). Lowering is the prepare.
 - `tensorrt`: an engine built from the ONNX graph (CUDA only; TensorRT is not installable on our machines).
 """
 
@@ -19,7 +22,16 @@ import torch
 
 from .. import runtimes
 from ..errors import first_line
-from . import ALL_BACKENDS, BACKENDS, CPU_BACKENDS, CUDA_BACKENDS, CUDA_ONLY, ONNX_BACKENDS
+from . import (
+    ALL_BACKENDS,
+    BACKENDS,
+    CPU_BACKENDS,
+    CUDA_BACKENDS,
+    CUDA_ONLY,
+    ONNX_BACKENDS,
+    OPTIONAL_BACKENDS,
+    PROGRAM_BACKENDS,
+)
 from .formats import NumericFormat
 
 FP32 = NumericFormat("fp32")
@@ -34,7 +46,7 @@ class Skip(Exception):
 
 def default_backends(device: str) -> tuple[str, ...]:
     backends = CUDA_BACKENDS if device == "cuda" else CPU_BACKENDS
-    return tuple(b for b in backends if b != "openvino" or not runtimes.unavailable("openvino"))
+    return tuple(b for b in backends if b not in OPTIONAL_BACKENDS or not runtimes.unavailable(BACKENDS[b][0]))
 
 
 def unavailable(backend: str, device: str) -> str | None:
@@ -81,6 +93,17 @@ def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int
         return runner.bind(x.numpy())
     if variant.model is None:
         raise Skip(variant.missing or "an ONNX-only variant: it runs on the ONNX backends")
+    if backend in PROGRAM_BACKENDS:
+        if not fmt.is_reference:
+            raise Skip(f"{backend} runs the fp32 program; its low precision is not built yet")
+        from ..errors import ExportError
+        from ..export.pte import lower_program
+
+        try:
+            data, _ = lower_program(variant.model.eval(), input_shape, batch)
+        except ExportError as e:  # a variant ExecuTorch cannot lower (an op torch.export or XNNPACK rejects)
+            raise Skip(str(e)) from None
+        return runtimes.build(engine, data, threads=threads).bind(x.numpy())
     model, xd = fmt.apply(variant.model.to(device).eval(), x.to(device))
     runner = runtimes.build(engine, model, threads=None, batch=batch, device=device, **options)
     try:

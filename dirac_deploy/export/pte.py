@@ -80,6 +80,19 @@ def _lower(module: torch.nn.Module, example: torch.Tensor, record: str):
         raise ExportError(f"ExecuTorch could not lower the chain: {first_line(e)[:300]}") from None
 
 
+def lower_program(module: torch.nn.Module, input_shape: tuple[int, int, int],
+                  batch: int = 1) -> tuple[bytes, dict[str, int]]:
+    """`module` lowered to an ExecuTorch program for `batch` images, without a record or a proof (what a
+    benchmark times), and {op: count} of what XNNPACK leaves to the portable kernels.
+
+    Raises:
+        ExportError: ExecuTorch cannot lower it.
+    """
+    edge = _lower(module.eval(), torch.zeros(batch, *input_shape), "{}")
+    _, rest = delegation_counts(edge.exported_program().graph_module)
+    return edge.to_executorch().buffer, rest
+
+
 def build_pte(module: torch.nn.Module, input_shape: tuple[int, int, int], num_classes: int,
               provenance: Provenance, *, batch: int = 1, allow_partial: bool = False,
               rtol: float = DEFAULT_RTOL) -> PteBuild:
