@@ -174,3 +174,41 @@ def test_bench_times_the_chain_as_an_executorch_program(tmp_path):
     records = {r["variant"]: r for r in json.loads(out.read_text())["records"] if r["backend"] == "executorch"}
     assert records["folded"]["status"] == "ok" and records["folded"]["latency_ms"]["p50"] > 0
     assert records["unfolded-as-trained"]["status"] == "ok"  # the DiracNet as trained, lowered as it is
+
+
+@pytest.mark.edge
+@needs_executorch
+@pytest.mark.parametrize("method", ["identity", "naive"])
+def test_quantize_writes_an_int8_program_proven_on_held_out_digits(tmp_path, method):
+    """The embedded digits model as an int8 ExecuTorch program: proven on its held-out split (accuracy and
+    agreement gates as for every target), timed against the fp32 program (not gated here: CI's cores are
+    shared), read back and re-checked in ExecuTorch's runtime."""
+    import json
+
+    from dirac_deploy.opener import open_artifact
+
+    out, report = tmp_path / f"q-{method}.pte", tmp_path / "r.json"
+    res = CliRunner().invoke(main, ["quantize", str(data.embedded_checkpoint()), "-o", str(out), "--method", method,
+                                    "--min-speedup", "0", "--json", str(report)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(report.read_text())
+    proof = doc["proof"]
+    assert doc["target"] == "executorch" and proof["agreement"] >= 0.99 and proof["images"] == 360
+    assert proof["runtime_ops"]["conv"] == {"int8": 7, "fp32": 0}  # every conv quantized, all inside XNNPACK
+    assert proof["speed"]["reference"] == "the fp32 program on ExecuTorch" and proof["speed"]["rows"]
+    art = open_artifact(out)
+    assert art.kind.key == "pte" and art.provenance.precision == "int8" and art.provenance.method == method
+    assert art.delegation["not_delegated"] == {} and art.check().ok
+
+
+@pytest.mark.edge
+@pytest.mark.hostile
+@needs_executorch
+def test_quantize_to_a_program_needs_the_pytorch_chain(program, tmp_path):
+    from dirac_deploy.export.from_file import export_file
+
+    onnx_path = tmp_path / "m.onnx"
+    export_file(data.embedded_checkpoint(), onnx_path)
+    res = CliRunner().invoke(main, ["quantize", str(onnx_path), "-o", str(tmp_path / "q.pte"), "--min-speedup", "0"])
+    assert res.exit_code == 1 and "lowered from the PyTorch chain" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "q.pte").exists()

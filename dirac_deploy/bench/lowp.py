@@ -35,7 +35,7 @@ class LowpArtifact:
     precision: str
     method: str
     target: str
-    model: object = None  # onnx.ModelProto or openvino.Model
+    model: object = None  # onnx.ModelProto, openvino.Model or an ExecuTorch program
     quality: dict | None = None
     build_s: float | None = None
     missing: str = ""
@@ -56,8 +56,9 @@ def _why_not(precision: str, method: str, target: str) -> str:
 
 
 def build_artifacts(fp32_onnx, calib, evaluation, precisions: tuple[str, ...],
-                    progress: Callable[[str], None] = lambda _msg: None) -> list[LowpArtifact]:
-    """The low-precision artifacts of `fp32_onnx` for the asked precisions ("fp32" adds OpenVINO fp32)."""
+                    progress: Callable[[str], None] = lambda _msg: None, chain=None) -> list[LowpArtifact]:
+    """The low-precision artifacts of `fp32_onnx` (of `chain`, the PyTorch chain, for the recipes built from it:
+    ExecuTorch programs) for the asked precisions ("fp32" adds OpenVINO's and ExecuTorch's fp32)."""
     import time
 
     from ..quantize.run import build_artifact
@@ -71,7 +72,7 @@ def build_artifacts(fp32_onnx, calib, evaluation, precisions: tuple[str, ...],
         if not art.missing:
             t0 = time.perf_counter()
             built = build_artifact(fp32_onnx, precision, method, target, calib, evaluation, min_agreement=0.0,
-                                   max_accuracy_drop=100.0, layer_table=False, ref=ref)
+                                   max_accuracy_drop=100.0, layer_table=False, ref=ref, chain=chain)
             art.build_s = time.perf_counter() - t0
             art.model = built.model
             p = built.proof

@@ -356,7 +356,7 @@ def _run_lowp(cfg: BenchConfig, models, threads: int, env: dict, result: BenchRe
         env["lowp"] = {"status": f"skipped: {why}"}
         return
     calib, evaluation = _lowp_data(cfg, models, "calib"), _lowp_data(cfg, models, "eval")
-    arts = build_artifacts(folded.onnx, calib, evaluation, cfg.precisions, progress)
+    arts = build_artifacts(folded.onnx, calib, evaluation, cfg.precisions, progress, chain=folded.model)
     env["lowp"] = {"status": "ok", "calibration": calib.source, "evaluation": evaluation.source,
                    "reference": "the folded chain's audited ONNX, ONNX Runtime fp32 with its default optimizations",
                    "artifacts": {a.name: {"precision": a.precision, "method": a.method, "runtime": a.target,

@@ -37,6 +37,7 @@ class Recipe:
     build: Callable[[object, np.ndarray, np.ndarray], Built]
     requires: tuple[tuple[str, str], ...] = ()  # (module, what it is) the recipe needs beyond onnxruntime
     default: bool = False  # the default method for (precision, target)
+    source: str = "onnx"  # what `build` takes first: the fp32 ONNX graph, or "chain": the PyTorch chain
 
 
 def _int8(naive: bool, target: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
@@ -108,7 +109,24 @@ def _openvino_hint(precision: str) -> Callable[[object, np.ndarray, np.ndarray],
     return build
 
 
+def _executorch(form: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
+    def build(chain, calib: np.ndarray, evaluation: np.ndarray) -> Built:
+        from ..runtimes import logits
+        from .executorch import program
+
+        prog = program(chain, tuple(evaluation.shape[1:]), calib if form != "fp32" else None, form=form)
+        left = ", ".join(f"{op} x{n}" for op, n in prog.not_delegated.items())
+        notes = [f"XNNPACK runs {prog.delegated} ops" + (f"; ExecuTorch's portable kernels run {left}" if left
+                                                          else ", all of them")]
+        if form == "identity":
+            notes.append("unit-residual form: each identity-carrying conv quantized as its learned part, the "
+                         "identity an int8 residual add")
+        return Built(prog, logits("executorch", prog, evaluation), notes=notes)
+    return build
+
+
 _OPENVINO = (("openvino", "OpenVINO"),)
+_EXECUTORCH = (("executorch", "ExecuTorch"),)
 # In bench's row order: ONNX Runtime first, then OpenVINO.
 RECIPES: dict[tuple[str, str, str], Recipe] = {(r.precision, r.method, r.target): r for r in (
     Recipe("int8", "identity", "onnxruntime", "int8-identity-onnxruntime", _int8(False, "onnxruntime"),
@@ -124,6 +142,12 @@ RECIPES: dict[tuple[str, str, str], Recipe] = {(r.precision, r.method, r.target)
     Recipe("int8", "naive", "openvino", "int8-naive-openvino", _int8(True, "openvino"), _OPENVINO),
     Recipe("int8", "nncf", "openvino", "int8-nncf-openvino", _nncf, (*_OPENVINO, ("nncf", "NNCF"))),
     Recipe("bf16", "hint", "openvino", "bf16-openvino", _openvino_hint("bf16"), _OPENVINO, default=True),
+    Recipe("fp32", "none", "executorch", "fp32-executorch", _executorch("fp32"), _EXECUTORCH, default=True,
+           source="chain"),
+    Recipe("int8", "identity", "executorch", "int8-identity-executorch", _executorch("identity"), _EXECUTORCH,
+           default=True, source="chain"),
+    Recipe("int8", "naive", "executorch", "int8-naive-executorch", _executorch("naive"), _EXECUTORCH,
+           source="chain"),
 )}
 DEFAULT_METHOD = {(r.precision, r.target): r.method for r in RECIPES.values() if r.default}
 DEFAULT_TARGET = {"int8": "onnxruntime", "fp16": "onnxruntime", "bf16": "openvino", "fp32": "openvino"}

@@ -142,9 +142,11 @@ def check_combination(precision: str, method: str | None, target: str) -> None:
 
 def build_artifact(fp32, precision: str, method: str, target: str, calib: Dataset, evaluation: Dataset, *,
                    min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
-                   min_sqnr_db: float | None = None, layer_table: bool = True, ref: np.ndarray | None = None) -> Artifact:
-    """Build the artifact from the fp32 ONNX `fp32` and prove it on `evaluation` (nothing is written).
-    `ref`: fp32 logits on `evaluation` when the caller already has them (several artifacts, one reference).
+                   min_sqnr_db: float | None = None, layer_table: bool = True, ref: np.ndarray | None = None,
+                   chain=None) -> Artifact:
+    """Build the artifact from the fp32 ONNX `fp32` (or, for a recipe built from PyTorch, the chain `chain`)
+    and prove it on `evaluation` (nothing is written). `ref`: fp32 logits on `evaluation` when the caller
+    already has them (several artifacts, one reference).
 
     Raises:
         OptionError: a combination this tool does not build, or bf16 on a CPU that cannot run it.
@@ -154,7 +156,11 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
         ref = logits("onnxruntime", fp32, evaluation.x)
     kw = dict(precision=precision, method=method, data=evaluation.source, min_agreement=min_agreement,
               max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db)
-    built = RECIPES[(precision, method, target)].build(fp32, calib.x, evaluation.x)
+    recipe = RECIPES[(precision, method, target)]
+    if recipe.source == "chain" and chain is None:
+        raise OptionError(f"{target} programs are lowered from the PyTorch chain, and an .onnx has none: give the "
+                          f"plain.pth or the checkpoint")
+    built = recipe.build(chain if recipe.source == "chain" else fp32, calib.x, evaluation.x)
     model, got, plans, types, notes = built.model, built.logits, built.plans, built.int8_types, built.notes
     proof = logits_proof(ref, got, evaluation.labels, **kw)
     proof.notes += notes
@@ -211,6 +217,35 @@ def _onnx_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray) -> bytes
     return model.SerializeToString()
 
 
+TARGET_SUFFIX = {"openvino": ".xml", "executorch": ".pte"}  # what each target writes (the rest: .onnx)
+
+
+def _fp32_program(chain, input_shape) -> bytes:
+    from .executorch import program
+
+    return program(chain, input_shape, form="fp32").data
+
+
+def _pte_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray, input_shape, num_classes: int) -> bytes:
+    """The program with its record (provenance, the proof, its own logits on the seeded probe images as
+    ExecuTorch computes them) and content digest, loaded and re-checked by ExecuTorch before it is written."""
+    from ..artifacts.digest import ONNX_CONTENT_KEY
+    from ..artifacts.onnx import probe_record
+    from ..artifacts.pte import PteArtifact, record_json, stamp_pte
+
+    prog = art.model
+    props = _provenance(art, source).to_onnx_metadata(
+        probe=probe_record(logits("executorch", prog, probe_x)), low_precision_proof=art.proof.to_dict())
+    props[ONNX_CONTENT_KEY] = "0" * 64  # `stamp_pte` writes the digest here
+    program_info = {"input_shape": list(input_shape), "num_classes": num_classes, "batch": 1,
+                    "delegation": prog.delegation()}
+    data = stamp_pte(prog.with_record(record_json(program_info, props)))
+    written = PteArtifact(Path("the quantized program"), data, tuple(input_shape), num_classes,
+                          Provenance.from_onnx_metadata(props), 1, prog.delegation(), props)
+    written.check()  # the bytes about to be written, in ExecuTorch's runtime, against their own record
+    return data
+
+
 def quantize_file(model_path: str | Path, output: str | Path, *, precision: str = "int8", method: str | None = None,
                   target: str | None = None, calib: str | None = None, evaluation: str | None = None, options=None,
                   min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
@@ -246,11 +281,12 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     model_path, output = Path(model_path), Path(output)
     if precision not in DEFAULT_TARGET:
         raise OptionError(f"unknown `precision` {precision!r}; choose int8, fp16, bf16 or fp32")
-    target = target or {".xml": "openvino", ".onnx": "onnxruntime"}.get(output.suffix, DEFAULT_TARGET[precision])
+    target = target or {".xml": "openvino", ".onnx": "onnxruntime", ".pte": "executorch"}.get(
+        output.suffix, DEFAULT_TARGET[precision])
     check_combination(precision, method, target)
     method = method or DEFAULT_METHOD[(precision, target)]
     _check_thresholds(min_agreement, max_accuracy_drop, min_sqnr_db, min_speedup, speed_batch, crop_fraction)
-    suffix = ".xml" if target == "openvino" else ".onnx"
+    suffix = TARGET_SUFFIX.get(target, ".onnx")
     if output.suffix != suffix:
         hint = ""
         if output.suffix == ".onnx" and target == "openvino":
@@ -263,6 +299,8 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         require("openvino")
         if method == "nncf":
             require("nncf")
+    if target == "executorch":
+        require("executorch")
     require("onnxruntime")
     check_data_options(calib, evaluation)
     source = read_model_file(model_path, options)  # read once: the data plan and the fold both use it
@@ -281,8 +319,9 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     progress("exporting the fp32 chain (audited, parity-checked)")
     fp32 = verified_onnx(loaded).model
     progress(f"building {precision} ({method}, {target}) and proving it on {len(ev)} images")
+    chain = getattr(loaded, "plain", None)
     art = build_artifact(fp32, precision, method, target, cal, ev, min_agreement=min_agreement,
-                         max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db)
+                         max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db, chain=chain)
     art.proof.notes[:0] = notes
     features = cpu_features()
     art.proof.notes.append(f"proved on {features.model} ({features.describe()})")
@@ -298,14 +337,20 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         art.proof.speed = {"status": "not timed: TensorRT cannot run here; time the engine where it runs "
                                      "(trtexec --loadEngine=MODEL.plan)"}
     elif precision != "fp32":  # an fp32 IR is a format, not an optimization: nothing to be faster than
-        _prove_speed(art, fp32, loaded.input_shape, features, min_speedup=min_speedup, speed_batch=speed_batch,
+        # the reference runs on the artifact's runtime: the fp32 graph, or for a program the fp32 program
+        reference = fp32 if target != "executorch" else _fp32_program(chain, loaded.input_shape)
+        _prove_speed(art, reference, loaded.input_shape, features, min_speedup=min_speedup, speed_batch=speed_batch,
                      threads=threads, timer=timer, progress=progress)
     progress("writing")
-    if art.is_onnx:
-        data = _onnx_bytes(art, loaded.provenance, probe_inputs(2, loaded.input_shape))
+    probe_x = probe_inputs(2, loaded.input_shape)
+    if target == "executorch":
+        data = _pte_bytes(art, loaded.provenance, probe_x, loaded.input_shape, loaded.num_classes)
+        written = write_all({output: lambda tmp: tmp.write_bytes(data)})
+    elif art.is_onnx:
+        data = _onnx_bytes(art, loaded.provenance, probe_x)
         written = write_all({output: lambda tmp: tmp.write_bytes(data)})
     else:
-        written = _write_ir(art, output, loaded.provenance, probe_inputs(2, loaded.input_shape))
+        written = _write_ir(art, output, loaded.provenance, probe_x)
     calibrated = cal.source if precision == "int8" else f"none ({precision} is not calibrated)"
     return QuantizeReport(model_path, loaded.name, art, calibrated, written, features.to_dict())
 

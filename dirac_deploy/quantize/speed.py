@@ -117,7 +117,8 @@ def measure_speed(art_model, fp32_onnx, *, target: str, precision: str, input_sh
                   batches: tuple[int, ...] = (1,), threads: int | None = None,
                   min_speedup: float = DEFAULT_MIN_SPEEDUP, timer: Timer | None = None,
                   make_calls: Callable[[np.ndarray], dict] | None = None) -> SpeedProof:
-    """Time `art_model` (ONNX or an openvino.Model) against the fp32 ONNX `fp32_onnx` on `target`.
+    """Time `art_model` (ONNX, an openvino.Model or an ExecuTorch program) against the fp32 reference on
+    `target` (the fp32 ONNX `fp32_onnx`, or for ExecuTorch the fp32 program).
     `make_calls`: x -> {ARTIFACT: call, FP32: call} in place of loading both on `target` (a caller that
     holds its runners already; the tests)."""
     import os
@@ -143,7 +144,8 @@ def measure_speed(art_model, fp32_onnx, *, target: str, precision: str, input_sh
             timed = {n: Timed(timed[n].rounds + more[n].rounds) for n in (FP32, ARTIFACT)}
         rows.append(SpeedRow(batch, timed[FP32].latency.p50, timed[ARTIFACT].latency.p50, ratio["median"],
                              ratio["iqr"], ratio["rounds"], decision))
-    reference = "the fp32 chain on ONNX Runtime" if target == "onnxruntime" else "the fp32 chain on OpenVINO (f32)"
+    reference = {"onnxruntime": "the fp32 chain on ONNX Runtime", "executorch": "the fp32 program on ExecuTorch"}.get(
+        target, "the fp32 chain on OpenVINO (f32)")
     return SpeedProof(target, reference, threads, rows, cpu_features().to_dict(), min_speedup)
 
 

@@ -24,10 +24,25 @@ from .._optional import require
 
 
 def load(model: Any) -> bytes:
-    """The program's bytes: a `PteArtifact`'s `model`, bytes, or a path to a .pte."""
+    """The program's bytes: a `PteArtifact`'s `model`, bytes, a `quantize.executorch.Program`, or a path."""
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model)
+    if isinstance(getattr(model, "data", None), bytes):
+        return model.data
     return Path(model).read_bytes()
+
+
+def runtime_ops(model: Any) -> dict[str, dict[str, int]]:
+    """The convs XNNPACK runs in int8 and in fp32, as the program built by `quantize` counted them (a
+    delegate's kernels cannot be listed from its bytes).
+
+    Raises:
+        ValueError: a program without those counts (one read from a file).
+    """
+    counts = getattr(model, "runtime_ops", None)
+    if counts is None:
+        raise ValueError("ExecuTorch's delegate does not list its kernels; only a program built here has counts")
+    return counts
 
 
 def quiet_imports() -> None:
@@ -109,7 +124,14 @@ class Runner:
         return np.concatenate(out)
 
     def bind(self, x: Any) -> Callable[[], object]:
+        """The call to time: every image of `x`, in the program's batch (as `run` feeds them)."""
         import torch
 
-        chunk = torch.from_numpy(np.ascontiguousarray(np.asarray(x)[: self.batch], dtype=np.float32))
-        return lambda: self.method.execute([chunk])
+        x = np.ascontiguousarray(np.asarray(x), dtype=np.float32)
+        chunks = [torch.from_numpy(x[i:i + self.batch]) for i in range(0, len(x) - self.batch + 1, self.batch)]
+        execute = self.method.execute
+
+        def call():
+            for chunk in chunks:
+                execute([chunk])
+        return call

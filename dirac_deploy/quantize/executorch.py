@@ -1,0 +1,178 @@
+"""int8 ExecuTorch programs of the folded chain (XNNPACK): the naive form and the identity-aware one.
+
+Naive: the chain as it is, through PT2E (`XNNPACKQuantizer`, symmetric int8 with per-channel weights,
+`prepare_pt2e` -> calibration -> `convert_pt2e`), lowered to XNNPACK. Per-channel int8 of a folded kernel
+W = diag(c) delta + R sets each row's scale from its identity tap and erases R (`rescale` module docstring).
+
+Identity-aware: the same chain first rewritten, in PyTorch, into the unit-residual form (`rescale`'s equations,
+written once there: `absorb_input_scale`, `output_units`, `unit_residual_weight`): each identity-carrying conv
+becomes conv(a~, W'/d - I delta) + a~, exact in float, so only the learned part is quantized and the identity
+is an int8 residual add, which XNNPACK runs in its own kernels (measured: fully delegated).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._optional import require
+from ..errors import ExportError, first_line
+from .rescale import RescaleError, absorb_input_scale, output_units, unit_residual_weight
+
+_CARRY = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)  # commute with a positive scale
+
+
+class UnitResidual(nn.Module):
+    """conv(x) + x, the input zero-padded by `extra` channels for a widening conv (the identity on the first
+    `in` outputs)."""
+
+    def __init__(self, conv: nn.Conv2d, extra: int):
+        super().__init__()
+        self.conv, self.extra = conv, extra
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+        return self.conv(x) + identity
+
+
+def _carries_identity(m: nn.Conv2d, first: bool) -> bool:
+    o, i, kh, kw = m.weight.shape
+    return (not first and o >= i and (kh, kw) == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
+            and m.groups == 1 and m.dilation == (1, 1))
+
+
+def _conv(m: nn.Conv2d, weight: np.ndarray, bias: np.ndarray) -> nn.Conv2d:
+    """A copy of `m`'s geometry with the given weight and bias."""
+    conv = copy.deepcopy(m)
+    conv.weight.data = torch.from_numpy(weight).float()
+    conv.bias = nn.Parameter(torch.from_numpy(bias).float())
+    return conv
+
+
+def unit_residual_module(chain: nn.Sequential) -> nn.Sequential:
+    """`chain` (a PlainNet: conv, ReLU, pooling, flatten, linear) in the unit-residual form, the same function in
+    float (`rescale` module docstring): identity-carrying convs as `UnitResidual`, every scale absorbed by
+    the next conv or the classifier, computed in float64.
+
+    Raises:
+        RescaleError: a layer the per-channel scale cannot pass (NCReLU, LeakyReLU: fold v1 nets with
+            `ncrelu='absorb'`).
+    """
+    layers: list[nn.Module] = []
+    e: np.ndarray | None = None  # the per-channel scale the current activation is carried in
+    first = True
+    for name, m in chain.named_children():
+        if isinstance(m, nn.Conv2d):
+            w = absorb_input_scale(m.weight.detach().double().numpy(), e)
+            b = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(w.shape[0])
+            if _carries_identity(m, first):
+                d, _ = output_units(w)
+                layers.append(UnitResidual(_conv(m, unit_residual_weight(w, d, True), b / d), w.shape[0] - w.shape[1]))
+                e = d
+            else:
+                layers.append(_conv(m, w, b))
+                e = None
+            first = False
+        elif isinstance(m, nn.Linear):
+            w = m.weight.detach().double().numpy()
+            lin = nn.Linear(m.in_features, m.out_features)
+            lin.weight.data = torch.from_numpy(w if e is None else w * e.reshape(1, -1)).float()
+            lin.bias.data = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_features)
+            layers.append(lin)
+            e = None
+        elif isinstance(m, _CARRY):
+            layers.append(copy.deepcopy(m))
+        else:
+            raise RescaleError(f"cannot carry the per-channel scale through layer {name!r} ({type(m).__name__}); "
+                               f"the identity-aware int8 needs a conv-ReLU chain (a v1 checkpoint: fold it with "
+                               f"`ncrelu='absorb'`), or use `method='naive'`")
+    return nn.Sequential(*layers).eval()
+
+
+def quantized_module(module: nn.Module, calib: np.ndarray, batch: int = 1):
+    """`module` through PT2E with XNNPACK's quantizer (symmetric int8, per-channel weights), calibrated on
+    `calib` in batches of `batch` (the exported graph's static shape). Returns the converted graph module."""
+    quantizer_mod = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
+    pt2e = require("torchao.quantization.pt2e.quantize_pt2e")
+    shape = tuple(calib.shape[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = torch.export.export(module.eval(), (torch.zeros(batch, *shape),)).module()
+        quantizer = quantizer_mod.XNNPACKQuantizer().set_global(
+            quantizer_mod.get_symmetric_quantization_config(is_per_channel=True))
+        prepared = pt2e.prepare_pt2e(graph, quantizer)
+        with torch.no_grad():
+            for i in range(0, len(calib) - batch + 1, batch):
+                prepared(torch.from_numpy(np.ascontiguousarray(calib[i:i + batch], dtype=np.float32)))
+        return pt2e.convert_pt2e(prepared)
+
+
+class Program:
+    """A lowered ExecuTorch program kept as its edge program, so it can be serialized again with the record
+    `quantize` writes into it once the proof is done; `data` is the program without a record (what the proof
+    and the speed proof run: the record changes no computation)."""
+
+    def __init__(self, edge, delegated: int, not_delegated: dict[str, int], convs: dict[str, int]):
+        self.edge, self.delegated, self.not_delegated = edge, delegated, not_delegated
+        self.data: bytes = edge.to_executorch().buffer
+        # XNNPACK runs a quantized conv in int8 only inside its delegate; what it leaves out runs dequantized
+        int8 = convs.get("int8", 0) if not not_delegated else 0
+        self.runtime_ops = {"conv": {"int8": int8, "fp32": sum(convs.values()) - int8}}
+
+    def with_record(self, record: str) -> bytes:
+        """The program serialized with `record` as its `dirac_deploy_metadata` (ExecuTorch 1.5.1 keeps constant
+        methods in `_config_methods` until serialization; the exact pin makes that safe to rely on)."""
+        from ..artifacts.pte import METADATA_METHOD
+
+        self.edge._config_methods[METADATA_METHOD] = record
+        return self.edge.to_executorch().buffer
+
+    def delegation(self) -> dict:
+        return {"delegated": self.delegated, "not_delegated": dict(self.not_delegated)}
+
+
+def _conv_precisions(graph_module) -> dict[str, int]:
+    """Convs of a converted PT2E graph by the precision of their weight: "int8" when it comes through a
+    dequantize (the quantizer annotated it), else "fp32"."""
+    counts = {"int8": 0, "fp32": 0}
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and "conv" in str(node.target):
+            weight = node.args[1] if len(node.args) > 1 else None
+            quantized = getattr(weight, "op", "") == "call_function" and "dequantize" in str(getattr(weight, "target", ""))
+            counts["int8" if quantized else "fp32"] += 1
+    return counts
+
+
+def program(chain: nn.Sequential, input_shape: tuple[int, int, int], calib: np.ndarray | None = None, *,
+            form: str = "fp32", batch: int = 1) -> Program:
+    """The chain as a `Program` for `batch` images: `form` "fp32" (lowered as it is), "naive" or "identity"
+    (int8, calibrated on `calib`).
+
+    Raises:
+        RescaleError: the identity-aware form cannot be written for this chain.
+        ExportError: ExecuTorch cannot quantize or lower it.
+    """
+    from ..export.pte import _lower, delegation_counts
+    from ..runtimes.executorch import quiet_imports
+
+    quiet_imports()
+    if form == "fp32":
+        source = chain.eval()
+        convs = {"int8": 0, "fp32": sum(isinstance(m, nn.Conv2d) for m in chain.modules())}
+    else:
+        if calib is None:
+            raise ValueError("int8 needs calibration images")
+        module = unit_residual_module(chain) if form == "identity" else chain
+        try:
+            source = quantized_module(module, calib, batch)
+        except Exception as e:  # PT2E raises many types; all mean "could not quantize"
+            raise ExportError(f"PT2E could not quantize the chain for XNNPACK: {first_line(e)[:300]}") from None
+        convs = _conv_precisions(source)
+    edge = _lower(source, torch.zeros(batch, *input_shape), "{}")
+    delegated, rest = delegation_counts(edge.exported_program().graph_module)
+    return Program(edge, delegated, rest, convs)
