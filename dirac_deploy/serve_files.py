@@ -12,12 +12,14 @@ from typing import Callable
 
 from .artifacts.deployed import read_deployed
 from .kinds import kind_of
+from .runtimes import engine
 from .serve.model import ModelSource, ServedModel, check_sources, parse_model_args
 
 
 def served_artifact(source: ModelSource, runtime: str, options=None):
-    """The artifact `source` is served from on `runtime`: its own for an .onnx or IR; for a PyTorch file the
-    verified chain (torch runtime) or its verified ONNX export, in memory (ONNX Runtime, OpenVINO)."""
+    """The artifact `source` is served from on `runtime`: its own for an .onnx, IR or .pte; for a PyTorch file
+    the verified chain (torch runtime), its verified ExecuTorch program (executorch) or its verified ONNX
+    export (ONNX Runtime, OpenVINO), in memory."""
     kind = source.kind or kind_of(source.path)
     if not kind.needs_torch:
         return read_deployed(source.path, kind)
@@ -27,7 +29,13 @@ def served_artifact(source: ModelSource, runtime: str, options=None):
 
     art = open_artifact(source.path, options, kind=kind)
     assert isinstance(art, PlainArtifact)  # a PyTorch file opens as its chain
-    return art if runtime == "torch" else onnx_artifact(art)
+    if runtime == "torch":
+        return art
+    if "pte" in engine(runtime).reads:  # an engine of lowered programs: the chain as its verified program
+        from .export.pte import pte_artifact
+
+        return pte_artifact(art)
+    return onnx_artifact(art)
 
 
 def load_served_model(source: ModelSource, runtime: str | None = None, threads: int | None = None,

@@ -212,3 +212,14 @@ def test_quantize_to_a_program_needs_the_pytorch_chain(program, tmp_path):
     res = CliRunner().invoke(main, ["quantize", str(onnx_path), "-o", str(tmp_path / "q.pte"), "--min-speedup", "0"])
     assert res.exit_code == 1 and "lowered from the PyTorch chain" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "q.pte").exists()
+
+
+@pytest.mark.edge
+@needs_executorch
+def test_a_checkpoint_is_served_on_executorch_through_its_verified_program():
+    from dirac_deploy.serve_files import load_models
+
+    served = load_models([f"{data.embedded_checkpoint()}@executorch"], None, 1)["digits_diracnet"]
+    assert served.runtime == "executorch" and served.info["verified"] == "parity probe in ExecuTorch's runtime"
+    x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    assert served.infer(x).shape == (2, 10)

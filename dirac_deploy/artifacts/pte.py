@@ -175,7 +175,11 @@ def read_pte(path: str | Path) -> PteArtifact:
         raise CheckpointError(f"{path} is not a regular file")
     if path.stat().st_size > MAX_PTE_BYTES:
         raise CheckpointError(f"{path} is over {MAX_PTE_BYTES >> 30} GiB; not a folded chain's program")
-    data = path.read_bytes()
+    return pte_from_bytes(path.read_bytes(), path)
+
+
+def pte_from_bytes(data: bytes, path: Path) -> PteArtifact:
+    """`read_pte` of bytes in memory (`path`: where they came from, for messages)."""
     at, length, record = find_record(data, str(path))
     digest_at, recorded = _digest_span(data, at, length, str(path))
     check_content(recorded, pte_content_sha256(data, digest_at), str(path))

@@ -22,7 +22,7 @@ from .._optional import require
 from ..artifacts.digest import ONNX_CONTENT_KEY
 from ..artifacts.onnx import probe_inputs, probe_record
 from ..artifacts.provenance import Provenance
-from ..artifacts.pte import METADATA_METHOD, record_json, stamp_pte
+from ..artifacts.pte import METADATA_METHOD, PteArtifact, pte_from_bytes, record_json, stamp_pte
 from ..errors import EquivalenceError, ExportError, first_line
 from ..proof import DEFAULT_RTOL, Proof, compare_logits
 
@@ -141,3 +141,9 @@ def build_pte(module: torch.nn.Module, input_shape: tuple[int, int, int], num_cl
         raise EquivalenceError(f"the ExecuTorch program does not reproduce the PyTorch chain: {parity.describe()}; "
                                f"nothing written")
     return PteBuild(data, batch, delegated, rest, parity)
+
+
+def pte_artifact(art) -> PteArtifact:
+    """`PlainArtifact -> PteArtifact`: the verified program of a chain, in memory (`serve ckpt@executorch`)."""
+    built = build_pte(art.plain, art.input_shape, art.num_classes, art.provenance)
+    return pte_from_bytes(built.data, art.path)
