@@ -129,9 +129,9 @@ class Runner:
 
         x = np.ascontiguousarray(np.asarray(x), dtype=np.float32)
         chunks = [torch.from_numpy(x[i:i + self.batch]) for i in range(0, len(x) - self.batch + 1, self.batch)]
-        execute = self.method.execute
+        loaded = self.loaded  # the call holds the program and its bytes: a method outliving them would crash
 
         def call():
             for chunk in chunks:
-                execute([chunk])
+                loaded.method.execute([chunk])
         return call
