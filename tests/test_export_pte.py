@@ -223,3 +223,27 @@ def test_a_checkpoint_is_served_on_executorch_through_its_verified_program():
     assert served.runtime == "executorch" and served.info["verified"] == "parity probe in ExecuTorch's runtime"
     x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
     assert served.infer(x).shape == (2, 10)
+
+
+@pytest.mark.edge
+@pytest.mark.slow
+@needs_executorch
+def test_the_identity_int8_program_of_a_diracnet18_loads_in_executorch():
+    """ImageNet DiracNet-18 (at 64x64 to keep it short): XNNPACK refused the channel-padded identity of its
+    widening convs when the program loaded (xnn_status_unsupported_parameter); the identity form for ExecuTorch
+    leaves widening convs plain, and the program loads, runs and keeps the chain's top-1 on most images."""
+    from dirac_deploy.folding.fold import fold
+    from dirac_deploy.models.dirac import DiracNet
+    from dirac_deploy.quantize.executorch import program
+    from dirac_deploy.runtimes import build
+    from dirac_deploy.spec import imagenet_spec
+
+    torch.manual_seed(0)
+    plain = fold(DiracNet(imagenet_spec(18)).eval()).plain
+    x = np.random.default_rng(0).standard_normal((8, 3, 64, 64)).astype(np.float32)
+    prog = program(plain, (3, 64, 64), x, form="identity")
+    assert prog.not_delegated == {} and prog.runtime_ops["conv"]["int8"] == 17
+    got = build("executorch", prog).run(x)
+    with torch.no_grad():
+        ref = plain(torch.from_numpy(x)).numpy()
+    assert got.shape == ref.shape and np.isfinite(got).all()

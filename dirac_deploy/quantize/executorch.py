@@ -40,10 +40,10 @@ class UnitResidual(nn.Module):
         return self.conv(x) + identity
 
 
-def _carries_identity(m: nn.Conv2d, first: bool) -> bool:
+def _carries_identity(m: nn.Conv2d, first: bool, widening: bool) -> bool:
     o, i, kh, kw = m.weight.shape
-    return (not first and o >= i and (kh, kw) == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
-            and m.groups == 1 and m.dilation == (1, 1))
+    return (not first and (o == i or (widening and o > i)) and (kh, kw) == (3, 3) and m.stride == (1, 1)
+            and m.padding == (1, 1) and m.groups == 1 and m.dilation == (1, 1))
 
 
 def _conv(m: nn.Conv2d, weight: np.ndarray, bias: np.ndarray) -> nn.Conv2d:
@@ -54,10 +54,15 @@ def _conv(m: nn.Conv2d, weight: np.ndarray, bias: np.ndarray) -> nn.Conv2d:
     return conv
 
 
-def unit_residual_module(chain: nn.Sequential) -> nn.Sequential:
+def unit_residual_module(chain: nn.Sequential, *, widening: bool = False) -> nn.Sequential:
     """`chain` (a PlainNet: conv, ReLU, pooling, flatten, linear) in the unit-residual form, the same function in
     float (`rescale` module docstring): identity-carrying convs as `UnitResidual`, every scale absorbed by
     the next conv or the classifier, computed in float64.
+
+    `widening`: also carry the identity through a widening conv (out > in: the input zero-padded along its
+    channels before the add). Off for XNNPACK: its runtime refuses a quantized channel pad when the program
+    loads (xnn_status_unsupported_parameter, measured on DiracNet-18 with ExecuTorch 1.5.1), so a widening
+    conv stays a plain int8 conv there.
 
     Raises:
         RescaleError: a layer the per-channel scale cannot pass (NCReLU, LeakyReLU: fold v1 nets with
@@ -70,7 +75,7 @@ def unit_residual_module(chain: nn.Sequential) -> nn.Sequential:
         if isinstance(m, nn.Conv2d):
             w = absorb_input_scale(m.weight.detach().double().numpy(), e)
             b = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(w.shape[0])
-            if _carries_identity(m, first):
+            if _carries_identity(m, first, widening):
                 d, _ = output_units(w)
                 layers.append(UnitResidual(_conv(m, unit_residual_weight(w, d, True), b / d), w.shape[0] - w.shape[1]))
                 e = d
