@@ -100,7 +100,7 @@ def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int
         from ..export.pte import lower_program
 
         try:
-            data, _ = lower_program(variant.model.eval(), input_shape, batch)
+            data = lower_program(variant.model.eval(), input_shape, batch).data
         except ExportError as e:  # a variant ExecuTorch cannot lower (an op torch.export or XNNPACK rejects)
             raise Skip(str(e)) from None
         return runtimes.build(engine, data, threads=threads).bind(x.numpy())

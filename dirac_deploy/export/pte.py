@@ -63,7 +63,44 @@ def delegation_counts(graph_module) -> tuple[int, dict[str, int]]:
     return delegated, dict(rest)
 
 
-def _lower(module: torch.nn.Module, example: torch.Tensor, record: str):
+class Program:
+    """A lowered ExecuTorch program kept as its edge program, so it can be serialized again with the record
+    `quantize` writes into it once the proof is done; `data` is the program without a record (what the proof
+    and the speed proof run: the record changes no computation)."""
+
+    def __init__(self, edge, delegated: int, not_delegated: dict[str, int], convs: dict[str, int]):
+        self.edge, self.delegated, self.not_delegated = edge, delegated, not_delegated
+        self.data: bytes = edge.to_executorch().buffer
+        # XNNPACK runs a quantized conv in int8 only inside its delegate; what it leaves out runs dequantized
+        int8 = convs.get("int8", 0) if not not_delegated else 0
+        self.runtime_ops = {"conv": {"int8": int8, "fp32": sum(convs.values()) - int8}}
+
+    def with_record(self, record: str) -> bytes:
+        """The program serialized with `record` as its `dirac_deploy_metadata` (`serialized`)."""
+        return serialized(self.edge, record)
+
+    def delegation(self) -> dict:
+        return {"delegated": self.delegated, "not_delegated": dict(self.not_delegated)}
+
+
+def serialized(edge, record: str) -> bytes:
+    """The lowered program's bytes with `record` as its `dirac_deploy_metadata`. ExecuTorch 1.5.1 (pinned
+    exactly) keeps constant methods as given in the edge program's `_config_methods` until serialization, so
+    the record is set there after lowering (what it records, the delegation, is known only then)."""
+    if not isinstance(getattr(edge, "_config_methods", None), dict):
+        raise ExportError("this ExecuTorch keeps no constant methods where 1.5.1 did; install the pinned version "
+                          "(pip install '.[executorch]')")
+    edge._config_methods[METADATA_METHOD] = record
+    return edge.to_executorch().buffer
+
+
+def lower(module: torch.nn.Module, example: torch.Tensor):
+    """`torch.export` of `module` on `example`, lowered with the XNNPACK partitioner, with an empty record
+    (`serialized` writes the real one). ExecuTorch's own notices stay out of the user's terminal.
+
+    Raises:
+        ExportError: torch.export or the lowering fails.
+    """
     from ..runtimes.executorch import quiet_imports
 
     quiet_imports()
@@ -75,22 +112,26 @@ def _lower(module: torch.nn.Module, example: torch.Tensor, record: str):
             warnings.simplefilter("ignore", DeprecationWarning)
             exported = torch.export.export(module, (example,))
             return exir.to_edge_transform_and_lower(exported, partitioner=[partitioner.XnnpackPartitioner()],
-                                                    constant_methods={METADATA_METHOD: record})
+                                                    constant_methods={METADATA_METHOD: "{}"})
     except Exception as e:  # torch.export and the lowering raise many types; all mean "could not lower"
         raise ExportError(f"ExecuTorch could not lower the chain: {first_line(e)[:300]}") from None
 
 
-def lower_program(module: torch.nn.Module, input_shape: tuple[int, int, int],
-                  batch: int = 1) -> tuple[bytes, dict[str, int]]:
-    """`module` lowered to an ExecuTorch program for `batch` images, without a record or a proof (what a
-    benchmark times), and {op: count} of what XNNPACK leaves to the portable kernels.
+def lower_program(module: torch.nn.Module, input_shape: tuple[int, int, int], batch: int = 1, *,
+                  convs: dict[str, int] | None = None) -> Program:
+    """`module` lowered to an ExecuTorch program for `batch` images, its delegation counted, without a record
+    or a proof (what a benchmark times; what `quantize` proves and then writes with its record). `convs`: the
+    convs by the precision of their weights (default: all fp32).
 
     Raises:
         ExportError: ExecuTorch cannot lower it.
     """
-    edge = _lower(module.eval(), torch.zeros(batch, *input_shape), "{}")
-    _, rest = delegation_counts(edge.exported_program().graph_module)
-    return edge.to_executorch().buffer, rest
+    # a converted PT2E graph refuses .eval() (it has no train mode); a chain is put in eval mode by its caller
+    edge = lower(module, torch.zeros(batch, *input_shape))
+    delegated, rest = delegation_counts(edge.exported_program().graph_module)
+    if convs is None:
+        convs = {"int8": 0, "fp32": sum(isinstance(m, torch.nn.Conv2d) for m in module.modules())}
+    return Program(edge, delegated, rest, convs)
 
 
 def build_pte(module: torch.nn.Module, input_shape: tuple[int, int, int], num_classes: int,
@@ -113,23 +154,16 @@ def build_pte(module: torch.nn.Module, input_shape: tuple[int, int, int], num_cl
     props = provenance.replace(graph="folded", precision="fp32").to_onnx_metadata(
         probe=probe_record(reference.astype(np.float32)), probe_rtol=rtol)
     props[ONNX_CONTENT_KEY] = "0" * 64  # `stamp_pte` writes the digest here once the bytes exist
-    edge = _lower(module, torch.zeros(batch, *input_shape), record_json(program, props))
-    delegated, rest = delegation_counts(edge.exported_program().graph_module)
+    prog = lower_program(module, input_shape, batch)
+    delegated, rest = prog.delegated, prog.not_delegated
     if rest and not allow_partial:
         left = ", ".join(f"{op} x{n}" for op, n in sorted(rest.items()))
         raise ExportError(f"XNNPACK delegates {delegated} ops and leaves {sum(rest.values())} to ExecuTorch's portable "
                           f"kernels ({left}), which run far slower; nothing written. `allow_partial=True` writes it "
                           f"anyway")
     program["delegation"] = {"delegated": delegated, "not_delegated": rest}
-    # the counts go into the record before serialization: ExecuTorch keeps constant methods as given in the
-    # edge program's `_config_methods` (1.5.1, pinned); lowering again with the final record costs a second
-    # lowering where that attribute is gone
-    if isinstance(getattr(edge, "_config_methods", None), dict):
-        edge._config_methods[METADATA_METHOD] = record_json(program, props)
-    else:
-        edge = _lower(module, torch.zeros(batch, *input_shape), record_json(program, props))
     try:
-        data = stamp_pte(edge.to_executorch().buffer)
+        data = stamp_pte(prog.with_record(record_json(program, props)))
         got = Runner(data).run(x)  # the written bytes in the runtime that will run them
     except ExportError:
         raise

@@ -117,30 +117,6 @@ def quantized_module(module: nn.Module, calib: np.ndarray, batch: int = 1):
         return pt2e.convert_pt2e(prepared)
 
 
-class Program:
-    """A lowered ExecuTorch program kept as its edge program, so it can be serialized again with the record
-    `quantize` writes into it once the proof is done; `data` is the program without a record (what the proof
-    and the speed proof run: the record changes no computation)."""
-
-    def __init__(self, edge, delegated: int, not_delegated: dict[str, int], convs: dict[str, int]):
-        self.edge, self.delegated, self.not_delegated = edge, delegated, not_delegated
-        self.data: bytes = edge.to_executorch().buffer
-        # XNNPACK runs a quantized conv in int8 only inside its delegate; what it leaves out runs dequantized
-        int8 = convs.get("int8", 0) if not not_delegated else 0
-        self.runtime_ops = {"conv": {"int8": int8, "fp32": sum(convs.values()) - int8}}
-
-    def with_record(self, record: str) -> bytes:
-        """The program serialized with `record` as its `dirac_deploy_metadata` (ExecuTorch 1.5.1 keeps constant
-        methods in `_config_methods` until serialization; the exact pin makes that safe to rely on)."""
-        from ..artifacts.pte import METADATA_METHOD
-
-        self.edge._config_methods[METADATA_METHOD] = record
-        return self.edge.to_executorch().buffer
-
-    def delegation(self) -> dict:
-        return {"delegated": self.delegated, "not_delegated": dict(self.not_delegated)}
-
-
 def _conv_precisions(graph_module) -> dict[str, int]:
     """Convs of a converted PT2E graph by the precision of their weight: "int8" when it comes through a
     dequantize (the quantizer annotated it), else "fp32"."""
@@ -154,15 +130,15 @@ def _conv_precisions(graph_module) -> dict[str, int]:
 
 
 def program(chain: nn.Sequential, input_shape: tuple[int, int, int], calib: np.ndarray | None = None, *,
-            form: str = "fp32", batch: int = 1) -> Program:
-    """The chain as a `Program` for `batch` images: `form` "fp32" (lowered as it is), "naive" or "identity"
+            form: str = "fp32", batch: int = 1):
+    """The chain as an `export.pte.Program` for `batch` images: `form` "fp32" (lowered as it is), "naive" or "identity"
     (int8, calibrated on `calib`).
 
     Raises:
         RescaleError: the identity-aware form cannot be written for this chain.
         ExportError: ExecuTorch cannot quantize or lower it.
     """
-    from ..export.pte import _lower, delegation_counts
+    from ..export.pte import lower_program
     from ..runtimes.executorch import quiet_imports
 
     quiet_imports()
@@ -178,6 +154,4 @@ def program(chain: nn.Sequential, input_shape: tuple[int, int, int], calib: np.n
         except Exception as e:  # PT2E raises many types; all mean "could not quantize"
             raise ExportError(f"PT2E could not quantize the chain for XNNPACK: {first_line(e)[:300]}") from None
         convs = _conv_precisions(source)
-    edge = _lower(source, torch.zeros(batch, *input_shape), "{}")
-    delegated, rest = delegation_counts(edge.exported_program().graph_module)
-    return Program(edge, delegated, rest, convs)
+    return lower_program(source, input_shape, batch, convs=convs)

@@ -221,9 +221,9 @@ TARGET_SUFFIX = {"openvino": ".xml", "executorch": ".pte"}  # what each target w
 
 
 def _fp32_program(chain, input_shape) -> bytes:
-    from .executorch import program
+    from ..export.pte import lower_program
 
-    return program(chain, input_shape, form="fp32").data
+    return lower_program(chain, input_shape).data
 
 
 def _pte_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray, input_shape, num_classes: int) -> bytes:
