@@ -254,6 +254,10 @@ def write_plot(path: str | Path, records: list[dict], title: str) -> Path:
                          alpha=0.4 + 0.6 * (j + 1) / len(batches),
                          yerr=[[q.median - q.iqr[0]], [q.iqr[1] - q.median]], capsize=3)
     ax_ratio.axhline(1.0, color="black", lw=1)
+    ratios = [r.best_alternative.median for r in rows if r.best_alternative is not None]
+    if ratios and max(ratios) / max(min(ratios), 1e-9) > 20:  # one backend's 100x would flatten the others' 1.5x
+        ax_ratio.set_yscale("log")
+        readable_log_axis(ax_ratio)
     ax_ratio.set_xticks(range(len(backends)), backends, rotation=20, fontsize=8)
     ax_ratio.set_ylabel("speed-up over the best alternative (t_alt / t_folded)")
     ax_ratio.set_title(f"bars left to right: batch {', '.join(map(str, batches))}; whiskers: IQR over rounds",
