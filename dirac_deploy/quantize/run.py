@@ -310,6 +310,9 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     if not isinstance(loaded, (PlainArtifact, OnnxArtifact)):  # an IR or a program: already deployed
         raise OptionError(f"{model_path} is {loaded.kind.description}, already a deployed artifact; quantize starts "
                           f"from a checkpoint, a plain.pth or an .onnx from export")
+    if RECIPES[(precision, method, target)].source == "chain" and not isinstance(loaded, PlainArtifact):
+        raise OptionError(f"{target} programs are lowered from the PyTorch chain, and {model_path.name} is "
+                          f"{loaded.kind.description}: give the plain.pth or the checkpoint")
     if isinstance(loaded, OnnxArtifact) and content_kind(loaded.model) == "quantized":
         raise OptionError(f"{model_path} is already quantized (its convs take int8 or fp16 weights); quantize starts "
                           f"from the fp32 chain: a checkpoint, a plain.pth or an .onnx from export")
