@@ -25,10 +25,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .._optional import require
-from ..artifacts.onnx import LOW_PRECISION_PROBE_RTOL, OnnxArtifact, content_kind
-from ..artifacts.provenance import Provenance
-from ..errors import EquivalenceError, ExportError, OptionError, OutputPathError
-from ..fileio import check_output_path, write_all
+from ..artifacts.onnx import OnnxArtifact, content_kind
+from ..errors import EquivalenceError, OptionError
+from ..fileio import check_output_path
 from ..runtimes import logits, runtime_ops
 from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
 from .data import DEFAULT_CROP_FRACTION, Dataset
@@ -38,6 +37,7 @@ from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError,
 from .proof_data import check_data_options, load_proof_data, plan_data
 from .registry import DEFAULT_METHOD, DEFAULT_TARGET, RECIPES
 from .speed import DEFAULT_MIN_SPEEDUP, REFUSED, UNDECIDED, Timer, faster_alternative, measure_speed
+from .write import fp32_program, write_artifact
 
 # The unit of every number in the quantize report whose name does not carry it (docs/reports.md).
 QUANTIZE_UNITS = {"agreement": "fraction of images, 0..1", "accuracy": "fraction of images, 0..1",
@@ -81,7 +81,6 @@ class UndecidedSpeedError(EquivalenceError):
     exit_code = 3
 
 COMBINATIONS = set(RECIPES)  # (precision, method, target) this tool builds: quantize.registry
-PROBE_RTOL = LOW_PRECISION_PROBE_RTOL  # recorded for readers; the checks use the tool's own value
 # Below this a low-precision artifact's logits are mostly noise even when top-1 still agrees (15 dB: the error's
 # RMS is 18% of the logits'); the measured artifacts are at 19-33 dB (int8) and 60+ dB (fp16). --min-sqnr-db 0 or
 # lower turns it off.
@@ -196,54 +195,7 @@ def _why_types(types: str, target: str) -> str:
     return "this CPU has VNNI" if types == "u8s8" else "this CPU has no VNNI: u8 x s8 would saturate"
 
 
-def _provenance(art: Artifact, source: Provenance) -> Provenance:
-    return source.replace(graph=f"quantized-{art.precision}", precision=art.precision, method=art.method)
-
-
-def _onnx_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray) -> bytes:
-    from ..artifacts.digest import stamp_onnx
-    from ..artifacts.onnx import probe_record
-
-    model = art.model
-    probe_logits = logits("onnxruntime", model, probe_x)
-    props = _provenance(art, source).to_onnx_metadata(
-        probe=probe_record(probe_logits), probe_rtol=PROBE_RTOL, low_precision_proof=art.proof.to_dict(),
-        int8_types=art.int8_types or "")
-    del model.metadata_props[:]
-    for k, v in props.items():
-        model.metadata_props.add(key=k, value=str(v))
-    model.producer_name = "dirac-deploy"
-    stamp_onnx(model)  # last: the digest covers the graph, the weights and everything recorded above
-    return model.SerializeToString()
-
-
 TARGET_SUFFIX = {"openvino": ".xml", "executorch": ".pte"}  # what each target writes (the rest: .onnx)
-
-
-def _fp32_program(chain, input_shape) -> bytes:
-    from ..export.pte import lower_program
-
-    return lower_program(chain, input_shape).data
-
-
-def _pte_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray, input_shape, num_classes: int) -> bytes:
-    """The program with its record (provenance, the proof, its own logits on the seeded probe images as
-    ExecuTorch computes them) and content digest, loaded and re-checked by ExecuTorch before it is written."""
-    from ..artifacts.digest import ONNX_CONTENT_KEY
-    from ..artifacts.onnx import probe_record
-    from ..artifacts.pte import PteArtifact, record_json, stamp_pte
-
-    prog = art.model
-    props = _provenance(art, source).to_onnx_metadata(
-        probe=probe_record(logits("executorch", prog, probe_x)), low_precision_proof=art.proof.to_dict())
-    props[ONNX_CONTENT_KEY] = "0" * 64  # `stamp_pte` writes the digest here
-    program_info = {"input_shape": list(input_shape), "num_classes": num_classes, "batch": 1,
-                    "delegation": prog.delegation()}
-    data = stamp_pte(prog.with_record(record_json(program_info, props)))
-    written = PteArtifact(Path("the quantized program"), data, tuple(input_shape), num_classes,
-                          Provenance.from_onnx_metadata(props), 1, prog.delegation(), props)
-    written.check()  # the bytes about to be written, in ExecuTorch's runtime, against their own record
-    return data
 
 
 def quantize_file(model_path: str | Path, output: str | Path, *, precision: str = "int8", method: str | None = None,
@@ -272,7 +224,6 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         SlowerThanFp32Error: the speed proof failed (nothing written).
         MissingDependencyError: onnxruntime, openvino or nncf missing for what was asked.
     """
-    from ..artifacts.onnx import probe_inputs
     from ..artifacts.plain import PlainArtifact
     from ..cpuinfo import cpu_features
     from ..export.from_file import verified_onnx
@@ -341,19 +292,11 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
                                      "(trtexec --loadEngine=MODEL.plan)"}
     elif precision != "fp32":  # an fp32 IR is a format, not an optimization: nothing to be faster than
         # the reference runs on the artifact's runtime: the fp32 graph, or for a program the fp32 program
-        reference = fp32 if target != "executorch" else _fp32_program(chain, loaded.input_shape)
+        reference = fp32 if target != "executorch" else fp32_program(chain, loaded.input_shape)
         _prove_speed(art, reference, loaded.input_shape, features, min_speedup=min_speedup, speed_batch=speed_batch,
                      threads=threads, timer=timer, progress=progress)
     progress("writing")
-    probe_x = probe_inputs(2, loaded.input_shape)
-    if target == "executorch":
-        data = _pte_bytes(art, loaded.provenance, probe_x, loaded.input_shape, loaded.num_classes)
-        written = write_all({output: lambda tmp: tmp.write_bytes(data)})
-    elif art.is_onnx:
-        data = _onnx_bytes(art, loaded.provenance, probe_x)
-        written = write_all({output: lambda tmp: tmp.write_bytes(data)})
-    else:
-        written = _write_ir(art, output, loaded.provenance, probe_x)
+    written = write_artifact(art, output, loaded)
     calibrated = cal.source if precision == "int8" else f"none ({precision} is not calibrated)"
     return QuantizeReport(model_path, loaded.name, art, calibrated, written, features.to_dict())
 
@@ -395,39 +338,3 @@ def _prove_speed(art: Artifact, fp32, input_shape, features, *, min_speedup: flo
             f"{art.target}) reaches `min_speedup` {min_speedup:g}: {row.describe()}, the quartiles on both sides "
             f"of it after {len(row.rounds)} rounds; nothing written. Run again on a quieter machine (or with "
             f"fewer `threads`), or `min_speedup=0` to write it anyway")
-
-
-def _write_ir(art: Artifact, output: Path, source: Provenance, probe_x: np.ndarray) -> list[Path]:
-    """The IR with its provenance under rt_info `dirac_deploy/...` and its own parity probe (its logits on
-    the seeded probe images, as OpenVINO computes them at the precision the IR records), checked by `serve`."""
-    import tempfile
-
-    from ..artifacts.digest import CONTENT_KEY, ir_content_sha256
-    from ..artifacts.onnx import probe_record
-    from ..artifacts.provenance import write_rt_info
-    from .openvino import save_ir
-
-    model = art.model
-    probe_logits = logits("openvino", model, probe_x, batch=len(probe_x))
-    write_rt_info(model, _provenance(art, source).to_rt_info(
-        probe=probe_record(probe_logits), probe_rtol=PROBE_RTOL, low_precision_proof=art.proof.to_dict(),
-        int8_types=art.int8_types or ""))
-    try:
-        staging = tempfile.TemporaryDirectory(prefix="dirac-deploy-ir-", dir=output.parent)
-    except OSError as e:  # an unwritable folder: the user's error, said as one, before any file is made
-        raise OutputPathError(f"cannot write {output}: {e.strerror or e} (in {output.parent})") from None
-    with staging as tmp:
-        xml = Path(tmp) / "model.xml"
-        save_ir(model, xml)
-        # the content digest over what was just written, recorded in rt_info and written again: the second
-        # .xml must differ from the first only by that element (checked, so the stamp always verifies)
-        digest = ir_content_sha256(xml.read_bytes(), xml.with_suffix(".bin").read_bytes())
-        write_rt_info(model, {CONTENT_KEY: digest})
-        save_ir(model, xml)
-        xml_bytes, bin_bytes = xml.read_bytes(), xml.with_suffix(".bin").read_bytes()
-    if ir_content_sha256(xml_bytes, bin_bytes) != digest:
-        raise ExportError("OpenVINO wrote the IR differently twice, so its content digest cannot be recorded; "
-                          "nothing written (please report it)")
-    # The .xml names its weights file by the .xml's own name: model.xml -> model.bin, so rename both together.
-    return write_all({output: lambda tmp: tmp.write_bytes(xml_bytes),
-                      output.with_suffix(".bin"): lambda tmp: tmp.write_bytes(bin_bytes)})
