@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -70,10 +71,14 @@ class Program:
 
     def __init__(self, edge, delegated: int, not_delegated: dict[str, int], convs: dict[str, int]):
         self.edge, self.delegated, self.not_delegated = edge, delegated, not_delegated
-        self.data: bytes = edge.to_executorch().buffer
         # XNNPACK runs a quantized conv in int8 only inside its delegate; what it leaves out runs dequantized
         int8 = convs.get("int8", 0) if not not_delegated else 0
         self.runtime_ops = {"conv": {"int8": int8, "fp32": sum(convs.values()) - int8}}
+
+    @cached_property
+    def data(self) -> bytes:
+        """Serialized on first use: `export` only ever writes the program with its record (`with_record`)."""
+        return self.edge.to_executorch().buffer
 
     def with_record(self, record: str) -> bytes:
         """The program serialized with `record` as its `dirac_deploy_metadata` (`serialized`)."""

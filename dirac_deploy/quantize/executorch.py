@@ -143,15 +143,12 @@ def program(chain: nn.Sequential, input_shape: tuple[int, int, int], calib: np.n
 
     quiet_imports()
     if form == "fp32":
-        source = chain.eval()
-        convs = {"int8": 0, "fp32": sum(isinstance(m, nn.Conv2d) for m in chain.modules())}
-    else:
-        if calib is None:
-            raise ValueError("int8 needs calibration images")
-        module = unit_residual_module(chain) if form == "identity" else chain
-        try:
-            source = quantized_module(module, calib, batch)
-        except Exception as e:  # PT2E raises many types; all mean "could not quantize"
-            raise ExportError(f"PT2E could not quantize the chain for XNNPACK: {first_line(e)[:300]}") from None
-        convs = _conv_precisions(source)
-    return lower_program(source, input_shape, batch, convs=convs)
+        return lower_program(chain.eval(), input_shape, batch)  # every conv fp32 (its default count)
+    if calib is None:
+        raise ValueError("int8 needs calibration images")
+    module = unit_residual_module(chain) if form == "identity" else chain
+    try:
+        source = quantized_module(module, calib, batch)
+    except Exception as e:  # PT2E raises many types; all mean "could not quantize"
+        raise ExportError(f"PT2E could not quantize the chain for XNNPACK: {first_line(e)[:300]}") from None
+    return lower_program(source, input_shape, batch, convs=_conv_precisions(source))
