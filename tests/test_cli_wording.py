@@ -1,7 +1,6 @@
 """cli.wording: the library names settings as its Python caller sets them; the command line words them as the
 flags of the command that ran, and leaves what is not one of its options alone."""
 
-import click
 from click.testing import CliRunner
 
 from dirac_deploy.cli import main
@@ -34,4 +33,4 @@ def test_a_library_refusal_reaches_the_user_in_flags(tmp_path):
                                     "--calib", "random:8", "--eval", "random:8", "--precision", "bf16",
                                     "--target", "onnxruntime"])
     assert res.exit_code == 1 and "--precision bf16 --target onnxruntime is not built" in res.output
-    assert "`" not in res.output.split("not built")[0] and isinstance(main, click.Group)
+    assert "`" not in res.output.split("not built")[0]
