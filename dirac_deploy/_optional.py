@@ -36,6 +36,10 @@ INSTALL = {
     "ray": _extra("ray", "Ray Serve, about 0.5 GB"),
     "executorch": _extra("executorch", "ExecuTorch 1.5.1 with torch 2.13.0, pinned together; about 0.6 GB; "
                                        "or make test-edge"),
+    "ai_edge_litert": _extra("litert", "LiteRT's runtime and litert-torch 0.10.0, its converter; about 1.3 GB "
+                                       "with jax; or make test-litert"),
+    "litert_torch": _extra("litert", "litert-torch 0.10.0, LiteRT's converter, and LiteRT's runtime; about 1.3 GB "
+                                     "with jax; or make test-litert"),
     "nncf": _extra("openvino", "NNCF, OpenVINO's int8 quantizer"),
     "onnxruntime-gpu": _extra("gpu", "onnxruntime-gpu, in place of onnxruntime: the CUDA provider"),
     "PIL": "pip install pillow  (reading image files)",

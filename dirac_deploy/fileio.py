@@ -27,7 +27,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def model_file_kind(path: str | Path) -> str:
     """What kind of model file `path` is, from its first bytes: "torch" (zip or legacy pickle), "onnx",
-    "openvino-ir" (an OpenVINO IR's .xml, as `quantize --target openvino` writes) or "pte" (an ExecuTorch
+    "openvino-ir" (an OpenVINO IR's .xml, as `quantize --target openvino` writes) "tflite" (a LiteRT program) or "pte" (an ExecuTorch
     program, as `export --pte` writes).
 
     Raises:
@@ -55,12 +55,15 @@ def model_file_kind(path: str | Path) -> str:
     # An ExecuTorch program is a flatbuffer whose file identifier ("ET" and a schema version) follows its root offset.
     if head[4:6] == b"ET" and head[6:8].isdigit():
         return "pte"
+    # A LiteRT (TFLite) model is a flatbuffer with the file identifier "TFL3".
+    if head[4:8] == b"TFL3":
+        return "tflite"
     # An ONNX ModelProto starts with field 1 (ir_version, a varint): tag byte 0x08.
     if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":
         return "onnx"
     raise CheckpointError(f"{path} is not a PyTorch checkpoint or an ONNX model: it starts with {head[:8]!r}, expected a "
-                          f"zip archive (torch.save), a legacy torch pickle, an ONNX model, an OpenVINO IR (.xml) or an "
-                          f"ExecuTorch program (.pte)")
+                          f"zip archive (torch.save), a legacy torch pickle, an ONNX model, an OpenVINO IR (.xml), an "
+                          f"ExecuTorch program (.pte) or a LiteRT program (.tflite)")
 
 
 def referenced_files(path: str | os.PathLike) -> list[Path]:

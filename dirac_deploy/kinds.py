@@ -40,6 +40,7 @@ KINDS = {
     "onnx": ArtifactKind("onnx", "an ONNX graph", False, ("inspect", "export", "quantize", "serve")),
     "openvino-ir": ArtifactKind("openvino-ir", "an OpenVINO IR", False, ("inspect", "serve")),
     "pte": ArtifactKind("pte", "an ExecuTorch program", False, ("inspect", "serve")),
+    "tflite": ArtifactKind("tflite", "a LiteRT program", False, ("inspect", "serve")),
     "torch": ArtifactKind("torch", "a PyTorch file (checkpoint or plain.pth)", True),
 }
 

@@ -20,15 +20,15 @@ from .artifacts.deployed import read_deployed
 from .artifacts.digest import content_row
 from .artifacts.ir import IrArtifact, read_ir
 from .artifacts.onnx import OnnxArtifact, read_onnx
+from .artifacts.program import ProgramArtifact
 from .artifacts.provenance import Provenance
 from .errors import DiracDeployError
 from .fileio import sha256_file
-from .kinds import ArtifactKind, kind_of
+from .kinds import KINDS, ArtifactKind, kind_of
 from .load_options import LoadOptions
 
 if TYPE_CHECKING:
     from .artifacts.plain import PlainArtifact
-    from .artifacts.pte import PteArtifact
     from .pipeline import FileReport, InspectReport
 
 
@@ -40,7 +40,7 @@ class ModelFile:
 
     path: Path
     kind: ArtifactKind
-    deployed: OnnxArtifact | IrArtifact | PteArtifact | None = None
+    deployed: OnnxArtifact | IrArtifact | ProgramArtifact | None = None
     payload: Any = None  # the PyTorch file as `load_torch_file` returned it
 
     @cached_property
@@ -80,7 +80,7 @@ def read_model_file(path: str | Path, options: LoadOptions | None = None, *,
 
 def open_artifact(path: str | Path | ModelFile, options: LoadOptions | None = None, *, check_batch: int = 4,
                   measure: bool = False,
-                  kind: ArtifactKind | None = None) -> PlainArtifact | OnnxArtifact | IrArtifact | PteArtifact:
+                  kind: ArtifactKind | None = None) -> PlainArtifact | OnnxArtifact | IrArtifact | ProgramArtifact:
     """Open a checkpoint (folded and verified), a plain file, an ONNX file or an OpenVINO IR.
 
     Args:
@@ -145,8 +145,8 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
         checks.insert(0, content_row(graph.provenance.content_sha256))
         return FileReport(path, "onnx", graph.architecture, graph.input_shape, graph.num_classes, None, None,
                           op_histogram(graph.model), graph.provenance, checks, dict(graph.metadata))
-    if kind == "pte":
-        return _inspect_pte(path)
+    if kind in ("pte", "tflite"):
+        return _inspect_program(path, kind)
     if kind == "openvino-ir":
         ir = read_ir(path)
         return FileReport(path, "openvino-ir", ir.name, ir.input_shape, ir.num_classes, None, None, {},
@@ -173,26 +173,29 @@ def inspect_file(path: str | Path, options: LoadOptions | None = None) -> Inspec
                       provenance.to_plain_meta())
 
 
-def _inspect_pte(path: Path) -> FileReport:
-    """An ExecuTorch program: its record (digest checked on read), what XNNPACK runs, and its parity probe
-    re-run in ExecuTorch's runtime where the [executorch] extra is installed."""
+def _inspect_program(path: Path, kind: str) -> FileReport:
+    """A lowered program (.pte, .tflite): its record (digest checked on read), what XNNPACK runs, and its parity
+    probe re-run in its own runtime where that runtime's extra is installed."""
     from ._optional import available, not_installed
-    from .artifacts.pte import read_pte
+    from .artifacts.deployed import read_deployed
     from .pipeline import FileReport
+    from .runtimes import engine
 
-    pte = read_pte(path)
-    rest = pte.delegation.get("not_delegated") or {}
-    checks = [content_row(pte.provenance.content_sha256),
-              ("delegation", f"XNNPACK runs {pte.delegation.get('delegated', '?')} ops" + (
-                  ", the portable kernels " + ", ".join(f"{op} x{n}" for op, n in rest.items()) if rest else
-                  ", all of them"))]
-    if available("executorch"):
+    prog = read_deployed(path, KINDS[kind])
+    assert isinstance(prog, ProgramArtifact)
+    rest = prog.delegation.get("not_delegated") or {}
+    checks = [content_row(prog.provenance.content_sha256),
+              ("delegation", f"XNNPACK runs {prog.delegation.get('delegated', '?')} ops" + (
+                  f", {prog.runtime_name}'s own kernels " + ", ".join(f"{op} x{n}" for op, n in rest.items())
+                  if rest else ", all of them"))]
+    package = engine(prog.engine).package
+    if available(package):
         try:
-            checks.append(("parity probe", f"passed: {pte.check().describe()}"))
+            checks.append(("parity probe", f"passed: {prog.check().describe()}"))
         except DiracDeployError as e:
             checks.append(("parity probe", f"FAILED: {e}"))
     else:
-        checks.append(("parity probe", f"not run: {not_installed('executorch', 'ExecuTorch')}"))
-    return FileReport(path, "pte", pte.name, pte.input_shape, pte.num_classes, None, None,
-                      {"XNNPACK delegated ops": int(pte.delegation.get("delegated", 0)), **rest}, pte.provenance,
-                      checks, dict(pte.metadata))
+        checks.append(("parity probe", f"not run: {not_installed(package, prog.runtime_name)}"))
+    return FileReport(path, kind, prog.name, prog.input_shape, prog.num_classes, None, None,
+                      {"XNNPACK delegated ops": int(prog.delegation.get("delegated", 0)), **rest}, prog.provenance,
+                      checks, dict(prog.metadata))

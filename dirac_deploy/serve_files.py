@@ -17,9 +17,9 @@ from .serve.model import ModelSource, ServedModel, check_sources, parse_model_ar
 
 
 def served_artifact(source: ModelSource, runtime: str, options=None):
-    """The artifact `source` is served from on `runtime`: its own for an .onnx, IR or .pte; for a PyTorch file
-    the verified chain (torch runtime), its verified ExecuTorch program (executorch) or its verified ONNX
-    export (ONNX Runtime, OpenVINO), in memory."""
+    """The artifact `source` is served from on `runtime`: its own for an .onnx, IR, .pte or .tflite; for a
+    PyTorch file the verified chain (torch runtime), its verified program (executorch, litert) or its verified
+    ONNX export (ONNX Runtime, OpenVINO), in memory."""
     kind = source.kind or kind_of(source.path)
     if not kind.needs_torch:
         return read_deployed(source.path, kind)
@@ -31,10 +31,10 @@ def served_artifact(source: ModelSource, runtime: str, options=None):
     assert isinstance(art, PlainArtifact)  # a PyTorch file opens as its chain
     if runtime == "torch":
         return art
-    if "pte" in engine(runtime).reads:  # an engine of lowered programs: the chain as its verified program
-        from .export.pte import pte_artifact
+    if engine(runtime).lowered:  # an engine of lowered programs: the chain as its verified program
+        from .export.program import BY_ENGINE, program_artifact
 
-        return pte_artifact(art)
+        return program_artifact(BY_ENGINE[runtime].key, art)
     return onnx_artifact(art)
 
 

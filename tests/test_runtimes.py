@@ -89,7 +89,7 @@ def test_runners_of_every_cpu_engine_agree_on_the_digits_chain(digits_onnx):
 
 def test_unknown_engines_and_devices_are_refused_in_one_line():
     with pytest.raises(ValueError, match="unknown engine 'nope'; choose from onnxruntime, openvino, torch, executorch, "
-                                         "tensorrt"):
+                                         "litert, tensorrt"):
         runtimes.build("nope", None)
     assert runtimes.unavailable("tensorrt", "cpu") == "TensorRT runs on cuda here, not cpu"
     assert "runs on cpu here, not cuda" in runtimes.unavailable("openvino", "cuda")
@@ -101,13 +101,13 @@ def test_every_list_of_engines_is_read_from_the_table():
     from dirac_deploy.kinds import KINDS
     from dirac_deploy.quantize import TARGETS
 
-    assert runtimes.ENGINES == ("onnxruntime", "openvino", "torch", "executorch", "tensorrt")
-    assert runtimes.SERVING == ("onnxruntime", "openvino", "torch", "executorch")
-    assert TARGETS == ("onnxruntime", "openvino", "tensorrt", "executorch")
+    assert runtimes.ENGINES == ("onnxruntime", "openvino", "torch", "executorch", "litert", "tensorrt")
+    assert runtimes.SERVING == ("onnxruntime", "openvino", "torch", "executorch", "litert")
+    assert TARGETS == ("onnxruntime", "openvino", "tensorrt", "executorch", "litert")
     assert {k: v.runtimes for k, v in KINDS.items()} == {
         "onnx": ("onnxruntime", "openvino"), "openvino-ir": ("openvino",), "pte": ("executorch",),
-        "torch": ("onnxruntime", "openvino", "torch", "executorch")}
-    assert {engine for engine, _ in BACKENDS.values()} == set(runtimes.ENGINES) and len(ALL_BACKENDS) == 9
+        "tflite": ("litert",), "torch": ("onnxruntime", "openvino", "torch", "executorch", "litert")}
+    assert {engine for engine, _ in BACKENDS.values()} == set(runtimes.ENGINES) and len(ALL_BACKENDS) == 10
 
 
 class _ToyRunner:

@@ -12,15 +12,17 @@ from ..kinds import ArtifactKind, kind_of
 if TYPE_CHECKING:
     from .ir import IrArtifact
     from .onnx import OnnxArtifact
-    from .pte import PteArtifact
+    from .program import ProgramArtifact
 
 # kind -> the reader of its files ("module:function" under artifacts/, imported when a file of the kind is read)
-READERS = {"onnx": "onnx:read_onnx", "openvino-ir": "ir:read_ir", "pte": "pte:read_pte"}
+READERS = {"onnx": "onnx:read_onnx", "openvino-ir": "ir:read_ir", "pte": "pte:read_pte",
+           "tflite": "tflite:read_tflite"}
 
 
-def read_deployed(path: str | Path, kind: ArtifactKind | None = None) -> OnnxArtifact | IrArtifact | PteArtifact:
-    """An `.onnx`, an OpenVINO IR or an ExecuTorch program read into its artifact (`OnnxArtifact`,
-    `IrArtifact`, `PteArtifact`), without torch (`opener.open_artifact` for any file); `kind`, when the caller
+def read_deployed(path: str | Path, kind: ArtifactKind | None = None) -> OnnxArtifact | IrArtifact | ProgramArtifact:
+    """An `.onnx`, an OpenVINO IR or a lowered program (.pte, .tflite) read into its artifact (`OnnxArtifact`,
+    `IrArtifact`, `PteArtifact`, `TfliteArtifact`), without torch (`opener.open_artifact` for any file); `kind`,
+    when the caller
     has sniffed the file already.
 
     Raises:

@@ -11,16 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
-
 from .. import runtimes
 from .._optional import require
 from ..errors import DiracDeployError
 from ..kinds import KINDS, ArtifactKind
-from ..proof import Proof, compare_logits
+from ..proof import Proof
 from ..runtimes import Runner
 from .digest import check_content, ir_content_sha256
-from .onnx import LOW_PRECISION_PROBE_RTOL, narrowed_rtol, parse_probe
+from .onnx import LOW_PRECISION_PROBE_RTOL, narrowed_rtol, parse_probe, recorded_probe_proof
 from .provenance import PROBE, PROBE_RTOL, Provenance, rt_info_reader
 
 MAX_IR_XML_BYTES = 64 << 20
@@ -74,13 +72,8 @@ class IrArtifact:
                                    f"`dirac-deploy quantize`); serve it with `verify=False` to skip the check")
         x, ref = probe
         runner = runner or runtimes.build("openvino", self.net, precision=self.provenance.precision)
-        got = np.asarray(runner.run(x))
-        proof = compare_logits(ref, got, rtol=narrowed_rtol(LOW_PRECISION_PROBE_RTOL, self.probe_rtol),
-                               reference_name="logits recorded at quantize")
-        if got.shape != ref.shape or not proof.ok:
-            raise DiracDeployError(f"{self.path} does not reproduce the logits recorded when it was written: "
-                                   f"{proof.describe()}")
-        return proof
+        return recorded_probe_proof(str(self.path), x, ref, runner.run(x), runtime="OpenVINO", recorded="at quantize",
+                                    rtol=narrowed_rtol(LOW_PRECISION_PROBE_RTOL, self.probe_rtol))
 
 
 MAX_IR_BIN_BYTES = 4 << 30  # a folded chain's weights; DiracNet-34 in fp32 is about 90 MB

@@ -361,12 +361,28 @@ def check_artifact(art: OnnxArtifact, *, rtol: float = DEFAULT_RTOL, runner: Run
         first = first_line(e)
         raise ExportError(f"{engine} cannot run {art.path}: {first[:300]}") from None
     got = np.asarray(got)
-    if got.shape != ref.shape or got.shape[1] != art.num_classes:
+    if got.ndim != 2 or got.shape[1] != art.num_classes:
         raise EquivalenceError(f"{art.path}: {engine} returns logits of shape {list(got.shape)} for a batch of "
                                f"{len(x)}, but the graph declares {art.num_classes} classes and export recorded "
                                f"{list(ref.shape)}")
-    proof = compare_logits(ref, got, rtol=rtol, input_shape=tuple(x.shape), reference_name="logits recorded at export")
+    return recorded_probe_proof(str(art.path), x, ref, got, rtol=rtol, runtime=engine)
+
+
+def recorded_probe_proof(where: str, x: np.ndarray, ref: np.ndarray, got: np.ndarray, *, rtol: float, runtime: str,
+                         recorded: str = "at export") -> Proof:
+    """A runtime's logits `got` on the recorded probe images `x` against the logits `ref` recorded with them
+    (every artifact's `check` ends here: ONNX, IR and the edge programs).
+
+    Raises:
+        EquivalenceError: logits of another shape, or logits that differ beyond `rtol`.
+    """
+    got = np.asarray(got)
+    if got.shape != ref.shape:
+        raise EquivalenceError(f"{where}: {runtime} returns logits of shape {list(got.shape)} for a batch of "
+                               f"{len(x)}; the probe recorded {list(ref.shape)}")
+    proof = compare_logits(ref, got, rtol=rtol, input_shape=tuple(x.shape),
+                           reference_name=f"logits recorded {recorded}")
     if not proof.ok:
-        raise EquivalenceError(f"{art.path} does not reproduce the logits recorded at export in {engine}: "
+        raise EquivalenceError(f"{where} does not reproduce the logits recorded {recorded} in {runtime}: "
                                f"{proof.describe()}")
     return proof

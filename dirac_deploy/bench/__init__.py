@@ -16,13 +16,14 @@ BACKENDS: dict[str, tuple[str, dict]] = {
     "onnxruntime-noopt": ("onnxruntime", {"optimized": False}),
     "openvino": ("openvino", {}),
     "executorch": ("executorch", {}),
+    "litert": ("litert", {}),
     "tensorrt": ("tensorrt", {}),
 }
 CUDA_ONLY = ("torch-compile-max", "cuda-graph")  # backends only worth their setup on a GPU
 TORCH_BACKENDS = tuple(b for b, (e, _) in BACKENDS.items() if "torch" in ENGINE_TABLE[e].reads)
 ONNX_BACKENDS = tuple(b for b, (e, _) in BACKENDS.items() if "onnx" in ENGINE_TABLE[e].reads)
-PROGRAM_BACKENDS = tuple(b for b, (e, _) in BACKENDS.items() if "pte" in ENGINE_TABLE[e].reads)  # lowered per batch
-OPTIONAL_BACKENDS = ("openvino", "executorch")  # in the default set only where installed
+PROGRAM_BACKENDS = tuple(b for b, (e, _) in BACKENDS.items() if ENGINE_TABLE[e].lowered)  # lowered per batch
+OPTIONAL_BACKENDS = ("openvino", "executorch", "litert")  # in the default set only where installed
 CPU_BACKENDS = tuple(b for b, (e, _) in BACKENDS.items() if "cpu" in ENGINE_TABLE[e].devices and b not in CUDA_ONLY)
 CUDA_BACKENDS = tuple(b for b, (e, _) in BACKENDS.items() if "cuda" in ENGINE_TABLE[e].devices)
 ALL_BACKENDS = tuple(BACKENDS)

@@ -97,11 +97,11 @@ def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int
         if not fmt.is_reference:
             raise Skip(f"{backend} runs the fp32 program; its low precision is not built yet")
         from ..errors import ExportError
-        from ..export.pte import lower_program
+        from ..export.program import lower_program
 
         try:
-            data = lower_program(variant.model.eval(), input_shape, batch).data
-        except ExportError as e:  # a variant ExecuTorch cannot lower (an op torch.export or XNNPACK rejects)
+            data = lower_program(engine, variant.model.eval(), input_shape, batch).data
+        except ExportError as e:  # a variant the stack cannot lower (an op torch.export or XNNPACK rejects)
             raise Skip(str(e)) from None
         return runtimes.build(engine, data, threads=threads).bind(x.numpy())
     model, xd = fmt.apply(variant.model.to(device).eval(), x.to(device))

@@ -40,8 +40,10 @@ def _histogram(nodes: dict[str, int]) -> str:
 @click.option("--name", help="Model name in the Triton repository [default: MODEL's file name without suffixes].")
 @click.option("--pte", "pte_path", type=click.Path(path_type=Path),
               help="Write an ExecuTorch program (XNNPACK, fp32, batch 1) here; needs the [executorch] extra.")
+@click.option("--tflite", "tflite_path", type=click.Path(path_type=Path),
+              help="Write a LiteRT program (XNNPACK, fp32, batch 1) here; needs the [litert] extra.")
 @click.option("--allow-partial-delegation", is_flag=True,
-              help="Write the .pte even when XNNPACK leaves ops to ExecuTorch's slower portable kernels.")
+              help="Write the .pte / .tflite even when XNNPACK leaves ops to the runtime's slower own kernels.")
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
               help="ONNX opset (one the torch.onnx exporter writes; >= 18).")
 @click.option("--batch-range", default="1:8:32", show_default=True,
@@ -50,29 +52,30 @@ def _histogram(nodes: dict[str, int]) -> str:
 @json_option
 @sign_option
 @checkpoint_options
-def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo, name, pte_path,
+def export(model, onnx_path, unfolded, trt_path, fp16, workspace_mb, triton_repo, name, pte_path, tflite_path,
            allow_partial_delegation, opset, batch_range, json_path, sign_key, **opts):
     """Export MODEL (a plain.pth from fold, any checkpoint fold reads, or an .onnx from export) to ONNX,
-    TensorRT, a Triton model repository and an ExecuTorch program.
+    TensorRT, a Triton model repository, an ExecuTorch program and a LiteRT program.
 
     The ONNX graph is checked (onnx.checker, strict shape inference), simplified (onnxsim), audited (only
     Conv, Relu, MaxPool, global pooling, Flatten/Reshape and Gemm may remain, plus NCReLU's ops for v1 nets)
     and run in ONNX Runtime against the PyTorch model at batch 1 and OPT. An ExecuTorch program must be fully
-    delegated to XNNPACK and is run by ExecuTorch's own runtime against the PyTorch chain before it is written.
+    delegated to XNNPACK and is run by ExecuTorch's own runtime against the PyTorch chain before it is written; a
+    LiteRT program likewise, in LiteRT's interpreter.
     Every output is validated first and all are written together or not at all.
     """
     from ..export.from_file import export_file
     from ..export.tensorrt import BatchRange
 
-    check_json_path(json_path, model, onnx_path, trt_path, triton_repo, pte_path, sign_key)
+    check_json_path(json_path, model, onnx_path, trt_path, triton_repo, pte_path, tflite_path, sign_key)
     status, progress = progress_status(f"exporting {model} ...")
     with outputs_with_report(json_path, sign_key):  # every artifact, its signature and the report: all or none
         with status:
             r = export_file(model, onnx_path, unfolded=unfolded, trt_path=trt_path, triton_repo=triton_repo,
                             name=name, opset=opset, batch_range=BatchRange.parse(batch_range),
                             workspace_mb=workspace_mb, fp16=fp16, options=load_options(**opts), progress=progress,
-                            outputs={"pte": pte_path} if pte_path else None,
-                            target_options={"pte": {"allow_partial": allow_partial_delegation}})
+                            outputs={k: p for k, p in (("pte", pte_path), ("tflite", tflite_path)) if p},
+                            target_options={k: {"allow_partial": allow_partial_delegation} for k in ("pte", "tflite")})
         r.written.extend(sign_written(sign_key, r.written))
         to_stdout = emit_json(json_path, r.to_json())
     if to_stdout:

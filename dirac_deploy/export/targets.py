@@ -125,29 +125,32 @@ def _triton(ctx: ExportContext, repo: Path) -> dict[Path, Writer]:
     return writes
 
 
-def _pte(ctx: ExportContext, path: Path) -> dict[Path, Writer]:
-    """The chain as an ExecuTorch program lowered to XNNPACK (`export.pte.build_pte`: fully delegated unless
-    `allow_partial`, loaded and run by ExecuTorch's runtime against the PyTorch chain)."""
-    from ..errors import ExportError
-    from .pte import build_pte
+def _program(key: str) -> Callable[[ExportContext, Path], dict[Path, Writer]]:
+    """The chain as an edge runtime's program (`export.program.build_program`: fully delegated to XNNPACK unless
+    `allow_partial`, loaded and run by the runtime itself against the PyTorch chain)."""
+    def build(ctx: ExportContext, path: Path) -> dict[Path, Writer]:
+        from ..errors import ExportError
+        from .program import LOWERINGS, build_program
 
-    art = ctx.art
-    if getattr(art, "plain", None) is None:
-        raise ExportError(f"{ctx.plan.model_path} is an ONNX graph; an ExecuTorch program is lowered from the PyTorch "
-                          f"chain: give the plain.pth or the checkpoint")
-    ctx.progress("lowering to ExecuTorch (XNNPACK) and running the program in ExecuTorch's runtime")
-    built = build_pte(art.plain, art.input_shape, art.num_classes, art.provenance,
-                      allow_partial=bool(ctx.plan.options.get("pte", {}).get("allow_partial", False)))
-    assert built.parity is not None  # build_pte proves it or raises
-    left = ", ".join(f"{op} x{n}" for op, n in built.not_delegated.items())
-    ctx.report.made["pte"] = {
-        "path": str(path), "bytes": len(built.data), "batch": built.batch, **built.delegation(),
-        "parity": built.parity.to_dict(),
-        "summary": f"{path} ({len(built.data):,} bytes, batch {built.batch}; XNNPACK runs {built.delegated} ops"
-                   + (f", the portable kernels {left}" if left else ", all of them") + f"; ExecuTorch parity "
-                   f"{built.parity.max_rel_error:.3g} of max|logit| vs the PyTorch chain)"}
-    data = built.data
-    return {path: lambda tmp: tmp.write_bytes(data)}
+        art, label = ctx.art, LOWERINGS[key].label
+        runtime = label.split(" (")[0]
+        if getattr(art, "plain", None) is None:
+            raise ExportError(f"{ctx.plan.model_path} is an ONNX graph; a {runtime} program is lowered from the "
+                              f"PyTorch chain: give the plain.pth or the checkpoint")
+        ctx.progress(f"lowering to {label} and running the program in {runtime}'s runtime")
+        built = build_program(key, art.plain, art.input_shape, art.num_classes, art.provenance,
+                              allow_partial=bool(ctx.plan.options.get(key, {}).get("allow_partial", False)))
+        assert built.parity is not None  # build_program proves it or raises
+        left = ", ".join(f"{op} x{n}" for op, n in built.not_delegated.items())
+        ctx.report.made[key] = {
+            "path": str(path), "bytes": len(built.data), "batch": built.batch, **built.delegation(),
+            "parity": built.parity.to_dict(),
+            "summary": f"{path} ({len(built.data):,} bytes, batch {built.batch}; XNNPACK runs {built.delegated} ops"
+                       + (f", {runtime}'s own kernels {left}" if left else ", all of them") + f"; {runtime} parity "
+                       f"{built.parity.max_rel_error:.3g} of max|logit| vs the PyTorch chain)"}
+        data = built.data
+        return {path: lambda tmp: tmp.write_bytes(data)}
+    return build
 
 
 TARGETS: dict[str, ExportTarget] = {t.key: t for t in (
@@ -156,7 +159,9 @@ TARGETS: dict[str, ExportTarget] = {t.key: t for t in (
                  needs_unfolded=True),
     ExportTarget("tensorrt", "a serialized TensorRT engine (11.x)", single_file, _tensorrt, ("tensorrt",)),
     ExportTarget("triton", "a Triton model repository", _plan_triton, _triton),
-    ExportTarget("pte", "an ExecuTorch program (XNNPACK, fp32)", single_file, _pte, ("executorch",)),
+    ExportTarget("pte", "an ExecuTorch program (XNNPACK, fp32)", single_file, _program("pte"), ("executorch",)),
+    ExportTarget("tflite", "a LiteRT program (XNNPACK, fp32)", single_file, _program("tflite"),
+                 ("litert_torch", "ai_edge_litert")),
 )}
 
 

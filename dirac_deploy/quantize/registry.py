@@ -109,24 +109,27 @@ def _openvino_hint(precision: str) -> Callable[[object, np.ndarray, np.ndarray],
     return build
 
 
-def _executorch(form: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
+def _program(engine: str, form: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
+    """An edge runtime's program of the chain (`quantize.edge.program`): fp32, naive int8 or identity int8."""
     def build(chain, calib: np.ndarray, evaluation: np.ndarray) -> Built:
-        from ..runtimes import logits
-        from .executorch import program
+        from ..runtimes import ENGINE_TABLE, logits
+        from .edge import program
 
-        prog = program(chain, tuple(evaluation.shape[1:]), calib if form != "fp32" else None, form=form)
+        prog = program(engine, chain, tuple(evaluation.shape[1:]), calib if form != "fp32" else None, form=form)
         left = ", ".join(f"{op} x{n}" for op, n in prog.not_delegated.items())
-        notes = [f"XNNPACK runs {prog.delegated} ops" + (f"; ExecuTorch's portable kernels run {left}" if left
+        runtime = ENGINE_TABLE[engine].label.split(" (")[0]
+        notes = [f"XNNPACK runs {prog.delegated} ops" + (f"; {runtime}'s own kernels run {left}" if left
                                                           else ", all of them")]
         if form == "identity":
             notes.append("unit-residual form: each identity-carrying conv quantized as its learned part, the "
                          "identity an int8 residual add")
-        return Built(prog, logits("executorch", prog, evaluation), notes=notes)
+        return Built(prog, logits(engine, prog, evaluation), notes=notes)
     return build
 
 
 _OPENVINO = (("openvino", "OpenVINO"),)
 _EXECUTORCH = (("executorch", "ExecuTorch"),)
+_LITERT = (("litert_torch", "litert-torch"), ("ai_edge_litert", "LiteRT"))
 # In bench's row order: ONNX Runtime first, then OpenVINO.
 RECIPES: dict[tuple[str, str, str], Recipe] = {(r.precision, r.method, r.target): r for r in (
     Recipe("int8", "identity", "onnxruntime", "int8-identity-onnxruntime", _int8(False, "onnxruntime"),
@@ -142,12 +145,17 @@ RECIPES: dict[tuple[str, str, str], Recipe] = {(r.precision, r.method, r.target)
     Recipe("int8", "naive", "openvino", "int8-naive-openvino", _int8(True, "openvino"), _OPENVINO),
     Recipe("int8", "nncf", "openvino", "int8-nncf-openvino", _nncf, (*_OPENVINO, ("nncf", "NNCF"))),
     Recipe("bf16", "hint", "openvino", "bf16-openvino", _openvino_hint("bf16"), _OPENVINO, default=True),
-    Recipe("fp32", "none", "executorch", "fp32-executorch", _executorch("fp32"), _EXECUTORCH, default=True,
-           source="chain"),
-    Recipe("int8", "identity", "executorch", "int8-identity-executorch", _executorch("identity"), _EXECUTORCH,
+    Recipe("fp32", "none", "executorch", "fp32-executorch", _program("executorch", "fp32"), _EXECUTORCH,
            default=True, source="chain"),
-    Recipe("int8", "naive", "executorch", "int8-naive-executorch", _executorch("naive"), _EXECUTORCH,
+    Recipe("int8", "identity", "executorch", "int8-identity-executorch", _program("executorch", "identity"),
+           _EXECUTORCH, default=True, source="chain"),
+    Recipe("int8", "naive", "executorch", "int8-naive-executorch", _program("executorch", "naive"), _EXECUTORCH,
            source="chain"),
+    Recipe("fp32", "none", "litert", "fp32-litert", _program("litert", "fp32"), _LITERT, default=True,
+           source="chain"),
+    Recipe("int8", "identity", "litert", "int8-identity-litert", _program("litert", "identity"), _LITERT,
+           default=True, source="chain"),
+    Recipe("int8", "naive", "litert", "int8-naive-litert", _program("litert", "naive"), _LITERT, source="chain"),
 )}
 DEFAULT_METHOD = {(r.precision, r.target): r.method for r in RECIPES.values() if r.default}
 DEFAULT_TARGET = {"int8": "onnxruntime", "fp16": "onnxruntime", "bf16": "openvino", "fp32": "openvino"}

@@ -28,7 +28,7 @@ from .._optional import require
 from ..artifacts.onnx import OnnxArtifact, content_kind
 from ..errors import EquivalenceError, OptionError
 from ..fileio import check_output_path
-from ..runtimes import logits, runtime_ops
+from ..runtimes import LOWERED_ENGINES, engine, logits, runtime_ops
 from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
 from .data import DEFAULT_CROP_FRACTION, Dataset
 from .int8 import FP32
@@ -195,7 +195,8 @@ def _why_types(types: str, target: str) -> str:
     return "this CPU has VNNI" if types == "u8s8" else "this CPU has no VNNI: u8 x s8 would saturate"
 
 
-TARGET_SUFFIX = {"openvino": ".xml", "executorch": ".pte"}  # what each target writes (the rest: .onnx)
+# what each target writes (the rest: .onnx); an edge runtime writes its own program (`export.program.LOWERINGS`)
+TARGET_SUFFIX = {"openvino": ".xml", "executorch": ".pte", "litert": ".tflite"}
 
 
 def quantize_file(model_path: str | Path, output: str | Path, *, precision: str = "int8", method: str | None = None,
@@ -232,7 +233,7 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
     model_path, output = Path(model_path), Path(output)
     if precision not in DEFAULT_TARGET:
         raise OptionError(f"unknown `precision` {precision!r}; choose int8, fp16, bf16 or fp32")
-    target = target or {".xml": "openvino", ".onnx": "onnxruntime", ".pte": "executorch"}.get(
+    target = target or {".onnx": "onnxruntime", **{s: t for t, s in TARGET_SUFFIX.items()}}.get(
         output.suffix, DEFAULT_TARGET[precision])
     check_combination(precision, method, target)
     method = method or DEFAULT_METHOD[(precision, target)]
@@ -250,8 +251,8 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
         require("openvino")
         if method == "nncf":
             require("nncf")
-    if target == "executorch":
-        require("executorch")
+    if target in LOWERED_ENGINES:
+        require(engine(target).package)
     require("onnxruntime")
     check_data_options(calib, evaluation)
     source = read_model_file(model_path, options)  # read once: the data plan and the fold both use it
@@ -292,7 +293,7 @@ def quantize_file(model_path: str | Path, output: str | Path, *, precision: str 
                                      "(trtexec --loadEngine=MODEL.plan)"}
     elif precision != "fp32":  # an fp32 IR is a format, not an optimization: nothing to be faster than
         # the reference runs on the artifact's runtime: the fp32 graph, or for a program the fp32 program
-        reference = fp32 if target != "executorch" else fp32_program(chain, loaded.input_shape)
+        reference = fp32 if target not in LOWERED_ENGINES else fp32_program(target, chain, loaded.input_shape)
         _prove_speed(art, reference, loaded.input_shape, features, min_speedup=min_speedup, speed_batch=speed_batch,
                      threads=threads, timer=timer, progress=progress)
     progress("writing")

@@ -144,8 +144,8 @@ def measure_speed(art_model, fp32_onnx, *, target: str, precision: str, input_sh
             timed = {n: Timed(timed[n].rounds + more[n].rounds) for n in (FP32, ARTIFACT)}
         rows.append(SpeedRow(batch, timed[FP32].latency.p50, timed[ARTIFACT].latency.p50, ratio["median"],
                              ratio["iqr"], ratio["rounds"], decision))
-    reference = {"onnxruntime": "the fp32 chain on ONNX Runtime", "executorch": "the fp32 program on ExecuTorch"}.get(
-        target, "the fp32 chain on OpenVINO (f32)")
+    reference = {"onnxruntime": "the fp32 chain on ONNX Runtime", "executorch": "the fp32 program on ExecuTorch",
+                 "litert": "the fp32 program on LiteRT"}.get(target, "the fp32 chain on OpenVINO (f32)")
     return SpeedProof(target, reference, threads, rows, cpu_features().to_dict(), min_speedup)
 
 

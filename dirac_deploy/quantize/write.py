@@ -1,5 +1,5 @@
-"""Writing a proven low-precision artifact: an .onnx, an OpenVINO IR (.xml + .bin) or an ExecuTorch program
-(.pte), each with its provenance, the proof and a parity probe of its own logits recorded in it, and a content
+"""Writing a proven low-precision artifact: an .onnx, an OpenVINO IR (.xml + .bin) or an edge program (.pte,
+.tflite), each with its provenance, the proof and a parity probe of its own logits recorded in it, and a content
 digest over its bytes. Nothing here decides whether to write: `run.quantize_file` calls `write_artifact` only
 after the proofs passed.
 """
@@ -15,7 +15,7 @@ from ..artifacts.onnx import LOW_PRECISION_PROBE_RTOL, probe_inputs
 from ..artifacts.provenance import Provenance
 from ..errors import ExportError, OutputPathError
 from ..fileio import write_all
-from ..runtimes import logits
+from ..runtimes import LOWERED_ENGINES, logits
 
 if TYPE_CHECKING:
     from .run import Artifact
@@ -27,8 +27,8 @@ def write_artifact(art: Artifact, output: Path, loaded) -> list[Path]:
     """`art` written to `output` (an IR: `output` and its .bin), all files or none; `loaded`: the opened
     source (its provenance and I/O contract)."""
     probe_x = probe_inputs(2, loaded.input_shape)
-    if art.target == "executorch":
-        data = pte_bytes(art, loaded.provenance, probe_x, loaded.input_shape, loaded.num_classes)
+    if art.target in LOWERED_ENGINES:
+        data = program_bytes(art, loaded.provenance, probe_x, loaded.input_shape, loaded.num_classes)
         return write_all({output: lambda tmp: tmp.write_bytes(data)})
     if art.is_onnx:
         onnx_data = onnx_bytes(art, loaded.provenance, probe_x)
@@ -57,29 +57,30 @@ def onnx_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray) -> bytes:
     return model.SerializeToString()
 
 
-def fp32_program(chain, input_shape) -> bytes:
-    from ..export.pte import lower_program
+def fp32_program(engine: str, chain, input_shape) -> bytes:
+    from ..export.program import lower_program
 
-    return lower_program(chain, input_shape).data
+    return lower_program(engine, chain, input_shape).data
 
 
-def pte_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray, input_shape, num_classes: int) -> bytes:
-    """The program with its record (provenance, the proof, its own logits on the seeded probe images as
-    ExecuTorch computes them) and content digest, loaded and re-checked by ExecuTorch before it is written."""
+def program_bytes(art: Artifact, source: Provenance, probe_x: np.ndarray, input_shape, num_classes: int) -> bytes:
+    """The program with its record (provenance, the proof, its own logits on the seeded probe images as its
+    runtime computes them) and content digest, loaded and re-checked by that runtime before it is written."""
     from ..artifacts.digest import ONNX_CONTENT_KEY
     from ..artifacts.onnx import probe_record
-    from ..artifacts.pte import PteArtifact, record_json, stamp_pte
+    from ..artifacts.program import record_json, stamp
+    from ..export.program import BY_ENGINE
 
-    prog = art.model
+    prog, cls = art.model, BY_ENGINE[art.target].artifact_class()
     props = artifact_provenance(art, source).to_onnx_metadata(
-        probe=probe_record(logits("executorch", prog, probe_x)), low_precision_proof=art.proof.to_dict())
-    props[ONNX_CONTENT_KEY] = "0" * 64  # `stamp_pte` writes the digest here
+        probe=probe_record(logits(art.target, prog, probe_x)), low_precision_proof=art.proof.to_dict())
+    props[ONNX_CONTENT_KEY] = "0" * 64  # `stamp` writes the digest here
     program_info = {"input_shape": list(input_shape), "num_classes": num_classes, "batch": 1,
                     "delegation": prog.delegation()}
-    data = stamp_pte(prog.with_record(record_json(program_info, props)))
-    written = PteArtifact(Path("the quantized program"), data, tuple(input_shape), num_classes,
-                          Provenance.from_onnx_metadata(props), 1, prog.delegation(), props)
-    written.check()  # the bytes about to be written, in ExecuTorch's runtime, against their own record
+    data = stamp(prog.with_record(record_json(cls.format, program_info, props)), cls.format)
+    written = cls(Path("the quantized program"), data, tuple(input_shape), num_classes,
+                  Provenance.from_onnx_metadata(props), 1, prog.delegation(), props)
+    written.check()  # the bytes about to be written, in their runtime, against their own record
     return data
 
 

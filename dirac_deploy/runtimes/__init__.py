@@ -37,7 +37,7 @@ class Runner(Protocol):
 class Engine:
     """An engine: its name on the command line and in reports, its name for people, the module holding its
     `load` and `Runner`, the package it needs, the kinds of model file it runs ("onnx", "openvino-ir",
-    "torch", "pte"), its devices, and whether the server may run it."""
+    "torch", "pte", "tflite"), its devices, and whether the server may run it."""
 
     name: str
     label: str
@@ -47,6 +47,7 @@ class Engine:
     devices: tuple[str, ...] = ("cpu",)
     serves: bool = True
     static_batch: bool = False  # compiled per batch size (faster): a runner per batch where that matters
+    lowered: bool = False  # runs a program lowered from the PyTorch chain for one batch size (an edge runtime)
 
 
 ENGINE_TABLE: dict[str, Engine] = {e.name: e for e in (
@@ -55,7 +56,9 @@ ENGINE_TABLE: dict[str, Engine] = {e.name: e for e in (
     Engine("openvino", "OpenVINO", "dirac_deploy.runtimes.openvino", "openvino", ("onnx", "openvino-ir"),
            static_batch=True),
     Engine("torch", "PyTorch", "dirac_deploy.runtimes.torch", "torch", ("torch",), ("cpu", "cuda")),
-    Engine("executorch", "ExecuTorch (XNNPACK)", "dirac_deploy.runtimes.executorch", "executorch", ("pte",)),
+    Engine("executorch", "ExecuTorch (XNNPACK)", "dirac_deploy.runtimes.executorch", "executorch", ("pte",),
+           lowered=True),
+    Engine("litert", "LiteRT (XNNPACK)", "dirac_deploy.runtimes.litert", "ai_edge_litert", ("tflite",), lowered=True),
     # TensorRT is not installable on our machines: its runner is written against the 11.x API and never timed here
     Engine("tensorrt", "TensorRT", "dirac_deploy.runtimes.tensorrt", "tensorrt", ("onnx",), ("cuda",),
            serves=False),
@@ -69,6 +72,7 @@ def _names(keep: Callable[[Engine], bool]) -> tuple[str, ...]:
 ENGINES = tuple(ENGINE_TABLE)
 SERVING = _names(lambda e: e.serves)  # serve's --runtime choices
 ONNX_ENGINES = _names(lambda e: "onnx" in e.reads)  # quantize's targets: the engines that run an ONNX graph
+LOWERED_ENGINES = _names(lambda e: e.lowered)  # and those that run a program lowered from the chain
 
 
 def register(engine: Engine) -> None:

@@ -10,17 +10,14 @@ which is process-wide. Imports executorch (which links libtorch) only where used
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._optional import require
+from .native_log import native_stderr_kept, quiet_imports
 
 
 def load(model: Any) -> bytes:
@@ -43,30 +40,6 @@ def runtime_ops(model: Any) -> dict[str, dict[str, int]]:
     if counts is None:
         raise ValueError("ExecuTorch's delegate does not list its kernels; only a program built here has counts")
     return counts
-
-
-def quiet_imports() -> None:
-    """ExecuTorch's Python side imports torchao, which logs a warning for each CUDA kernel library a CPU
-    machine cannot load, and torch's pytree, which logs a deprecation: neither is the user's to act on."""
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-@contextlib.contextmanager
-def native_stderr_kept(lines: list[str]) -> Iterator[None]:
-    """The process's stderr (file descriptor 2, where ExecuTorch's C++ logs its CPU probing at every method
-    load) captured into `lines` for the duration. Held for a load, never for a run: another thread writing to
-    stderr in that moment is captured too."""
-    with tempfile.TemporaryFile() as sink:
-        saved = os.dup(2)
-        try:
-            os.dup2(sink.fileno(), 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
 
 
 class Loaded:

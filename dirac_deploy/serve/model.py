@@ -30,7 +30,7 @@ from .batching import DynamicBatcher
 from .instances import InstancePool, Runner
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-MODEL_SUFFIXES = (".onnx", ".xml", ".pte", ".pth", ".pt", ".pt7")  # what a directory of models is scanned for
+MODEL_SUFFIXES = (".onnx", ".xml", ".pte", ".tflite", ".pth", ".pt", ".pt7")  # what a directory of models is scanned for
 
 
 @dataclass

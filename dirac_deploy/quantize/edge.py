@@ -1,13 +1,15 @@
-"""int8 ExecuTorch programs of the folded chain (XNNPACK): the naive form and the identity-aware one.
+"""int8 programs of the folded chain for the edge runtimes (ExecuTorch and LiteRT, both on XNNPACK): the naive
+form and the identity-aware one.
 
-Naive: the chain as it is, through PT2E (`XNNPACKQuantizer`, symmetric int8 with per-channel weights,
-`prepare_pt2e` -> calibration -> `convert_pt2e`), lowered to XNNPACK. Per-channel int8 of a folded kernel
-W = diag(c) delta + R sets each row's scale from its identity tap and erases R (`rescale` module docstring).
+Naive: the chain as it is, through PT2E (the stack's own quantizer, `pt2e_quantizer()` in its export module:
+symmetric int8 with per-channel weights; `prepare_pt2e` -> calibration -> `convert_pt2e`), then lowered.
+Per-channel int8 of a folded kernel W = diag(c) delta + R sets each row's scale from its identity tap and
+erases R (`rescale` module docstring).
 
 Identity-aware: the same chain first rewritten, in PyTorch, into the unit-residual form (`rescale`'s equations,
 written once there: `absorb_input_scale`, `output_units`, `unit_residual_weight`): each identity-carrying conv
 becomes conv(a~, W'/d - I delta) + a~, exact in float, so only the learned part is quantized and the identity
-is an int8 residual add, which XNNPACK runs in its own kernels (measured: fully delegated).
+is an int8 residual add, which XNNPACK runs in its own kernels (measured: fully delegated, on both runtimes).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def unit_residual_module(chain: nn.Sequential, *, widening: bool = False) -> nn.
     `widening`: also carry the identity through a widening conv (out > in: the input zero-padded along its
     channels before the add). Off for XNNPACK: its runtime refuses a quantized channel pad when the program
     loads (xnn_status_unsupported_parameter, measured on DiracNet-18 with ExecuTorch 1.5.1), so a widening
-    conv stays a plain int8 conv there.
+    conv stays a plain int8 conv on both edge stacks.
 
     Raises:
         RescaleError: a layer the per-channel scale cannot pass (NCReLU, LeakyReLU: fold v1 nets with
@@ -99,22 +101,23 @@ def unit_residual_module(chain: nn.Sequential, *, widening: bool = False) -> nn.
     return nn.Sequential(*layers).eval()
 
 
-def quantized_module(module: nn.Module, calib: np.ndarray, batch: int = 1):
-    """`module` through PT2E with XNNPACK's quantizer (symmetric int8, per-channel weights), calibrated on
+def quantized_module(engine: str, module: nn.Module, calib: np.ndarray, batch: int = 1):
+    """`module` through PT2E with `engine`'s quantizer (symmetric int8, per-channel weights), calibrated on
     `calib` in batches of `batch` (the exported graph's static shape). Returns the converted graph module."""
-    quantizer_mod = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
+    from ..export.program import BY_ENGINE
+
+    stack = BY_ENGINE[engine].stack()
+    quantizer = stack.pt2e_quantizer()
     pt2e = require("torchao.quantization.pt2e.quantize_pt2e")
     shape = tuple(calib.shape[1:])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = torch.export.export(module.eval(), (torch.zeros(batch, *shape),)).module()
-        quantizer = quantizer_mod.XNNPACKQuantizer().set_global(
-            quantizer_mod.get_symmetric_quantization_config(is_per_channel=True))
         prepared = pt2e.prepare_pt2e(graph, quantizer)
         with torch.no_grad():
             for i in range(0, len(calib) - batch + 1, batch):
                 prepared(torch.from_numpy(np.ascontiguousarray(calib[i:i + batch], dtype=np.float32)))
-        return pt2e.convert_pt2e(prepared)
+        return pt2e.convert_pt2e(prepared, fold_quantize=stack.FOLD_QUANTIZE)
 
 
 def _conv_precisions(graph_module) -> dict[str, int]:
@@ -129,26 +132,29 @@ def _conv_precisions(graph_module) -> dict[str, int]:
     return counts
 
 
-def program(chain: nn.Sequential, input_shape: tuple[int, int, int], calib: np.ndarray | None = None, *,
-            form: str = "fp32", batch: int = 1):
-    """The chain as an `export.pte.Program` for `batch` images: `form` "fp32" (lowered as it is), "naive" or "identity"
-    (int8, calibrated on `calib`).
+def program(engine: str, chain: nn.Sequential, input_shape: tuple[int, int, int], calib: np.ndarray | None = None,
+            *, form: str = "fp32", batch: int = 1):
+    """The chain as an `export.program.Program` of `engine` ("executorch", "litert") for `batch` images: `form`
+    "fp32" (lowered as it is), "naive" or "identity" (int8, calibrated on `calib`).
 
     Raises:
         RescaleError: the identity-aware form cannot be written for this chain.
-        ExportError: ExecuTorch cannot quantize or lower it.
+        ExportError: the stack cannot quantize or lower it.
     """
-    from ..export.pte import lower_program
-    from ..runtimes.executorch import quiet_imports
+    from ..export.program import lower_program
+    from ..runtimes.native_log import quiet_imports
 
-    quiet_imports()
+    quiet_imports()  # torchao's import notices, whichever stack
     if form == "fp32":
-        return lower_program(chain.eval(), input_shape, batch)  # every conv fp32 (its default count)
+        return lower_program(engine, chain.eval(), input_shape, batch)  # every conv fp32 (its default count)
     if calib is None:
         raise ValueError("int8 needs calibration images")
+    from ..export.program import BY_ENGINE
+
     module = unit_residual_module(chain) if form == "identity" else chain
+    module = BY_ENGINE[engine].stack().prepare(module)  # before PT2E: its graph is no longer a chain of layers
     try:
-        source = quantized_module(module, calib, batch)
+        source = quantized_module(engine, module, calib, batch)
     except Exception as e:  # PT2E raises many types; all mean "could not quantize"
-        raise ExportError(f"PT2E could not quantize the chain for XNNPACK: {first_line(e)[:300]}") from None
-    return lower_program(source, input_shape, batch, convs=_conv_precisions(source))
+        raise ExportError(f"PT2E could not quantize the chain for {engine}: {first_line(e)[:300]}") from None
+    return lower_program(engine, source, input_shape, batch, convs=_conv_precisions(source))
