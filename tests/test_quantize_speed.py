@@ -50,7 +50,8 @@ def test_speed_proof_is_recorded_in_the_artifact_and_its_report(tmp_path):
 
 def test_slower_than_fp32_is_refused_naming_the_alternative_and_writes_nothing(tmp_path):
     out = tmp_path / "q.onnx"
-    with pytest.raises(SlowerThanFp32Error, match=r"runs 0\.50x the fp32 chain at batch 1.*nothing written.*"
+    with pytest.raises(SlowerThanFp32Error, match=r"runs 0\.50x the fp32 chain on ONNX Runtime at batch 1.*"
+                                                  r"nothing written.*"
                                                   r"OpenVINO IR.*`min_speedup=0` writes it anyway"):
         quantize_file(DIGITS, out, speed_batch=1, timer=fake_timer(artifact_ms=2.0, fp32_ms=1.0))
     assert list(tmp_path.iterdir()) == []

@@ -328,7 +328,7 @@ def _prove_speed(art: Artifact, fp32, input_shape, features, *, min_speedup: flo
     if speed.decision == REFUSED:
         slow = next(r for r in speed.rows if r.decision == REFUSED)
         raise SlowerThanFp32Error(
-            f"the {art.precision} artifact ({art.method}, {art.target}) runs {slow.speedup:.2f}x the fp32 chain at "
+            f"the {art.precision} artifact ({art.method}, {art.target}) runs {slow.speedup:.2f}x {speed.reference} at "
             f"{slow.describe()}, {speed.threads} threads, {features.describe()}: even the rounds' upper quartile "
             f"is below `min_speedup` {min_speedup:g}; nothing written. "
             f"{faster_alternative(art.precision, art.target)}; `min_speedup=0` writes it anyway")

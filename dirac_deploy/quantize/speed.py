@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..runtimes import LOWERED_ENGINES
 from . import DEFAULT_MIN_SPEEDUP
 
 SPEED_SECONDS = 3.0  # one pass's timing budget (every batch, both calls); an undecided batch takes more passes
@@ -157,4 +158,7 @@ def faster_alternative(precision: str, target: str) -> str:
         return "fp16 pays off on GPUs; on this CPU keep the fp32 chain, or use `precision='int8'` with `target='openvino'`"
     if precision == "bf16":
         return "bf16 needs AVX-512 BF16 or AMX to pay off; use `precision='int8'` with `target='openvino'`"
+    if target in LOWERED_ENGINES and precision == "int8":
+        return ("XNNPACK's int8 pays off where the CPU has int8 dot products (VNNI on x86; measured here: none on "
+                "AVX2 alone); on this CPU keep the fp32 program (dirac-deploy export)")
     return "keep the fp32 chain (dirac-deploy export)"
