@@ -223,6 +223,10 @@ def test_quantize_writes_an_int8_program_proven_on_held_out_digits(stack, tmp_pa
     assert doc["target"] == stack.engine and proof["agreement"] >= 0.99 and proof["images"] == 360
     assert proof["runtime_ops"]["conv"] == {"int8": 7, "fp32": 0}  # every conv quantized, all inside XNNPACK
     assert proof["speed"]["reference"] == f"the fp32 program on {stack.runtime}" and proof["speed"]["rows"]
+    # the per-conv table, measured on the quantized PT2E graph: the identity form's carriers as residual rows
+    residual = ["int8", "int8-residual", "int8-residual", "int8", "int8-residual", "int8", "int8-residual"]
+    assert [la["form"] for la in proof["layers"]] == (residual if method == "identity" else ["int8"] * 7)
+    assert all(la["output_sqnr_db"] > 10 and la["runs_in"] == "int8" for la in proof["layers"])
     art = open_artifact(out)
     assert art.kind.key == stack.key and art.provenance.precision == "int8" and art.provenance.method == method
     assert art.delegation["not_delegated"] == {} and art.check().ok

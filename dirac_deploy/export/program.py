@@ -36,6 +36,7 @@ class Program(Protocol):
     delegated: int  # ops inside the delegate's subgraphs
     not_delegated: dict[str, int]  # op -> count left to the runtime's own kernels
     runtime_ops: dict[str, dict[str, int]]  # {"conv": {"int8": n, "fp32": m}}
+    layers: list  # an int8 program's per-conv table (`quantize.edge.layer_table`; [] when not measured)
 
     @property
     def data(self) -> bytes: ...

@@ -46,6 +46,7 @@ class Program:
     def __init__(self, edge, delegated: int, not_delegated: dict[str, int], convs: dict[str, int]):
         self.edge, self.delegated, self.not_delegated = edge, delegated, not_delegated
         self.runtime_ops = delegated_convs(convs, not_delegated)
+        self.layers: list = []
 
     @cached_property
     def data(self) -> bytes:

@@ -60,6 +60,7 @@ class Program:
     def __init__(self, data: bytes, delegated: int, not_delegated: dict[str, int], convs: dict[str, int]):
         self.data, self.delegated, self.not_delegated = data, delegated, not_delegated
         self.runtime_ops = delegated_convs(convs, not_delegated)
+        self.layers: list = []
 
     def with_record(self, record: str) -> bytes:
         return with_metadata(self.data, METADATA_NAME, record.encode())

@@ -133,9 +133,10 @@ def _conv_precisions(graph_module) -> dict[str, int]:
 
 
 def program(engine: str, chain: nn.Sequential, input_shape: tuple[int, int, int], calib: np.ndarray | None = None,
-            *, form: str = "fp32", batch: int = 1):
+            *, form: str = "fp32", batch: int = 1, table_x: np.ndarray | None = None):
     """The chain as an `export.program.Program` of `engine` ("executorch", "litert") for `batch` images: `form`
-    "fp32" (lowered as it is), "naive" or "identity" (int8, calibrated on `calib`).
+    "fp32" (lowered as it is), "naive" or "identity" (int8, calibrated on `calib`). With `table_x`, an int8
+    program carries `layers`, its per-conv table on those images (`layer_table`).
 
     Raises:
         RescaleError: the identity-aware form cannot be written for this chain.
@@ -157,4 +158,69 @@ def program(engine: str, chain: nn.Sequential, input_shape: tuple[int, int, int]
         source = quantized_module(engine, module, calib, batch)
     except Exception as e:  # PT2E raises many types; all mean "could not quantize"
         raise ExportError(f"PT2E could not quantize the chain for {engine}: {first_line(e)[:300]}") from None
-    return lower_program(engine, source, input_shape, batch, convs=_conv_precisions(source))
+    prog = lower_program(engine, source, input_shape, batch, convs=_conv_precisions(source))
+    if table_x is not None:
+        prog.layers = layer_table(chain, module, source, table_x, form, batch)
+    return prog
+
+
+_QDQ = ("quantize_per", "dequantize_per")  # PT2E's quantize / dequantize ops, between a conv and what uses it
+
+
+def _compared_nodes(graph_module) -> list:
+    """The node whose output stands for each conv, in graph order: the residual add that consumes it (through
+    any quantize/dequantize pair) for a unit-residual conv, else the conv itself."""
+    nodes = []
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or "conv2d" not in str(node.target):
+            continue
+        user, seen = node, 0
+        while len(user.users) == 1 and seen < 4:
+            user, seen = next(iter(user.users)), seen + 1
+            if not any(q in str(user.target) for q in _QDQ):
+                break
+        nodes.append(user if "add" in str(user.target) else node)
+    return nodes
+
+
+def _node_outputs(graph_module, x: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Each compared node's output (`_compared_nodes`) on the images `x`, run in PyTorch in the graph's batch."""
+    wanted = _compared_nodes(graph_module)
+    index = {n: i for i, n in enumerate(wanted)}
+    found: list[list[np.ndarray]] = [[] for _ in wanted]
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if n in index:
+                found[index[n]].append(out.detach().double().numpy())
+            return out
+
+    with torch.no_grad():
+        for i in range(0, len(x) - batch + 1, batch):
+            Recorder(graph_module).run(torch.from_numpy(np.ascontiguousarray(x[i:i + batch], dtype=np.float32)))
+    return [np.concatenate(f) for f in found]
+
+
+def layer_table(chain: nn.Sequential, module: nn.Module, converted, x: np.ndarray, form: str, batch: int = 1):
+    """The proof's per-conv rows for an edge program: each conv's output (the residual add's, for a
+    unit-residual conv) in the PT2E graph as quantized, run in PyTorch, against the same graph in float, on `x`
+    (the delegate's own intermediate tensors cannot be read); its form, its weights' int8 SQNR and its identity
+    dominance from the folded chain. Rows are matched to the chain's convs in order; [] when they do not match."""
+    from .graph import identity_dominance, weight_sqnr_db
+    from .int8 import PLAIN, RESIDUAL
+    from .proof import LayerError, sqnr_db
+
+    float_graph = torch.export.export(module.eval(), (torch.zeros(batch, *x.shape[1:]),)).module()
+    ref, got = _node_outputs(float_graph, x, batch), _node_outputs(converted, x, batch)
+    convs = [(n, m) for n, m in chain.named_children() if isinstance(m, nn.Conv2d)]
+    if not (len(ref) == len(got) == len(convs)):
+        return []
+    carriers = [isinstance(m, UnitResidual) for m in module.children() if isinstance(m, (nn.Conv2d, UnitResidual))]
+    rows = []
+    for (name, conv), r, g, residual in zip(convs, ref, got, carriers if form == "identity" else [False] * len(convs)):
+        w = conv.weight.detach().double().numpy()
+        rows.append(LayerError(name, RESIDUAL if residual else PLAIN, sqnr_db(r, g),
+                               weight_sqnr_db(w, "split" if residual else "plain"),
+                               float(np.median(identity_dominance(w)))))
+    return rows

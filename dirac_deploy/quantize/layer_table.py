@@ -10,6 +10,8 @@ import numpy as np
 from .int8 import FP32, conv_output_sqnr
 from .proof import LayerError
 
+LAYER_TABLE_IMAGES = 64  # the per-layer SQNR table's images (it holds every conv output at once)
+
 
 def conv_errors(fp32, quantized, plans, x: np.ndarray) -> list[LayerError]:
     """Each conv output against fp32 on the eval images (`int8.conv_output_sqnr`), with its weight SQNR."""

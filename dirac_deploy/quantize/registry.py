@@ -26,6 +26,7 @@ class Built:
     notes: list[str] = field(default_factory=list)
     qdq: object = None  # the int8 QDQ ONNX graph (also for an OpenVINO artifact compiled from it)
     reference: object = None  # the fp32 chain in the QDQ graph's units (per-layer comparisons)
+    layers: list | None = None  # the per-conv table where the recipe measures it itself (edge programs)
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,10 @@ def _program(engine: str, form: str) -> Callable[[object, np.ndarray, np.ndarray
     def build(chain, calib: np.ndarray, evaluation: np.ndarray) -> Built:
         from ..runtimes import ENGINE_TABLE, logits
         from .edge import program
+        from .layer_table import LAYER_TABLE_IMAGES
 
-        prog = program(engine, chain, tuple(evaluation.shape[1:]), calib if form != "fp32" else None, form=form)
+        prog = program(engine, chain, tuple(evaluation.shape[1:]), calib if form != "fp32" else None, form=form,
+                       table_x=evaluation[:LAYER_TABLE_IMAGES] if form != "fp32" else None)
         left = ", ".join(f"{op} x{n}" for op, n in prog.not_delegated.items())
         runtime = ENGINE_TABLE[engine].label.split(" (")[0]
         notes = [f"XNNPACK runs {prog.delegated} ops" + (f"; {runtime}'s own kernels run {left}" if left
@@ -123,7 +126,7 @@ def _program(engine: str, form: str) -> Callable[[object, np.ndarray, np.ndarray
         if form == "identity":
             notes.append("unit-residual form: each identity-carrying conv quantized as its learned part, the "
                          "identity an int8 residual add")
-        return Built(prog, logits(engine, prog, evaluation), notes=notes)
+        return Built(prog, logits(engine, prog, evaluation), notes=notes, layers=prog.layers)
     return build
 
 

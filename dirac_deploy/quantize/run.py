@@ -32,7 +32,7 @@ from ..runtimes import LOWERED_ENGINES, engine, logits, runtime_ops
 from . import DEFAULT_EVAL_LIMIT, DEFAULT_MIN_SQNR_DB
 from .data import DEFAULT_CROP_FRACTION, Dataset
 from .int8 import FP32
-from .layer_table import chain_names, conv_errors, label_runtime_precision, renamed_note
+from .layer_table import LAYER_TABLE_IMAGES, chain_names, conv_errors, label_runtime_precision, renamed_note
 from .proof import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT, LayerError, LowPrecisionProof, logits_proof
 from .proof_data import check_data_options, load_proof_data, plan_data
 from .registry import DEFAULT_METHOD, DEFAULT_TARGET, RECIPES
@@ -86,7 +86,6 @@ COMBINATIONS = set(RECIPES)  # (precision, method, target) this tool builds: qua
 # lower turns it off.
 # DEFAULT_MIN_SQNR_DB and DEFAULT_EVAL_LIMIT (images the proof runs on at most, the first ones: one disagreement
 # is 0.05%) live in the package's import-free __init__, which the command line reads.
-LAYER_TABLE_IMAGES = 64  # the per-layer SQNR table's images (it holds every conv output at once)
 
 
 @dataclass
@@ -177,6 +176,8 @@ def build_artifact(fp32, precision: str, method: str, target: str, calib: Datase
     elif plans is not None:
         proof.layers = [LayerError(p.name, p.form, None, p.weight_sqnr_db.get(p.form), p.identity_dominance)
                         for p in plans]
+    elif built.layers:
+        proof.layers = built.layers
     if proof.runtime_ops:
         label_runtime_precision(proof.layers, proof.runtime_ops["conv"])
     return Artifact(precision, method, target, model, proof, types)
