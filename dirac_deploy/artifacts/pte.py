@@ -6,10 +6,9 @@ runtime returns the string; its bytes sit verbatim in the file).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ..kinds import KINDS
-from .program import METADATA_NAME, ProgramArtifact, program_from_bytes, read_program, record_json, stamp
+from .program import METADATA_NAME, ProgramArtifact, read_program
 
 FORMAT = "dirac-deploy/pte"
 METADATA_METHOD = METADATA_NAME
@@ -26,18 +25,6 @@ class PteArtifact(ProgramArtifact):
     written_by = "dirac-deploy export --pte"
 
 
-def pte_record(program: dict[str, Any], provenance: dict[str, str]) -> str:
-    return record_json(FORMAT, program, provenance)
-
-
-def stamp_pte(data: bytes) -> bytes:
-    return stamp(data, FORMAT)
-
-
 def read_pte(path: str | Path) -> PteArtifact:
     """Read an ExecuTorch program from `export --pte`, its bytes checked against its digest (`read_program`)."""
     return read_program(path, PteArtifact)
-
-
-def pte_from_bytes(data: bytes, path: Path) -> PteArtifact:
-    return program_from_bytes(data, path, PteArtifact)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..kinds import KINDS
-from .program import ProgramArtifact, program_from_bytes, read_program
+from .program import ProgramArtifact, read_program
 
 FORMAT = "dirac-deploy/tflite"
 
@@ -27,7 +27,3 @@ class TfliteArtifact(ProgramArtifact):
 def read_tflite(path: str | Path) -> TfliteArtifact:
     """Read a LiteRT program from `export --tflite`, its bytes checked against its digest (`read_program`)."""
     return read_program(path, TfliteArtifact)
-
-
-def tflite_from_bytes(data: bytes, path: Path) -> TfliteArtifact:
-    return program_from_bytes(data, path, TfliteArtifact)

@@ -48,7 +48,7 @@ class Program(Protocol):
 
 @dataclass(frozen=True)
 class Lowering:
-    """An edge stack: its key (the export target, the artifact kind, the file suffix), its runtime, its name
+    """An edge stack: its key (the export target, the artifact kind, the file's suffix), its runtime, its name
     for people, the module lowering and quantizing a chain for it, and its artifact class."""
 
     key: str
@@ -60,8 +60,9 @@ class Lowering:
     artifact: str  # "module:Class" of its ProgramArtifact
 
     @property
-    def suffix(self) -> str:
-        return "." + self.key
+    def runtime(self) -> str:
+        """The runtime's name in messages ("ExecuTorch", "LiteRT")."""
+        return self.label.split(" (")[0]
 
     def stack(self):
         return importlib.import_module(self.module)
@@ -144,7 +145,7 @@ def build_program(key: str, module: torch.nn.Module, input_shape: tuple[int, int
     props[ONNX_CONTENT_KEY] = "0" * 64  # `stamp` writes the digest here once the bytes exist
     prog = lower_program(lowering.engine, module, input_shape, batch)
     delegated, rest = prog.delegated, prog.not_delegated
-    runtime = lowering.label.split(" (")[0]
+    runtime = lowering.runtime
     if rest and not allow_partial:
         left = ", ".join(f"{op} x{n}" for op, n in sorted(rest.items()))
         raise ExportError(f"XNNPACK delegates {delegated} ops and leaves {sum(rest.values())} to {runtime}'s own "

@@ -132,8 +132,7 @@ def _program(key: str) -> Callable[[ExportContext, Path], dict[Path, Writer]]:
         from ..errors import ExportError
         from .program import LOWERINGS, build_program
 
-        art, label = ctx.art, LOWERINGS[key].label
-        runtime = label.split(" (")[0]
+        art, label, runtime = ctx.art, LOWERINGS[key].label, LOWERINGS[key].runtime
         if getattr(art, "plain", None) is None:
             raise ExportError(f"{ctx.plan.model_path} is an ONNX graph; a {runtime} program is lowered from the "
                               f"PyTorch chain: give the plain.pth or the checkpoint")

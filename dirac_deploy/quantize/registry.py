@@ -113,14 +113,15 @@ def _openvino_hint(precision: str) -> Callable[[object, np.ndarray, np.ndarray],
 def _program(engine: str, form: str) -> Callable[[object, np.ndarray, np.ndarray], Built]:
     """An edge runtime's program of the chain (`quantize.edge.program`): fp32, naive int8 or identity int8."""
     def build(chain, calib: np.ndarray, evaluation: np.ndarray) -> Built:
-        from ..runtimes import ENGINE_TABLE, logits
+        from ..export.program import BY_ENGINE
+        from ..runtimes import logits
         from .edge import program
         from .layer_table import LAYER_TABLE_IMAGES
 
         prog = program(engine, chain, tuple(evaluation.shape[1:]), calib if form != "fp32" else None, form=form,
                        table_x=evaluation[:LAYER_TABLE_IMAGES] if form != "fp32" else None)
         left = ", ".join(f"{op} x{n}" for op, n in prog.not_delegated.items())
-        runtime = ENGINE_TABLE[engine].label.split(" (")[0]
+        runtime = BY_ENGINE[engine].runtime
         notes = [f"XNNPACK runs {prog.delegated} ops" + (f"; {runtime}'s own kernels run {left}" if left
                                                           else ", all of them")]
         if form == "identity":

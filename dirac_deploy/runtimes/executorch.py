@@ -11,35 +11,13 @@ which is process-wide. Imports executorch (which links libtorch) only where used
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._optional import require
+from .lowered import load, runtime_ops  # noqa: F401  (this engine's load and runtime_ops)
 from .native_log import native_stderr_kept, quiet_imports
-
-
-def load(model: Any) -> bytes:
-    """The program's bytes: a `PteArtifact`'s `model`, bytes, a `quantize.executorch.Program`, or a path."""
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model)
-    if isinstance(getattr(model, "data", None), bytes):
-        return model.data
-    return Path(model).read_bytes()
-
-
-def runtime_ops(model: Any) -> dict[str, dict[str, int]]:
-    """The convs XNNPACK runs in int8 and in fp32, as the program built by `quantize` counted them (a
-    delegate's kernels cannot be listed from its bytes).
-
-    Raises:
-        ValueError: a program without those counts (one read from a file).
-    """
-    counts = getattr(model, "runtime_ops", None)
-    if counts is None:
-        raise ValueError("ExecuTorch's delegate does not list its kernels; only a program built here has counts")
-    return counts
 
 
 class Loaded:

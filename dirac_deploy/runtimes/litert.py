@@ -12,36 +12,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._optional import require
+from .lowered import load, runtime_ops  # noqa: F401  (this engine's load and runtime_ops)
 from .native_log import native_stderr_kept
 
 DELEGATE_OP = "DELEGATE"
-
-
-def load(model: Any) -> bytes:
-    """The program's bytes: a `TfliteArtifact`'s `model`, bytes, a lowered program, or a path."""
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model)
-    if isinstance(getattr(model, "data", None), bytes):
-        return model.data
-    return Path(model).read_bytes()
-
-
-def runtime_ops(model: Any) -> dict[str, dict[str, int]]:
-    """The convs XNNPACK runs in int8 and in fp32, as the program built by `quantize` counted them.
-
-    Raises:
-        ValueError: a program without those counts (one read from a file).
-    """
-    counts = getattr(model, "runtime_ops", None)
-    if counts is None:
-        raise ValueError("LiteRT's delegate does not list its kernels; only a program built here has counts")
-    return counts
 
 
 def interpreter(data: bytes, threads: int | None = None):
