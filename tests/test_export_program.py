@@ -203,6 +203,11 @@ def test_bench_times_the_chain_as_a_program(stack, tmp_path):
     records = {r["variant"]: r for r in json.loads(out.read_text())["records"] if r["backend"] == stack.engine}
     assert records["folded"]["status"] == "ok" and records["folded"]["latency_ms"]["p50"] > 0
     assert records["unfolded-as-trained"]["status"] == "ok"  # the DiracNet as trained, lowered as it is
+    assert records["folded"]["delegation"] == {"delegated": stack.digits_ops, "not_delegated": {}}
+    for rec in records.values():  # a program XNNPACK does not run whole says so next to its time
+        if rec["status"] == "ok":
+            left = rec["delegation"]["not_delegated"]
+            assert any("own kernels" in w for w in rec["warnings"]) == bool(left), rec
 
 
 @pytest.mark.parametrize("method", ["identity", "naive"])

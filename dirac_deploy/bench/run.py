@@ -82,6 +82,16 @@ def _record(variant, backend, device, batch, status, **extra) -> dict:
     return rec
 
 
+def _partly_delegated(rec: dict, where: str) -> list[str]:
+    """A lowered program whose delegate left ops out runs them on the runtime's own, much slower kernels: its
+    time is not XNNPACK's, and the warning says so next to it."""
+    rest = (rec.get("delegation") or {}).get("not_delegated") or {}
+    if not rest:
+        return []
+    ops = ", ".join(f"{op} x{n}" for op, n in sorted(rest.items()))
+    return [f"{where}: XNNPACK runs {rec['delegation'].get('delegated', 0)} ops, the runtime's own kernels {ops}"]
+
+
 def _measure_prepare(make: Callable[[], Callable], device: str, warmup: int, sync) -> tuple[Callable, float, float | None]:
     """(call, prepare seconds, memory MB): memory is the growth while preparing and running the warm-up calls,
     sampled here where nothing is timed."""
@@ -310,6 +320,9 @@ def _time_group(cfg: BenchConfig, models, backend: str, fmt: NumericFormat, batc
         calls[name] = call
         recs[name] = _record(name, backend, device, batch, "ok", peak_mem_mb=mem, prepare_s=seconds,
                              export_s=v.export_s if backend in ONNX_BACKENDS else None, **extra)
+        delegation = getattr(call, "delegation", None)
+        if delegation is not None:  # a lowered program: what XNNPACK runs of it
+            recs[name]["delegation"] = delegation
     progress(_timing_step(where, batch, cfg))
     if calls:
         timed = _timed(calls, cfg, sync)
@@ -324,7 +337,7 @@ def _time_group(cfg: BenchConfig, models, backend: str, fmt: NumericFormat, batc
         warnings = _warnings(recs, env, f"{where} batch {batch}", FOLDED)
         for name, rec in recs.items():
             if rec["status"] == "ok":
-                rec["warnings"] = warnings[name]
+                rec["warnings"] = warnings[name] + _partly_delegated(rec, f"{where} batch {batch}: {name}")
     calls.clear()
     return list(recs.values())
 

@@ -8,9 +8,10 @@ number. Backends:
 - `cuda-graph`: eager PyTorch captured in a CUDA graph (CUDA only).
 - `onnxruntime` / `onnxruntime-noopt`: ONNX Runtime with its default graph optimizations / with none.
 - `openvino`: OpenVINO's CPU plugin at its default inference precision (see `quantize` for its int8 flow).
-- `executorch`: the variant lowered to an ExecuTorch program (XNNPACK) for this batch size and run by
-  ExecuTorch's runtime; a variant XNNPACK does not take whole runs its rest on the portable kernels (the
-  record says how many ops). Lowering is the prepare.
+- `executorch` / `litert`: the variant lowered to an ExecuTorch / LiteRT program (XNNPACK) for this batch size
+  and run by that runtime; a variant XNNPACK does not take whole runs its rest on the runtime's own kernels
+  (the call carries the program's `delegation`, which the record and its warnings show). Lowering is the
+  prepare.
 - `tensorrt`: an engine built from the ONNX graph (CUDA only; TensorRT is not installable on our machines).
 """
 
@@ -100,10 +101,12 @@ def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int
         from ..export.program import lower_program
 
         try:
-            data = lower_program(engine, variant.model.eval(), input_shape, batch).data
+            prog = lower_program(engine, variant.model.eval(), input_shape, batch)
         except ExportError as e:  # a variant the stack cannot lower (an op torch.export or XNNPACK rejects)
             raise Skip(str(e)) from None
-        return runtimes.build(engine, data, threads=threads).bind(x.numpy())
+        call = runtimes.build(engine, prog.data, threads=threads).bind(x.numpy())
+        call.delegation = prog.delegation()  # type: ignore[attr-defined]  # what the record reports
+        return call
     model, xd = fmt.apply(variant.model.to(device).eval(), x.to(device))
     runner = runtimes.build(engine, model, threads=None, batch=batch, device=device, **options)
     try:
