@@ -210,7 +210,7 @@ def test_bench_times_the_chain_as_a_program(stack, tmp_path):
             assert any("own kernels" in w for w in rec["warnings"]) == bool(left), rec
 
 
-@pytest.mark.parametrize("method", ["identity", "naive"])
+@pytest.mark.parametrize("method", ["identity", "projection", "naive"])
 def test_quantize_writes_an_int8_program_proven_on_held_out_digits(stack, tmp_path, method):
     """The embedded digits model as an int8 program: proven on its held-out split (accuracy and agreement gates
     as for every target), timed against the fp32 program (not gated here: CI's cores are shared), read back and
@@ -226,11 +226,14 @@ def test_quantize_writes_an_int8_program_proven_on_held_out_digits(stack, tmp_pa
     doc = json.loads(report.read_text())
     proof = doc["proof"]
     assert doc["target"] == stack.engine and proof["agreement"] >= 0.99 and proof["images"] == 360
-    assert proof["runtime_ops"]["conv"] == {"int8": 7, "fp32": 0}  # every conv quantized, all inside XNNPACK
+    convs = 13 if method == "projection" else 7  # a projection is a 3x3 and a 1x1 conv
+    assert proof["runtime_ops"]["conv"] == {"int8": convs, "fp32": 0}  # every conv quantized, all inside XNNPACK
     assert proof["speed"]["reference"] == f"the fp32 program on {stack.runtime}" and proof["speed"]["rows"]
     # the per-conv table, measured on the quantized PT2E graph: the identity form's carriers as residual rows
-    residual = ["int8", "int8-residual", "int8-residual", "int8", "int8-residual", "int8", "int8-residual"]
-    assert [la["form"] for la in proof["layers"]] == (residual if method == "identity" else ["int8"] * 7)
+    forms = {"identity": ["int8", "int8-residual", "int8-residual", "int8", "int8-residual", "int8", "int8-residual"],
+             "projection": ["int8"] + ["int8-projection"] * 6,  # widening convs too: no channel pad needed
+             "naive": ["int8"] * 7}
+    assert [la["form"] for la in proof["layers"]] == forms[method]
     assert all(la["output_sqnr_db"] > 10 and la["runs_in"] == "int8" for la in proof["layers"])
     art = open_artifact(out)
     assert art.kind.key == stack.key and art.provenance.precision == "int8" and art.provenance.method == method

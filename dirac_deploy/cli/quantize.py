@@ -45,14 +45,17 @@ def _speed(speed: dict) -> str:
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="The artifact: .xml (+ .bin beside it) for openvino, .onnx for onnxruntime and tensorrt.")
+              help="The artifact: .xml (+ .bin beside it) for openvino, .onnx for onnxruntime and tensorrt, .pte for "
+                   "executorch, .tflite for litert.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="int8", show_default=True)
 @click.option("--method", type=click.Choice(METHODS),
-              help="int8: identity (keeps the folded Dirac identity exact; the default), naive (ONNX Runtime's "
+              help="int8: identity (keeps the folded Dirac identity exact; the default), projection (edge "
+                   "programs: the diagonal as its own 1x1 conv, activations equalized), naive (ONNX Runtime's "
                    "quantize_static defaults), nncf (OpenVINO's own flow, --target openvino). fp16: cast. "
                    "bf16: hint. fp32: none.")
 @click.option("--target", type=click.Choice(TARGETS),
-              help="Runtime the artifact is for [default: from -o: openvino for .xml, onnxruntime for .onnx].")
+              help="Runtime the artifact is for [default: from -o: openvino for .xml, onnxruntime for .onnx, "
+                   "executorch for .pte, litert for .tflite].")
 @click.option("--calib",
               help="Calibration data: random[:N] (seeded N(0,1) images, for random-weight nets), a .npz/.npy "
                    "file, or a directory of images; embedded: the bundled models' own [default: embedded for "

@@ -7,7 +7,7 @@ The names below are here, import-free, so the command line can list them without
 from ..runtimes import LOWERED_ENGINES, ONNX_ENGINES
 
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")
-METHODS = ("identity", "naive", "nncf", "cast", "hint", "none")
+METHODS = ("identity", "projection", "naive", "nncf", "cast", "hint", "none")
 # the engines that run an ONNX graph (`runtimes.ENGINE_TABLE`; tensorrt: a QDQ ONNX for `export --trt`, never run
 # here), and those that run a program lowered from the PyTorch chain (ExecuTorch)
 TARGETS = ONNX_ENGINES + LOWERED_ENGINES

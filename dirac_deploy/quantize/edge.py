@@ -24,7 +24,11 @@ from torch import nn
 
 from .._optional import require
 from ..errors import ExportError, first_line
+from .projection import Projection, equalized, projection_module
 from .rescale import RescaleError, absorb_input_scale, output_units, unit_residual_weight
+
+PROJECTION = "int8-projection"  # the per-conv table's form of a `Projection`
+EQUALIZATION_IMAGES = 16  # calibration images whose activation peaks set the equalization
 
 _CARRY = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)  # commute with a positive scale
 
@@ -135,7 +139,8 @@ def _conv_precisions(graph_module) -> dict[str, int]:
 def program(engine: str, chain: nn.Sequential, input_shape: tuple[int, int, int], calib: np.ndarray | None = None,
             *, form: str = "fp32", batch: int = 1, table_x: np.ndarray | None = None):
     """The chain as an `export.program.Program` of `engine` ("executorch", "litert") for `batch` images: `form`
-    "fp32" (lowered as it is), "naive" or "identity" (int8, calibrated on `calib`). With `table_x`, an int8
+    "fp32" (lowered as it is), "naive", "identity" (the unit-residual form) or "projection" (the projection
+    form with activation equalization, `quantize.projection`), int8 calibrated on `calib`. With `table_x`, an int8
     program carries `layers`, its per-conv table on those images (`layer_table`).
 
     Raises:
@@ -152,7 +157,10 @@ def program(engine: str, chain: nn.Sequential, input_shape: tuple[int, int, int]
         raise ValueError("int8 needs calibration images")
     from ..export.program import BY_ENGINE
 
-    module = unit_residual_module(chain) if form == "identity" else chain
+    if form == "projection":
+        module = equalized(projection_module(chain), calib[:EQUALIZATION_IMAGES])
+    else:
+        module = unit_residual_module(chain) if form == "identity" else chain
     module = BY_ENGINE[engine].stack().prepare(module)  # before PT2E: its graph is no longer a chain of layers
     try:
         source = quantized_module(engine, module, calib, batch)
@@ -160,7 +168,7 @@ def program(engine: str, chain: nn.Sequential, input_shape: tuple[int, int, int]
         raise ExportError(f"PT2E could not quantize the chain for {engine}: {first_line(e)[:300]}") from None
     prog = lower_program(engine, source, input_shape, batch, convs=_conv_precisions(source))
     if table_x is not None:
-        prog.layers = layer_table(chain, module, source, table_x, form, batch)
+        prog.layers = layer_table(chain, module, source, table_x, batch)
     return prog
 
 
@@ -168,8 +176,8 @@ _QDQ = ("quantize_per", "dequantize_per")  # PT2E's quantize / dequantize ops, b
 
 
 def _compared_nodes(graph_module) -> list:
-    """The node whose output stands for each conv, in graph order: the residual add that consumes it (through
-    any quantize/dequantize pair) for a unit-residual conv, else the conv itself."""
+    """The node whose output stands for each conv of the chain, in graph order: the add that consumes it (through
+    any quantize/dequantize pair) for a unit-residual conv or a projection's two convs, else the conv itself."""
     nodes = []
     for node in graph_module.graph.nodes:
         if node.op != "call_function" or "conv2d" not in str(node.target):
@@ -179,7 +187,9 @@ def _compared_nodes(graph_module) -> list:
             user, seen = next(iter(user.users)), seen + 1
             if not any(q in str(user.target) for q in _QDQ):
                 break
-        nodes.append(user if "add" in str(user.target) else node)
+        compared = user if "add" in str(user.target) else node
+        if compared not in nodes:  # a projection's two convs meet in one add
+            nodes.append(compared)
     return nodes
 
 
@@ -202,9 +212,9 @@ def _node_outputs(graph_module, x: np.ndarray, batch: int) -> list[np.ndarray]:
     return [np.concatenate(f) for f in found]
 
 
-def layer_table(chain: nn.Sequential, module: nn.Module, converted, x: np.ndarray, form: str, batch: int = 1):
-    """The proof's per-conv rows for an edge program: each conv's output (the residual add's, for a
-    unit-residual conv) in the PT2E graph as quantized, run in PyTorch, against the same graph in float, on `x`
+def layer_table(chain: nn.Sequential, module: nn.Module, converted, x: np.ndarray, batch: int = 1):
+    """The proof's per-conv rows for an edge program: each conv's output (the add's, for a unit-residual conv
+    or a projection) in the PT2E graph as quantized, run in PyTorch, against the same graph in float, on `x`
     (the delegate's own intermediate tensors cannot be read); its form, its weights' int8 SQNR and its identity
     dominance from the folded chain. Rows are matched to the chain's convs in order; [] when they do not match."""
     from .graph import identity_dominance, weight_sqnr_db
@@ -216,11 +226,11 @@ def layer_table(chain: nn.Sequential, module: nn.Module, converted, x: np.ndarra
     convs = [(n, m) for n, m in chain.named_children() if isinstance(m, nn.Conv2d)]
     if not (len(ref) == len(got) == len(convs)):
         return []
-    carriers = [isinstance(m, UnitResidual) for m in module.children() if isinstance(m, (nn.Conv2d, UnitResidual))]
+    split = {UnitResidual: RESIDUAL, Projection: PROJECTION}  # the forms that quantize R and keep the diagonal
+    forms = [split.get(type(m), PLAIN) for m in module.children() if isinstance(m, (nn.Conv2d, *split))]
     rows = []
-    for (name, conv), r, g, residual in zip(convs, ref, got, carriers if form == "identity" else [False] * len(convs)):
+    for (name, conv), r, g, kind in zip(convs, ref, got, forms):
         w = conv.weight.detach().double().numpy()
-        rows.append(LayerError(name, RESIDUAL if residual else PLAIN, sqnr_db(r, g),
-                               weight_sqnr_db(w, "split" if residual else "plain"),
+        rows.append(LayerError(name, kind, sqnr_db(r, g), weight_sqnr_db(w, "plain" if kind == PLAIN else "split"),
                                float(np.median(identity_dominance(w)))))
     return rows

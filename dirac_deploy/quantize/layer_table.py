@@ -22,14 +22,14 @@ def conv_errors(fp32, quantized, plans, x: np.ndarray) -> list[LayerError]:
 
 def label_runtime_precision(layers: list[LayerError], conv_ops: dict[str, int]) -> None:
     """Each layer's `runs_in` from the runtime's own count of conv precisions, where the count decides it: the
-    quantized layers run in int8 when as many convs run in int8, the kept ones in the one other precision the
+    quantized layers run in int8 when as many convs run in int8 (or every conv does), the kept ones in the one other precision the
     runtime uses (bf16 on a CPU with AVX-512 BF16 or AMX, where "fp32" would mislead), else "?"."""
     quantized = [la for la in layers if la.form != FP32]
     kept = [la for la in layers if la.form == FP32]
     int8 = conv_ops.get("int8", 0)
     others = {p: n for p, n in conv_ops.items() if p != "int8" and n}
-    for la in quantized:
-        la.runs_in = "int8" if int8 == len(quantized) else "?"
+    for la in quantized:  # (a projection is two convs: then every conv in int8 is what tells)
+        la.runs_in = "int8" if int8 == len(quantized) or (int8 and not others) else "?"
     other = next(iter(others)) if len(others) == 1 and sum(others.values()) == len(kept) else None
     for la in kept:
         la.runs_in = other if other is not None else ("?" if kept else None)

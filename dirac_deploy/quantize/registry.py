@@ -127,6 +127,9 @@ def _program(engine: str, form: str) -> Callable[[object, np.ndarray, np.ndarray
         if form == "identity":
             notes.append("unit-residual form: each identity-carrying conv quantized as its learned part, the "
                          "identity an int8 residual add")
+        if form == "projection":
+            notes.append("projection form: each identity-carrying conv as conv3x3(R) + conv1x1(diagonal), "
+                         "activations equalized per channel (quantize.projection)")
         return Built(prog, logits(engine, prog, evaluation), notes=notes, layers=prog.layers)
     return build
 
@@ -153,12 +156,16 @@ RECIPES: dict[tuple[str, str, str], Recipe] = {(r.precision, r.method, r.target)
            default=True, source="chain"),
     Recipe("int8", "identity", "executorch", "int8-identity-executorch", _program("executorch", "identity"),
            _EXECUTORCH, default=True, source="chain"),
+    Recipe("int8", "projection", "executorch", "int8-projection-executorch", _program("executorch", "projection"),
+           _EXECUTORCH, source="chain"),
     Recipe("int8", "naive", "executorch", "int8-naive-executorch", _program("executorch", "naive"), _EXECUTORCH,
            source="chain"),
     Recipe("fp32", "none", "litert", "fp32-litert", _program("litert", "fp32"), _LITERT, default=True,
            source="chain"),
     Recipe("int8", "identity", "litert", "int8-identity-litert", _program("litert", "identity"), _LITERT,
            default=True, source="chain"),
+    Recipe("int8", "projection", "litert", "int8-projection-litert", _program("litert", "projection"), _LITERT,
+           source="chain"),
     Recipe("int8", "naive", "litert", "int8-naive-litert", _program("litert", "naive"), _LITERT, source="chain"),
 )}
 DEFAULT_METHOD = {(r.precision, r.target): r.method for r in RECIPES.values() if r.default}
