@@ -29,7 +29,7 @@ from . import MAX_BENCH_BATCH, ONNX_BACKENDS
 from .env import collect_env
 from .formats import FORMATS, NumericFormat, agreement, tf32_allowed, uses_tf32
 from .models import FOLDED, VARIANTS, build_models, peak_conv
-from .runners import ALL_BACKENDS, Skip, default_backends, prepare, sync_for, unavailable
+from .runners import ALL_BACKENDS, Skip, default_backends, partly_delegated, prepare, sync_for, unavailable
 
 MAX_SPREAD = 0.25  # a latency's (p75 - p25) / p50 above this: the row is noisy
 MAX_RATIO_SPREAD = 0.15  # per-round ratios' IQR / median above this: the row's ratio is not trustworthy
@@ -80,16 +80,6 @@ def _record(variant, backend, device, batch, status, **extra) -> dict:
            "latency_ms": None, "throughput": None, "peak_mem_mb": None, "gflops": None, "peak_fraction": None}
     rec.update(extra)
     return rec
-
-
-def _partly_delegated(rec: dict, where: str) -> list[str]:
-    """A lowered program whose delegate left ops out runs them on the runtime's own, much slower kernels: its
-    time is not XNNPACK's, and the warning says so next to it."""
-    rest = (rec.get("delegation") or {}).get("not_delegated") or {}
-    if not rest:
-        return []
-    ops = ", ".join(f"{op} x{n}" for op, n in sorted(rest.items()))
-    return [f"{where}: XNNPACK runs {rec['delegation'].get('delegated', 0)} ops, the runtime's own kernels {ops}"]
 
 
 def _measure_prepare(make: Callable[[], Callable], device: str, warmup: int, sync) -> tuple[Callable, float, float | None]:
@@ -337,7 +327,7 @@ def _time_group(cfg: BenchConfig, models, backend: str, fmt: NumericFormat, batc
         warnings = _warnings(recs, env, f"{where} batch {batch}", FOLDED)
         for name, rec in recs.items():
             if rec["status"] == "ok":
-                rec["warnings"] = warnings[name] + _partly_delegated(rec, f"{where} batch {batch}: {name}")
+                rec["warnings"] = warnings[name] + partly_delegated(rec, f"{where} batch {batch}: {name}")
     calls.clear()
     return list(recs.values())
 

@@ -37,7 +37,7 @@ from .formats import NumericFormat
 
 FP32 = NumericFormat("fp32")
 
-__all__ = ["ALL_BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "Skip", "default_backends", "prepare", "sync_for",
+__all__ = ["ALL_BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "Skip", "default_backends", "partly_delegated", "prepare", "sync_for",
            "unavailable"]
 
 
@@ -115,3 +115,13 @@ def prepare(backend: str, device: str, variant, input_shape: tuple[int, int, int
         if not options.get("compile"):
             raise
         raise Skip(f"torch.compile failed here: {first_line(e)[:200]}") from None
+
+
+def partly_delegated(rec: dict, where: str) -> list[str]:
+    """A lowered program whose delegate left ops out runs them on the runtime's own, much slower kernels: its
+    time is not XNNPACK's, and the warning says so next to it."""
+    rest = (rec.get("delegation") or {}).get("not_delegated") or {}
+    if not rest:
+        return []
+    ops = ", ".join(f"{op} x{n}" for op, n in sorted(rest.items()))
+    return [f"{where}: XNNPACK runs {rec['delegation'].get('delegated', 0)} ops, the runtime's own kernels {ops}"]
