@@ -114,7 +114,7 @@ def convert(module: torch.nn.Module, example: torch.Tensor, *, static_int8: bool
     Raises:
         ExportError: torch.export or the conversion fails.
     """
-    from ..runtimes.native_log import native_stderr_kept, quiet_imports
+    from ..runtimes.native_log import native_stderr_kept, quiet_imports, with_native_error
 
     quiet_imports()
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
@@ -132,9 +132,8 @@ def convert(module: torch.nn.Module, example: torch.Tensor, *, static_int8: bool
             edge = litert_torch.convert(module, (example,), quant_config=quant_config)
             return bytes(edge.model_content())
     except Exception as e:  # torch.export and the converter raise many types; all mean "could not convert"
-        errors = [line for line in logged if "rror" in line]
-        raise ExportError(f"LiteRT could not convert the chain: {first_line(e)[:300]}"
-                          + (f" ({errors[-1][:200]})" if errors else "")) from None
+        raise ExportError(with_native_error(f"LiteRT could not convert the chain: {first_line(e)[:300]}",
+                                            logged)) from None
     finally:
         logging.disable(previous)
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
-from .lowered import load, runtime_ops  # noqa: F401  (this engine's load and runtime_ops)
-from .native_log import native_stderr_kept, quiet_imports
+from .lowered import load, run_in_chunks, runtime_ops  # noqa: F401  (this engine's load and runtime_ops)
+from .native_log import native_stderr_kept, quiet_imports, with_native_error
 
 
 class Loaded:
@@ -38,8 +38,7 @@ class Loaded:
                 self.program = runtime.Runtime.get().load_program(data)
                 self.method = self.program.load_method(name)
         except Exception as e:
-            errors = [line for line in logged if "rror" in line]
-            raise RuntimeError(f"{e}{' (' + errors[-1][:200] + ')' if errors else ''}") from None
+            raise RuntimeError(with_native_error(str(e), logged)) from None
 
 
 class Runner:
@@ -65,14 +64,7 @@ class Runner:
         return out.detach().numpy().copy()
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        step, out = self.batch, []
-        for i in range(0, len(x), step):
-            chunk = x[i:i + step]
-            pad = step - len(chunk)
-            if pad:
-                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
-            out.append(self._execute(chunk)[: step - pad])
-        return np.concatenate(out)
+        return run_in_chunks(self._execute, self.batch, x)
 
     def bind(self, x: Any) -> Callable[[], object]:
         """The call to time: every image of `x`, in the program's batch (as `run` feeds them)."""

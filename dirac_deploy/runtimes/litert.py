@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
-from .lowered import load, runtime_ops  # noqa: F401  (this engine's load and runtime_ops)
-from .native_log import native_stderr_kept
+from .lowered import load, run_in_chunks, runtime_ops  # noqa: F401  (this engine's load and runtime_ops)
+from .native_log import native_stderr_kept, with_native_error
 
 DELEGATE_OP = "DELEGATE"
 
@@ -33,8 +33,7 @@ def interpreter(data: bytes, threads: int | None = None):
             it = interp.Interpreter(model_content=data, num_threads=int(threads) if threads else None)
             it.allocate_tensors()
     except Exception as e:  # the interpreter raises ValueError / RuntimeError for a program it cannot run
-        errors = [line for line in logged if "rror" in line]
-        raise RuntimeError(f"{e}{' (' + errors[-1][:200] + ')' if errors else ''}") from None
+        raise RuntimeError(with_native_error(str(e), logged)) from None
     return it
 
 
@@ -97,14 +96,7 @@ class Runner:
         return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        step, out = self.batch, []
-        for i in range(0, len(x), step):
-            chunk = np.asarray(x[i:i + step], dtype=np.float32)
-            pad = step - len(chunk)
-            if pad:
-                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
-            out.append(self._execute(chunk)[: step - pad])
-        return np.concatenate(out)
+        return run_in_chunks(self._execute, self.batch, x)
 
     def bind(self, x: Any) -> Callable[[], object]:
         """The call to time: every image of `x`, in the program's batch, quantized first where the program

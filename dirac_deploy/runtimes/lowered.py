@@ -1,10 +1,14 @@
 """What the runtimes of lowered programs (ExecuTorch, LiteRT) share: the program's bytes from whatever holds them,
-and the conv precisions a program built here counted (a delegate's kernels cannot be listed from its bytes)."""
+the conv precisions a program built here counted (a delegate's kernels cannot be listed from its bytes), and
+running any batch through a program compiled for one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def load(model: Any) -> bytes:
@@ -26,3 +30,16 @@ def runtime_ops(model: Any) -> dict[str, dict[str, int]]:
     if counts is None:
         raise ValueError("an XNNPACK delegate does not list its kernels; only a program built here has counts")
     return counts
+
+
+def run_in_chunks(execute: Callable[[np.ndarray], np.ndarray], batch: int, x: np.ndarray) -> np.ndarray:
+    """`execute` (one call of a program compiled for `batch` images) over every image of `x`, in chunks of
+    exactly `batch`, the last one zero-padded and its padding's logits dropped."""
+    out = []
+    for i in range(0, len(x), batch):
+        chunk = np.asarray(x[i:i + batch], dtype=np.float32)
+        pad = batch - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
+        out.append(execute(chunk)[: batch - pad])
+    return np.concatenate(out)

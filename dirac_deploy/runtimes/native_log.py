@@ -33,3 +33,9 @@ def quiet_imports() -> None:
     machine cannot load, and torch's pytree, which logs a deprecation: neither is the user's to act on."""
     for name in ("torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def with_native_error(message: str, logged: list[str]) -> str:
+    """`message` followed by the last error line the C++ side logged while it was captured, if any."""
+    errors = [line for line in logged if "rror" in line]
+    return f"{message} ({errors[-1][:200]})" if errors else message
